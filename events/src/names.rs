@@ -1,0 +1,66 @@
+//! Stream, subject and bucket names: the one place they are spelled. All carry `v1`; a change
+//! of layout is a new version next to the old one, never an edit.
+//!
+//! Subjects are scoped by account so that NATS permissions and consumers can filter per tenant.
+
+use crate::AggregateKind;
+
+/// The control stream: key, alias, account and system events; kept forever, deny delete/purge.
+pub const CONTROL_STREAM: &str = "KL_CONTROL_V1";
+/// Subject prefix of the control stream (`kl.v1.ctl.<account>.<kind>.<id>`).
+pub const CONTROL_SUBJECT_PREFIX: &str = "kl.v1.ctl";
+/// Filter matching every control subject.
+pub const CONTROL_SUBJECTS: &str = "kl.v1.ctl.>";
+
+/// The material stream: wrapped key material only, one message per material version; single
+/// messages can be erased (crypto-shredding), so it is *not* deny-delete.
+pub const MATERIAL_STREAM: &str = "KL_MATERIAL_V1";
+/// Subject prefix of the material stream
+/// (`kl.v1.mat.<account>.<key_id>.<version>.<material_id hex>`).
+pub const MATERIAL_SUBJECT_PREFIX: &str = "kl.v1.mat";
+/// Filter matching every material subject.
+pub const MATERIAL_SUBJECTS: &str = "kl.v1.mat.>";
+
+/// The NATS micro service name every role registers under.
+pub const SERVICE_NAME: &str = "keyledger";
+/// Prefix of the request subjects: `kms.v1.<Operation>` (AWS operation names).
+pub const API_PREFIX: &str = "kms.v1";
+/// Filter matching every API request subject (what tenant accounts import).
+pub const API_SUBJECTS: &str = "kms.v1.>";
+
+/// Subject of one aggregate's events. `id` must be a valid subject token (key ids are UUIDs,
+/// alias names match `[a-zA-Z0-9/_-]+`, accounts are digits).
+pub fn control_subject(account: &str, kind: AggregateKind, id: &str) -> String {
+    format!("{CONTROL_SUBJECT_PREFIX}.{account}.{}.{id}", kind.subject_token())
+}
+
+/// Subject of one prepared material of a key: version and material id (the 32-byte
+/// commitment, 64 lowercase hex) are both in the subject, so two writers preparing the same
+/// version never collide, and material that was prepared but never committed by an event
+/// (a writer that lost a race, or crashed) cannot block a later one.
+pub fn material_subject(account: &str, key_id: &str, version: u32, material_id: &[u8; 32]) -> String {
+    let mut id = String::with_capacity(64);
+    for b in material_id {
+        id.push_str(&format!("{b:02x}"));
+    }
+    format!("{MATERIAL_SUBJECT_PREFIX}.{account}.{key_id}.{version}.{id}")
+}
+
+/// Filter matching every material (every version, committed or not) of a key.
+pub fn material_filter(account: &str, key_id: &str) -> String {
+    format!("{MATERIAL_SUBJECT_PREFIX}.{account}.{key_id}.>")
+}
+
+/// Request subject of an API operation (`Encrypt` → `kms.v1.Encrypt`).
+pub fn api_subject(operation: &str) -> String {
+    format!("{API_PREFIX}.{operation}")
+}
+
+/// True if `token` can be used as one NATS subject token (no separators, wildcards or
+/// whitespace, not empty).
+pub fn is_subject_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b > b' ' && b != b'.' && b != b'*' && b != b'>' && b < 0x7f)
+}

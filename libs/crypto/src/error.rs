@@ -1,0 +1,57 @@
+//! The crate's error type.
+
+/// Result alias for this crate.
+pub type Result<T, E = CryptoError> = std::result::Result<T, E>;
+
+/// Errors of `keyledger-crypto`. No message ever contains secret bytes (key material, data
+/// keys, plaintext or the root key); root key ids, which reveal nothing, may appear.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptoError {
+    /// A ciphertext blob is malformed, truncated, of an unknown version, was tampered with, or
+    /// was presented with the wrong encryption context or material. Deliberately carries no
+    /// detail (no decryption oracle); maps to AWS `InvalidCiphertextException` with an empty
+    /// message (AWS KMS API reference, Decrypt).
+    #[error("invalid ciphertext")]
+    InvalidCiphertext,
+
+    /// Wrapped key material names a root key other than the one loaded.
+    #[error(
+        "key material was wrapped by root key {} but the loaded root key is {}",
+        hex::encode(wrapped_by),
+        hex::encode(loaded)
+    )]
+    WrongRootKey {
+        /// Root key id (16 bytes) recorded in the wrapped bytes.
+        wrapped_by: [u8; 16],
+        /// Id of the root key that tried to unwrap.
+        loaded: [u8; 16],
+    },
+
+    /// Wrapped key material is malformed, was tampered with, or was presented with AAD (account,
+    /// key id or version) other than the one it was wrapped with. No further detail.
+    #[error("wrapped key material failed to unwrap (malformed, tampered or wrong binding)")]
+    UnwrapFailed,
+
+    /// Key material unwrapped correctly but its commitment differs from the one the log holds.
+    #[error("unwrapped key material does not match its logged material id")]
+    MaterialIdMismatch,
+
+    /// The root key file or descriptor could not be used (path, mode or format problem). The
+    /// message names the problem, never the file's contents.
+    #[error("root key: {0}")]
+    RootKeyFile(String),
+
+    /// An envelope file is malformed, truncated, tampered with, or its parameters are out of
+    /// bounds. The message names the problem, never plaintext or key bytes.
+    #[error("envelope: {0}")]
+    Envelope(String),
+
+    /// Process hardening (`prctl`, `setrlimit`) failed.
+    #[error("process hardening failed: {0}")]
+    Harden(String),
+
+    /// An I/O error from a caller-supplied reader or writer, or from the root key file.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

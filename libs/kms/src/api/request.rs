@@ -1,0 +1,1008 @@
+//! Typed requests for every operation in scope, parsed from AWS JSON 1.1 bodies.
+//!
+//! Parsing order (aws-kms-api.md §1.1, §1.3, §2): malformed JSON, a body that is not an
+//! object, a member of the wrong JSON type or bad base64 → `SerializationException`; then every
+//! model constraint (required, lengths, ranges, enums, patterns) is checked and all violations
+//! are reported together in one `ValidationException`
+//! (`N validation error(s) detected: …`); then semantic checks (`ValidationException` with
+//! AWS's texts); then valid AWS values this build does not support →
+//! `UnsupportedOperationException`. Unknown members are ignored. Nothing here looks at key
+//! state; that is `decide`, `query` and `crypto_rules`.
+
+use std::collections::BTreeMap;
+
+use keyledger_events::TagV1;
+
+use super::enums::*;
+use super::json::{Checks, Members};
+use super::Operation;
+use crate::error::{violation, KmsError, Shown};
+use crate::secret::Secret;
+
+/// Limits enforced by request validation. Units are in the names; sources in the docs.
+pub mod limits {
+    /// `KeyIdT`: 1..2048 characters (API model).
+    pub const MAX_KEY_ID_CHARS: usize = 2048;
+    /// `PlaintextT`: 1..4096 bytes (API model).
+    pub const MAX_PLAINTEXT_BYTES: usize = 4096;
+    /// `CiphertextT`: 1..6144 bytes (API model).
+    pub const MAX_CIPHERTEXT_BYTES: usize = 6144;
+    /// `NumberOfBytes` of GenerateDataKey / GenerateRandom: 1..1024 (API model).
+    pub const MAX_NUMBER_OF_BYTES: i64 = 1024;
+    /// `GrantTokens`: at most 10 per request (API model).
+    pub const MAX_GRANT_TOKENS: usize = 10;
+    /// Each grant token: 1..8192 characters (API model).
+    pub const MAX_GRANT_TOKEN_CHARS: usize = 8192;
+    /// `Description`: 0..8192 characters (API model).
+    pub const MAX_DESCRIPTION_CHARS: usize = 8192;
+    /// `Policy`: 1..131072 characters (API model; the service caps it at 32 KB).
+    pub const MAX_POLICY_CHARS: usize = 131_072;
+    /// `TagKey`: 1..128 characters (API model).
+    pub const MAX_TAG_KEY_CHARS: usize = 128;
+    /// `TagValue`: 0..256 characters (API model).
+    pub const MAX_TAG_VALUE_CHARS: usize = 256;
+    /// `RotationPeriodInDays`: 90..2560 days, default 365 (API model).
+    pub const MIN_ROTATION_PERIOD_DAYS: i64 = 90;
+    /// See [`MIN_ROTATION_PERIOD_DAYS`].
+    pub const MAX_ROTATION_PERIOD_DAYS: i64 = 2560;
+    /// See [`MIN_ROTATION_PERIOD_DAYS`].
+    pub const DEFAULT_ROTATION_PERIOD_DAYS: u16 = 365;
+    /// `PendingWindowInDays`: the model says 1..365, the service enforces 7..30, default 30
+    /// (AWS docs; aws-kms-api.md §10).
+    pub const MIN_PENDING_WINDOW_DAYS: i64 = 7;
+    /// See [`MIN_PENDING_WINDOW_DAYS`].
+    pub const MAX_PENDING_WINDOW_DAYS: i64 = 30;
+    /// See [`MIN_PENDING_WINDOW_DAYS`].
+    pub const DEFAULT_PENDING_WINDOW_DAYS: u16 = 30;
+    /// `AliasName`: 1..256 characters (API model).
+    pub const MAX_ALIAS_NAME_CHARS: usize = 256;
+    /// `Marker`: 1..1024 characters of U+0020..U+00FF (API model).
+    pub const MAX_MARKER_CHARS: usize = 1024;
+    /// `CustomKeyStoreId`: 1..64 characters (API model).
+    pub const MAX_CUSTOM_KEY_STORE_ID_CHARS: usize = 64;
+    /// Keyledger's own encryption-context cap (AWS sets none; aws-kms-api.md §4.1): at most
+    /// 64 pairs.
+    pub const MAX_ENCRYPTION_CONTEXT_PAIRS: usize = 64;
+    /// Each encryption-context key: 1..2048 bytes of UTF-8 (Keyledger's cap).
+    pub const MAX_ENCRYPTION_CONTEXT_KEY_BYTES: usize = 2048;
+    /// Each encryption-context value: 0..2048 bytes of UTF-8 (Keyledger's cap).
+    pub const MAX_ENCRYPTION_CONTEXT_VALUE_BYTES: usize = 2048;
+    /// All keys and values of one encryption context together: at most 8192 bytes
+    /// (Keyledger's cap).
+    pub const MAX_ENCRYPTION_CONTEXT_TOTAL_BYTES: usize = 8192;
+    /// `Limit` of ListKeys and ListKeyRotations: 1..1000, default 100.
+    pub const LIST_KEYS_LIMIT: (i64, i64, u32) = (1, 1000, 100);
+    /// `Limit` of ListAliases: 1..100, default 50.
+    pub const LIST_ALIASES_LIMIT: (i64, i64, u32) = (1, 100, 50);
+    /// `Limit` of ListResourceTags: 1..50, default 50.
+    pub const LIST_TAGS_LIMIT: (i64, i64, u32) = (1, 50, 50);
+}
+
+/// An encryption context: string → string, sorted by key (UTF-8 byte order), the form the
+/// AAD canonicalisation expects. Not secret (AWS logs it), but bounded (see [`limits`]).
+pub type EncryptionContext = BTreeMap<String, String>;
+
+/// CreateKey. Only symmetric `AWS_KMS` keys pass parsing so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateKeyRequest {
+    /// `Description`, 0..8192 characters, default "".
+    pub description: String,
+    /// `KeySpec` (or `CustomerMasterKeySpec`), default SYMMETRIC_DEFAULT.
+    pub key_spec: KeySpec,
+    /// `KeyUsage`, default ENCRYPT_DECRYPT.
+    pub key_usage: KeyUsage,
+    /// `Origin`, default AWS_KMS.
+    pub origin: Origin,
+    /// `Tags` (TagException rules are applied by `decide`).
+    pub tags: Vec<TagV1>,
+    /// `BypassPolicyLockoutSafetyCheck` (accepted, meaningless until key policies exist).
+    pub bypass_policy_lockout_safety_check: bool,
+}
+
+/// UpdateKeyDescription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateKeyDescriptionRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `Description`, 0..8192 characters.
+    pub description: String,
+}
+
+macro_rules! key_only_request {
+    ($($(#[$m:meta])* $name:ident),+ $(,)?) => {$(
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name {
+            /// `KeyId` (key id or key ARN; 1..2048 characters).
+            pub key_id: String,
+        }
+    )+};
+}
+
+key_only_request!(
+    /// EnableKey.
+    EnableKeyRequest,
+    /// DisableKey.
+    DisableKeyRequest,
+    /// CancelKeyDeletion.
+    CancelKeyDeletionRequest,
+    /// DisableKeyRotation.
+    DisableKeyRotationRequest,
+    /// RotateKeyOnDemand.
+    RotateKeyOnDemandRequest,
+    /// GetKeyRotationStatus.
+    GetKeyRotationStatusRequest,
+);
+
+/// ScheduleKeyDeletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleKeyDeletionRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `PendingWindowInDays`, 7..30 days, default 30 already applied.
+    pub pending_window_in_days: u16,
+}
+
+/// EnableKeyRotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnableKeyRotationRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `RotationPeriodInDays`, 90..2560 days, default 365 already applied.
+    pub rotation_period_in_days: u16,
+}
+
+/// TagResource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagResourceRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `Tags` to set or replace, in request order.
+    pub tags: Vec<TagV1>,
+}
+
+/// UntagResource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UntagResourceRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `TagKeys` to remove (missing keys are ignored).
+    pub tag_keys: Vec<String>,
+}
+
+/// CreateAlias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateAliasRequest {
+    /// `AliasName`, `alias/…`, 1..256 characters, not `alias/aws/…`.
+    pub alias_name: String,
+    /// `TargetKeyId` (key id or key ARN).
+    pub target_key_id: String,
+}
+
+/// UpdateAlias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateAliasRequest {
+    /// `AliasName`.
+    pub alias_name: String,
+    /// `TargetKeyId` (key id or key ARN) of the new target.
+    pub target_key_id: String,
+}
+
+/// DeleteAlias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteAliasRequest {
+    /// `AliasName`.
+    pub alias_name: String,
+}
+
+/// DescribeKey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribeKeyRequest {
+    /// `KeyId` (key id, key ARN, alias name or alias ARN).
+    pub key_id: String,
+    /// `GrantTokens` (0..10).
+    pub grant_tokens: Vec<String>,
+}
+
+/// ListKeys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListKeysRequest {
+    /// `Limit`, 1..1000, default 100 applied.
+    pub limit: u32,
+    /// `Marker` from a previous `NextMarker`.
+    pub marker: Option<String>,
+}
+
+/// ListAliases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListAliasesRequest {
+    /// `KeyId` filter (key id or key ARN).
+    pub key_id: Option<String>,
+    /// `Limit`, 1..100, default 50 applied.
+    pub limit: u32,
+    /// `Marker`.
+    pub marker: Option<String>,
+}
+
+/// ListKeyRotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListKeyRotationsRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `IncludeKeyMaterial`, default ROTATIONS_ONLY applied.
+    pub include_key_material: IncludeKeyMaterial,
+    /// `Limit`, 1..1000, default 100 applied.
+    pub limit: u32,
+    /// `Marker`.
+    pub marker: Option<String>,
+}
+
+/// ListResourceTags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListResourceTagsRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `Limit`, 1..50, default 50 applied.
+    pub limit: u32,
+    /// `Marker`.
+    pub marker: Option<String>,
+}
+
+/// Encrypt.
+#[derive(Debug)]
+pub struct EncryptRequest {
+    /// `KeyId` (any form).
+    pub key_id: String,
+    /// `Plaintext`, 1..4096 bytes, zeroized on drop.
+    pub plaintext: Secret,
+    /// `EncryptionContext`.
+    pub encryption_context: EncryptionContext,
+    /// `GrantTokens` (0..10).
+    pub grant_tokens: Vec<String>,
+    /// `EncryptionAlgorithm` as sent (a symmetric key needs SYMMETRIC_DEFAULT or none; see
+    /// `crypto_rules::check_encryption_algorithm`).
+    pub encryption_algorithm: Option<EncryptionAlgorithm>,
+    /// `DryRun`.
+    pub dry_run: bool,
+}
+
+/// Decrypt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecryptRequest {
+    /// `CiphertextBlob`, 1..6144 bytes; `None` only for DryRun with IGNORE_CIPHERTEXT.
+    pub ciphertext_blob: Option<Vec<u8>>,
+    /// `EncryptionContext`.
+    pub encryption_context: EncryptionContext,
+    /// `GrantTokens`.
+    pub grant_tokens: Vec<String>,
+    /// `KeyId` (any form), optional for symmetric ciphertexts.
+    pub key_id: Option<String>,
+    /// `EncryptionAlgorithm` as sent.
+    pub encryption_algorithm: Option<EncryptionAlgorithm>,
+    /// `DryRun`.
+    pub dry_run: bool,
+    /// `DryRunModifiers`.
+    pub dry_run_modifiers: Vec<DryRunModifier>,
+}
+
+/// ReEncrypt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReEncryptRequest {
+    /// `CiphertextBlob`, 1..6144 bytes; `None` only for DryRun with IGNORE_CIPHERTEXT.
+    pub ciphertext_blob: Option<Vec<u8>>,
+    /// `SourceEncryptionContext`.
+    pub source_encryption_context: EncryptionContext,
+    /// `SourceKeyId` (any form), optional.
+    pub source_key_id: Option<String>,
+    /// `DestinationKeyId` (any form).
+    pub destination_key_id: String,
+    /// `DestinationEncryptionContext`.
+    pub destination_encryption_context: EncryptionContext,
+    /// `SourceEncryptionAlgorithm` as sent.
+    pub source_encryption_algorithm: Option<EncryptionAlgorithm>,
+    /// `DestinationEncryptionAlgorithm` as sent.
+    pub destination_encryption_algorithm: Option<EncryptionAlgorithm>,
+    /// `GrantTokens`.
+    pub grant_tokens: Vec<String>,
+    /// `DryRun`.
+    pub dry_run: bool,
+    /// `DryRunModifiers`.
+    pub dry_run_modifiers: Vec<DryRunModifier>,
+}
+
+/// GenerateDataKey and GenerateDataKeyWithoutPlaintext: exactly one of `key_spec` and
+/// `number_of_bytes` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateDataKeyRequest {
+    /// `KeyId` (any form).
+    pub key_id: String,
+    /// `EncryptionContext`.
+    pub encryption_context: EncryptionContext,
+    /// `KeySpec` (AES_128 / AES_256).
+    pub key_spec: Option<DataKeySpec>,
+    /// `NumberOfBytes`, 1..1024.
+    pub number_of_bytes: Option<u32>,
+    /// `GrantTokens`.
+    pub grant_tokens: Vec<String>,
+    /// `DryRun`.
+    pub dry_run: bool,
+}
+
+impl GenerateDataKeyRequest {
+    /// Length of the data key to generate, in bytes (1..1024).
+    pub fn data_key_len(&self) -> usize {
+        match (self.key_spec, self.number_of_bytes) {
+            (Some(spec), _) => spec.len_bytes(),
+            (None, Some(n)) => n as usize,
+            (None, None) => unreachable!("parse_request guarantees KeySpec xor NumberOfBytes"),
+        }
+    }
+}
+
+/// GenerateDataKeyWithoutPlaintext has GenerateDataKey's members minus `Recipient`.
+pub type GenerateDataKeyWithoutPlaintextRequest = GenerateDataKeyRequest;
+
+/// GenerateRandom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateRandomRequest {
+    /// `NumberOfBytes`, 1..1024 (required).
+    pub number_of_bytes: u32,
+}
+
+impl DecryptRequest {
+    /// Whether `DryRunModifiers` contains IGNORE_CIPHERTEXT.
+    pub fn ignore_ciphertext(&self) -> bool {
+        self.dry_run_modifiers.contains(&DryRunModifier::IgnoreCiphertext)
+    }
+}
+
+impl ReEncryptRequest {
+    /// Whether `DryRunModifiers` contains IGNORE_CIPHERTEXT.
+    pub fn ignore_ciphertext(&self) -> bool {
+        self.dry_run_modifiers.contains(&DryRunModifier::IgnoreCiphertext)
+    }
+}
+
+/// A parsed request of any operation in scope.
+#[derive(Debug)]
+#[allow(missing_docs)] // each variant is the request of the operation of the same name
+pub enum Request {
+    CreateKey(CreateKeyRequest),
+    UpdateKeyDescription(UpdateKeyDescriptionRequest),
+    EnableKey(EnableKeyRequest),
+    DisableKey(DisableKeyRequest),
+    ScheduleKeyDeletion(ScheduleKeyDeletionRequest),
+    CancelKeyDeletion(CancelKeyDeletionRequest),
+    EnableKeyRotation(EnableKeyRotationRequest),
+    DisableKeyRotation(DisableKeyRotationRequest),
+    RotateKeyOnDemand(RotateKeyOnDemandRequest),
+    TagResource(TagResourceRequest),
+    UntagResource(UntagResourceRequest),
+    CreateAlias(CreateAliasRequest),
+    UpdateAlias(UpdateAliasRequest),
+    DeleteAlias(DeleteAliasRequest),
+    DescribeKey(DescribeKeyRequest),
+    ListKeys(ListKeysRequest),
+    ListAliases(ListAliasesRequest),
+    GetKeyRotationStatus(GetKeyRotationStatusRequest),
+    ListKeyRotations(ListKeyRotationsRequest),
+    ListResourceTags(ListResourceTagsRequest),
+    Encrypt(EncryptRequest),
+    Decrypt(DecryptRequest),
+    ReEncrypt(ReEncryptRequest),
+    GenerateDataKey(GenerateDataKeyRequest),
+    GenerateDataKeyWithoutPlaintext(GenerateDataKeyWithoutPlaintextRequest),
+    GenerateRandom(GenerateRandomRequest),
+}
+
+impl Request {
+    /// The operation of this request.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Request::CreateKey(_) => Operation::CreateKey,
+            Request::UpdateKeyDescription(_) => Operation::UpdateKeyDescription,
+            Request::EnableKey(_) => Operation::EnableKey,
+            Request::DisableKey(_) => Operation::DisableKey,
+            Request::ScheduleKeyDeletion(_) => Operation::ScheduleKeyDeletion,
+            Request::CancelKeyDeletion(_) => Operation::CancelKeyDeletion,
+            Request::EnableKeyRotation(_) => Operation::EnableKeyRotation,
+            Request::DisableKeyRotation(_) => Operation::DisableKeyRotation,
+            Request::RotateKeyOnDemand(_) => Operation::RotateKeyOnDemand,
+            Request::TagResource(_) => Operation::TagResource,
+            Request::UntagResource(_) => Operation::UntagResource,
+            Request::CreateAlias(_) => Operation::CreateAlias,
+            Request::UpdateAlias(_) => Operation::UpdateAlias,
+            Request::DeleteAlias(_) => Operation::DeleteAlias,
+            Request::DescribeKey(_) => Operation::DescribeKey,
+            Request::ListKeys(_) => Operation::ListKeys,
+            Request::ListAliases(_) => Operation::ListAliases,
+            Request::GetKeyRotationStatus(_) => Operation::GetKeyRotationStatus,
+            Request::ListKeyRotations(_) => Operation::ListKeyRotations,
+            Request::ListResourceTags(_) => Operation::ListResourceTags,
+            Request::Encrypt(_) => Operation::Encrypt,
+            Request::Decrypt(_) => Operation::Decrypt,
+            Request::ReEncrypt(_) => Operation::ReEncrypt,
+            Request::GenerateDataKey(_) => Operation::GenerateDataKey,
+            Request::GenerateDataKeyWithoutPlaintext(_) => Operation::GenerateDataKeyWithoutPlaintext,
+            Request::GenerateRandom(_) => Operation::GenerateRandom,
+        }
+    }
+
+    /// The `KeyId`-style member naming the key the request is about, as sent (`TargetKeyId`
+    /// for aliases, `DestinationKeyId` for ReEncrypt); `None` when there is none. For audit
+    /// records ("key id as supplied").
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Request::CreateKey(_) | Request::ListKeys(_) | Request::GenerateRandom(_) | Request::DeleteAlias(_) => None,
+            Request::UpdateKeyDescription(r) => Some(&r.key_id),
+            Request::EnableKey(r) => Some(&r.key_id),
+            Request::DisableKey(r) => Some(&r.key_id),
+            Request::ScheduleKeyDeletion(r) => Some(&r.key_id),
+            Request::CancelKeyDeletion(r) => Some(&r.key_id),
+            Request::EnableKeyRotation(r) => Some(&r.key_id),
+            Request::DisableKeyRotation(r) => Some(&r.key_id),
+            Request::RotateKeyOnDemand(r) => Some(&r.key_id),
+            Request::TagResource(r) => Some(&r.key_id),
+            Request::UntagResource(r) => Some(&r.key_id),
+            Request::CreateAlias(r) => Some(&r.target_key_id),
+            Request::UpdateAlias(r) => Some(&r.target_key_id),
+            Request::DescribeKey(r) => Some(&r.key_id),
+            Request::ListAliases(r) => r.key_id.as_deref(),
+            Request::GetKeyRotationStatus(r) => Some(&r.key_id),
+            Request::ListKeyRotations(r) => Some(&r.key_id),
+            Request::ListResourceTags(r) => Some(&r.key_id),
+            Request::Encrypt(r) => Some(&r.key_id),
+            Request::Decrypt(r) => r.key_id.as_deref(),
+            Request::ReEncrypt(r) => Some(&r.destination_key_id),
+            Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r) => Some(&r.key_id),
+        }
+    }
+}
+
+/// Parses and validates the AWS JSON body of `op` (see the module docs for the order of
+/// checks and the errors). The caller should zeroize `body` afterwards if it may hold a
+/// plaintext.
+pub fn parse_request(op: Operation, body: &[u8]) -> Result<Request, KmsError> {
+    let mut m = Members::parse(body)?;
+    let mut c = Checks::default();
+    let req = match op {
+        Operation::CreateKey => Request::CreateKey(create_key(&mut m, &mut c)?),
+        Operation::UpdateKeyDescription => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let description = m.string("Description")?;
+            let description = c.required(description, "description");
+            if let Some(d) = &description {
+                c.str_len(d, "description", 0, limits::MAX_DESCRIPTION_CHARS);
+            }
+            c.finish()?;
+            Request::UpdateKeyDescription(UpdateKeyDescriptionRequest { key_id: key_id.unwrap(), description: description.unwrap() })
+        }
+        Operation::EnableKey => Request::EnableKey(EnableKeyRequest { key_id: only_key_id(&mut m, c)? }),
+        Operation::DisableKey => Request::DisableKey(DisableKeyRequest { key_id: only_key_id(&mut m, c)? }),
+        Operation::CancelKeyDeletion => Request::CancelKeyDeletion(CancelKeyDeletionRequest { key_id: only_key_id(&mut m, c)? }),
+        Operation::DisableKeyRotation => Request::DisableKeyRotation(DisableKeyRotationRequest { key_id: only_key_id(&mut m, c)? }),
+        Operation::RotateKeyOnDemand => Request::RotateKeyOnDemand(RotateKeyOnDemandRequest { key_id: only_key_id(&mut m, c)? }),
+        Operation::GetKeyRotationStatus => Request::GetKeyRotationStatus(GetKeyRotationStatusRequest { key_id: only_key_id(&mut m, c)? }),
+        Operation::ScheduleKeyDeletion => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let window = m.integer("PendingWindowInDays")?;
+            if let Some(w) = window {
+                c.range(w, "pendingWindowInDays", limits::MIN_PENDING_WINDOW_DAYS, limits::MAX_PENDING_WINDOW_DAYS);
+            }
+            c.finish()?;
+            Request::ScheduleKeyDeletion(ScheduleKeyDeletionRequest {
+                key_id: key_id.unwrap(),
+                pending_window_in_days: window.map_or(limits::DEFAULT_PENDING_WINDOW_DAYS, |w| w as u16),
+            })
+        }
+        Operation::EnableKeyRotation => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let period = m.integer("RotationPeriodInDays")?;
+            if let Some(p) = period {
+                c.range(p, "rotationPeriodInDays", limits::MIN_ROTATION_PERIOD_DAYS, limits::MAX_ROTATION_PERIOD_DAYS);
+            }
+            c.finish()?;
+            Request::EnableKeyRotation(EnableKeyRotationRequest {
+                key_id: key_id.unwrap(),
+                rotation_period_in_days: period.map_or(limits::DEFAULT_ROTATION_PERIOD_DAYS, |p| p as u16),
+            })
+        }
+        Operation::TagResource => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let tags = m.tags("Tags")?;
+            let tags = c.required(tags, "tags").map(|t| check_tags(t, &mut c));
+            c.finish()?;
+            Request::TagResource(TagResourceRequest { key_id: key_id.unwrap(), tags: tags.unwrap() })
+        }
+        Operation::UntagResource => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let keys = m.string_list("TagKeys")?;
+            let keys = c.required(keys, "tagKeys");
+            if let Some(keys) = &keys {
+                for (i, k) in keys.iter().enumerate() {
+                    c.str_len(k, &format!("tagKeys.{}.member", i + 1), 1, limits::MAX_TAG_KEY_CHARS);
+                }
+            }
+            c.finish()?;
+            Request::UntagResource(UntagResourceRequest { key_id: key_id.unwrap(), tag_keys: keys.unwrap() })
+        }
+        Operation::CreateAlias | Operation::UpdateAlias => {
+            let alias_name = alias_name(&mut m, &mut c)?;
+            let target = key_id(&mut m, &mut c, "TargetKeyId")?;
+            c.finish()?;
+            let alias_name = alias_name.unwrap();
+            check_alias_name(&alias_name)?;
+            let target_key_id = target.unwrap();
+            if op == Operation::CreateAlias {
+                Request::CreateAlias(CreateAliasRequest { alias_name, target_key_id })
+            } else {
+                Request::UpdateAlias(UpdateAliasRequest { alias_name, target_key_id })
+            }
+        }
+        Operation::DeleteAlias => {
+            let alias_name = alias_name(&mut m, &mut c)?;
+            c.finish()?;
+            let alias_name = alias_name.unwrap();
+            check_alias_name(&alias_name)?;
+            Request::DeleteAlias(DeleteAliasRequest { alias_name })
+        }
+        Operation::DescribeKey => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let grant_tokens = grant_tokens(&mut m, &mut c)?;
+            c.finish()?;
+            Request::DescribeKey(DescribeKeyRequest { key_id: key_id.unwrap(), grant_tokens })
+        }
+        Operation::ListKeys => {
+            let (limit, marker) = paging(&mut m, &mut c, limits::LIST_KEYS_LIMIT)?;
+            c.finish()?;
+            Request::ListKeys(ListKeysRequest { limit, marker })
+        }
+        Operation::ListAliases => {
+            let key_id = optional_key_id(&mut m, &mut c, "KeyId")?;
+            let (limit, marker) = paging(&mut m, &mut c, limits::LIST_ALIASES_LIMIT)?;
+            c.finish()?;
+            Request::ListAliases(ListAliasesRequest { key_id, limit, marker })
+        }
+        Operation::ListKeyRotations => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let include = m.string("IncludeKeyMaterial")?;
+            let include = c.enum_value(include, "includeKeyMaterial", IncludeKeyMaterial::parse, IncludeKeyMaterial::value_set());
+            let (limit, marker) = paging(&mut m, &mut c, limits::LIST_KEYS_LIMIT)?;
+            c.finish()?;
+            Request::ListKeyRotations(ListKeyRotationsRequest {
+                key_id: key_id.unwrap(),
+                include_key_material: include.unwrap_or(IncludeKeyMaterial::RotationsOnly),
+                limit,
+                marker,
+            })
+        }
+        Operation::ListResourceTags => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let (limit, marker) = paging(&mut m, &mut c, limits::LIST_TAGS_LIMIT)?;
+            c.finish()?;
+            Request::ListResourceTags(ListResourceTagsRequest { key_id: key_id.unwrap(), limit, marker })
+        }
+        Operation::Encrypt => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let plaintext = m.secret("Plaintext")?;
+            let plaintext = c.required(plaintext, "plaintext");
+            if let Some(p) = &plaintext {
+                c.hidden_len(p.len(), "plaintext", 1, limits::MAX_PLAINTEXT_BYTES);
+            }
+            let encryption_context = encryption_context(&mut m, &mut c, "EncryptionContext")?;
+            let grant_tokens = grant_tokens(&mut m, &mut c)?;
+            let encryption_algorithm = algorithm(&mut m, &mut c, "EncryptionAlgorithm")?;
+            let dry_run = m.boolean("DryRun")?.unwrap_or(false);
+            c.finish()?;
+            Request::Encrypt(EncryptRequest {
+                key_id: key_id.unwrap(),
+                plaintext: plaintext.unwrap(),
+                encryption_context,
+                grant_tokens,
+                encryption_algorithm,
+                dry_run,
+            })
+        }
+        Operation::Decrypt => {
+            let blob = m.blob("CiphertextBlob")?;
+            if let Some(b) = &blob {
+                c.hidden_len(b.len(), "ciphertextBlob", 1, limits::MAX_CIPHERTEXT_BYTES);
+            }
+            let encryption_context = encryption_context(&mut m, &mut c, "EncryptionContext")?;
+            let grant_tokens = grant_tokens(&mut m, &mut c)?;
+            let key_id = optional_key_id(&mut m, &mut c, "KeyId")?;
+            let encryption_algorithm = algorithm(&mut m, &mut c, "EncryptionAlgorithm")?;
+            let dry_run = m.boolean("DryRun")?.unwrap_or(false);
+            let dry_run_modifiers = dry_run_modifiers(&mut m, &mut c)?;
+            let recipient = m.present("Recipient");
+            let ignore = dry_run && dry_run_modifiers.contains(&DryRunModifier::IgnoreCiphertext);
+            let blob = if ignore { blob } else { c.required(blob, "ciphertextBlob") };
+            c.finish()?;
+            if ignore && key_id.is_none() {
+                return Err(KmsError::validation("KeyId is required when DryRunModifiers contains IGNORE_CIPHERTEXT."));
+            }
+            if recipient {
+                return Err(recipient_unsupported());
+            }
+            Request::Decrypt(DecryptRequest {
+                ciphertext_blob: blob,
+                encryption_context,
+                grant_tokens,
+                key_id,
+                encryption_algorithm,
+                dry_run,
+                dry_run_modifiers,
+            })
+        }
+        Operation::ReEncrypt => {
+            let blob = m.blob("CiphertextBlob")?;
+            if let Some(b) = &blob {
+                c.hidden_len(b.len(), "ciphertextBlob", 1, limits::MAX_CIPHERTEXT_BYTES);
+            }
+            let source_encryption_context = encryption_context(&mut m, &mut c, "SourceEncryptionContext")?;
+            let source_key_id = optional_key_id(&mut m, &mut c, "SourceKeyId")?;
+            let destination_key_id = key_id(&mut m, &mut c, "DestinationKeyId")?;
+            let destination_encryption_context = encryption_context(&mut m, &mut c, "DestinationEncryptionContext")?;
+            let source_encryption_algorithm = algorithm(&mut m, &mut c, "SourceEncryptionAlgorithm")?;
+            let destination_encryption_algorithm = algorithm(&mut m, &mut c, "DestinationEncryptionAlgorithm")?;
+            let grant_tokens = grant_tokens(&mut m, &mut c)?;
+            let dry_run = m.boolean("DryRun")?.unwrap_or(false);
+            let dry_run_modifiers = dry_run_modifiers(&mut m, &mut c)?;
+            let ignore = dry_run && dry_run_modifiers.contains(&DryRunModifier::IgnoreCiphertext);
+            let blob = if ignore { blob } else { c.required(blob, "ciphertextBlob") };
+            c.finish()?;
+            if ignore && source_key_id.is_none() {
+                return Err(KmsError::validation("SourceKeyId is required when DryRunModifiers contains IGNORE_CIPHERTEXT."));
+            }
+            Request::ReEncrypt(ReEncryptRequest {
+                ciphertext_blob: blob,
+                source_encryption_context,
+                source_key_id,
+                destination_key_id: destination_key_id.unwrap(),
+                destination_encryption_context,
+                source_encryption_algorithm,
+                destination_encryption_algorithm,
+                grant_tokens,
+                dry_run,
+                dry_run_modifiers,
+            })
+        }
+        Operation::GenerateDataKey | Operation::GenerateDataKeyWithoutPlaintext => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let encryption_context = encryption_context(&mut m, &mut c, "EncryptionContext")?;
+            let n = m.integer("NumberOfBytes")?;
+            if let Some(n) = n {
+                c.range(n, "numberOfBytes", 1, limits::MAX_NUMBER_OF_BYTES);
+            }
+            let spec = m.string("KeySpec")?;
+            let key_spec = c.enum_value(spec, "keySpec", DataKeySpec::parse, DataKeySpec::value_set());
+            let grant_tokens = grant_tokens(&mut m, &mut c)?;
+            let dry_run = m.boolean("DryRun")?.unwrap_or(false);
+            let recipient = op == Operation::GenerateDataKey && m.present("Recipient");
+            c.finish()?;
+            if key_spec.is_some() == n.is_some() {
+                return Err(KmsError::validation("Please specify either number of bytes or key spec."));
+            }
+            if recipient {
+                return Err(recipient_unsupported());
+            }
+            let r = GenerateDataKeyRequest {
+                key_id: key_id.unwrap(),
+                encryption_context,
+                key_spec,
+                number_of_bytes: n.map(|n| n as u32),
+                grant_tokens,
+                dry_run,
+            };
+            if op == Operation::GenerateDataKey {
+                Request::GenerateDataKey(r)
+            } else {
+                Request::GenerateDataKeyWithoutPlaintext(r)
+            }
+        }
+        Operation::GenerateRandom => {
+            let n = m.integer("NumberOfBytes")?;
+            if let Some(n) = n {
+                c.range(n, "numberOfBytes", 1, limits::MAX_NUMBER_OF_BYTES);
+            }
+            let store = m.string("CustomKeyStoreId")?;
+            if let Some(s) = &store {
+                c.str_len(s, "customKeyStoreId", 1, limits::MAX_CUSTOM_KEY_STORE_ID_CHARS);
+            }
+            let recipient = m.present("Recipient");
+            c.finish()?;
+            let Some(n) = n else {
+                return Err(KmsError::validation("NumberOfBytes is required."));
+            };
+            if store.is_some() {
+                return Err(custom_key_store_unsupported());
+            }
+            if recipient {
+                return Err(recipient_unsupported());
+            }
+            Request::GenerateRandom(GenerateRandomRequest { number_of_bytes: n as u32 })
+        }
+    };
+    Ok(req)
+}
+
+fn recipient_unsupported() -> KmsError {
+    KmsError::unsupported("Recipient (attested enclave delivery) is not supported yet.")
+}
+
+fn custom_key_store_unsupported() -> KmsError {
+    KmsError::unsupported("Custom key stores (CustomKeyStoreId) are not supported.")
+}
+
+fn camel(member: &str) -> String {
+    let mut out = String::with_capacity(member.len());
+    let mut chars = member.chars();
+    if let Some(first) = chars.next() {
+        out.extend(first.to_lowercase());
+    }
+    out.extend(chars);
+    out
+}
+
+/// A required key-id member (1..2048 characters).
+fn key_id(m: &mut Members, c: &mut Checks, member: &str) -> Result<Option<String>, KmsError> {
+    let v = m.string(member)?;
+    let v = c.required(v, &camel(member));
+    if let Some(s) = &v {
+        c.str_len(s, &camel(member), 1, limits::MAX_KEY_ID_CHARS);
+    }
+    Ok(v)
+}
+
+fn optional_key_id(m: &mut Members, c: &mut Checks, member: &str) -> Result<Option<String>, KmsError> {
+    let v = m.string(member)?;
+    if let Some(s) = &v {
+        c.str_len(s, &camel(member), 1, limits::MAX_KEY_ID_CHARS);
+    }
+    Ok(v)
+}
+
+/// A request whose only member is `KeyId`.
+fn only_key_id(m: &mut Members, mut c: Checks) -> Result<String, KmsError> {
+    let v = key_id(m, &mut c, "KeyId")?;
+    c.finish()?;
+    Ok(v.unwrap())
+}
+
+fn alias_name(m: &mut Members, c: &mut Checks) -> Result<Option<String>, KmsError> {
+    let v = m.string("AliasName")?;
+    let v = c.required(v, "aliasName");
+    if let Some(s) = &v {
+        c.str_len(s, "aliasName", 1, limits::MAX_ALIAS_NAME_CHARS);
+        let ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'));
+        c.pattern(s, "aliasName", ok, "^[a-zA-Z0-9:/_-]+$");
+    }
+    Ok(v)
+}
+
+/// The alias-name rules beyond the model pattern (aws-kms-api.md §1.4, §2.4), in order:
+/// the `alias/` prefix, no `:`, a name after the prefix, and the reserved `alias/aws/`.
+pub(crate) fn check_alias_name(name: &str) -> Result<(), KmsError> {
+    if !name.starts_with("alias/") {
+        return Err(KmsError::validation(
+            "Alias must start with the prefix \"alias/\". Please see \
+             https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
+        ));
+    }
+    if name.contains(':') {
+        return Err(KmsError::validation(format!("{name} contains invalid characters for an alias")));
+    }
+    if name == "alias/" {
+        return Err(KmsError::new(crate::ErrorKind::InvalidAliasName, "Alias name must have a name after the alias/ prefix."));
+    }
+    if name.starts_with("alias/aws/") {
+        return Err(KmsError::new(
+            crate::ErrorKind::InvalidAliasName,
+            format!("{name} is not a valid alias name: the prefix alias/aws/ is reserved for AWS managed keys."),
+        ));
+    }
+    Ok(())
+}
+
+fn grant_tokens(m: &mut Members, c: &mut Checks) -> Result<Vec<String>, KmsError> {
+    let tokens = m.string_list("GrantTokens")?.unwrap_or_default();
+    c.hidden_len(tokens.len(), "grantTokens", 0, limits::MAX_GRANT_TOKENS);
+    for (i, t) in tokens.iter().enumerate() {
+        c.hidden_len(t.chars().count(), &format!("grantTokens.{}.member", i + 1), 1, limits::MAX_GRANT_TOKEN_CHARS);
+    }
+    Ok(tokens)
+}
+
+fn paging(m: &mut Members, c: &mut Checks, (min, max, default): (i64, i64, u32)) -> Result<(u32, Option<String>), KmsError> {
+    let limit = m.integer("Limit")?;
+    if let Some(l) = limit {
+        c.range(l, "limit", min, max);
+    }
+    let marker = m.string("Marker")?;
+    if let Some(s) = &marker {
+        c.str_len(s, "marker", 1, limits::MAX_MARKER_CHARS);
+        let ok = s.chars().all(|ch| ('\u{20}'..='\u{FF}').contains(&ch));
+        c.pattern(s, "marker", ok, "[\\u0020-\\u00FF]*");
+    }
+    Ok((limit.map_or(default, |l| l.clamp(min, max) as u32), marker))
+}
+
+fn algorithm(m: &mut Members, c: &mut Checks, member: &str) -> Result<Option<EncryptionAlgorithm>, KmsError> {
+    let v = m.string(member)?;
+    Ok(c.enum_value(v, &camel(member), EncryptionAlgorithm::parse, EncryptionAlgorithm::value_set()))
+}
+
+fn dry_run_modifiers(m: &mut Members, c: &mut Checks) -> Result<Vec<DryRunModifier>, KmsError> {
+    let list = m.string_list("DryRunModifiers")?.unwrap_or_default();
+    let mut out = Vec::with_capacity(list.len());
+    for (i, s) in list.into_iter().enumerate() {
+        let member = format!("dryRunModifiers.{}.member", i + 1);
+        if let Some(v) = c.enum_value(Some(s), &member, DryRunModifier::parse, DryRunModifier::value_set()) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// An encryption context with Keyledger's caps ([`limits`]); violations are reported on the
+/// member without echoing the map.
+fn encryption_context(m: &mut Members, c: &mut Checks, member: &str) -> Result<EncryptionContext, KmsError> {
+    let ec = m.string_map(member)?.unwrap_or_default();
+    let name = camel(member);
+    if ec.len() > limits::MAX_ENCRYPTION_CONTEXT_PAIRS {
+        c.push(violation(
+            Shown::Hidden,
+            &name,
+            &format!("have number of entries less than or equal to {}", limits::MAX_ENCRYPTION_CONTEXT_PAIRS),
+        ));
+    }
+    if ec.keys().any(|k| k.is_empty()) {
+        c.push(violation(Shown::Hidden, &name, "have keys of length greater than or equal to 1"));
+    }
+    if ec.keys().any(|k| k.len() > limits::MAX_ENCRYPTION_CONTEXT_KEY_BYTES) {
+        c.push(violation(
+            Shown::Hidden,
+            &name,
+            &format!("have keys of length less than or equal to {} bytes", limits::MAX_ENCRYPTION_CONTEXT_KEY_BYTES),
+        ));
+    }
+    if ec.values().any(|v| v.len() > limits::MAX_ENCRYPTION_CONTEXT_VALUE_BYTES) {
+        c.push(violation(
+            Shown::Hidden,
+            &name,
+            &format!("have values of length less than or equal to {} bytes", limits::MAX_ENCRYPTION_CONTEXT_VALUE_BYTES),
+        ));
+    }
+    let total: usize = ec.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > limits::MAX_ENCRYPTION_CONTEXT_TOTAL_BYTES {
+        c.push(violation(
+            Shown::Hidden,
+            &name,
+            &format!("have a total size of keys and values less than or equal to {} bytes", limits::MAX_ENCRYPTION_CONTEXT_TOTAL_BYTES),
+        ));
+    }
+    Ok(ec)
+}
+
+/// Model constraints of a tag list; returns the well-formed tags (request order).
+fn check_tags(raw: Vec<super::json::RawTag>, c: &mut Checks) -> Vec<TagV1> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, (key, value)) in raw.into_iter().enumerate() {
+        let n = i + 1;
+        let key = c.required(key, &format!("tags.{n}.member.tagKey"));
+        let value = c.required(value, &format!("tags.{n}.member.tagValue"));
+        if let Some(k) = &key {
+            c.str_len(k, &format!("tags.{n}.member.tagKey"), 1, limits::MAX_TAG_KEY_CHARS);
+        }
+        if let Some(v) = &value {
+            c.str_len(v, &format!("tags.{n}.member.tagValue"), 0, limits::MAX_TAG_VALUE_CHARS);
+        }
+        if let (Some(key), Some(value)) = (key, value) {
+            out.push(TagV1 { key, value });
+        }
+    }
+    out
+}
+
+fn create_key(m: &mut Members, c: &mut Checks) -> Result<CreateKeyRequest, KmsError> {
+    let policy = m.string("Policy")?;
+    if let Some(p) = &policy {
+        c.str_len(p, "policy", 1, limits::MAX_POLICY_CHARS);
+    }
+    let description = m.string("Description")?;
+    if let Some(d) = &description {
+        c.str_len(d, "description", 0, limits::MAX_DESCRIPTION_CHARS);
+    }
+    let usage = m.string("KeyUsage")?;
+    let usage = c.enum_value(usage, "keyUsage", KeyUsage::parse, KeyUsage::value_set());
+    let cmk_spec = m.string("CustomerMasterKeySpec")?;
+    let cmk_spec = c.enum_value(
+        cmk_spec,
+        "customerMasterKeySpec",
+        |s| KeySpec::parse(s).filter(|k| k.is_customer_master_key_spec()),
+        super::enums::value_set(KeySpec::ALL.iter().filter(|k| k.is_customer_master_key_spec()).map(|k| k.as_str())),
+    );
+    let spec = m.string("KeySpec")?;
+    let spec = c.enum_value(spec, "keySpec", KeySpec::parse, KeySpec::value_set());
+    let origin = m.string("Origin")?;
+    let origin = c.enum_value(origin, "origin", Origin::parse, Origin::value_set());
+    let store = m.string("CustomKeyStoreId")?;
+    if let Some(s) = &store {
+        c.str_len(s, "customKeyStoreId", 1, limits::MAX_CUSTOM_KEY_STORE_ID_CHARS);
+    }
+    let bypass = m.boolean("BypassPolicyLockoutSafetyCheck")?.unwrap_or(false);
+    let tags = m.tags("Tags")?.map(|t| check_tags(t, c)).unwrap_or_default();
+    let multi_region = m.boolean("MultiRegion")?.unwrap_or(false);
+    let xks = m.string("XksKeyId")?;
+    if let Some(x) = &xks {
+        c.str_len(x, "xksKeyId", 1, 128);
+        let ok = x.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        c.pattern(x, "xksKeyId", ok, "^[a-zA-Z0-9-_.]+$");
+    }
+    std::mem::take(c).finish()?;
+
+    // Semantic validation (AWS's texts).
+    let key_spec = match (spec, cmk_spec) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(KmsError::validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request."))
+        }
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => KeySpec::SymmetricDefault,
+    };
+    let key_usage = match usage {
+        Some(u) => u,
+        None if key_spec == KeySpec::SymmetricDefault => KeyUsage::EncryptDecrypt,
+        None => {
+            return Err(KmsError::validation(
+                "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.",
+            ))
+        }
+    };
+    if !key_spec.allowed_usages().contains(&key_usage) {
+        return Err(KmsError::validation(format!("KeyUsage {key_usage} is not compatible with KeySpec {key_spec}")));
+    }
+    let origin = origin.unwrap_or(Origin::AwsKms);
+
+    // Valid AWS values this build does not offer.
+    if key_spec != KeySpec::SymmetricDefault {
+        return Err(KmsError::unsupported(format!(
+            "KeySpec {key_spec} is not supported yet: Keyledger creates only SYMMETRIC_DEFAULT keys so far."
+        )));
+    }
+    match origin {
+        Origin::AwsKms => {}
+        Origin::External => {
+            return Err(KmsError::unsupported(
+                "Origin EXTERNAL (imported key material) is not supported yet; it comes in a later release.",
+            ))
+        }
+        other => {
+            return Err(KmsError::unsupported(format!(
+                "Origin {other} is not supported: Keyledger has no custom key stores."
+            )))
+        }
+    }
+    if store.is_some() {
+        return Err(custom_key_store_unsupported());
+    }
+    if xks.is_some() {
+        return Err(KmsError::unsupported("External key stores (XksKeyId) are not supported."));
+    }
+    if multi_region {
+        return Err(KmsError::unsupported("Multi-Region keys (MultiRegion true) are not supported yet."));
+    }
+    if policy.is_some() {
+        return Err(KmsError::unsupported(
+            "Key policies (Policy) are not supported yet: omit Policy; until key policies arrive, \
+             only principals of the key's own account may use it.",
+        ));
+    }
+    Ok(CreateKeyRequest {
+        description: description.unwrap_or_default(),
+        key_spec,
+        key_usage,
+        origin,
+        tags,
+        bypass_policy_lockout_safety_check: bypass,
+    })
+}

@@ -1,0 +1,626 @@
+//! decide: management commands and time-driven actions → at most one event.
+//!
+//! Pure: time, the fresh key id and freshly wrapped material come in through [`Ctx`]. The
+//! shell (keyd) prepares material *before* deciding, only when [`material_needed`] says so
+//! (CreateKey, RotateKeyOnDemand, an automatic rotation), then appends the returned event
+//! with optimistic concurrency on `Decision::head`.
+//!
+//! Check order for an operation on a key (aws-kms-api.md §3.3, "precedence of checks"):
+//! request validation (already done by `parse_request`) → resolution of the key reference
+//! (`NotFoundException`, `InvalidArnException`) → access (`AccessDeniedException`) → key type
+//! (`UnsupportedOperationException`) and key state (`DisabledException`,
+//! `KMSInvalidStateException`) → quotas and semantic conflicts.
+//!
+//! Access until key policies exist: a principal may manage only keys of its own account. A key
+//! ARN of another account that names an existing key is answered with
+//! `AccessDeniedException` in AWS's style.
+//!
+//! "Nothing to append" is `Ok(None)`: the idempotent cases (EnableKey on an Enabled key,
+//! DisableKey on a Disabled key, DisableKeyRotation when off, EnableKeyRotation with the
+//! current period, UpdateKeyDescription with the same text, TagResource that changes nothing,
+//! UntagResource of absent keys, UpdateAlias to the current target) and time-driven actions
+//! that are not (or no longer) due.
+
+use keyledger_events::{
+    codes, AggregateKind, AliasCreatedV1, AliasDeletedV1, AliasUpdatedV1, Body, Draft,
+    KeyCreatedV1, KeyDeletedV1, KeyDeletionCancelledV1, KeyDeletionScheduledV1,
+    KeyDescriptionUpdatedV1, KeyDisabledV1, KeyEnabledV1, KeyMaterialRotatedV1,
+    KeyRotationDisabledV1, KeyRotationEnabledV1, KeyTagsAddedV1, KeyTagsRemovedV1,
+    MaterialRefV1, PrincipalV1, TagV1, MAX_BODY_BYTES,
+};
+
+use crate::api::{KeySpec, Operation, Origin, Request};
+use crate::error::{ErrorKind, KmsError};
+use crate::ids::{parse_key_ref, KeyId, KeyRef, Realm};
+use crate::state::{days_ms, AggregateHead, AutoRotation, DueKind, Key, KeyState, Projection};
+
+/// Who is asking: the authenticated account and principal (never a claimed one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's account (12 digits); bare key ids and alias names resolve in it.
+    pub account: String,
+    /// The principal recorded on events and named in AccessDenied messages.
+    pub principal: PrincipalV1,
+}
+
+/// What the shell supplies to a decision: the clock, a fresh key id, fresh material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ctx {
+    /// Writer clock, ms since the epoch.
+    pub now_unix_ms: u64,
+    /// The id CreateKey gives the new key (a fresh UUID v4; ignored by other commands).
+    pub new_key_id: KeyId,
+    /// Freshly generated, wrapped and stored material, for the commands [`material_needed`]
+    /// names; its version must be the one `material_needed` asked for.
+    pub new_material: Option<MaterialRefV1>,
+}
+
+/// Resource quotas (aws-kms-api.md §12.1). Configurable; defaults are AWS's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Live keys (any state) per account: CreateKey beyond it → LimitExceededException.
+    pub max_keys_per_account: usize,
+    /// Aliases per key: CreateAlias/UpdateAlias beyond it → LimitExceededException.
+    pub max_aliases_per_key: usize,
+    /// Tags per key: TagResource/CreateKey beyond it → TagException "Too many tags".
+    pub max_tags_per_key: usize,
+    /// On-demand rotations per key: RotateKeyOnDemand beyond it → LimitExceededException.
+    pub max_on_demand_rotations: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_keys_per_account: 100_000, max_aliases_per_key: 50, max_tags_per_key: 50, max_on_demand_rotations: 25 }
+    }
+}
+
+/// RotateKeyOnDemand is refused (ConflictException) when an automatic rotation is due within
+/// this many milliseconds (20 minutes, AWS API reference RotateKeyOnDemand).
+pub const ON_DEMAND_CONFLICT_WINDOW_MS: u64 = 20 * 60 * 1000;
+
+/// Something to decide: a management request, or a time-driven action found by
+/// [`due_actions`].
+#[derive(Debug)]
+pub enum Command {
+    /// A parsed management request (a read or crypto request is KMSInternalException here).
+    Request(Request),
+    /// The automatic rotation of a key came due.
+    RotationDue {
+        /// Owning account.
+        account: String,
+        /// The key.
+        key_id: KeyId,
+        /// The due time found (ms since the epoch).
+        due_unix_ms: u64,
+    },
+    /// The deletion window of a key ended.
+    DeletionDue {
+        /// Owning account.
+        account: String,
+        /// The key.
+        key_id: KeyId,
+        /// The DeletionDate found (ms since the epoch).
+        due_unix_ms: u64,
+    },
+}
+
+/// Exactly one event to append to one aggregate, and where its chain stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Aggregate kind (Key or Alias).
+    pub aggregate_kind: AggregateKind,
+    /// Owning account.
+    pub account: String,
+    /// Key id text or alias name.
+    pub aggregate_id: String,
+    /// The head the event extends: `aggregate_seq` = `head.next_aggregate_seq`, `prev_hash` =
+    /// `head.last_hash`, expected last subject sequence = `head.last_stream_seq`.
+    pub head: AggregateHead,
+    /// The event body.
+    pub body: Body,
+}
+
+impl Decision {
+    /// The draft to encode with `keyledger_events::encode`.
+    pub fn draft(&self, event_id: [u8; 16], time_unix_ms: u64, principal: PrincipalV1, request_id: [u8; 16]) -> Draft {
+        Draft {
+            event_id,
+            account: self.account.clone(),
+            aggregate_kind: self.aggregate_kind,
+            aggregate_id: self.aggregate_id.clone(),
+            aggregate_seq: self.head.next_aggregate_seq,
+            time_unix_ms,
+            principal,
+            request_id,
+            prev_hash: self.head.last_hash,
+        }
+    }
+}
+
+/// Fresh material a command needs before it can be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaterialNeed {
+    /// Account of the key.
+    pub account: String,
+    /// The key (for CreateKey: `new_key_id`).
+    pub key_id: KeyId,
+    /// The version the new material must carry.
+    pub version: u32,
+}
+
+/// Whether deciding `command` now needs fresh material, and for which key and version:
+/// CreateKey (version 1 of `new_key_id` in the caller's account), RotateKeyOnDemand of a key
+/// that would pass its checks, and a due automatic rotation. `None` otherwise — including when
+/// the command will fail anyway (the error then comes from [`decide`]).
+pub fn material_needed(
+    p: &Projection,
+    realm: &Realm,
+    caller: &Caller,
+    command: &Command,
+    new_key_id: &KeyId,
+) -> Result<Option<MaterialNeed>, KmsError> {
+    Ok(match command {
+        Command::Request(Request::CreateKey(_)) => {
+            Some(MaterialNeed { account: caller.account.clone(), key_id: *new_key_id, version: 1 })
+        }
+        Command::Request(Request::RotateKeyOnDemand(r)) => {
+            match resolve_managed(p, realm, caller, &r.key_id, Operation::RotateKeyOnDemand) {
+                Ok(key) => Some(MaterialNeed { account: key.account.clone(), key_id: key.id, version: key.next_material_version() }),
+                Err(_) => None,
+            }
+        }
+        Command::RotationDue { account, key_id, .. } => p
+            .key(account, key_id)
+            .map(|key| MaterialNeed { account: account.clone(), key_id: *key_id, version: key.next_material_version() }),
+        _ => None,
+    })
+}
+
+/// Decides `command` against the projection. `Ok(None)` means nothing to append (see the
+/// module docs); `Ok(Some(d))` is the one event to append; `Err` is the AWS error to return.
+pub fn decide(
+    p: &Projection,
+    realm: &Realm,
+    caller: &Caller,
+    command: &Command,
+    ctx: &Ctx,
+    limits: &Limits,
+) -> Result<Option<Decision>, KmsError> {
+    let decision = match command {
+        Command::Request(request) => decide_request(p, realm, caller, request, ctx, limits)?,
+        Command::RotationDue { account, key_id, due_unix_ms } => rotation_due(p, account, key_id, *due_unix_ms, ctx)?,
+        Command::DeletionDue { account, key_id, due_unix_ms } => deletion_due(p, account, key_id, *due_unix_ms, ctx),
+    };
+    if let Some(d) = &decision {
+        let size = d.body.encode().map_err(|_| KmsError::internal("The change could not be encoded."))?.len();
+        if size > MAX_BODY_BYTES {
+            return Err(KmsError::new(
+                ErrorKind::LimitExceeded,
+                format!("The request is too large to record: its event would be {size} bytes (at most {MAX_BODY_BYTES})."),
+            ));
+        }
+    }
+    Ok(decision)
+}
+
+/// Time-driven actions due at `now_unix_ms` (earliest first, at most `max`): rotations of
+/// Enabled keys whose next rotation is due, and deletions of PendingDeletion keys whose
+/// DeletionDate has passed. A deletion whose event was ignored (server clock behind) is listed
+/// again until it takes effect.
+pub fn due_actions(p: &Projection, now_unix_ms: u64, max: usize) -> Vec<Command> {
+    p.due_before(now_unix_ms, max)
+        .map(|(due, kind, account, key_id)| match kind {
+            DueKind::Rotation => Command::RotationDue { account: account.clone(), key_id: *key_id, due_unix_ms: *due },
+            DueKind::Deletion => Command::DeletionDue { account: account.clone(), key_id: *key_id, due_unix_ms: *due },
+        })
+        .collect()
+}
+
+fn key_decision(p: &Projection, key: &Key, body: Body) -> Option<Decision> {
+    let id = key.id.to_string();
+    Some(Decision {
+        aggregate_kind: AggregateKind::Key,
+        account: key.account.clone(),
+        head: p.head(AggregateKind::Key, &key.account, &id),
+        aggregate_id: id,
+        body,
+    })
+}
+
+fn alias_decision(p: &Projection, account: &str, alias_name: &str, body: Body) -> Option<Decision> {
+    Some(Decision {
+        aggregate_kind: AggregateKind::Alias,
+        account: account.to_owned(),
+        aggregate_id: alias_name.to_owned(),
+        head: p.head(AggregateKind::Alias, account, alias_name),
+        body,
+    })
+}
+
+/// Resolves a key id / key ARN for a management operation: NotFound, then AccessDenied.
+pub(crate) fn resolve_managed<'p>(
+    p: &'p Projection,
+    realm: &Realm,
+    caller: &Caller,
+    key_id: &str,
+    op: Operation,
+) -> Result<&'p Key, KmsError> {
+    let KeyRef::Key { account, key_id } = parse_key_ref(key_id, realm, &caller.account, false)? else {
+        unreachable!("aliases are refused by parse_key_ref");
+    };
+    let key = p.key(&account, &key_id).ok_or_else(|| KmsError::key_not_found(&realm.key_arn(&account, &key_id)))?;
+    check_access(realm, caller, key, op)?;
+    Ok(key)
+}
+
+/// Until key policies exist, only principals of the key's own account may use it.
+pub(crate) fn check_access(realm: &Realm, caller: &Caller, key: &Key, op: Operation) -> Result<(), KmsError> {
+    if key.account != caller.account {
+        return Err(KmsError::access_denied(&caller.principal.arn, op.name(), &key.arn(realm)));
+    }
+    Ok(())
+}
+
+/// The matrix rule "PD" for operations that work in every state but PendingDeletion.
+fn not_pending_deletion(realm: &Realm, key: &Key) -> Result<(), KmsError> {
+    if key.state == KeyState::PendingDeletion {
+        return Err(KmsError::pending_deletion(&key.arn(realm)));
+    }
+    Ok(())
+}
+
+/// The state error of the crypto row of the matrix (D / PD / PI / UA).
+pub(crate) fn usable_state(realm: &Realm, key: &Key) -> Result<(), KmsError> {
+    match key.state {
+        KeyState::Enabled => Ok(()),
+        KeyState::Disabled => Err(KmsError::disabled(&key.arn(realm))),
+        KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.arn(realm))),
+        KeyState::PendingImport => Err(KmsError::pending_import(&key.arn(realm))),
+        KeyState::Unavailable => Err(KmsError::unavailable(&key.arn(realm))),
+    }
+}
+
+/// Automatic rotation is for symmetric AWS_KMS keys only (UnsupportedOperationException).
+fn rotatable_type(realm: &Realm, key: &Key) -> Result<(), KmsError> {
+    if key.origin != Origin::AwsKms {
+        return Err(KmsError::origin_not_valid(&key.arn(realm), key.origin.as_str()));
+    }
+    if key.key_spec != KeySpec::SymmetricDefault {
+        return Err(KmsError::unsupported(format!(
+            "{} key spec is {} which is not valid for this operation.",
+            key.arn(realm),
+            key.key_spec
+        )));
+    }
+    Ok(())
+}
+
+/// TagException rules (aws-kms-api.md §2.9) for tags added to `existing`.
+fn check_new_tags(existing: &[TagV1], tags: &[TagV1], limits: &Limits) -> Result<(), KmsError> {
+    for (i, t) in tags.iter().enumerate() {
+        if tags[..i].iter().any(|u| u.key == t.key) {
+            return Err(KmsError::duplicate_tag_keys());
+        }
+    }
+    if tags.iter().any(|t| t.key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))) {
+        return Err(KmsError::reserved_tag());
+    }
+    let added = tags.iter().filter(|t| !existing.iter().any(|e| e.key == t.key)).count();
+    if existing.len() + added > limits.max_tags_per_key {
+        return Err(KmsError::too_many_tags());
+    }
+    Ok(())
+}
+
+fn fresh_material(ctx: &Ctx, expected_version: u32) -> Result<MaterialRefV1, KmsError> {
+    match &ctx.new_material {
+        Some(m) if m.version == expected_version => Ok(m.clone()),
+        Some(m) => Err(KmsError::internal(format!(
+            "Prepared key material has version {}, expected {expected_version}; retry the request.",
+            m.version
+        ))),
+        None => Err(KmsError::internal("No key material was prepared for this change; retry the request.")),
+    }
+}
+
+fn decide_request(
+    p: &Projection,
+    realm: &Realm,
+    caller: &Caller,
+    request: &Request,
+    ctx: &Ctx,
+    limits: &Limits,
+) -> Result<Option<Decision>, KmsError> {
+    let op = request.operation();
+    match request {
+        Request::CreateKey(r) => {
+            let (Some(key_spec), Some(key_usage), Some(origin)) = (r.key_spec.code(), r.key_usage.code(), r.origin.code()) else {
+                return Err(KmsError::unsupported(format!("KeySpec {} is not supported yet.", r.key_spec)));
+            };
+            if r.origin != Origin::AwsKms {
+                return Err(KmsError::unsupported(format!("Origin {} is not supported yet.", r.origin)));
+            }
+            check_new_tags(&[], &r.tags, limits)?;
+            if p.live_key_count(&caller.account) >= limits.max_keys_per_account {
+                return Err(KmsError::new(
+                    ErrorKind::LimitExceeded,
+                    format!(
+                        "The request was rejected because account {} already has the maximum number of KMS keys ({}).",
+                        caller.account, limits.max_keys_per_account
+                    ),
+                ));
+            }
+            let id = ctx.new_key_id.to_string();
+            let head = p.head(AggregateKind::Key, &caller.account, &id);
+            if head.next_aggregate_seq != 0 {
+                return Err(KmsError::internal("The generated key id is already in use; retry the request."));
+            }
+            let material = fresh_material(ctx, 1)?;
+            Ok(Some(Decision {
+                aggregate_kind: AggregateKind::Key,
+                account: caller.account.clone(),
+                aggregate_id: id,
+                head,
+                body: Body::KeyCreated(KeyCreatedV1 {
+                    key_spec,
+                    key_usage,
+                    origin,
+                    description: r.description.clone(),
+                    tags: r.tags.clone(),
+                    multi_region: false,
+                    material: Some(material),
+                }),
+            }))
+        }
+        Request::UpdateKeyDescription(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            not_pending_deletion(realm, key)?;
+            if key.description == r.description {
+                return Ok(None);
+            }
+            Ok(key_decision(p, key, Body::KeyDescriptionUpdated(KeyDescriptionUpdatedV1 { description: r.description.clone() })))
+        }
+        Request::EnableKey(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            match key.state {
+                KeyState::Enabled | KeyState::Unavailable => Ok(None),
+                KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.arn(realm))),
+                KeyState::PendingImport => Err(KmsError::pending_import(&key.arn(realm))),
+                KeyState::Disabled => {
+                    let catch_up = match key.rotation {
+                        AutoRotation::On { next_rotation_unix_ms, .. } if next_rotation_unix_ms <= ctx.now_unix_ms => {
+                            Some(ctx.now_unix_ms)
+                        }
+                        _ => None,
+                    };
+                    Ok(key_decision(p, key, Body::KeyEnabled(KeyEnabledV1 { rotation_catch_up_due_unix_ms: catch_up })))
+                }
+            }
+        }
+        Request::DisableKey(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            match key.state {
+                KeyState::Disabled | KeyState::Unavailable => Ok(None),
+                KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.arn(realm))),
+                KeyState::PendingImport => Err(KmsError::pending_import(&key.arn(realm))),
+                KeyState::Enabled => Ok(key_decision(p, key, Body::KeyDisabled(KeyDisabledV1 {}))),
+            }
+        }
+        Request::ScheduleKeyDeletion(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            not_pending_deletion(realm, key)?;
+            let window = r.pending_window_in_days;
+            Ok(key_decision(
+                p,
+                key,
+                Body::KeyDeletionScheduled(KeyDeletionScheduledV1 {
+                    pending_window_days: window,
+                    deletion_unix_ms: ctx.now_unix_ms + days_ms(window),
+                }),
+            ))
+        }
+        Request::CancelKeyDeletion(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            if key.state != KeyState::PendingDeletion {
+                return Err(KmsError::not_pending_deletion(&key.arn(realm)));
+            }
+            Ok(key_decision(p, key, Body::KeyDeletionCancelled(KeyDeletionCancelledV1 {})))
+        }
+        Request::EnableKeyRotation(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            rotatable_type(realm, key)?;
+            usable_state(realm, key)?;
+            let period = r.rotation_period_in_days;
+            let next = match key.rotation {
+                AutoRotation::On { period_days, .. } if period_days == period => return Ok(None),
+                // A new period keeps the schedule's anchor (the last automatic rotation, or
+                // when rotation was enabled): next = anchor + new period, at once if passed.
+                AutoRotation::On { period_days, next_rotation_unix_ms } => {
+                    let anchor = next_rotation_unix_ms.saturating_sub(days_ms(period_days));
+                    (anchor + days_ms(period)).max(ctx.now_unix_ms)
+                }
+                // First rotation one period after enabling.
+                AutoRotation::Off => ctx.now_unix_ms + days_ms(period),
+            };
+            Ok(key_decision(
+                p,
+                key,
+                Body::KeyRotationEnabled(KeyRotationEnabledV1 { rotation_period_days: period, next_rotation_unix_ms: next }),
+            ))
+        }
+        Request::DisableKeyRotation(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            rotatable_type(realm, key)?;
+            usable_state(realm, key)?;
+            if key.rotation == AutoRotation::Off {
+                return Ok(None);
+            }
+            Ok(key_decision(p, key, Body::KeyRotationDisabled(KeyRotationDisabledV1 {})))
+        }
+        Request::RotateKeyOnDemand(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            usable_state(realm, key)?;
+            rotatable_type(realm, key)?;
+            if key.on_demand_rotations >= limits.max_on_demand_rotations {
+                return Err(KmsError::on_demand_rotation_limit(&key.arn(realm)));
+            }
+            if let AutoRotation::On { next_rotation_unix_ms, .. } = key.rotation {
+                if next_rotation_unix_ms <= ctx.now_unix_ms + ON_DEMAND_CONFLICT_WINDOW_MS {
+                    return Err(KmsError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{} has an automatic rotation in progress or due within 20 minutes; retry after it completes.",
+                            key.arn(realm)
+                        ),
+                    ));
+                }
+            }
+            let material = fresh_material(ctx, key.next_material_version())?;
+            Ok(key_decision(
+                p,
+                key,
+                Body::KeyMaterialRotated(KeyMaterialRotatedV1 {
+                    rotation_type: codes::rotation_type::ON_DEMAND,
+                    material,
+                    due_unix_ms: None,
+                    next_rotation_unix_ms: None,
+                }),
+            ))
+        }
+        Request::TagResource(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            not_pending_deletion(realm, key)?;
+            check_new_tags(&key.tags, &r.tags, limits)?;
+            let changes = r.tags.iter().any(|t| !key.tags.contains(t));
+            if !changes {
+                return Ok(None);
+            }
+            Ok(key_decision(p, key, Body::KeyTagsAdded(KeyTagsAddedV1 { tags: r.tags.clone() })))
+        }
+        Request::UntagResource(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            not_pending_deletion(realm, key)?;
+            let mut removed: Vec<String> = Vec::new();
+            for k in &r.tag_keys {
+                if key.tags.iter().any(|t| &t.key == k) && !removed.contains(k) {
+                    removed.push(k.clone());
+                }
+            }
+            if removed.is_empty() {
+                return Ok(None);
+            }
+            Ok(key_decision(p, key, Body::KeyTagsRemoved(KeyTagsRemovedV1 { tag_keys: removed })))
+        }
+        Request::CreateAlias(r) => {
+            crate::api::check_alias_name(&r.alias_name)?;
+            let key = resolve_managed(p, realm, caller, &r.target_key_id, op)?;
+            if p.alias(&caller.account, &r.alias_name).is_some() {
+                return Err(KmsError::alias_already_exists(&realm.alias_arn(&caller.account, &r.alias_name)));
+            }
+            not_pending_deletion(realm, key)?;
+            check_alias_quota(realm, key, limits)?;
+            Ok(alias_decision(
+                p,
+                &caller.account,
+                &r.alias_name,
+                Body::AliasCreated(AliasCreatedV1 { target_key_id: *key.id.as_bytes() }),
+            ))
+        }
+        Request::UpdateAlias(r) => {
+            crate::api::check_alias_name(&r.alias_name)?;
+            let key = resolve_managed(p, realm, caller, &r.target_key_id, op)?;
+            let alias = p
+                .alias(&caller.account, &r.alias_name)
+                .ok_or_else(|| KmsError::alias_not_found(&realm.alias_arn(&caller.account, &r.alias_name)))?;
+            not_pending_deletion(realm, key)?;
+            if alias.target == key.id {
+                return Ok(None);
+            }
+            if let Some(old) = p.key(&caller.account, &alias.target) {
+                if old.key_spec != key.key_spec || old.key_usage != key.key_usage {
+                    return Err(KmsError::validation(format!(
+                        "{} cannot be the new target of {}: it must have the same key spec and key usage as the current target.",
+                        key.arn(realm),
+                        r.alias_name
+                    )));
+                }
+            }
+            check_alias_quota(realm, key, limits)?;
+            Ok(alias_decision(
+                p,
+                &caller.account,
+                &r.alias_name,
+                Body::AliasUpdated(AliasUpdatedV1 {
+                    target_key_id: *key.id.as_bytes(),
+                    previous_target_key_id: *alias.target.as_bytes(),
+                }),
+            ))
+        }
+        Request::DeleteAlias(r) => {
+            crate::api::check_alias_name(&r.alias_name)?;
+            let alias = p
+                .alias(&caller.account, &r.alias_name)
+                .ok_or_else(|| KmsError::alias_not_found(&realm.alias_arn(&caller.account, &r.alias_name)))?;
+            Ok(alias_decision(
+                p,
+                &caller.account,
+                &r.alias_name,
+                Body::AliasDeleted(AliasDeletedV1 { target_key_id: *alias.target.as_bytes() }),
+            ))
+        }
+        other => Err(KmsError::internal(format!("{} is not a management operation.", other.operation().name()))),
+    }
+}
+
+fn check_alias_quota(realm: &Realm, key: &Key, limits: &Limits) -> Result<(), KmsError> {
+    if key.aliases.len() >= limits.max_aliases_per_key {
+        return Err(KmsError::new(
+            ErrorKind::LimitExceeded,
+            format!("{} already has the maximum number of aliases ({}).", key.arn(realm), limits.max_aliases_per_key),
+        ));
+    }
+    Ok(())
+}
+
+/// An automatic rotation: only for an Enabled key with rotation on whose next rotation is at or
+/// before both the command's due time and the writer clock. The event answers the key's own due
+/// time (so racing instances decide the same event); the next rotation is one period later, or
+/// one period from now if that has passed too.
+fn rotation_due(p: &Projection, account: &str, key_id: &KeyId, due_unix_ms: u64, ctx: &Ctx) -> Result<Option<Decision>, KmsError> {
+    let Some(key) = p.key(account, key_id) else { return Ok(None) };
+    let AutoRotation::On { period_days, next_rotation_unix_ms: due } = key.rotation else { return Ok(None) };
+    if key.state != KeyState::Enabled || due > due_unix_ms || due > ctx.now_unix_ms {
+        return Ok(None);
+    }
+    if key.origin != Origin::AwsKms || key.key_spec != KeySpec::SymmetricDefault {
+        return Ok(None);
+    }
+    let period = days_ms(period_days);
+    let mut next = due + period;
+    if next <= ctx.now_unix_ms {
+        next = ctx.now_unix_ms + period;
+    }
+    let material = fresh_material(ctx, key.next_material_version())?;
+    Ok(key_decision(
+        p,
+        key,
+        Body::KeyMaterialRotated(KeyMaterialRotatedV1 {
+            rotation_type: codes::rotation_type::AUTOMATIC,
+            material,
+            due_unix_ms: Some(due),
+            next_rotation_unix_ms: Some(next),
+        }),
+    ))
+}
+
+/// A deletion: only for a PendingDeletion key whose DeletionDate is at or before both the
+/// command's due time and the writer clock. (Readers still apply it only once the server's
+/// timestamp has reached the DeletionDate.)
+fn deletion_due(p: &Projection, account: &str, key_id: &KeyId, due_unix_ms: u64, ctx: &Ctx) -> Option<Decision> {
+    let key = p.key(account, key_id)?;
+    let deletion = key.deletion?;
+    if key.state != KeyState::PendingDeletion || deletion.deletion_unix_ms > due_unix_ms || deletion.deletion_unix_ms > ctx.now_unix_ms {
+        return None;
+    }
+    key_decision(p, key, Body::KeyDeleted(KeyDeletedV1 { due_unix_ms: deletion.deletion_unix_ms }))
+}

@@ -1,0 +1,42 @@
+//! # keyledger-kms
+//!
+//! Keyledger's AWS KMS rulebook, as pure functions over a projection of the event log
+//! (STYLE.md, "The Decider"):
+//!
+//! - [`error`]: AWS error names, HTTP statuses and exact messages ([`KmsError`]);
+//! - [`ids`]: realm, key ids, ARNs and key-reference resolution ([`parse_key_ref`]);
+//! - [`api`]: operations, typed requests parsed from AWS JSON with AWS's validation errors
+//!   ([`parse_request`]), response shapes;
+//! - [`state`]: the [`Projection`] (every account's keys, tombstones, aliases and chain heads)
+//!   with [`Projection::apply`] (chain checks + evolve) and [`Projection::state_digest`];
+//! - [`decide`](mod@decide): management commands and time-driven actions → at most one event
+//!   ([`decide()`], [`due_actions`], [`material_needed`]);
+//! - [`query`](mod@query): read operations and management replies;
+//! - [`crypto_rules`]: which key and material a crypto request may use.
+//!
+//! Invariants: this crate does no I/O, reads no clock and makes no randomness — time, fresh ids
+//! and freshly wrapped material come in through [`Ctx`]. No secret reaches an error message or
+//! `Debug` output ([`Secret`]). State = fold(events): the projection changes only through
+//! `Projection::apply`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod crypto_rules;
+pub mod decide;
+pub mod error;
+mod evolve;
+pub mod ids;
+pub mod query;
+pub mod secret;
+pub mod state;
+
+pub use api::response;
+pub use api::{parse_request, EncryptionContext, Operation, Request, Role};
+pub use crypto_rules::{check_encryption_algorithm, resolve_for_crypto, resolve_for_decrypt, CryptoKey};
+pub use decide::{decide, due_actions, material_needed, Caller, Command, Ctx, Decision, Limits, MaterialNeed};
+pub use error::{ErrorKind, KmsError};
+pub use ids::{parse_key_ref, KeyId, KeyRef, Realm};
+pub use query::{management_response, query};
+pub use secret::Secret;
+pub use state::{AggregateHead, ApplyError, Applied, Key, KeyState, Projection};

@@ -1,0 +1,269 @@
+//! Read operations answered from the projection (DescribeKey, ListKeys, ListAliases,
+//! GetKeyRotationStatus, ListKeyRotations, ListResourceTags), and keyd's replies to
+//! management operations once their event has been applied.
+//!
+//! Read operations work in every key state (aws-kms-api.md §3.3), except the rotation reads
+//! on key types without rotation. Access follows `decide`: only the key's own account (key
+//! policies come later). Pagination markers are opaque base64url strings this service issued;
+//! anything else is `InvalidMarkerException`.
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use crate::api::response::{epoch_seconds, key_metadata};
+use crate::api::{IncludeKeyMaterial, KeySpec, Operation, Origin, Request};
+use crate::decide::{check_access, resolve_managed, Caller, Decision};
+use crate::error::KmsError;
+use crate::ids::{parse_key_ref, KeyId, KeyRef, Realm};
+use crate::state::{AutoRotation, Key, KeyState, MaterialSource, Projection};
+
+const MARKER: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+fn encode_marker(tag: char, position: &str) -> String {
+    MARKER.encode(format!("{tag}:{position}"))
+}
+
+fn decode_marker(marker: Option<&str>, tag: char) -> Result<Option<String>, KmsError> {
+    let Some(marker) = marker else { return Ok(None) };
+    let bytes = MARKER.decode(marker).map_err(|_| KmsError::invalid_marker())?;
+    let text = String::from_utf8(bytes).map_err(|_| KmsError::invalid_marker())?;
+    let (t, position) = text.split_once(':').ok_or_else(KmsError::invalid_marker)?;
+    if t.len() != 1 || !t.starts_with(tag) {
+        return Err(KmsError::invalid_marker());
+    }
+    Ok(Some(position.to_owned()))
+}
+
+/// Resolves any accepted key reference to a live key: alias forms only when `allow_alias`;
+/// `NotFoundException` for unknown keys (`Key '<arn>' does not exist`) and aliases
+/// (`Alias <arn> is not found.`); then `AccessDeniedException` for another account's key.
+pub(crate) fn resolve_key<'p>(
+    p: &'p Projection,
+    realm: &Realm,
+    caller: &Caller,
+    input: &str,
+    allow_alias: bool,
+    op: Operation,
+) -> Result<&'p Key, KmsError> {
+    let (account, key_id) = match parse_key_ref(input, realm, &caller.account, allow_alias)? {
+        KeyRef::Key { account, key_id } => (account, key_id),
+        KeyRef::Alias { account, alias_name } => {
+            let alias = p
+                .alias(&account, &alias_name)
+                .ok_or_else(|| KmsError::alias_not_found(&realm.alias_arn(&account, &alias_name)))?;
+            (account, alias.target)
+        }
+    };
+    let key = p.key(&account, &key_id).ok_or_else(|| KmsError::key_not_found(&realm.key_arn(&account, &key_id)))?;
+    check_access(realm, caller, key, op)?;
+    Ok(key)
+}
+
+/// Answers a read operation as the AWS response object. Errors: resolution and access errors
+/// as in `decide`; `InvalidMarkerException`; `UnsupportedOperationException` for the rotation
+/// reads on keys without automatic rotation (EXTERNAL origin, PendingImport); a management or
+/// crypto request → `KMSInternalException`.
+pub fn query(p: &Projection, realm: &Realm, caller: &Caller, request: &Request) -> Result<Value, KmsError> {
+    let op = request.operation();
+    match request {
+        Request::DescribeKey(r) => {
+            let key = resolve_key(p, realm, caller, &r.key_id, true, op)?;
+            Ok(json!({ "KeyMetadata": key_metadata(key, realm) }))
+        }
+        Request::ListKeys(r) => {
+            let after = match decode_marker(r.marker.as_deref(), 'K')? {
+                Some(pos) => Some(KeyId::parse(&pos).ok_or_else(KmsError::invalid_marker)?),
+                None => None,
+            };
+            let mut keys: Vec<&Key> = p.keys_after(&caller.account, after).take(r.limit as usize + 1).collect();
+            let truncated = keys.len() > r.limit as usize;
+            keys.truncate(r.limit as usize);
+            let items: Vec<Value> =
+                keys.iter().map(|k| json!({ "KeyId": k.id.to_string(), "KeyArn": k.arn(realm) })).collect();
+            let next = keys.last().map(|k| encode_marker('K', &k.id.to_string()));
+            Ok(page("Keys", items, truncated, next))
+        }
+        Request::ListAliases(r) => {
+            let after = decode_marker(r.marker.as_deref(), 'A')?;
+            let limit = r.limit as usize;
+            let mut rows: Vec<(String, crate::state::Alias)> = match &r.key_id {
+                Some(key_id) => {
+                    let key = resolve_key(p, realm, caller, key_id, false, op)?;
+                    let mut names: Vec<&String> =
+                        key.aliases.iter().filter(|n| after.as_deref().is_none_or(|a| n.as_str() > a)).collect();
+                    names.sort();
+                    names
+                        .into_iter()
+                        .take(limit + 1)
+                        .filter_map(|n| p.alias(&key.account, n).map(|a| (n.clone(), a.clone())))
+                        .collect()
+                }
+                None => p
+                    .aliases_after(&caller.account, after.as_deref())
+                    .take(limit + 1)
+                    .map(|(n, a)| (n.to_owned(), a.clone()))
+                    .collect(),
+            };
+            let truncated = rows.len() > limit;
+            rows.truncate(limit);
+            let items = rows
+                .iter()
+                .map(|(name, a)| {
+                    json!({
+                        "AliasName": name,
+                        "AliasArn": realm.alias_arn(&caller.account, name),
+                        "TargetKeyId": a.target.to_string(),
+                        "CreationDate": epoch_seconds(a.created_unix_ms),
+                        "LastUpdatedDate": epoch_seconds(a.updated_unix_ms),
+                    })
+                })
+                .collect();
+            let next = rows.last().map(|(n, _)| encode_marker('A', n));
+            Ok(page("Aliases", items, truncated, next))
+        }
+        Request::GetKeyRotationStatus(r) => {
+            let key = resolve_key(p, realm, caller, &r.key_id, false, op)?;
+            rotation_readable(realm, key)?;
+            let mut out = Map::new();
+            out.insert("KeyId".into(), json!(key.arn(realm)));
+            let enabled = key.key_spec == KeySpec::SymmetricDefault && key.rotation_status_enabled();
+            out.insert("KeyRotationEnabled".into(), json!(enabled));
+            if let (true, AutoRotation::On { period_days, next_rotation_unix_ms }) = (enabled, key.rotation) {
+                out.insert("RotationPeriodInDays".into(), json!(period_days));
+                out.insert("NextRotationDate".into(), epoch_seconds(next_rotation_unix_ms));
+            }
+            Ok(Value::Object(out))
+        }
+        Request::ListKeyRotations(r) => {
+            let key = resolve_key(p, realm, caller, &r.key_id, false, op)?;
+            if key.key_spec != KeySpec::SymmetricDefault {
+                return Err(KmsError::unsupported(format!(
+                    "{} key spec is {} which is not valid for this operation.",
+                    key.arn(realm),
+                    key.key_spec
+                )));
+            }
+            let after: u32 = match decode_marker(r.marker.as_deref(), 'R')? {
+                Some(pos) => pos.parse().map_err(|_| KmsError::invalid_marker())?,
+                None => 0,
+            };
+            let limit = r.limit as usize;
+            let arn = key.arn(realm);
+            let mut versions: Vec<_> = key
+                .materials
+                .iter()
+                .filter(|m| m.material.version > after)
+                .filter(|m| r.include_key_material == IncludeKeyMaterial::AllKeyMaterial || m.source != MaterialSource::Created)
+                .take(limit + 1)
+                .collect();
+            let truncated = versions.len() > limit;
+            versions.truncate(limit);
+            let items = versions
+                .iter()
+                .map(|m| {
+                    let mut o = Map::new();
+                    o.insert("KeyId".into(), json!(arn));
+                    o.insert("KeyMaterialId".into(), json!(hex::encode(m.material.material_id)));
+                    let state = if m.material.version == key.current_version { "CURRENT" } else { "NON_CURRENT" };
+                    o.insert("KeyMaterialState".into(), json!(state));
+                    let rotation_type = match m.source {
+                        MaterialSource::Created => None,
+                        MaterialSource::Automatic => Some("AUTOMATIC"),
+                        MaterialSource::OnDemand => Some("ON_DEMAND"),
+                    };
+                    if let Some(t) = rotation_type {
+                        o.insert("RotationDate".into(), epoch_seconds(m.created_unix_ms));
+                        o.insert("RotationType".into(), json!(t));
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            let next = versions.last().map(|m| encode_marker('R', &m.material.version.to_string()));
+            Ok(page("Rotations", items, truncated, next))
+        }
+        Request::ListResourceTags(r) => {
+            let key = resolve_key(p, realm, caller, &r.key_id, false, op)?;
+            let skip: usize = match decode_marker(r.marker.as_deref(), 'T')? {
+                Some(pos) => pos.parse().map_err(|_| KmsError::invalid_marker())?,
+                None => 0,
+            };
+            let limit = r.limit as usize;
+            let tags: Vec<_> = key.tags.iter().skip(skip).take(limit + 1).collect();
+            let truncated = tags.len() > limit;
+            let items = tags.iter().take(limit).map(|t| json!({ "TagKey": t.key, "TagValue": t.value })).collect();
+            let next = truncated.then(|| encode_marker('T', &(skip + limit).to_string()));
+            Ok(page("Tags", items, truncated, next))
+        }
+        other => Err(KmsError::internal(format!("{} is not a read operation.", other.operation().name()))),
+    }
+}
+
+/// GetKeyRotationStatus / rotation reads: UnsupportedOperationException for EXTERNAL keys,
+/// PendingImport and Unavailable keys (aws-kms-api.md §3.3).
+fn rotation_readable(realm: &Realm, key: &Key) -> Result<(), KmsError> {
+    if key.origin != Origin::AwsKms {
+        return Err(KmsError::origin_not_valid(&key.arn(realm), key.origin.as_str()));
+    }
+    if matches!(key.state, KeyState::PendingImport | KeyState::Unavailable) {
+        return Err(KmsError::unsupported(format!("{} is {} which is not valid for this operation.", key.arn(realm), key.state.as_str())));
+    }
+    Ok(())
+}
+
+fn page(member: &str, items: Vec<Value>, truncated: bool, next: Option<String>) -> Value {
+    let mut out = Map::new();
+    out.insert(member.into(), Value::Array(items));
+    out.insert("Truncated".into(), json!(truncated));
+    if truncated {
+        if let Some(n) = next {
+            out.insert("NextMarker".into(), json!(n));
+        }
+    }
+    Value::Object(out)
+}
+
+/// keyd's reply to a management request, built after its event (if any) was applied:
+/// CreateKey → `{KeyMetadata}` of the key `decision` created; ScheduleKeyDeletion →
+/// `{KeyId, DeletionDate, KeyState, PendingWindowInDays}`; CancelKeyDeletion and
+/// RotateKeyOnDemand → `{KeyId}` (ARN); every other management operation → `{}`.
+///
+/// Errors: `KMSInternalException` if the decision's effect is not (yet) in `p`, or for a read
+/// or crypto request; resolution errors as in `decide`.
+pub fn management_response(
+    p: &Projection,
+    realm: &Realm,
+    caller: &Caller,
+    request: &Request,
+    decision: Option<&Decision>,
+) -> Result<Value, KmsError> {
+    let op = request.operation();
+    let not_applied = || KmsError::internal("The change is not visible yet; retry the request.");
+    match request {
+        Request::CreateKey(_) => {
+            let d = decision.ok_or_else(not_applied)?;
+            let id = KeyId::parse(&d.aggregate_id).ok_or_else(not_applied)?;
+            let key = p.key(&d.account, &id).ok_or_else(not_applied)?;
+            Ok(json!({ "KeyMetadata": key_metadata(key, realm) }))
+        }
+        Request::ScheduleKeyDeletion(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let d = key.deletion.filter(|_| key.state == KeyState::PendingDeletion).ok_or_else(not_applied)?;
+            Ok(json!({
+                "KeyId": key.arn(realm),
+                "DeletionDate": epoch_seconds(d.deletion_unix_ms),
+                "KeyState": key.state.as_str(),
+                "PendingWindowInDays": d.window_days,
+            }))
+        }
+        Request::CancelKeyDeletion(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            Ok(json!({ "KeyId": key.arn(realm) }))
+        }
+        Request::RotateKeyOnDemand(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            Ok(json!({ "KeyId": key.arn(realm) }))
+        }
+        _ if op.role() == crate::api::Role::Management => Ok(json!({})),
+        other => Err(KmsError::internal(format!("{} is not a management operation.", other.operation().name()))),
+    }
+}

@@ -1,0 +1,481 @@
+//! The key-state projection: every account's keys (including tombstones of deleted keys) and
+//! aliases, and the chain head of every aggregate, folded from the control stream.
+//!
+//! `Projection::apply` is the only writer. It checks the chain (stream order, aggregate
+//! sequence, previous hash) and then folds the body with the pure rules in `evolve`. Two
+//! projections that applied the same events have the same [`Projection::state_digest`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use keyledger_events::{genesis_hash, AggregateKind, Event, MaterialRefV1, TagV1};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{KeySpec, KeyUsage, Origin};
+use crate::ids::{KeyId, Realm};
+
+/// One day in milliseconds.
+pub const DAY_MS: u64 = 86_400_000;
+
+/// Where an aggregate's chain stands: what the next event must carry, and the stream sequence
+/// of its last event (the expected last subject sequence for optimistic concurrency).
+///
+/// For a never-seen aggregate: `next_aggregate_seq` 0, `last_hash` =
+/// [`keyledger_events::genesis_hash`], `last_stream_seq` 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AggregateHead {
+    /// The `aggregate_seq` the next event of the aggregate must carry.
+    pub next_aggregate_seq: u64,
+    /// Hash of the aggregate's last event (its genesis hash before the first); the next
+    /// event's `prev_hash`.
+    pub last_hash: [u8; 32],
+    /// Stream sequence of the aggregate's last event, 0 if none.
+    pub last_stream_seq: u64,
+}
+
+impl AggregateHead {
+    /// The head of an aggregate that has no event yet.
+    pub fn genesis(kind: AggregateKind, account: &str, aggregate_id: &str) -> Self {
+        Self { next_aggregate_seq: 0, last_hash: genesis_hash(kind, account, aggregate_id), last_stream_seq: 0 }
+    }
+}
+
+/// AWS `KeyState` values a key can be in here (Creating, Updating and PendingReplicaDeletion
+/// belong to multi-Region keys, which do not exist yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyState {
+    /// `Enabled`: usable.
+    Enabled,
+    /// `Disabled`: DisableKey, or CancelKeyDeletion.
+    Disabled,
+    /// `PendingDeletion`: ScheduleKeyDeletion; deleted when the window ends.
+    PendingDeletion,
+    /// `PendingImport`: an EXTERNAL key without material.
+    PendingImport,
+    /// `Unavailable`: a custom-key-store key whose store is disconnected (never reached yet).
+    Unavailable,
+}
+
+impl KeyState {
+    /// The AWS wire text, e.g. `PendingDeletion`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Enabled => "Enabled",
+            KeyState::Disabled => "Disabled",
+            KeyState::PendingDeletion => "PendingDeletion",
+            KeyState::PendingImport => "PendingImport",
+            KeyState::Unavailable => "Unavailable",
+        }
+    }
+}
+
+/// How a material version came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MaterialSource {
+    /// The key's first material (CreateKey).
+    Created,
+    /// An automatic rotation (`RotationType` AUTOMATIC).
+    Automatic,
+    /// RotateKeyOnDemand (`RotationType` ON_DEMAND).
+    OnDemand,
+}
+
+/// One version of a key's material: the event's commitment plus when and how it appeared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaterialVersion {
+    /// The commitment from the event (version, material id, root key id, wrapped digest).
+    pub material: MaterialRefV1,
+    /// When the event that introduced it was written (writer clock, ms since the epoch); the
+    /// `RotationDate` of a rotation.
+    pub created_unix_ms: u64,
+    /// Creation or rotation type.
+    pub source: MaterialSource,
+}
+
+/// Automatic rotation setting of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AutoRotation {
+    /// Not enabled.
+    Off,
+    /// Enabled with a period; the next rotation comes due at `next_rotation_unix_ms`.
+    On {
+        /// `RotationPeriodInDays`, 90..2560.
+        period_days: u16,
+        /// When the next automatic rotation is due, ms since the epoch.
+        next_rotation_unix_ms: u64,
+    },
+}
+
+/// A scheduled deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    /// `DeletionDate`, ms since the epoch.
+    pub deletion_unix_ms: u64,
+    /// `PendingWindowInDays`, 7..30.
+    pub window_days: u16,
+}
+
+/// A live (not deleted) key. Read-only for everyone but `evolve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Key {
+    /// Key id.
+    pub id: KeyId,
+    /// Owning account (12 digits).
+    pub account: String,
+    /// `CreationDate`, ms since the epoch (writer clock of KeyCreated).
+    pub created_unix_ms: u64,
+    /// `Description`.
+    pub description: String,
+    /// `KeySpec`.
+    pub key_spec: KeySpec,
+    /// `KeyUsage`.
+    pub key_usage: KeyUsage,
+    /// `Origin`.
+    pub origin: Origin,
+    /// `MultiRegion` (always false so far).
+    pub multi_region: bool,
+    /// `KeyState`.
+    pub state: KeyState,
+    /// Set exactly while `state` is PendingDeletion.
+    pub deletion: Option<Deletion>,
+    /// Tags in insertion order; TagResource upserts in place.
+    pub tags: Vec<TagV1>,
+    /// The automatic rotation setting. It is kept while PendingDeletion (status then reads
+    /// false, see [`Key::rotation_status_enabled`]) and so returns on cancel.
+    pub rotation: AutoRotation,
+    /// Every material version ever, ascending by version.
+    pub materials: Vec<MaterialVersion>,
+    /// The current material version (0 = none, e.g. PendingImport).
+    pub current_version: u32,
+    /// Completed on-demand rotations (RotateKeyOnDemand), for the per-key quota.
+    pub on_demand_rotations: u32,
+    /// Names of the aliases pointing at this key, in creation order.
+    pub aliases: Vec<String>,
+}
+
+impl Key {
+    /// The key ARN in `realm`.
+    pub fn arn(&self, realm: &Realm) -> String {
+        realm.key_arn(&self.account, &self.id)
+    }
+
+    /// The current material, if any.
+    pub fn current_material(&self) -> Option<&MaterialRefV1> {
+        self.material(self.current_version)
+    }
+
+    /// The material of `version`, if the key has it.
+    pub fn material(&self, version: u32) -> Option<&MaterialRefV1> {
+        if version == 0 {
+            return None;
+        }
+        self.materials.iter().find(|m| m.material.version == version).map(|m| &m.material)
+    }
+
+    /// The version the next material of this key must have.
+    pub fn next_material_version(&self) -> u32 {
+        self.materials.last().map_or(1, |m| m.material.version + 1)
+    }
+
+    /// `KeyRotationEnabled` as GetKeyRotationStatus reports it: false while PendingDeletion.
+    pub fn rotation_status_enabled(&self) -> bool {
+        matches!(self.rotation, AutoRotation::On { .. }) && self.state != KeyState::PendingDeletion
+    }
+
+    /// The time-driven action this key waits for, if any.
+    fn due(&self) -> Option<(u64, DueKind)> {
+        match (self.state, self.rotation, self.deletion) {
+            (KeyState::Enabled, AutoRotation::On { next_rotation_unix_ms, .. }, _) => {
+                Some((next_rotation_unix_ms, DueKind::Rotation))
+            }
+            (KeyState::PendingDeletion, _, Some(d)) => Some((d.deletion_unix_ms, DueKind::Deletion)),
+            _ => None,
+        }
+    }
+}
+
+/// What a key aggregate holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum KeyEntry {
+    /// Events exist but none created the key (all ignored).
+    Absent,
+    /// The key.
+    Live(Box<Key>),
+    /// Deleted: only the tombstone remains (material refs dropped).
+    Deleted {
+        /// Server time of the KeyDeleted event that took effect.
+        deleted_unix_ms: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KeySlot {
+    pub head: AggregateHead,
+    pub entry: KeyEntry,
+}
+
+/// A live alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    /// The key it points to (same account).
+    pub target: KeyId,
+    /// `CreationDate`, ms since the epoch.
+    pub created_unix_ms: u64,
+    /// `LastUpdatedDate`, ms since the epoch.
+    pub updated_unix_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AliasSlot {
+    pub head: AggregateHead,
+    /// `None` when deleted (or never effectively created); the head stays.
+    pub alias: Option<Alias>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AccountState {
+    pub keys: BTreeMap<KeyId, KeySlot>,
+    pub aliases: BTreeMap<String, AliasSlot>,
+    /// Derived: number of `KeyEntry::Live` keys (any state; the key quota counts them).
+    #[serde(skip)]
+    pub live_keys: usize,
+}
+
+/// Kind of a time-driven action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DueKind {
+    /// A PendingDeletion key's DeletionDate.
+    Deletion,
+    /// An Enabled key's next automatic rotation.
+    Rotation,
+}
+
+/// Why an event could not be applied. The projection is unchanged when this is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// Stream sequences must increase.
+    #[error("stream sequence {got} is not after the last applied {last}")]
+    StreamSeqNotIncreasing {
+        /// Last applied stream sequence.
+        last: u64,
+        /// The one offered.
+        got: u64,
+    },
+    /// The event does not extend its aggregate's chain (a skipped, repeated or forked event).
+    #[error(
+        "chain broken for {kind:?} {account}/{aggregate_id}: expected seq {expected_seq} after \
+         {expected_prev_hash}, got seq {got_seq} after {got_prev_hash}"
+    )]
+    ChainBroken {
+        /// Aggregate kind.
+        kind: AggregateKind,
+        /// Account.
+        account: String,
+        /// Aggregate id.
+        aggregate_id: String,
+        /// The sequence the head expects.
+        expected_seq: u64,
+        /// The sequence the event carries.
+        got_seq: u64,
+        /// Hex of the hash the head expects as `prev_hash`.
+        expected_prev_hash: String,
+        /// Hex of the event's `prev_hash`.
+        got_prev_hash: String,
+    },
+    /// A body on the wrong aggregate kind, a malformed aggregate id, or a kind this
+    /// projection does not hold.
+    #[error("event does not fit its aggregate: {0}")]
+    Malformed(String),
+    /// A code (key spec, usage, origin, rotation type) this build does not understand.
+    #[error("event uses an unknown {0} code {1}")]
+    UnknownCode(&'static str, u16),
+}
+
+/// What [`Projection::apply`] did with an event that extended its chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The body changed the state.
+    Folded,
+    /// Recorded in the chain head only: the body did not apply to the current state (e.g. a
+    /// KeyDeleted whose due time the server clock had not reached, or an alias targeting a key
+    /// deleted in the meantime).
+    Ignored,
+}
+
+/// All accounts' keys and aliases, folded from the control stream.
+///
+/// Memory: a live key is a B-tree slot (16-byte id, 48-byte head, 16-byte entry) pointing
+/// at one boxed [`Key`] of 200 bytes plus its strings, tags and 96 bytes per material
+/// version — about 450 bytes for a typical key; a tombstone keeps only the slot.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    pub(crate) accounts: BTreeMap<String, AccountState>,
+    pub(crate) last_applied_seq: u64,
+    /// Derived index of time-driven actions: (due ms, kind, account, key).
+    pub(crate) due: BTreeSet<(u64, DueKind, String, KeyId)>,
+}
+
+/// BLAKE3 derive-key context of [`Projection::state_digest`].
+pub const STATE_DIGEST_CONTEXT: &str = "keyledger 2026-11-29 kms projection state digest v1";
+
+impl Projection {
+    /// An empty projection (nothing applied).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stream sequence of the last applied event (0 if none).
+    pub fn last_applied_seq(&self) -> u64 {
+        self.last_applied_seq
+    }
+
+    /// A live key of `account`.
+    pub fn key(&self, account: &str, key_id: &KeyId) -> Option<&Key> {
+        match &self.accounts.get(account)?.keys.get(key_id)?.entry {
+            KeyEntry::Live(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Whether `key_id` of `account` has been deleted (a tombstone).
+    pub fn is_deleted(&self, account: &str, key_id: &KeyId) -> bool {
+        self.deleted_unix_ms(account, key_id).is_some()
+    }
+
+    /// When a deleted key's deletion took effect (server time, ms), if it is a tombstone.
+    pub fn deleted_unix_ms(&self, account: &str, key_id: &KeyId) -> Option<u64> {
+        match self.accounts.get(account)?.keys.get(key_id)?.entry {
+            KeyEntry::Deleted { deleted_unix_ms } => Some(deleted_unix_ms),
+            _ => None,
+        }
+    }
+
+    /// Every tombstone as (account, key id), sorted. O(keys).
+    pub fn deleted_keys(&self) -> Vec<(String, KeyId)> {
+        let mut out = Vec::new();
+        for (account, a) in &self.accounts {
+            for (id, slot) in &a.keys {
+                if matches!(slot.entry, KeyEntry::Deleted { .. }) {
+                    out.push((account.clone(), *id));
+                }
+            }
+        }
+        out
+    }
+
+    /// Live keys of `account` (every state), ascending by key id.
+    pub fn keys(&self, account: &str) -> impl Iterator<Item = &Key> + '_ {
+        self.accounts.get(account).into_iter().flat_map(|a| {
+            a.keys.values().filter_map(|s| match &s.entry {
+                KeyEntry::Live(k) => Some(&**k),
+                _ => None,
+            })
+        })
+    }
+
+    /// Live keys of `account` with an id greater than `after` (or all), ascending.
+    pub fn keys_after(&self, account: &str, after: Option<KeyId>) -> impl Iterator<Item = &Key> + '_ {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.accounts.get(account).into_iter().flat_map(move |a| {
+            a.keys.range((lower, Bound::Unbounded)).filter_map(|(_, s)| match &s.entry {
+                KeyEntry::Live(k) => Some(&**k),
+                _ => None,
+            })
+        })
+    }
+
+    /// Number of live keys of `account` (any state; the key quota counts these).
+    pub fn live_key_count(&self, account: &str) -> usize {
+        self.accounts.get(account).map_or(0, |a| a.live_keys)
+    }
+
+    /// A live alias of `account` by full name (`alias/…`).
+    pub fn alias(&self, account: &str, alias_name: &str) -> Option<&Alias> {
+        self.accounts.get(account)?.aliases.get(alias_name)?.alias.as_ref()
+    }
+
+    /// Live aliases of `account` with a name greater than `after` (or all), ascending by name.
+    pub fn aliases_after<'a>(&'a self, account: &str, after: Option<&'a str>) -> impl Iterator<Item = (&'a str, &'a Alias)> + 'a {
+        use std::ops::Bound;
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.accounts.get(account).into_iter().flat_map(move |a| {
+            a.aliases
+                .range::<str, _>((lower, Bound::Unbounded))
+                .filter_map(|(name, s)| s.alias.as_ref().map(|al| (name.as_str(), al)))
+        })
+    }
+
+    /// The chain head of an aggregate (genesis for a never-seen one).
+    pub fn head(&self, kind: AggregateKind, account: &str, aggregate_id: &str) -> AggregateHead {
+        let found = self.accounts.get(account).and_then(|a| match kind {
+            AggregateKind::Key => KeyId::parse(aggregate_id).and_then(|id| a.keys.get(&id)).map(|s| s.head),
+            AggregateKind::Alias => a.aliases.get(aggregate_id).map(|s| s.head),
+            _ => None,
+        });
+        found.unwrap_or_else(|| AggregateHead::genesis(kind, account, aggregate_id))
+    }
+
+    /// Time-driven actions due at or before `now_unix_ms`, earliest first, at most `max`:
+    /// (due ms, kind, account, key id).
+    pub fn due_before(&self, now_unix_ms: u64, max: usize) -> impl Iterator<Item = &(u64, DueKind, String, KeyId)> + '_ {
+        self.due.iter().take_while(move |(due, ..)| *due <= now_unix_ms).take(max)
+    }
+
+    /// Applies one event read from the control stream at `stream_seq`, whose JetStream
+    /// (server) timestamp is `server_time_unix_ms`.
+    ///
+    /// Checks, in order: `stream_seq` is after the last applied one; the event is a key or
+    /// alias event with a matching body and a well-formed id; its `aggregate_seq` equals the
+    /// head's `next_aggregate_seq` and its `prev_hash` the head's `last_hash`. On any failure
+    /// the projection is unchanged. Then the body is folded (see `evolve`) and the head
+    /// advances — also when the body did not apply ([`Applied::Ignored`]).
+    pub fn apply(&mut self, stream_seq: u64, server_time_unix_ms: u64, event: &Event) -> Result<Applied, ApplyError> {
+        if stream_seq <= self.last_applied_seq {
+            return Err(ApplyError::StreamSeqNotIncreasing { last: self.last_applied_seq, got: stream_seq });
+        }
+        let r = &event.record;
+        let kind = AggregateKind::from_code(r.aggregate_kind)
+            .ok_or_else(|| ApplyError::Malformed(format!("unknown aggregate kind {}", r.aggregate_kind)))?;
+        crate::evolve::check_fits(kind, event)?;
+        let head = self.head(kind, &r.account, &r.aggregate_id);
+        if r.aggregate_seq != head.next_aggregate_seq || r.prev_hash != head.last_hash {
+            return Err(ApplyError::ChainBroken {
+                kind,
+                account: r.account.clone(),
+                aggregate_id: r.aggregate_id.clone(),
+                expected_seq: head.next_aggregate_seq,
+                got_seq: r.aggregate_seq,
+                expected_prev_hash: hex::encode(head.last_hash),
+                got_prev_hash: hex::encode(r.prev_hash),
+            });
+        }
+        let new_head = AggregateHead {
+            next_aggregate_seq: head.next_aggregate_seq + 1,
+            last_hash: event.hash,
+            last_stream_seq: stream_seq,
+        };
+        let applied = crate::evolve::fold(self, kind, event, server_time_unix_ms, new_head)?;
+        self.last_applied_seq = stream_seq;
+        Ok(applied)
+    }
+
+    /// BLAKE3 (derive-key, [`STATE_DIGEST_CONTEXT`]) over the postcard encoding of the whole
+    /// state: accounts in order, each with its keys (live, tombstone or absent, by id) and
+    /// alias slots (by name), every aggregate head included. Derived indexes and
+    /// `last_applied_seq` are not part of it. Two projections that applied the same events
+    /// have the same digest; this is how replay equality is proven.
+    pub fn state_digest(&self) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new_derive_key(STATE_DIGEST_CONTEXT);
+        postcard::to_io(&self.accounts, &mut hasher).expect("hashing cannot fail");
+        *hasher.finalize().as_bytes()
+    }
+
+    pub(crate) fn due_entry(account: &str, key: &Key) -> Option<(u64, DueKind, String, KeyId)> {
+        key.due().map(|(t, k)| (t, k, account.to_owned(), key.id))
+    }
+}
+
+/// A day count as milliseconds.
+pub fn days_ms(days: u16) -> u64 {
+    u64::from(days) * DAY_MS
+}

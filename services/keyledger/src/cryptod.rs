@@ -1,0 +1,182 @@
+//! cryptod: answers cryptographic and read operations from its projection.
+//!
+//! Stateless apart from what replay rebuilds (the projection) and a cache of unwrapped
+//! material. Scales out by queue group. Before answering NotFound it catches up to the control
+//! stream's head, so CreateKey followed at once by Encrypt works for clients that send no
+//! minimum sequence.
+
+use std::sync::Arc;
+
+use keyledger_crypto::{self as crypto, EncryptionContext};
+use keyledger_events::{AggregateKind, Body};
+use keyledger_kms::{Caller, CryptoKey, ErrorKind, KeyId, KmsError, Operation, Request};
+use tokio::task::JoinHandle;
+
+use crate::roles::{RoleCtx, Success};
+
+/// Runs `f` against the projection; if it answers NotFoundException, catches up to the head
+/// and runs it once more.
+async fn with_catch_up<T>(ctx: &RoleCtx, f: impl Fn(&keyledger_kms::Projection) -> Result<T, KmsError>) -> Result<(T, u64), KmsError> {
+    let first = {
+        let p = ctx.follower.read();
+        f(&p).map(|v| (v, p.last_applied_seq()))
+    };
+    match first {
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            ctx.follower.catch_up(ctx.config.projection_wait).await?;
+            let p = ctx.follower.read();
+            f(&p).map(|v| (v, p.last_applied_seq()))
+        }
+        other => other,
+    }
+}
+
+/// Answers a read operation (DescribeKey, ListKeys, ListAliases, GetKeyRotationStatus,
+/// ListKeyRotations, ListResourceTags).
+pub async fn handle_read(ctx: &RoleCtx, caller: &Caller, request: &Request) -> Result<Success, KmsError> {
+    let (body, seq) = with_catch_up(ctx, |p| keyledger_kms::query(p, &ctx.config.realm, caller, request)).await?;
+    Ok(Success::json(body, Some(seq)))
+}
+
+/// The key a crypto operation will use, copied out of the projection.
+async fn crypto_key(ctx: &RoleCtx, caller: &Caller, key_id: &str, op: Operation) -> Result<(CryptoKey, u64), KmsError> {
+    with_catch_up(ctx, |p| keyledger_kms::resolve_for_crypto(p, &ctx.config.realm, caller, key_id, op)).await
+}
+
+fn dry_run() -> KmsError {
+    KmsError::dry_run()
+}
+
+fn invalid_ciphertext() -> KmsError {
+    KmsError::invalid_ciphertext()
+}
+
+/// Encrypts under the key's current material; returns the blob and the material id used.
+async fn seal(ctx: &RoleCtx, key: &CryptoKey, ec: &EncryptionContext, plaintext: &[u8]) -> Result<(Vec<u8>, [u8; 32]), KmsError> {
+    let version = key.current_version;
+    let reference = key.material(version).ok_or_else(|| KmsError::internal("The key has no current material."))?;
+    let m = ctx.cache.get(&key.account, key.key_id.as_bytes(), &key.key_id.to_string(), reference).await?;
+    Ok((crypto::seal(&m, *key.key_id.as_bytes(), version, ec, plaintext), reference.material_id))
+}
+
+/// Resolves the key a ciphertext names (a supplied key id must name the same key).
+async fn decrypt_key(ctx: &RoleCtx, caller: &Caller, blob: &[u8], supplied_key_id: Option<&str>) -> Result<(CryptoKey, u32, u64), KmsError> {
+    let header = crypto::parse_header(blob).map_err(|_| invalid_ciphertext())?;
+    let (key, seq) = with_catch_up(ctx, |p| {
+        keyledger_kms::resolve_for_decrypt(p, &ctx.config.realm, caller, header.key_id, header.material_version, supplied_key_id)
+    })
+    .await?;
+    Ok((key, header.material_version, seq))
+}
+
+/// Opens a ciphertext blob with the material version it names.
+async fn open(ctx: &RoleCtx, key: &CryptoKey, version: u32, blob: &[u8], ec: &EncryptionContext) -> Result<(crypto::Plaintext, [u8; 32]), KmsError> {
+    let reference = key.material(version).ok_or_else(invalid_ciphertext)?;
+    let m = ctx.cache.get(&key.account, key.key_id.as_bytes(), &key.key_id.to_string(), reference).await?;
+    let plaintext = crypto::open(&m, blob, ec).map_err(|_| invalid_ciphertext())?;
+    Ok((plaintext, reference.material_id))
+}
+
+/// For DryRun with IGNORE_CIPHERTEXT the blob may be absent; then the key id is required.
+fn require_blob(blob: &Option<Vec<u8>>) -> Result<&[u8], KmsError> {
+    blob.as_deref().ok_or_else(|| KmsError::validation("CiphertextBlob is required."))
+}
+
+/// Answers a cryptographic operation. Replies that carry plaintext are built directly into a
+/// buffer that is wiped when dropped.
+pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request) -> Result<Success, KmsError> {
+    match request {
+        Request::Encrypt(r) => {
+            let (key, seq) = crypto_key(ctx, caller, &r.key_id, Operation::Encrypt).await?;
+            keyledger_kms::check_encryption_algorithm(&key, r.encryption_algorithm)?;
+            if r.dry_run {
+                return Err(dry_run());
+            }
+            let (blob, _) = seal(ctx, &key, &r.encryption_context, r.plaintext.as_bytes()).await?;
+            Ok(Success::secret(keyledger_kms::response::encrypt_body(&key.arn, &blob), Some(seq)))
+        }
+        Request::Decrypt(r) => {
+            if r.dry_run && r.ciphertext_blob.is_none() {
+                let supplied = r.key_id.as_deref().ok_or_else(|| KmsError::validation("KeyId is required when the ciphertext is ignored."))?;
+                let (key, _) = crypto_key(ctx, caller, supplied, Operation::Decrypt).await?;
+                keyledger_kms::check_encryption_algorithm(&key, r.encryption_algorithm)?;
+                return Err(dry_run());
+            }
+            let blob = require_blob(&r.ciphertext_blob)?;
+            let (key, version, seq) = decrypt_key(ctx, caller, blob, r.key_id.as_deref()).await?;
+            keyledger_kms::check_encryption_algorithm(&key, r.encryption_algorithm)?;
+            if r.dry_run {
+                return Err(dry_run());
+            }
+            let (plaintext, material_id) = open(ctx, &key, version, blob, &r.encryption_context).await?;
+            Ok(Success::secret(keyledger_kms::response::decrypt_body(&key.arn, plaintext.as_bytes(), &material_id), Some(seq)))
+        }
+        Request::ReEncrypt(r) => {
+            let (dest, dest_seq) = crypto_key(ctx, caller, &r.destination_key_id, Operation::ReEncrypt).await?;
+            keyledger_kms::check_encryption_algorithm(&dest, r.destination_encryption_algorithm)?;
+            if r.dry_run && r.ciphertext_blob.is_none() {
+                let supplied = r.source_key_id.as_deref().ok_or_else(|| KmsError::validation("SourceKeyId is required when the ciphertext is ignored."))?;
+                let (source, _) = crypto_key(ctx, caller, supplied, Operation::ReEncrypt).await?;
+                keyledger_kms::check_encryption_algorithm(&source, r.source_encryption_algorithm)?;
+                return Err(dry_run());
+            }
+            let blob = require_blob(&r.ciphertext_blob)?;
+            let (source, version, seq) = decrypt_key(ctx, caller, blob, r.source_key_id.as_deref()).await?;
+            keyledger_kms::check_encryption_algorithm(&source, r.source_encryption_algorithm)?;
+            if r.dry_run {
+                return Err(dry_run());
+            }
+            let (plaintext, source_material_id) = open(ctx, &source, version, blob, &r.source_encryption_context).await?;
+            let (new_blob, dest_material_id) = seal(ctx, &dest, &r.destination_encryption_context, plaintext.as_bytes()).await?;
+            drop(plaintext);
+            Ok(Success::secret(
+                keyledger_kms::response::re_encrypt_body(&source.arn, &dest.arn, &new_blob, &source_material_id, &dest_material_id),
+                Some(seq.max(dest_seq)),
+            ))
+        }
+        Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r) => {
+            let with_plaintext = matches!(request, Request::GenerateDataKey(_));
+            let op = if with_plaintext { Operation::GenerateDataKey } else { Operation::GenerateDataKeyWithoutPlaintext };
+            let (key, seq) = crypto_key(ctx, caller, &r.key_id, op).await?;
+            if r.dry_run {
+                return Err(dry_run());
+            }
+            let data_key = crypto::Plaintext::random(r.data_key_len());
+            let (blob, material_id) = seal(ctx, &key, &r.encryption_context, data_key.as_bytes()).await?;
+            let plaintext = with_plaintext.then(|| data_key.as_bytes());
+            Ok(Success::secret(keyledger_kms::response::generate_data_key_body(&key.arn, &blob, plaintext, &material_id), Some(seq)))
+        }
+        Request::GenerateRandom(r) => {
+            let bytes = crypto::Plaintext::random(r.number_of_bytes as usize);
+            Ok(Success::secret(keyledger_kms::response::generate_random_body(bytes.as_bytes()), None))
+        }
+        other => Err(KmsError::new(ErrorKind::UnknownOperation, format!("{} is not a cryptographic operation", other.operation().name()))),
+    }
+}
+
+/// cryptod's background task: evicts unwrapped material of deleted keys from the cache.
+pub fn background(ctx: Arc<RoleCtx>) -> Vec<JoinHandle<()>> {
+    let mut events = ctx.follower.subscribe();
+    vec![tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(applied) => {
+                    if applied.event.aggregate_kind() == AggregateKind::Key && matches!(applied.event.body, Body::KeyDeleted(_)) {
+                        if let Ok(key_id) = applied.event.record.aggregate_id.parse::<KeyId>() {
+                            if ctx.follower.read().is_deleted(&applied.event.record.account, &key_id) {
+                                ctx.cache.evict_key(key_id.as_bytes());
+                            }
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let deleted = ctx.follower.read().deleted_keys();
+                    for (_, key_id) in deleted {
+                        ctx.cache.evict_key(key_id.as_bytes());
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    })]
+}

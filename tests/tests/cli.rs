@@ -1,0 +1,308 @@
+//! The `keyledger` binary as a user runs it: `keyledger dev` in one process, `keyledger kms`
+//! and `keyledger envelope` in others.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+const CLI: &str = env!("CARGO_BIN_EXE_kl-cli");
+
+/// `keyledger dev` running as a child process, its stderr/stdout captured to files.
+struct Dev {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Dev {
+    fn start() -> Dev {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("kl");
+        let log = std::fs::File::create(dir.path().join("dev.log")).unwrap();
+        let child = Command::new(CLI)
+            .args(["dev", "--data-dir"])
+            .arg(&data)
+            .args(["--nats-port", "0"])
+            .env("KEYLEDGER_LOG", "debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let dev = Dev { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !dev.log().contains("Keyledger dev is running") {
+            assert!(Instant::now() < deadline, "dev did not start:\n{}", dev.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        dev
+    }
+
+    fn profile(&self) -> PathBuf {
+        self.dir.path().join("kl").join("client.json")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()
+    }
+
+    /// Runs `keyledger <args…>` with this dev's profile; returns (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(CLI).args(args).env("KEYLEDGER_PROFILE", self.profile()).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    fn kms(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["kms"];
+        all.extend_from_slice(args);
+        let (code, out, err) = self.run(&all);
+        assert_eq!(code, 0, "keyledger kms {args:?} failed: {err}");
+        serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn stop(mut self) -> (String, tempfile::TempDir) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("dev did not stop on Ctrl-C:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (self.log(), self.dir)
+    }
+}
+
+/// Every file below `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn a_canary_plaintext_and_data_key_never_reach_the_streams_the_logs_or_errors() {
+    let dev = Dev::start();
+    let canary = format!("CANARY-{}", uuid::Uuid::new_v4().simple());
+    let pt_file = dev.dir.path().join("canary.txt");
+    std::fs::write(&pt_file, &canary).unwrap();
+    let key = dev.kms(&["create-key", "--description", "canary test"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let enc = dev.kms(&["encrypt", "--key-id", &key, "--plaintext", &format!("fileb://{}", pt_file.display()), "--encryption-context", "purpose=canary"]);
+    let blob = enc["CiphertextBlob"].as_str().unwrap().to_owned();
+    let dec = dev.kms(&["decrypt", "--ciphertext-blob", &blob, "--encryption-context", "purpose=canary"]);
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(dec["Plaintext"].as_str().unwrap()).unwrap(), canary.as_bytes());
+    // A failing call with the canary as plaintext under a wrong key id: the error must not echo it.
+    let (code, _, err) = dev.run(&["kms", "encrypt", "--key-id", "alias/missing", "--plaintext", &format!("fileb://{}", pt_file.display())]);
+    assert_eq!(code, 254);
+    assert!(err.contains("NotFoundException"), "{err}");
+    assert!(!err.contains(&canary));
+    let dk = dev.kms(&["generate-data-key", "--key-id", &key, "--key-spec", "AES_256"]);
+    let data_key = base64::engine::general_purpose::STANDARD.decode(dk["Plaintext"].as_str().unwrap()).unwrap();
+    // An oversize plaintext containing the canary, rejected by validation.
+    let big = dev.dir.path().join("big.txt");
+    std::fs::write(&big, canary.repeat(200)).unwrap();
+    let (code, _, err) = dev.run(&["kms", "encrypt", "--key-id", &key, "--plaintext", &format!("fileb://{}", big.display())]);
+    assert_eq!(code, 254);
+    assert!(!err.contains(&canary));
+
+    let (log, dir) = dev.stop();
+    let canary_b64 = base64::engine::general_purpose::STANDARD.encode(canary.as_bytes());
+    let dk_b64 = base64::engine::general_purpose::STANDARD.encode(&data_key);
+    let dk_hex = hex::encode(&data_key);
+    let needles: Vec<(&str, Vec<u8>)> = vec![
+        ("canary", canary.as_bytes().to_vec()),
+        ("canary hex", hex::encode(canary.as_bytes()).into_bytes()),
+        ("canary base64", canary_b64.clone().into_bytes()),
+        ("data key", data_key.clone()),
+        ("data key base64", dk_b64.into_bytes()),
+        ("data key hex", dk_hex.into_bytes()),
+    ];
+    assert!(log.contains("request"), "the service did log requests (debug level):\n{log}");
+    // Every file the service wrote: JetStream store (both streams), server log, service log.
+    let data_dir = dir.path().join("kl");
+    let mut checked = 0;
+    for file in files(&data_dir).into_iter().chain([dir.path().join("dev.log")]) {
+        let mut bytes = Vec::new();
+        std::fs::File::open(&file).unwrap().read_to_end(&mut bytes).unwrap();
+        for (what, needle) in &needles {
+            assert!(!contains(&bytes, needle), "{what} found in {}", file.display());
+        }
+        checked += 1;
+    }
+    assert!(checked > 5, "the store and logs were searched ({checked} files)");
+    // Positive control: the search does find what is there (the key id is in the stream).
+    let store_has_key_id = files(&data_dir.join("nats")).iter().any(|f| contains(&std::fs::read(f).unwrap(), key.as_bytes()));
+    assert!(store_has_key_id, "the search sees stream contents");
+}
+
+/// Peak resident memory (VmHWM, KiB) of a process run to completion, sampled from /proc.
+fn run_measuring_peak_kib(mut cmd: Command) -> (bool, u64) {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("VmHWM:") {
+                    let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                    peak = peak.max(kib);
+                }
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            if !status.success() {
+                eprintln!("{err}");
+            }
+            return (status.success(), peak);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn write_pseudo_random_file(path: &Path, len: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for chunk in buf.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let n = chunk.len();
+            chunk.copy_from_slice(&state.to_le_bytes()[..n]);
+        }
+        let n = left.min(buf.len());
+        f.write_all(&buf[..n]).unwrap();
+        left -= n;
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    let (mut fa, mut fb) = (std::fs::File::open(a).unwrap(), std::fs::File::open(b).unwrap());
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let na = fa.read(&mut ba).unwrap();
+        let mut nb = 0;
+        while nb < na {
+            let n = fb.read(&mut bb[nb..na]).unwrap();
+            if n == 0 {
+                return false;
+            }
+            nb += n;
+        }
+        if na == 0 {
+            return fb.read(&mut bb).unwrap() == 0;
+        }
+        if ba[..na] != bb[..na] {
+            return false;
+        }
+    }
+}
+
+#[test]
+fn a_100_mb_file_round_trips_through_envelope_encryption_in_constant_memory() {
+    let dev = Dev::start();
+    let key = dev.kms(&["create-key"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let dir = dev.dir.path();
+    let mut peaks = Vec::new();
+    for (name, len) in [("small", 1usize << 20), ("big", 100 << 20)] {
+        let plain = dir.join(format!("{name}.bin"));
+        let sealed = dir.join(format!("{name}.klenv"));
+        let opened = dir.join(format!("{name}.out"));
+        write_pseudo_random_file(&plain, len);
+        let mut enc = Command::new(CLI);
+        enc.args(["envelope", "encrypt", "--key-id", &key, "--encryption-context", "file=demo"])
+            .arg("--in").arg(&plain).arg("--out").arg(&sealed)
+            .env("KEYLEDGER_PROFILE", dev.profile());
+        let (ok, enc_peak) = run_measuring_peak_kib(enc);
+        assert!(ok, "envelope encrypt of {name}");
+        let mut dec = Command::new(CLI);
+        dec.args(["envelope", "decrypt"]).arg("--in").arg(&sealed).arg("--out").arg(&opened).env("KEYLEDGER_PROFILE", dev.profile());
+        let (ok, dec_peak) = run_measuring_peak_kib(dec);
+        assert!(ok, "envelope decrypt of {name}");
+        assert!(same_file(&plain, &opened), "{name}: decrypted file differs");
+        assert!(std::fs::metadata(&sealed).unwrap().len() > len as u64);
+        peaks.push((name, enc_peak, dec_peak));
+        if name == "big" {
+            // Tamper: flip one byte in the middle → decrypt fails and leaves no output.
+            let tampered = dir.join("big.tampered");
+            let mut bytes = std::fs::read(&sealed).unwrap();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x40;
+            std::fs::write(&tampered, &bytes).unwrap();
+            drop(bytes);
+            let target = dir.join("tampered.out");
+            let (code, _, err) = dev.run(&["envelope", "decrypt", "--in", tampered.to_str().unwrap(), "--out", target.to_str().unwrap()]);
+            assert_ne!(code, 0, "tampered file must not decrypt");
+            assert!(!target.exists(), "no partial plaintext is left behind: {err}");
+        }
+        for p in [&plain, &sealed, &opened] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    eprintln!("peak RSS KiB (file, encrypt, decrypt): {peaks:?}");
+    let (_, small_enc, small_dec) = peaks[0];
+    let (_, big_enc, big_dec) = peaks[1];
+    // 100x the input may cost at most 16 MiB more resident memory (noise, allocator).
+    assert!(big_enc < small_enc + 16 * 1024, "encrypt memory grew with the file: {small_enc} → {big_enc} KiB");
+    assert!(big_dec < small_dec + 16 * 1024, "decrypt memory grew with the file: {small_dec} → {big_dec} KiB");
+    dev.stop();
+}
+
+#[test]
+fn dev_restart_keeps_keys_and_the_cli_reports_errors_like_the_aws_cli() {
+    let dev = Dev::start();
+    let key = dev.kms(&["create-key", "--description", "survives"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let blob = dev.kms(&["encrypt", "--key-id", &key, "--plaintext", "aGVsbG8="])["CiphertextBlob"].as_str().unwrap().to_owned();
+    let (code, _, err) = dev.run(&["kms", "describe-key", "--key-id", "alias/none"]);
+    assert_eq!(code, 254);
+    assert!(err.contains("An error occurred (NotFoundException) when calling the DescribeKey operation"), "{err}");
+    let (code, _, _) = dev.run(&["kms", "describe-key", "--bogus"]);
+    assert_ne!(code, 0);
+    let (_log, dir) = dev.stop();
+    // Start again on the same data directory.
+    let data = dir.path().join("kl");
+    let log = std::fs::File::create(dir.path().join("dev2.log")).unwrap();
+    let mut child = Command::new(CLI)
+        .args(["dev", "--data-dir"]).arg(&data)
+        .stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(dir.path().join("dev2.log")).unwrap_or_default().contains("Keyledger dev is running") {
+        assert!(Instant::now() < deadline, "restart did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let profile = data.join("client.json");
+    let out = Command::new(CLI)
+        .args(["kms", "decrypt", "--ciphertext-blob", &blob, "--query", "Plaintext", "--output", "text"])
+        .env("KEYLEDGER_PROFILE", &profile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "aGVsbG8=");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
+    let _ = child.wait();
+}
