@@ -16,11 +16,14 @@ use keyledger_log::MaterialStore;
 /// Most unwrapped materials held at once (32 bytes each plus bookkeeping).
 pub const MAX_CACHED_MATERIALS: usize = 65_536;
 
+/// (key id bytes, material version).
+type MaterialSlot = ([u8; 16], u32);
+
 /// Bounded cache of unwrapped material, keyed by (key id, material version).
 pub struct MaterialCache {
     store: MaterialStore,
     root: Arc<RootKey>,
-    cache: Mutex<HashMap<([u8; 16], u32), Arc<KeyMaterial>>>,
+    cache: Mutex<HashMap<MaterialSlot, Arc<KeyMaterial>>>,
 }
 
 fn unavailable(what: &str) -> KmsError {

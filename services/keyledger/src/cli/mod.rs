@@ -18,7 +18,7 @@ use crate::roles::{Role, RoleConfig};
 
 /// Keyledger: an event-sourced key management service with AWS KMS semantics.
 #[derive(Parser, Debug)]
-#[command(name = "keyledger", version, about)]
+#[command(name = "keyledger", version)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
