@@ -114,6 +114,15 @@ pub enum Body {
     Secret(zeroize::Zeroizing<Vec<u8>>),
 }
 
+/// A zeroizing buffer that `bytes::Bytes` can own.
+struct SecretBuf(zeroize::Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for SecretBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
 impl Success {
     /// A JSON reply.
     pub fn json(body: Value, log_seq: Option<u64>) -> Self {
@@ -292,10 +301,10 @@ async fn serve_endpoint(
                         tracing::info!(outcome = "ok");
                         match success.body {
                             Body::Json(v) => bytes::Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
-                            // The NATS client needs an owned buffer; the copy is handed to the
-                            // connection and freed after writing. The zeroizing original is
-                            // wiped here.
-                            Body::Secret(z) => bytes::Bytes::copy_from_slice(&z),
+                            // Handed to the connection without a copy; the zeroizing owner
+                            // wipes the buffer when the last reference is dropped (the
+                            // connection's own write buffer is outside our reach).
+                            Body::Secret(z) => bytes::Bytes::from_owner(SecretBuf(z)),
                         }
                     }
                     Err(e) => {
