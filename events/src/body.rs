@@ -42,6 +42,8 @@ pub mod body_type {
     pub const ALIAS_UPDATED: u16 = 21;
     /// [`super::AliasDeletedV1`]
     pub const ALIAS_DELETED: u16 = 22;
+    /// [`super::UsageBlockV1`] (usage stream; aggregate kind UsageLane).
+    pub const USAGE_BLOCK: u16 = 40;
 }
 
 /// Stored enum codes. Each is append-only; `0` is never a valid value.
@@ -62,6 +64,27 @@ pub mod codes {
         pub const AWS_KMS: u16 = 1;
         /// `EXTERNAL`: material imported by the customer (issue 7).
         pub const EXTERNAL: u16 = 2;
+    }
+    /// Outcome codes of a usage record.
+    pub mod outcome {
+        /// The request succeeded and its result was released.
+        pub const OK: u16 = 1;
+        /// The request failed with an AWS error (validation, not found, state, …).
+        pub const ERROR: u16 = 2;
+        /// The caller was not allowed (AccessDeniedException).
+        pub const DENIED: u16 = 3;
+        /// The result was computed but withheld: after the record was stored the key, policy or
+        /// grant it was decided on had changed; the caller got the current error instead.
+        pub const WITHHELD: u16 = 4;
+    }
+    /// Transport codes of a usage record.
+    pub mod transport {
+        /// A NATS request (`kms.v1.<Operation>`).
+        pub const NATS: u16 = 1;
+        /// The AWS-compatible HTTP endpoint (forwarded by the gateway).
+        pub const HTTP: u16 = 2;
+        /// Keyledger itself (rate-limiter summaries, time-driven actions).
+        pub const SERVICE: u16 = 3;
     }
     /// RotationType codes (AWS `RotationType`).
     pub mod rotation_type {
@@ -221,6 +244,82 @@ pub struct AliasDeletedV1 {
     pub target_key_id: [u8; 16],
 }
 
+/// Where a request came from. Never holds credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceV1 {
+    /// A [`codes::transport`] code.
+    pub transport: u16,
+    /// Client name as the transport reports it (NATS connection name, HTTP User-Agent),
+    /// at most 256 bytes.
+    pub client_name: String,
+    /// Client address (`host` or `host:port`) when known, at most 64 bytes.
+    pub client_addr: String,
+}
+
+/// One request, as the audit log keeps it: who, what, on which key and material, with which
+/// encryption context, decided on which log position, and how it ended. Never plaintext, data
+/// keys, ciphertext bodies, grant tokens or credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRecordV1 {
+    /// The request id (UUID bytes); also the record's id in the audit API.
+    pub request_id: [u8; 16],
+    /// When the request was decided, writer clock, ms since the epoch.
+    pub time_unix_ms: u64,
+    /// AWS operation name (at most 64 bytes).
+    pub operation: String,
+    /// The authenticated caller.
+    pub principal: crate::PrincipalV1,
+    /// Where it came from.
+    pub source: SourceV1,
+    /// The key id as the caller supplied it (at most 2048 bytes; empty if none).
+    pub key_id_supplied: String,
+    /// The key ARN it resolved to (empty if it did not resolve).
+    pub key_arn: String,
+    /// Material version used (0 if none).
+    pub material_version: u32,
+    /// The encryption context, sorted by key (AWS logs it in clear; it must not hold secrets).
+    pub encryption_context: Vec<(String, String)>,
+    /// What allowed it: a key policy statement or grant id (empty while only the account rule
+    /// applies).
+    pub authorized_by: String,
+    /// A [`codes::outcome`] code.
+    pub outcome: u16,
+    /// AWS error name when the outcome is not OK (empty otherwise). Never the message text of
+    /// a client-supplied value.
+    pub error_name: String,
+    /// The control-log stream sequence of the key state the decision was made on.
+    pub decided_at_seq: u64,
+    /// BLAKE3 of the ciphertext blob produced (Encrypt, GenerateDataKey*, ReEncrypt) or
+    /// consumed (Decrypt), to pair an Encrypt with its Decrypts. Not secret.
+    pub ciphertext_digest: Option<[u8; 32]>,
+    /// True when the key was pending deletion (the deletion alarm fired for this request).
+    pub pending_deletion_alarm: bool,
+}
+
+/// Requests a rate limiter dropped before doing any work, counted per principal and window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuppressedRequestsV1 {
+    /// The principal whose requests were dropped.
+    pub principal: crate::PrincipalV1,
+    /// How many.
+    pub count: u64,
+    /// Window start, ms since the epoch.
+    pub window_start_unix_ms: u64,
+    /// Window end, ms since the epoch.
+    pub window_end_unix_ms: u64,
+}
+
+/// One group-committed block of a usage writer lane: every record that waited while the lane's
+/// previous block was in flight. The block is one message on `kl.v1.use.<lane>`, chained to the
+/// lane's previous block (`prev_hash`), published with `Nats-Msg-Id` = hex(block hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageBlockV1 {
+    /// The requests, in the order the lane received them.
+    pub records: Vec<UsageRecordV1>,
+    /// Rate-limiter summaries flushed with this block.
+    pub suppressed: Vec<SuppressedRequestsV1>,
+}
+
 /// Every body this build knows, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
@@ -240,6 +339,7 @@ pub enum Body {
     AliasCreated(AliasCreatedV1),
     AliasUpdated(AliasUpdatedV1),
     AliasDeleted(AliasDeletedV1),
+    UsageBlock(UsageBlockV1),
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, EventError> {
@@ -279,6 +379,7 @@ impl Body {
             Body::AliasCreated(_) => ALIAS_CREATED,
             Body::AliasUpdated(_) => ALIAS_UPDATED,
             Body::AliasDeleted(_) => ALIAS_DELETED,
+            Body::UsageBlock(_) => USAGE_BLOCK,
         }
     }
 
@@ -305,6 +406,7 @@ impl Body {
             Body::AliasCreated(_) => "AliasCreated",
             Body::AliasUpdated(_) => "AliasUpdated",
             Body::AliasDeleted(_) => "AliasDeleted",
+            Body::UsageBlock(_) => "UsageBlock",
         }
     }
 
@@ -326,6 +428,7 @@ impl Body {
             Body::AliasCreated(b) => enc(b),
             Body::AliasUpdated(b) => enc(b),
             Body::AliasDeleted(b) => enc(b),
+            Body::UsageBlock(b) => enc(b),
         }
     }
 
@@ -352,6 +455,7 @@ impl Body {
             (ALIAS_CREATED, 1) => Body::AliasCreated(dec(bytes)?),
             (ALIAS_UPDATED, 1) => Body::AliasUpdated(dec(bytes)?),
             (ALIAS_DELETED, 1) => Body::AliasDeleted(dec(bytes)?),
+            (USAGE_BLOCK, 1) => Body::UsageBlock(dec(bytes)?),
             (t, v) => return Err(EventError::UnknownBody { body_type: t, body_version: v }),
         })
     }

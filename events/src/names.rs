@@ -64,3 +64,42 @@ pub fn is_subject_token(token: &str) -> bool {
             .bytes()
             .all(|b| b > b' ' && b != b'.' && b != b'*' && b != b'>' && b < 0x7f)
 }
+
+/// Prefix of the usage streams: one stream per period (UTC month), `KL_USAGE_V1_<YYYYMM>`, so
+/// that a closed period can be sealed, archived and kept for its own retention while the
+/// control stream stays small.
+pub const USAGE_STREAM_PREFIX: &str = "KL_USAGE_V1_";
+/// Subject prefix of usage blocks: `kl.v1.use.<YYYYMM>.<lane>`.
+pub const USAGE_SUBJECT_PREFIX: &str = "kl.v1.use";
+/// Filter matching every usage subject of every period.
+pub const USAGE_SUBJECTS: &str = "kl.v1.use.>";
+
+/// The usage period (UTC year and month, `YYYYMM`) of a time in ms since the epoch.
+pub fn usage_period(unix_ms: u64) -> String {
+    let nanos = i128::from(unix_ms) * 1_000_000;
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!("{:04}{:02}", t.year(), u8::from(t.month()))
+}
+
+/// The usage stream of a period (`YYYYMM`).
+pub fn usage_stream(period: &str) -> String {
+    format!("{USAGE_STREAM_PREFIX}{period}")
+}
+
+/// The subjects of a period's usage stream.
+pub fn usage_stream_subjects(period: &str) -> String {
+    format!("{USAGE_SUBJECT_PREFIX}.{period}.>")
+}
+
+/// The subject of one writer lane in one period. A lane id is unique per writer process start
+/// (e.g. `cryptod-<random>`), so one process owns a lane at a time.
+pub fn usage_subject(period: &str, lane: &str) -> String {
+    format!("{USAGE_SUBJECT_PREFIX}.{period}.{lane}")
+}
+
+/// Core NATS subject on which the deletion alarm is published when any request uses a key that
+/// is pending deletion: `kl.v1.alarm.<account>.pending-deletion`. The message body is JSON
+/// `{"account", "key_arn", "operation", "request_id", "principal", "time_unix_ms"}`.
+pub fn pending_deletion_alarm_subject(account: &str) -> String {
+    format!("kl.v1.alarm.{account}.pending-deletion")
+}

@@ -20,10 +20,25 @@ pub const MAX_ACCOUNT_BYTES: usize = 64;
 pub const MAX_AGGREGATE_ID_BYTES: usize = 256;
 /// Longest principal field (ARN, user or NATS account name), in bytes.
 pub const MAX_PRINCIPAL_FIELD_BYTES: usize = 512;
-/// Largest encoded body, in bytes. Control-plane bodies are far smaller; this bounds decoders.
+/// Largest encoded body of a control-plane record, in bytes.
 pub const MAX_BODY_BYTES: usize = 48 * 1024;
-/// Largest encoded record, in bytes (the control stream's `max_msg_size` is set to this).
+/// Largest encoded control-plane record, in bytes (the control stream's `max_msg_size` is set
+/// from this).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+/// Largest encoded body of a usage block (aggregate kind UsageLane), in bytes.
+pub const MAX_USAGE_BODY_BYTES: usize = 896 * 1024;
+/// Largest encoded usage block record, in bytes (under NATS's default 1 MiB max payload, with
+/// room for headers).
+pub const MAX_USAGE_RECORD_BYTES: usize = 960 * 1024;
+
+/// Body and record limits for an aggregate kind code.
+fn limits(aggregate_kind: u16) -> (usize, usize) {
+    if aggregate_kind == AggregateKind::UsageLane.code() {
+        (MAX_USAGE_BODY_BYTES, MAX_USAGE_RECORD_BYTES)
+    } else {
+        (MAX_BODY_BYTES, MAX_RECORD_BYTES)
+    }
+}
 
 /// BLAKE3 `derive_key` context for the hash of a stored record (hard-coded, globally unique).
 pub const RECORD_HASH_CONTEXT: &str = "keyledger 2026-11-29 event record hash v1";
@@ -226,7 +241,7 @@ pub fn encode(draft: &Draft, body: &Body) -> Result<(Vec<u8>, [u8; 32]), EventEr
     };
     check_bounds(&record)?;
     let bytes = postcard::to_stdvec(&record).map_err(|e| EventError::Encode(e.to_string()))?;
-    if bytes.len() > MAX_RECORD_BYTES {
+    if bytes.len() > limits(record.aggregate_kind).1 {
         return Err(EventError::TooLarge("record"));
     }
     let hash = record_hash(&bytes);
@@ -246,7 +261,7 @@ fn check_bounds(r: &RecordV1) -> Result<(), EventError> {
             return Err(EventError::TooLarge("principal"));
         }
     }
-    if r.body.len() > MAX_BODY_BYTES {
+    if r.body.len() > limits(r.aggregate_kind).0 {
         return Err(EventError::TooLarge("body"));
     }
     Ok(())
@@ -256,7 +271,7 @@ fn check_bounds(r: &RecordV1) -> Result<(), EventError> {
 /// encoding: trailing bytes, padded varints, non-0/1 booleans, a wrong magic or version, an
 /// unknown aggregate kind, over-long fields, or a body that does not itself round-trip.
 pub fn decode(stored: &[u8]) -> Result<Event, EventError> {
-    if stored.len() > MAX_RECORD_BYTES {
+    if stored.len() > MAX_USAGE_RECORD_BYTES {
         return Err(EventError::TooLarge("record"));
     }
     if stored.len() < 5 || stored[..4] != MAGIC {
@@ -271,6 +286,9 @@ pub fn decode(stored: &[u8]) -> Result<Event, EventError> {
         return Err(EventError::UnknownRecordVersion(record.record_version));
     }
     check_bounds(&record)?;
+    if stored.len() > limits(record.aggregate_kind).1 {
+        return Err(EventError::TooLarge("record"));
+    }
     let reencoded = postcard::to_stdvec(&record).map_err(|e| EventError::Encode(e.to_string()))?;
     if reencoded != stored {
         return Err(EventError::NotCanonical("record does not re-encode to the stored bytes"));

@@ -88,11 +88,40 @@ fn samples() -> Vec<(&'static str, AggregateKind, Body)> {
             previous_target_key_id: [0x12; 16],
         })),
         ("alias_deleted", AggregateKind::Alias, Body::AliasDeleted(AliasDeletedV1 { target_key_id: [0x34; 16] })),
+        ("usage_block", AggregateKind::UsageLane, Body::UsageBlock(UsageBlockV1 {
+            records: vec![UsageRecordV1 {
+                request_id: [0x05; 16],
+                time_unix_ms: 1_767_225_600_123,
+                operation: "Decrypt".into(),
+                principal: principal(),
+                source: SourceV1 { transport: codes::transport::NATS, client_name: "orders-app".into(), client_addr: "127.0.0.1".into() },
+                key_id_supplied: "alias/orders".into(),
+                key_arn: format!("arn:aws:kms:us-east-1:111122223333:key/{KEY_ID}"),
+                material_version: 2,
+                encryption_context: vec![("app".into(), "orders".into()), ("tenant".into(), "t-42".into())],
+                authorized_by: String::new(),
+                outcome: codes::outcome::OK,
+                error_name: String::new(),
+                decided_at_seq: 42,
+                ciphertext_digest: Some([0x0c; 32]),
+                pending_deletion_alarm: false,
+            }],
+            suppressed: vec![SuppressedRequestsV1 {
+                principal: principal(),
+                count: 7,
+                window_start_unix_ms: 1_767_225_600_000,
+                window_end_unix_ms: 1_767_225_601_000,
+            }],
+        })),
     ]
 }
 
 fn encode_sample(kind: AggregateKind, body: &Body) -> (Vec<u8>, [u8; 32]) {
-    let id = if kind == AggregateKind::Alias { "alias/orders" } else { KEY_ID };
+    let id = match kind {
+        AggregateKind::Alias => "alias/orders",
+        AggregateKind::UsageLane => "cryptod-0001",
+        _ => KEY_ID,
+    };
     let prev = genesis_hash(kind, "111122223333", id);
     encode(&draft(kind, id, 0, prev), body).expect("encodes")
 }
@@ -244,4 +273,16 @@ fn subjects_are_scoped_by_account_and_kind() {
     assert!(!names::is_subject_token("a b"));
     assert!(!names::is_subject_token(">"));
     assert!(!names::is_subject_token(""));
+}
+
+#[test]
+fn usage_periods_are_utc_months() {
+    assert_eq!(names::usage_period(0), "197001");
+    assert_eq!(names::usage_period(951_782_400_000), "200002"); // 2000-02-29T00:00Z
+    assert_eq!(names::usage_period(951_868_799_999), "200002"); // 2000-02-29T23:59:59.999Z
+    assert_eq!(names::usage_period(951_868_800_000), "200003"); // 2000-03-01T00:00Z
+    assert_eq!(names::usage_period(1_798_761_599_999), "202612"); // 2026-12-31T23:59:59.999Z
+    assert_eq!(names::usage_period(1_798_761_600_000), "202701");
+    assert_eq!(names::usage_stream("202611"), "KL_USAGE_V1_202611");
+    assert_eq!(names::usage_subject("202611", "cryptod-ab12"), "kl.v1.use.202611.cryptod-ab12");
 }

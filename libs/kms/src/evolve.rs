@@ -26,7 +26,8 @@ use crate::state::*;
 /// Rejects events that do not fit their aggregate, before anything changes.
 pub(crate) fn check_fits(kind: AggregateKind, event: &Event) -> Result<(), ApplyError> {
     let r = &event.record;
-    let key_body = !matches!(event.body, Body::AliasCreated(_) | Body::AliasUpdated(_) | Body::AliasDeleted(_));
+    let alias_body = matches!(event.body, Body::AliasCreated(_) | Body::AliasUpdated(_) | Body::AliasDeleted(_));
+    let key_body = !alias_body && !matches!(event.body, Body::UsageBlock(_));
     match kind {
         AggregateKind::Key => {
             if !key_body {
@@ -37,7 +38,7 @@ pub(crate) fn check_fits(kind: AggregateKind, event: &Event) -> Result<(), Apply
             }
         }
         AggregateKind::Alias => {
-            if key_body {
+            if !alias_body {
                 return Err(ApplyError::Malformed(format!("{} on an alias aggregate", event.body.name())));
             }
             if !r.aggregate_id.starts_with("alias/") {
@@ -239,7 +240,9 @@ fn fold_key(slot: &mut KeySlot, id: KeyId, event: &Event, server_time_unix_ms: u
             key.tags.retain(|t| !b.tag_keys.contains(&t.key));
             Folded
         }
-        Body::AliasCreated(_) | Body::AliasUpdated(_) | Body::AliasDeleted(_) => unreachable!("checked by check_fits"),
+        Body::AliasCreated(_) | Body::AliasUpdated(_) | Body::AliasDeleted(_) | Body::UsageBlock(_) => {
+            unreachable!("checked by check_fits")
+        }
     };
     (applied, None, false)
 }
