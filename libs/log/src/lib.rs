@@ -26,7 +26,8 @@ mod streams;
 pub use control::{AppendError, ControlLog};
 pub use material::MaterialStore;
 pub use streams::{
-    control_stream_config, ensure_control_stream, ensure_material_stream, material_stream_config,
+    control_stream_config, ensure_control_stream, ensure_material_stream, ensure_usage_stream,
+    material_stream_config, usage_stream_config,
     verify_config, StreamSetupError, DUPLICATE_WINDOW, HEADER_ALLOWANCE_BYTES, MAX_MATERIAL_BYTES,
 };
 

@@ -81,6 +81,49 @@ pub fn control_stream_config(replicas: usize) -> Config {
     }
 }
 
+/// A usage stream's required config (one stream per period, `names::usage_stream(period)` on
+/// `names::usage_stream_subjects(period)`): like the control stream — File storage, limits
+/// retention, deny delete and purge, no rollups, discard New, no age or count limit, direct
+/// get — with room for group-committed blocks (`MAX_USAGE_RECORD_BYTES` + header allowance per
+/// message) and an optional byte cap: when the stream is full it refuses new blocks, so the
+/// service fails closed (no result without its record) instead of dropping history.
+pub fn usage_stream_config(period: &str, replicas: usize, max_bytes: Option<i64>) -> Config {
+    Config {
+        name: names::usage_stream(period),
+        description: Some(format!("Keyledger usage records v1, period {period} (immutable, lane-chained)")),
+        subjects: vec![names::usage_stream_subjects(period)],
+        storage: StorageType::File,
+        retention: RetentionPolicy::Limits,
+        num_replicas: replicas,
+        duplicate_window: DUPLICATE_WINDOW,
+        deny_delete: true,
+        deny_purge: true,
+        allow_rollup: false,
+        discard: DiscardPolicy::New,
+        max_age: Duration::ZERO,
+        max_messages: -1,
+        max_bytes: max_bytes.unwrap_or(-1),
+        max_messages_per_subject: -1,
+        allow_direct: true,
+        max_message_size: i32::try_from(keyledger_events::MAX_USAGE_RECORD_BYTES + HEADER_ALLOWANCE_BYTES)
+            .unwrap_or(i32::MAX),
+        ..Default::default()
+    }
+}
+
+/// Creates a period's usage stream if missing, else verifies it (never updates it).
+///
+/// # Errors
+/// As [`ensure_control_stream`].
+pub async fn ensure_usage_stream(
+    js: &Context,
+    period: &str,
+    replicas: usize,
+    max_bytes: Option<i64>,
+) -> Result<Stream, StreamSetupError> {
+    ensure(js, usage_stream_config(period, replicas, max_bytes)).await
+}
+
 /// The material stream's required config: `names::MATERIAL_STREAM` on
 /// `names::MATERIAL_SUBJECTS`, File storage, limits retention, `deny_delete` **false** (single
 /// messages are erased when a key is deleted), `deny_purge`, no rollups, discard New with one
@@ -247,7 +290,9 @@ pub fn verify_config(expected: &Config, found: &Config) -> Result<(), StreamSetu
             "-1 (no limit)".into(),
         );
     }
-    if found.max_bytes > 0 {
+    // A byte limit with discard New refuses writes when full (fail closed) and never drops
+    // history, so the usage streams may carry one — but only the one expected.
+    if found.max_bytes > 0 && found.max_bytes != expected.max_bytes {
         return weaker(
             "max_bytes",
             found.max_bytes.to_string(),

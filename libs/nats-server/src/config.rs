@@ -356,14 +356,14 @@ pub fn service_publish_allow() -> Vec<String> {
     ]
 }
 
-/// Subjects the dev service user may not publish to (deny wins over allow).
+/// Subjects the dev service user may not publish to (deny wins over allow): the API (it is
+/// never a caller), and deleting, purging or updating ANY stream — the runtime roles create
+/// streams but never weaken or remove them (control, material, every period's usage stream).
 pub fn service_publish_deny() -> Vec<String> {
     let mut deny = vec![names::API_SUBJECTS.to_owned()];
-    for stream in [names::CONTROL_STREAM, names::MATERIAL_STREAM] {
-        deny.push(format!("$JS.API.STREAM.DELETE.{stream}"));
-        deny.push(format!("$JS.API.STREAM.PURGE.{stream}"));
-        deny.push(format!("$JS.API.STREAM.UPDATE.{stream}"));
-    }
+    deny.push("$JS.API.STREAM.DELETE.>".to_owned());
+    deny.push("$JS.API.STREAM.PURGE.>".to_owned());
+    deny.push("$JS.API.STREAM.UPDATE.>".to_owned());
     deny.push(format!(
         "$JS.API.STREAM.MSG.DELETE.{}",
         names::CONTROL_STREAM
@@ -471,8 +471,10 @@ mod tests {
     fn service_user_may_not_call_the_api_or_destroy_streams() {
         let deny = service_publish_deny();
         assert!(deny.contains(&"kms.v1.>".to_owned()));
-        assert!(deny.contains(&"$JS.API.STREAM.DELETE.KL_CONTROL_V1".to_owned()));
-        assert!(deny.contains(&"$JS.API.STREAM.PURGE.KL_MATERIAL_V1".to_owned()));
+        // Every stream, including each period's usage stream, by wildcard.
+        for verb in ["DELETE", "PURGE", "UPDATE"] {
+            assert!(deny.contains(&format!("$JS.API.STREAM.{verb}.>")));
+        }
         assert!(deny.contains(&"$JS.API.STREAM.MSG.DELETE.KL_CONTROL_V1".to_owned()));
         assert!(!deny.contains(&"$JS.API.STREAM.MSG.DELETE.KL_MATERIAL_V1".to_owned()));
     }
