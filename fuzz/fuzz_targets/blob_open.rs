@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Round trip with header fields and nonce drawn from the input (deterministic).
     let pick = |at: usize| blob.get(at).copied().unwrap_or(at as u8);
-    let key_id: [u8; 16] = std::array::from_fn(|i| pick(i));
+    let key_id: [u8; 16] = std::array::from_fn(pick);
     let version = u32::from_be_bytes([pick(16), pick(17), pick(18), pick(19)]);
     let nonce: [u8; 24] = std::array::from_fn(|i| pick(20 + i));
     if blob.first().is_some_and(|b| b & 1 == 1) {

@@ -7,9 +7,9 @@
 //!   body is not valid JSON.` (so such a body is never echoed), and valid JSON that is not an
 //!   object gets exactly `The request body must be a JSON object.`;
 //! - error messages are bounded: at most `MESSAGE_BASE_BYTES + MESSAGE_BYTES_PER_BODY_BYTE ×
-//!   body length`. AWS echoes member values in validation messages (a 2049-character `KeyId`
-//!   comes back whole, a test pins it), so no constant bound holds; the linear bound catches
-//!   anything worse than the per-item violations of a list (see fuzz/README.md, "Findings");
+//!   body length`. A ValidationException lists one violation per bad list item (and echoes
+//!   member values), so no constant bound holds; the linear bound catches anything worse than
+//!   the per-item violations of a list (see fuzz/README.md, "Findings");
 //! - `Plaintext` never influences an error message except through its decoded length: the
 //!   body is parsed again with every base64 symbol of `Plaintext` replaced by another one
 //!   that keeps the string exactly as (in)valid and of the same decoded length, and the two
@@ -36,7 +36,7 @@ const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 /// only if `s` does, to as many bytes.
 fn scramble_base64(s: &str) -> String {
     let value = |c: char| BASE64.iter().position(|&a| char::from(a) == c);
-    let last = s.char_indices().filter(|&(_, c)| value(c).is_some()).map(|(i, _)| i).last();
+    let last = s.char_indices().rev().find(|&(_, c)| value(c).is_some()).map(|(i, _)| i);
     s.char_indices()
         .map(|(i, c)| match value(c) {
             Some(v) if Some(i) == last => char::from(BASE64[v ^ 0x30]),

@@ -35,6 +35,12 @@ impl Harness {
 
     /// Starts a fresh environment whose roles read `clock`.
     pub async fn start_with_clock(clock: Clock) -> Self {
+        Self::start_with_config(keyledger::roles::RoleConfig { clock, ..Default::default() }).await
+    }
+
+    /// Starts a fresh environment with these role settings (its clock is the harness's).
+    pub async fn start_with_config(config: keyledger::roles::RoleConfig) -> Self {
+        let clock = config.clock.clone();
         // KEYLEDGER_LOG=debug shows the roles' logs in a failing test's output.
         if let Ok(filter) = std::env::var("KEYLEDGER_LOG") {
             let _ = tracing_subscriber::fmt()
@@ -43,7 +49,7 @@ impl Harness {
                 .try_init();
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let env = DevEnvironment::start(&dir.path().join("kl"), 0, clock.clone()).await.expect("dev environment starts");
+        let env = DevEnvironment::start_with(&dir.path().join("kl"), 0, config).await.expect("dev environment starts");
         let client = keyledger::cli::connect_profile(&env.client_profile).await.expect("client connects");
         Self { env: Some(env), client, clock, dir }
     }
@@ -133,5 +139,81 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One stored audit record as a test sees it.
+#[derive(Debug, Clone)]
+pub struct StoredAudit {
+    /// Stream name.
+    pub stream: String,
+    /// Stream sequence of the message (block or event).
+    pub seq: u64,
+    /// The server's timestamp of that message, ms since the epoch.
+    pub server_time_ms: u64,
+    /// The record (for control events: built from the event header, outcome OK, with the
+    /// operation set to the event body's name).
+    pub record: keyledger_events::UsageRecordV1,
+    /// True for a control event.
+    pub is_event: bool,
+}
+
+impl Harness {
+    /// Every audit record stored so far: usage records of every period's usage stream, and
+    /// every control event that answered a request.
+    pub async fn audit_records(&self) -> Vec<StoredAudit> {
+        use futures::StreamExt;
+        let js = keyledger_log::jetstream(self.service_nats().await);
+        let mut names: Vec<String> = js.stream_names().filter_map(|n| async move { n.ok() }).collect().await;
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let is_usage = name.starts_with(keyledger_events::names::USAGE_STREAM_PREFIX);
+            if !is_usage && name != keyledger_events::names::CONTROL_STREAM {
+                continue;
+            }
+            let mut stream = js.get_stream(&name).await.unwrap();
+            let last = stream.info().await.unwrap().state.last_sequence;
+            for seq in 1..=last {
+                let Ok(msg) = stream.direct_get(seq).await else { continue };
+                let event = keyledger_events::decode(&msg.payload).expect("stored records decode");
+                let server_time_ms = (msg.time.unix_timestamp_nanos() / 1_000_000) as u64;
+                match event.body {
+                    keyledger_events::Body::UsageBlock(block) => {
+                        for record in block.records {
+                            out.push(StoredAudit { stream: name.clone(), seq, server_time_ms, record, is_event: false });
+                        }
+                    }
+                    ref body if event.record.request_id != [0; 16] => {
+                        let r = &event.record;
+                        out.push(StoredAudit {
+                            stream: name.clone(),
+                            seq,
+                            server_time_ms,
+                            is_event: true,
+                            record: keyledger_events::UsageRecordV1 {
+                                request_id: r.request_id,
+                                time_unix_ms: r.time_unix_ms,
+                                operation: body.name().to_owned(),
+                                principal: r.principal.clone(),
+                                source: keyledger_events::SourceV1 { transport: 0, client_name: String::new(), client_addr: String::new() },
+                                key_id_supplied: String::new(),
+                                key_arn: String::new(),
+                                material_version: 0,
+                                encryption_context: Vec::new(),
+                                authorized_by: String::new(),
+                                outcome: keyledger_events::codes::outcome::OK,
+                                error_name: String::new(),
+                                decided_at_seq: seq,
+                                ciphertext_digest: None,
+                                pending_deletion_alarm: false,
+                            },
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
     }
 }

@@ -306,3 +306,50 @@ fn dev_restart_keeps_keys_and_the_cli_reports_errors_like_the_aws_cli() {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
     let _ = child.wait();
 }
+
+#[test]
+fn envelope_refuses_outputs_it_could_not_replace_safely() {
+    let dev = Dev::start();
+    let key = dev.kms(&["create-key"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let dir = dev.dir.path();
+    let plain = dir.join("p.txt");
+    std::fs::write(&plain, b"some data").unwrap();
+    let sealed = dir.join("p.klenv");
+    let enc = |out: &str, extra: &[&str]| {
+        let mut args = vec!["envelope", "encrypt", "--key-id", key.as_str(), "--in", plain.to_str().unwrap(), "--out", out];
+        args.extend_from_slice(extra);
+        dev.run(&args)
+    };
+    let (code, _, err) = enc("-", &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("standard output"), "{err}");
+    let (code, _, err) = enc("/dev/null", &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device_like(), "/dev/null untouched");
+    let (code, _, err) = enc(plain.to_str().unwrap(), &["--force"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("same file"), "{err}");
+    assert_eq!(enc(sealed.to_str().unwrap(), &[]).0, 0);
+    let (code, _, err) = enc(sealed.to_str().unwrap(), &[]);
+    assert_ne!(code, 0, "an existing output is not replaced silently");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(enc(sealed.to_str().unwrap(), &["--force"]).0, 0);
+    let out = dir.join("p.out");
+    let (code, _, err) = dev.run(&["envelope", "decrypt", "--in", sealed.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600, "decrypted output is private");
+    assert_eq!(std::fs::read(&out).unwrap(), b"some data");
+    dev.stop();
+}
+
+trait CharDevice {
+    fn is_char_device_like(&self) -> bool;
+}
+impl CharDevice for std::fs::FileType {
+    fn is_char_device_like(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        self.is_char_device()
+    }
+}

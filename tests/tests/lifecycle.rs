@@ -303,3 +303,32 @@ async fn a_deletion_that_comes_due_destroys_the_key_and_erases_its_material() {
     let keys = h.ok("ListKeys", json!({})).await;
     assert_eq!(keys["Keys"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_different_root_key_is_refused_at_start() {
+    use keyledger::cli::dev::DevEnvironment;
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = Harness::start().await;
+    h.create_key().await;
+    h.stop().await;
+    let data = h.dir.path().join("kl");
+    let root = data.join("root.key");
+    let original = std::fs::read(&root).unwrap();
+
+    std::fs::remove_file(&root).unwrap();
+    let e = DevEnvironment::start(&data, 0, Clock::system()).await.err().expect("refused without its root key");
+    assert!(format!("{e:#}").contains("missing"), "{e:#}");
+    assert!(!root.exists(), "no new root key was made over an existing key log");
+
+    keyledger_crypto::RootKey::create_file(&root).unwrap();
+    let e = DevEnvironment::start(&data, 0, Clock::system()).await.err().expect("refused with another root key");
+    assert!(format!("{e:#}").contains("refusing to start"), "{e:#}");
+
+    std::fs::write(&root, &original).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let env = DevEnvironment::start(&data, 0, Clock::system()).await.expect("starts with its own root key");
+    // A second environment on the same data directory is refused while the first runs.
+    let e = DevEnvironment::start(&data, 0, Clock::system()).await.err().expect("one dev per data directory");
+    assert!(format!("{e:#}").contains("already running"), "{e:#}");
+    env.stop().await.unwrap();
+}

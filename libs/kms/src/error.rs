@@ -228,18 +228,18 @@ impl KmsError {
 
     /// `NotFoundException: Invalid keyId '<input>'` for a syntactically invalid key id.
     pub fn invalid_key_id(input: &str) -> Self {
-        Self::new(ErrorKind::NotFound, format!("Invalid keyId '{input}'"))
+        Self::new(ErrorKind::NotFound, format!("Invalid keyId '{}'", shorten(input)))
     }
 
     /// `NotFoundException: Invalid arn <region>` for an ARN of another region.
     pub fn wrong_region_arn(region: &str) -> Self {
-        Self::new(ErrorKind::NotFound, format!("Invalid arn {region}"))
+        Self::new(ErrorKind::NotFound, format!("Invalid arn {}", shorten(region)))
     }
 
     /// `InvalidArnException: <input> is not a valid KMS key or alias ARN.` (AWS sends no fixed
     /// text for this case; ours names the input, which is not secret.)
     pub fn invalid_arn(input: &str) -> Self {
-        Self::new(ErrorKind::InvalidArn, format!("{input} is not a valid KMS key or alias ARN."))
+        Self::new(ErrorKind::InvalidArn, format!("{} is not a valid KMS key or alias ARN.", shorten(input)))
     }
 
     /// `InvalidArnException: Key Aliases are not supported for this operation.` — an alias
@@ -396,7 +396,7 @@ pub enum Shown<'a> {
 /// `have value less than or equal to 1024`.
 pub fn violation(value: Shown<'_>, member: &str, rule: &str) -> String {
     let value = match value {
-        Shown::Value(v) => format!("Value '{v}' at"),
+        Shown::Value(v) => format!("Value '{}' at", shorten(v)),
         Shown::Hidden => "Value at".to_owned(),
         Shown::Null => "Value null at".to_owned(),
     };
@@ -405,8 +405,52 @@ pub fn violation(value: Shown<'_>, member: &str, rule: &str) -> String {
 
 /// The `ValidationException` for one or more violations:
 /// `1 validation error detected: a` or `N validation errors detected: a; b`.
+///
+/// At most [`MAX_LISTED_VIOLATIONS`] violations are spelled out (the count stays exact), so a
+/// request with thousands of bad list items cannot produce an error larger than itself.
 pub fn validation_error(violations: &[String]) -> KmsError {
     let n = violations.len();
     let noun = if n == 1 { "error" } else { "errors" };
-    KmsError::validation(format!("{n} validation {noun} detected: {}", violations.join("; ")))
+    let mut listed = violations.iter().take(MAX_LISTED_VIOLATIONS).cloned().collect::<Vec<_>>().join("; ");
+    if n > MAX_LISTED_VIOLATIONS {
+        listed.push_str(&format!("; and {} more", n - MAX_LISTED_VIOLATIONS));
+    }
+    KmsError::validation(format!("{n} validation {noun} detected: {listed}"))
+}
+
+/// Most violations spelled out in one ValidationException message.
+pub const MAX_LISTED_VIOLATIONS: usize = 10;
+
+/// Longest client-supplied value echoed in an error message, in characters. Longer values are
+/// cut and marked with `...`, so an error can never be larger than a bounded size (a
+/// 1 MiB description must not come back as a 1 MiB error).
+pub const MAX_ECHOED_CHARS: usize = 256;
+
+/// `v` cut to [`MAX_ECHOED_CHARS`] characters.
+pub fn shorten(v: &str) -> std::borrow::Cow<'_, str> {
+    match v.char_indices().nth(MAX_ECHOED_CHARS) {
+        None => std::borrow::Cow::Borrowed(v),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &v[..cut])),
+    }
+}
+
+#[cfg(test)]
+mod echo_tests {
+    use super::*;
+
+    #[test]
+    fn echoed_values_are_bounded() {
+        let long = "é".repeat(10_000);
+        let e = KmsError::invalid_key_id(&long);
+        assert!(e.message.chars().count() < MAX_ECHOED_CHARS + 32, "{}", e.message.len());
+        assert!(e.message.ends_with("...'"));
+        let m = violation(Shown::Value(&"d".repeat(1 << 20)), "description", "have length less than or equal to 8192");
+        assert!(m.len() < 600);
+        assert_eq!(shorten("short"), "short");
+        let many: Vec<String> = (0..10_000).map(|i| format!("violation {i}")).collect();
+        let e = validation_error(&many);
+        assert!(e.message.starts_with("10000 validation errors detected: violation 0; "));
+        assert!(e.message.ends_with("; and 9990 more"));
+        assert!(e.message.len() < 400);
+    }
 }

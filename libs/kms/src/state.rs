@@ -362,6 +362,16 @@ impl Projection {
         out
     }
 
+    /// Every live key of every account, by account then key id.
+    pub fn all_keys(&self) -> impl Iterator<Item = &Key> + '_ {
+        self.accounts.values().flat_map(|a| {
+            a.keys.values().filter_map(|s| match &s.entry {
+                KeyEntry::Live(k) => Some(&**k),
+                _ => None,
+            })
+        })
+    }
+
     /// Live keys of `account` (every state), ascending by key id.
     pub fn keys(&self, account: &str) -> impl Iterator<Item = &Key> + '_ {
         self.accounts.get(account).into_iter().flat_map(|a| {

@@ -19,10 +19,15 @@ fn err(op: Operation, body: &str) -> (ErrorKind, String) {
     }
 }
 
+/// The expected one-violation message; echoed values are cut at 256 characters + `...`.
 fn v1(value: &str, member: &str, rule: &str) -> (ErrorKind, String) {
+    let shown = match value.char_indices().nth(256) {
+        Some((cut, _)) => format!("{}...", &value[..cut]),
+        None => value.to_owned(),
+    };
     (
         ErrorKind::Validation,
-        format!("1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must {rule}"),
+        format!("1 validation error detected: Value '{shown}' at '{member}' failed to satisfy constraint: Member must {rule}"),
     )
 }
 

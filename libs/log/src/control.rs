@@ -132,105 +132,8 @@ impl ControlLog {
                 "subject {subject:?} is not a control subject"
             )));
         }
-        let msg_id = hex::encode(event_id);
-        let payload = Bytes::from(bytes);
-        let attempts = self.retry.max_attempts.max(1);
-        let mut last_error = String::new();
-        for attempt in 1..=attempts {
-            let message = PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(&msg_id)
-                .expected_stream(names::CONTROL_STREAM)
-                .expected_last_subject_sequence(expected_last_subject_seq);
-            let result = match self.js.send_publish(subject.to_owned(), message).await {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(ack) => {
-                    if ack.duplicate {
-                        tracing::debug!(
-                            subject,
-                            seq = ack.sequence,
-                            "append acknowledged as duplicate"
-                        );
-                    }
-                    return Ok(ack.sequence);
-                }
-                Err(e) => match e.kind() {
-                    PublishErrorKind::WrongLastSequence => {
-                        return self
-                            .reconcile(subject, expected_last_subject_seq, &payload)
-                            .await;
-                    }
-                    PublishErrorKind::TimedOut
-                    | PublishErrorKind::BrokenPipe
-                    | PublishErrorKind::StreamNotFound
-                    | PublishErrorKind::MaxAckPending => {
-                        last_error = e.to_string();
-                        tracing::warn!(subject, attempt, error = %e, "append outcome unknown; retrying with the same message id");
-                        if attempt < attempts {
-                            tokio::time::sleep(self.retry.backoff(attempt)).await;
-                        }
-                    }
-                    PublishErrorKind::MaxPayloadExceeded
-                    | PublishErrorKind::WrongLastMessageId
-                    | PublishErrorKind::Other => {
-                        return Err(AppendError::Rejected(error_chain(&e)));
-                    }
-                },
-            }
-        }
-        Err(AppendError::Unavailable {
-            attempts,
-            last_error,
-        })
-    }
-
-    /// After a wrong-last-sequence answer: was our event stored earlier (by an attempt whose
-    /// ack was lost)? If so it is the first message on `subject` after `expected`.
-    async fn reconcile(
-        &self,
-        subject: &str,
-        expected: u64,
-        payload: &Bytes,
-    ) -> Result<u64, AppendError> {
-        let unknown = |e: &dyn std::fmt::Display| AppendError::Unavailable {
-            attempts: 1,
-            last_error: format!("conflict, and reading the subject failed: {e}"),
-        };
-        let first_after = self
-            .stream
-            .raw_message_builder()
-            .next_by_subject(subject.to_owned())
-            .sequence(expected.saturating_add(1))
-            .send()
-            .await;
-        match first_after {
-            Ok(m) if m.payload == *payload => {
-                tracing::debug!(
-                    subject,
-                    seq = m.sequence,
-                    "conflict was our own earlier append"
-                );
-                return Ok(m.sequence);
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
-            // We know it conflicted but cannot tell whether our event is there: unknown outcome.
-            Err(e) => return Err(unknown(&e)),
-        }
-        match self.stream.get_last_raw_message_by_subject(subject).await {
-            Ok(head) => Err(AppendError::Conflict {
-                current_last_seq: Some(head.sequence),
-            }),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
-                Err(AppendError::Conflict {
-                    current_last_seq: None,
-                })
-            }
-            Err(e) => Err(unknown(&e)),
-        }
+        let target = AppendTarget { js: &self.js, stream: &self.stream, stream_name: names::CONTROL_STREAM, retry: &self.retry };
+        append_chained(target, subject, expected_last_subject_seq, &hex::encode(event_id), Bytes::from(bytes)).await
     }
 
     /// The last record on `subject` (direct get; any replica may answer, so it can lag the
@@ -459,4 +362,95 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// Where [`append_chained`] writes.
+#[derive(Clone, Copy)]
+pub(crate) struct AppendTarget<'a> {
+    pub(crate) js: &'a Context,
+    pub(crate) stream: &'a Stream,
+    pub(crate) stream_name: &'a str,
+    pub(crate) retry: &'a RetryPolicy,
+}
+
+/// Publishes `payload` on `subject` with `Nats-Msg-Id`, `Nats-Expected-Stream` and
+/// `Nats-Expected-Last-Subject-Sequence`, retrying the same bytes on unknown outcomes and
+/// reconciling wrong-last-sequence answers (see [`ControlLog::append`] for the full rule).
+pub(crate) async fn append_chained(
+    target: AppendTarget<'_>,
+    subject: &str,
+    expected_last_subject_seq: u64,
+    msg_id: &str,
+    payload: Bytes,
+) -> Result<u64, AppendError> {
+    let attempts = target.retry.max_attempts.max(1);
+    let mut last_error = String::new();
+    for attempt in 1..=attempts {
+        let message = PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(msg_id)
+            .expected_stream(target.stream_name)
+            .expected_last_subject_sequence(expected_last_subject_seq);
+        let result = match target.js.send_publish(subject.to_owned(), message).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(ack) => {
+                if ack.duplicate {
+                    tracing::debug!(subject, seq = ack.sequence, "append acknowledged as duplicate");
+                }
+                return Ok(ack.sequence);
+            }
+            Err(e) => match e.kind() {
+                PublishErrorKind::WrongLastSequence => {
+                    return reconcile(target.stream, subject, expected_last_subject_seq, &payload).await;
+                }
+                PublishErrorKind::TimedOut
+                | PublishErrorKind::BrokenPipe
+                | PublishErrorKind::StreamNotFound
+                | PublishErrorKind::MaxAckPending => {
+                    last_error = e.to_string();
+                    tracing::warn!(subject, attempt, error = %e, "append outcome unknown; retrying with the same message id");
+                    if attempt < attempts {
+                        tokio::time::sleep(target.retry.backoff(attempt)).await;
+                    }
+                }
+                PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::WrongLastMessageId | PublishErrorKind::Other => {
+                    return Err(AppendError::Rejected(error_chain(&e)));
+                }
+            },
+        }
+    }
+    Err(AppendError::Unavailable { attempts, last_error })
+}
+
+/// After a wrong-last-sequence answer: was our message stored earlier (by an attempt whose
+/// ack was lost)? If so it is the first message on `subject` after `expected`.
+async fn reconcile(stream: &Stream, subject: &str, expected: u64, payload: &Bytes) -> Result<u64, AppendError> {
+    let unknown = |e: &dyn std::fmt::Display| AppendError::Unavailable {
+        attempts: 1,
+        last_error: format!("conflict, and reading the subject failed: {e}"),
+    };
+    let first_after = stream
+        .raw_message_builder()
+        .next_by_subject(subject.to_owned())
+        .sequence(expected.saturating_add(1))
+        .send()
+        .await;
+    match first_after {
+        Ok(m) if m.payload == *payload => {
+            tracing::debug!(subject, seq = m.sequence, "conflict was our own earlier append");
+            return Ok(m.sequence);
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+        // We know it conflicted but cannot tell whether our message is there: unknown outcome.
+        Err(e) => return Err(unknown(&e)),
+    }
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(head) => Err(AppendError::Conflict { current_last_seq: Some(head.sequence) }),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Err(AppendError::Conflict { current_last_seq: None }),
+        Err(e) => Err(unknown(&e)),
+    }
 }

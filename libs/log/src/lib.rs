@@ -22,9 +22,11 @@ use bytes::Bytes;
 mod control;
 mod material;
 mod streams;
+mod usage;
 
 pub use control::{AppendError, ControlLog};
 pub use material::MaterialStore;
+pub use usage::UsageLog;
 pub use streams::{
     control_stream_config, ensure_control_stream, ensure_material_stream, ensure_usage_stream,
     material_stream_config, usage_stream_config,

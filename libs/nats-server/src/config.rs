@@ -11,6 +11,12 @@
 //!   `_INBOX.<user>.>` (clients use `custom_inbox_prefix("_INBOX.<user>")`), so one user never
 //!   sees another's replies (which carry plaintext).
 //! * optional system account `SYS` with user `sys` (monitoring, `$SYS` requests).
+//! * optional gateway account [`GATEWAY_ACCOUNT`] (`GATEWAY`) with one user `gateway`: the AWS
+//!   HTTP endpoint's own account. It imports `kms.v1.>` with `share: true` like a tenant, may
+//!   publish only `kms.v1.>` and subscribe only `_INBOX.gateway.>`. The roles believe the
+//!   principal a request forwards (`Keyledger-Forwarded-Principal`, the SigV4 caller) only when
+//!   the server-stamped `Nats-Request-Info.acc` is this account, so no tenant can claim a SigV4
+//!   identity. It is not a tenant: it maps to no Keyledger account of its own.
 //!
 //! **Dev-mode caveat.** In a production layout no user of `KEYLEDGER` may *call* `kms.v1.>`
 //! (inside one account a request carries no `Nats-Request-Info` and a forged one passes through
@@ -49,6 +55,10 @@ pub const DEV_TENANT_ACCOUNT: &str = "DEV";
 pub const DEV_TENANT_USER: &str = "dev";
 /// Dev tenant: the Keyledger (AWS-style, 12 digit) account id it maps to.
 pub const DEV_KEYLEDGER_ACCOUNT: &str = "111122223333";
+/// NATS account of the AWS HTTP endpoint (the gateway role); reserved, never a tenant.
+pub const GATEWAY_ACCOUNT: &str = "GATEWAY";
+/// User name of the gateway in [`GATEWAY_ACCOUNT`].
+pub const GATEWAY_USER: &str = "gateway";
 
 /// Inbox prefix a user must pass to `custom_inbox_prefix` (`_INBOX.<user>`); its permissions
 /// allow subscribing to `_INBOX.<user>.>` only.
@@ -99,11 +109,14 @@ pub struct DevTopology {
     pub admin: Option<UserCredentials>,
     /// Optional `sys` user; when set, the config declares `system_account: SYS`.
     pub system: Option<UserCredentials>,
+    /// Optional gateway user (account [`GATEWAY_ACCOUNT`]); see the module docs.
+    pub gateway: Option<UserCredentials>,
 }
 
 impl DevTopology {
-    /// The dev layout: service user `keyledger` and tenant `DEV`/`dev` → `111122223333`, all
-    /// with fresh random passwords; no admin, no system user.
+    /// The dev layout: service user `keyledger`, tenant `DEV`/`dev` → `111122223333` and the
+    /// gateway user `gateway` (account `GATEWAY`), all with fresh random passwords; no admin,
+    /// no system user.
     pub fn dev() -> Self {
         Self {
             service: UserCredentials::generated(SERVICE_USER),
@@ -115,7 +128,26 @@ impl DevTopology {
             }],
             admin: None,
             system: None,
+            gateway: Some(UserCredentials::generated(GATEWAY_USER)),
         }
+    }
+
+    /// Removes the gateway account and user.
+    pub fn without_gateway(mut self) -> Self {
+        self.gateway = None;
+        self
+    }
+
+    /// The gateway's connection profile on the server at `url` (None without a gateway user).
+    pub fn gateway_profile(&self, url: &str) -> Option<crate::ServiceProfile> {
+        let g = self.gateway.as_ref()?;
+        Some(crate::ServiceProfile {
+            url: url.to_owned(),
+            nats_account: GATEWAY_ACCOUNT.to_owned(),
+            user: g.user.clone(),
+            password: g.password.clone(),
+            inbox_prefix: inbox_prefix(&g.user),
+        })
     }
 
     /// Adds the unrestricted admin user (`admin`, random password).
@@ -154,7 +186,7 @@ impl DevTopology {
     }
 
     /// Checks names: accounts and users are `[A-Za-z0-9_-]+` (at most 64 bytes), tenant accounts
-    /// do not reuse `KEYLEDGER`/`SYS` or each other, user names are unique across the server,
+    /// do not reuse `KEYLEDGER`/`SYS`/`GATEWAY` or each other, user names are unique across the server,
     /// Keyledger account ids are 12 digits, passwords are non-empty and contain no `"`, `\` or
     /// control characters.
     ///
@@ -178,7 +210,12 @@ impl DevTopology {
         if let Some(s) = &self.system {
             check_user(&s.user, &s.password)?;
         }
-        let mut accounts: Vec<&str> = vec![SERVICE_ACCOUNT, SYSTEM_ACCOUNT, "$G", "$SYS"];
+        if let Some(g) = &self.gateway {
+            check_user(&g.user, &g.password)?;
+        }
+        // GATEWAY is reserved even without a gateway user: the roles treat requests stamped
+        // with that account as forwarded by the gateway.
+        let mut accounts: Vec<&str> = vec![SERVICE_ACCOUNT, SYSTEM_ACCOUNT, GATEWAY_ACCOUNT, "$G", "$SYS"];
         for t in &self.tenants {
             check_name("account", &t.nats_account)?;
             if accounts.contains(&t.nats_account.as_str()) {
@@ -298,8 +335,11 @@ pub fn render_config(settings: &ServerSettings) -> String {
         );
     }
     out.push_str("    ]\n");
-    if !t.tenants.is_empty() {
-        let importers: Vec<String> = t.tenants.iter().map(|x| quote(&x.nats_account)).collect();
+    let mut importers: Vec<String> = t.tenants.iter().map(|x| quote(&x.nats_account)).collect();
+    if t.gateway.is_some() {
+        importers.push(quote(GATEWAY_ACCOUNT));
+    }
+    if !importers.is_empty() {
         let _ = writeln!(
             out,
             "    exports: [ {{ service: {}, accounts: [{}] }} ]",
@@ -310,24 +350,14 @@ pub fn render_config(settings: &ServerSettings) -> String {
     out.push_str("  }\n");
     // Tenant accounts.
     for tenant in &t.tenants {
-        let _ = writeln!(out, "  {} {{", quote(&tenant.nats_account));
-        out.push_str("    users: [\n");
-        let _ = writeln!(
-            out,
-            "      {{ user: {}, password: {}, permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }} }}",
-            quote(&tenant.user),
-            quote(tenant.password.expose()),
-            quote(names::API_SUBJECTS),
-            quote(&format!("{}.>", inbox_prefix(&tenant.user)))
-        );
-        out.push_str("    ]\n");
-        let _ = writeln!(
-            out,
-            "    imports: [ {{ service: {{ account: {}, subject: {} }}, share: true }} ]",
-            quote(SERVICE_ACCOUNT),
-            quote(names::API_SUBJECTS)
-        );
-        out.push_str("  }\n");
+        let user = UserCredentials {
+            user: tenant.user.clone(),
+            password: tenant.password.clone(),
+        };
+        render_importing_account(&mut out, &tenant.nats_account, &user);
+    }
+    if let Some(gateway) = &t.gateway {
+        render_importing_account(&mut out, GATEWAY_ACCOUNT, gateway);
     }
     if let Some(sys) = &t.system {
         let _ = writeln!(out, "  {SYSTEM_ACCOUNT} {{");
@@ -344,6 +374,29 @@ pub fn render_config(settings: &ServerSettings) -> String {
         let _ = writeln!(out, "system_account: {SYSTEM_ACCOUNT}");
     }
     out
+}
+
+/// An account with one user that imports `kms.v1.>` with `share: true` (a tenant, or the
+/// gateway): the user may publish only `kms.v1.>` and subscribe only `_INBOX.<user>.>`.
+fn render_importing_account(out: &mut String, account: &str, user: &UserCredentials) {
+    let _ = writeln!(out, "  {} {{", quote(account));
+    out.push_str("    users: [\n");
+    let _ = writeln!(
+        out,
+        "      {{ user: {}, password: {}, permissions: {{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }} }}",
+        quote(&user.user),
+        quote(user.password.expose()),
+        quote(names::API_SUBJECTS),
+        quote(&format!("{}.>", inbox_prefix(&user.user)))
+    );
+    out.push_str("    ]\n");
+    let _ = writeln!(
+        out,
+        "    imports: [ {{ service: {{ account: {}, subject: {} }}, share: true }} ]",
+        quote(SERVICE_ACCOUNT),
+        quote(names::API_SUBJECTS)
+    );
+    out.push_str("  }\n");
 }
 
 /// Subjects the dev service user may publish to.
@@ -452,12 +505,50 @@ mod tests {
         assert!(conf.contains(
             "imports: [ { service: { account: \"KEYLEDGER\", subject: \"kms.v1.>\" }, share: true } ]"
         ));
-        assert!(conf.contains("exports: [ { service: \"kms.v1.>\", accounts: [\"DEV\"] } ]"));
+        assert!(conf.contains(
+            "exports: [ { service: \"kms.v1.>\", accounts: [\"DEV\", \"GATEWAY\"] } ]"
+        ));
         assert!(conf.contains("subscribe: { allow: [\"_INBOX.dev.>\"] }"));
         assert!(conf.contains("publish: { allow: [\"kms.v1.>\"] }"));
         assert!(conf.contains(s.topology.service.password.expose()));
         assert!(!conf.contains("system_account"));
         assert!(!conf.contains("http:"));
+    }
+
+    #[test]
+    fn the_gateway_account_imports_the_api_with_share_and_a_scoped_inbox() {
+        let s = settings();
+        let conf = render_config(&s);
+        let gateway = s.topology.gateway.as_ref().expect("dev has a gateway user");
+        let start = conf.find("  \"GATEWAY\" {").expect("GATEWAY account rendered");
+        let block = &conf[start..];
+        let block = &block[..block.find("\n  }\n").expect("block end")];
+        assert!(block.contains(&format!("user: \"gateway\", password: {}", quote(gateway.password.expose()))));
+        assert!(block.contains("publish: { allow: [\"kms.v1.>\"] }"), "{block}");
+        assert!(block.contains("subscribe: { allow: [\"_INBOX.gateway.>\"] }"), "{block}");
+        assert!(block.contains(
+            "imports: [ { service: { account: \"KEYLEDGER\", subject: \"kms.v1.>\" }, share: true } ]"
+        ));
+        assert!(!block.contains("jetstream"), "the gateway has no JetStream");
+        let profile = s.topology.gateway_profile("nats://127.0.0.1:1").unwrap();
+        assert_eq!(profile.nats_account, GATEWAY_ACCOUNT);
+        assert_eq!(profile.inbox_prefix, "_INBOX.gateway");
+    }
+
+    #[test]
+    fn without_a_gateway_nothing_of_it_is_rendered_and_the_name_stays_reserved() {
+        let mut s = settings();
+        s.topology = DevTopology::dev().without_gateway();
+        let conf = render_config(&s);
+        assert!(!conf.contains("GATEWAY"));
+        assert!(conf.contains("exports: [ { service: \"kms.v1.>\", accounts: [\"DEV\"] } ]"));
+        assert!(s.topology.gateway_profile("nats://x").is_none());
+        let claims_gateway = DevTopology::dev()
+            .without_gateway()
+            .with_tenant("GATEWAY", "u6", "123456789012");
+        assert!(claims_gateway.validate().is_err());
+        let user_clash = DevTopology::dev().with_tenant("OTHER", "gateway", "123456789012");
+        assert!(user_clash.validate().is_err());
     }
 
     #[test]

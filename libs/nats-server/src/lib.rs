@@ -4,7 +4,8 @@
 //!   PyPI into the project's tools cache (nats-tantivy.md §0.2, §3.2).
 //! * [`DevTopology`] + [`ServerSettings`] + [`render_config`] describe and render the accounts:
 //!   the `KEYLEDGER` service account exporting `kms.v1.>`, tenant accounts importing it with
-//!   `share: true` so the server stamps `Nats-Request-Info` (nats-tantivy.md §3.4).
+//!   `share: true` so the server stamps `Nats-Request-Info` (nats-tantivy.md §3.4), and the
+//!   gateway account `GATEWAY` whose requests may forward a SigV4 principal.
 //! * [`NatsServer`] runs the server as a child process: start, readiness, stop, kill, restart.
 //! * [`ClientProfile`] / [`ServiceProfile`] are the connection files dev mode writes (0600).
 //!
@@ -25,8 +26,8 @@ pub use binary::{
 pub use config::{
     inbox_prefix, render_config, service_publish_allow, service_publish_deny,
     service_subscribe_allow, DevTopology, ServerSettings, TenantAccount, UserCredentials,
-    ADMIN_USER, DEV_KEYLEDGER_ACCOUNT, DEV_TENANT_ACCOUNT, DEV_TENANT_USER, SERVICE_ACCOUNT,
-    SERVICE_USER, SYSTEM_ACCOUNT, SYSTEM_USER,
+    ADMIN_USER, DEV_KEYLEDGER_ACCOUNT, DEV_TENANT_ACCOUNT, DEV_TENANT_USER, GATEWAY_ACCOUNT,
+    GATEWAY_USER, SERVICE_ACCOUNT, SERVICE_USER, SYSTEM_ACCOUNT, SYSTEM_USER,
 };
 pub use profile::{ClientProfile, ServiceProfile};
 pub use secret::{Password, GENERATED_PASSWORD_BYTES};

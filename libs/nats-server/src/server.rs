@@ -259,6 +259,14 @@ impl NatsServer {
         })
     }
 
+    /// True once the server process has exited (crashed, killed, or stopped).
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => true,
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
+        }
+    }
+
     /// OS process id of the running server, None once stopped or killed.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

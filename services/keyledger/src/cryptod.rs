@@ -12,6 +12,7 @@ use keyledger_events::{AggregateKind, Body};
 use keyledger_kms::{Caller, CryptoKey, ErrorKind, KeyId, KmsError, Operation, Request};
 use tokio::task::JoinHandle;
 
+use crate::pipeline::{Facts, Recheck};
 use crate::roles::{RoleCtx, Success};
 
 /// Runs `f` against the projection; if it answers NotFoundException, catches up to the head
@@ -33,8 +34,9 @@ async fn with_catch_up<T>(ctx: &RoleCtx, f: impl Fn(&keyledger_kms::Projection) 
 
 /// Answers a read operation (DescribeKey, ListKeys, ListAliases, GetKeyRotationStatus,
 /// ListKeyRotations, ListResourceTags).
-pub async fn handle_read(ctx: &RoleCtx, caller: &Caller, request: &Request) -> Result<Success, KmsError> {
+pub async fn handle_read(ctx: &RoleCtx, caller: &Caller, request: &Request, facts: &mut Facts) -> Result<Success, KmsError> {
     let (body, seq) = with_catch_up(ctx, |p| keyledger_kms::query(p, &ctx.config.realm, caller, request)).await?;
+    facts.record.decided_at_seq = seq;
     Ok(Success::json(body, Some(seq)))
 }
 
@@ -83,8 +85,14 @@ fn require_blob(blob: &Option<Vec<u8>>) -> Result<&[u8], KmsError> {
 }
 
 /// Answers a cryptographic operation. Replies that carry plaintext are built directly into a
-/// buffer that is wiped when dropped.
-pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request) -> Result<Success, KmsError> {
+/// buffer that is wiped when dropped. Returns, with the result, the decision to re-check once
+/// the request's record is stored (see `pipeline.rs`).
+pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request, facts: &mut Facts) -> Result<(Success, Option<Recheck>), KmsError> {
+    let key_recheck = |input: &str, op: Operation, key: &CryptoKey| Recheck::Key { input: input.to_owned(), op, key_arn: key.arn.clone() };
+    let blob_recheck = |blob: &[u8], supplied: &Option<String>, key: &CryptoKey| {
+        let header = crypto::parse_header(blob).ok()?;
+        Some(Recheck::Blob { key_id: header.key_id, material_version: header.material_version, supplied: supplied.clone(), key_arn: key.arn.clone() })
+    };
     match request {
         Request::Encrypt(r) => {
             let (key, seq) = crypto_key(ctx, caller, &r.key_id, Operation::Encrypt).await?;
@@ -93,7 +101,10 @@ pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request) ->
                 return Err(dry_run());
             }
             let (blob, _) = seal(ctx, &key, &r.encryption_context, r.plaintext.as_bytes()).await?;
-            Ok(Success::secret(keyledger_kms::response::encrypt_body(&key.arn, &blob), Some(seq)))
+            facts.used_key(&key.arn, key.current_version, seq);
+            facts.ciphertext(&blob);
+            let recheck = key_recheck(&r.key_id, Operation::Encrypt, &key);
+            Ok((Success::secret(keyledger_kms::response::encrypt_body(&key.arn, &blob), Some(seq)), Some(recheck)))
         }
         Request::Decrypt(r) => {
             if r.dry_run && r.ciphertext_blob.is_none() {
@@ -108,8 +119,10 @@ pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request) ->
             if r.dry_run {
                 return Err(dry_run());
             }
+            facts.used_key(&key.arn, version, seq);
             let (plaintext, material_id) = open(ctx, &key, version, blob, &r.encryption_context).await?;
-            Ok(Success::secret(keyledger_kms::response::decrypt_body(&key.arn, plaintext.as_bytes(), &material_id), Some(seq)))
+            let recheck = blob_recheck(blob, &r.key_id, &key);
+            Ok((Success::secret(keyledger_kms::response::decrypt_body(&key.arn, plaintext.as_bytes(), &material_id), Some(seq)), recheck))
         }
         Request::ReEncrypt(r) => {
             let (dest, dest_seq) = crypto_key(ctx, caller, &r.destination_key_id, Operation::ReEncrypt).await?;
@@ -126,12 +139,21 @@ pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request) ->
             if r.dry_run {
                 return Err(dry_run());
             }
+            facts.used_key(&source.arn, version, seq.max(dest_seq));
             let (plaintext, source_material_id) = open(ctx, &source, version, blob, &r.source_encryption_context).await?;
             let (new_blob, dest_material_id) = seal(ctx, &dest, &r.destination_encryption_context, plaintext.as_bytes()).await?;
             drop(plaintext);
-            Ok(Success::secret(
-                keyledger_kms::response::re_encrypt_body(&source.arn, &dest.arn, &new_blob, &source_material_id, &dest_material_id),
-                Some(seq.max(dest_seq)),
+            facts.ciphertext(&new_blob);
+            let recheck = match blob_recheck(blob, &r.source_key_id, &source) {
+                Some(b) => Recheck::Both(Box::new(b), Box::new(key_recheck(&r.destination_key_id, Operation::ReEncrypt, &dest))),
+                None => key_recheck(&r.destination_key_id, Operation::ReEncrypt, &dest),
+            };
+            Ok((
+                Success::secret(
+                    keyledger_kms::response::re_encrypt_body(&source.arn, &dest.arn, &new_blob, &source_material_id, &dest_material_id),
+                    Some(seq.max(dest_seq)),
+                ),
+                Some(recheck),
             ))
         }
         Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r) => {
@@ -143,12 +165,15 @@ pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request) ->
             }
             let data_key = crypto::Plaintext::random(r.data_key_len());
             let (blob, material_id) = seal(ctx, &key, &r.encryption_context, data_key.as_bytes()).await?;
+            facts.used_key(&key.arn, key.current_version, seq);
+            facts.ciphertext(&blob);
             let plaintext = with_plaintext.then(|| data_key.as_bytes());
-            Ok(Success::secret(keyledger_kms::response::generate_data_key_body(&key.arn, &blob, plaintext, &material_id), Some(seq)))
+            let recheck = key_recheck(&r.key_id, op, &key);
+            Ok((Success::secret(keyledger_kms::response::generate_data_key_body(&key.arn, &blob, plaintext, &material_id), Some(seq)), Some(recheck)))
         }
         Request::GenerateRandom(r) => {
             let bytes = crypto::Plaintext::random(r.number_of_bytes as usize);
-            Ok(Success::secret(keyledger_kms::response::generate_random_body(bytes.as_bytes()), None))
+            Ok((Success::secret(keyledger_kms::response::generate_random_body(bytes.as_bytes()), None), None))
         }
         other => Err(KmsError::new(ErrorKind::UnknownOperation, format!("{} is not a cryptographic operation", other.operation().name()))),
     }

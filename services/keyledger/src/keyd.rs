@@ -20,12 +20,18 @@ use keyledger_kms::{Caller, Command, Ctx, Decision, ErrorKind, KeyId, KmsError, 
 use keyledger_log::AppendError;
 use tokio::task::JoinHandle;
 
+use crate::pipeline::Facts;
 use crate::roles::{RoleCtx, Success};
 
 /// Handles one management request.
-pub async fn handle(ctx: &RoleCtx, caller: &Caller, request: Request, request_id: uuid::Uuid) -> Result<Success, KmsError> {
+///
+/// A request that appends an event is recorded by that event; `facts` is told so. A request
+/// that changes nothing (or fails) is recorded by the caller as a usage record.
+pub async fn handle(ctx: &RoleCtx, caller: &Caller, request: Request, request_id: uuid::Uuid, facts: &mut Facts) -> Result<Success, KmsError> {
     let command = Command::Request(request);
     let (seq, decision) = execute(ctx, caller, &command, *request_id.as_bytes()).await?;
+    facts.record.decided_at_seq = seq;
+    facts.recorded_elsewhere = decision.is_some();
     let Command::Request(request) = &command else { unreachable!("built above") };
     let projection = ctx.follower.read();
     let body = keyledger_kms::management_response(&projection, &ctx.config.realm, caller, request, decision.as_ref())?;
@@ -60,12 +66,27 @@ pub async fn execute(ctx: &RoleCtx, caller: &Caller, command: &Command, request_
                 prepared.as_ref().map(|(_, _, m)| m.clone())
             }
         };
+        // Decide under the same view that still needs exactly the prepared material: if the
+        // projection moved on meanwhile (a concurrent rotation applied), prepare again.
         let decided = {
             let projection = ctx.follower.read();
-            let decide_ctx = Ctx { now_unix_ms: now, new_key_id, new_material: material.clone() };
-            keyledger_kms::decide(&projection, &ctx.config.realm, caller, command, &decide_ctx, &ctx.config.limits)
-                .map(|d| (d, projection.last_applied_seq()))
+            let still = keyledger_kms::material_needed(&projection, &ctx.config.realm, caller, command, &new_key_id)?;
+            let same = match (&still, &material) {
+                (None, None) => true,
+                (Some(t), Some(m)) => t.version == m.version,
+                _ => false,
+            };
+            if !same {
+                None
+            } else {
+                let decide_ctx = Ctx { now_unix_ms: now, new_key_id, new_material: material.clone() };
+                Some(
+                    keyledger_kms::decide(&projection, &ctx.config.realm, caller, command, &decide_ctx, &ctx.config.limits)
+                        .map(|d| (d, projection.last_applied_seq())),
+                )
+            }
         };
+        let Some(decided) = decided else { continue };
         let (decision, applied) = match decided {
             Ok(v) => v,
             Err(e) => {

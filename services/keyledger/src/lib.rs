@@ -8,16 +8,21 @@
 //! - [`cryptod`] answers crypto and read operations from the projection.
 //! - [`follower`] keeps a projection current by following the control stream.
 //! - [`materials`] prepares, fetches, caches and erases key material.
+//! - [`gateway`] the AWS KMS JSON 1.1 endpoint over HTTP (SigV4), forwarding to NATS.
 //! - [`identity`] turns the server-stamped `Nats-Request-Info` into a caller.
 //! - [`protocol`] the NATS API's headers, and a client that reads its own writes.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod auditd;
 pub mod cli;
 pub mod clock;
 pub mod cryptod;
 pub mod follower;
+pub mod gateway;
 pub mod identity;
 pub mod keyd;
 pub mod materials;
+pub mod pipeline;
 pub mod protocol;
 pub mod roles;

@@ -22,11 +22,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::audit::{AuditConfig, AuditWriter, RateLimiter};
 use crate::clock::Clock;
 use crate::follower::Follower;
 use crate::identity::Identities;
 use crate::materials::MaterialCache;
-use crate::protocol::{LOG_SEQ_HEADER, MIN_SEQ_HEADER, REQUEST_ID_HEADER, SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER};
+use crate::protocol::{LOG_SEQ_HEADER, REQUEST_ID_HEADER, SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER};
 
 /// A role of the `keyledger` binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
@@ -59,6 +60,12 @@ pub struct RoleConfig {
     pub max_append_attempts: u32,
     /// The clock every time-driven rule reads.
     pub clock: Clock,
+    /// The audit writer's limits.
+    pub audit: AuditConfig,
+    /// Requests per second each principal may make (token bucket refill rate).
+    pub rate_limit_per_principal_per_sec: f64,
+    /// Burst each principal may make above the rate.
+    pub rate_limit_burst: f64,
 }
 
 impl Default for RoleConfig {
@@ -73,6 +80,9 @@ impl Default for RoleConfig {
             max_in_flight: 1024,
             max_append_attempts: 8,
             clock: Clock::system(),
+            audit: AuditConfig::default(),
+            rate_limit_per_principal_per_sec: 5_000.0,
+            rate_limit_burst: 10_000.0,
         }
     }
 }
@@ -93,6 +103,10 @@ pub struct RoleCtx {
     pub root: Arc<RootKey>,
     /// Caller resolution.
     pub identities: Identities,
+    /// The audit writer (this process's lane).
+    pub audit: AuditWriter,
+    /// Per-principal rate limiter.
+    pub limiter: RateLimiter,
     /// Settings.
     pub config: RoleConfig,
 }
@@ -174,8 +188,13 @@ pub async fn start(roles: &[Role], profile: &ServiceProfile, root: Arc<RootKey>,
     let nats = connect("keyledger-log").await?;
     let js = keyledger_log::jetstream(nats.clone());
     let log = ControlLog::open(js.clone(), config.replicas).await?;
-    let materials = MaterialStore::open(js, config.replicas).await?;
+    let materials = MaterialStore::open(js.clone(), config.replicas).await?;
     let follower = Follower::start(log.clone());
+    check_root_key(&follower, &root).await?;
+    let lane_role = roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>().join("-");
+    let audit_config = AuditConfig { replicas: config.replicas, ..config.audit.clone() };
+    let (audit, audit_task) = AuditWriter::start(js.clone(), log.clone(), &lane_role, config.clock.clone(), audit_config);
+    let limiter = RateLimiter::new(config.rate_limit_per_principal_per_sec, config.rate_limit_burst);
     let ctx = Arc::new(RoleCtx {
         nats: nats.clone(),
         log,
@@ -184,10 +203,12 @@ pub async fn start(roles: &[Role], profile: &ServiceProfile, root: Arc<RootKey>,
         follower,
         root,
         identities: Identities::new(config.accounts.clone()),
+        audit,
+        limiter,
         config,
     });
     let mut services = Vec::new();
-    let mut tasks = Vec::new();
+    let mut tasks = vec![audit_task, tokio::spawn(flush_suppressed(ctx.clone()))];
     for role in roles {
         let queue = match role {
             Role::Keyd => "keyledger-keyd",
@@ -239,7 +260,7 @@ pub async fn start(roles: &[Role], profile: &ServiceProfile, root: Arc<RootKey>,
         .await
         .map_err(|e| anyhow::anyhow!("cannot subscribe for unknown operations: {e}"))?;
     unknown.flush().await.map_err(|e| anyhow::anyhow!("cannot flush the NATS connection: {e}"))?;
-    tasks.push(tokio::spawn(answer_unknown_operations(unknown, sub)));
+    tasks.push(tokio::spawn(answer_unknown_operations(ctx.clone(), unknown, sub)));
     Ok(RunningRoles { services, tasks, ctx })
 }
 
@@ -256,7 +277,7 @@ const AWS_OPERATIONS_NOT_YET: &[&str] = &[
 
 /// Answers requests for operations no endpoint serves. This subscription sees every request
 /// (its own queue group, so one instance per request) and stays silent for known operations.
-async fn answer_unknown_operations(nats: Client, mut sub: async_nats::Subscriber) {
+async fn answer_unknown_operations(ctx: Arc<RoleCtx>, nats: Client, mut sub: async_nats::Subscriber) {
     while let Some(msg) = sub.next().await {
         let Some(reply) = msg.reply.clone() else { continue };
         let name = msg.subject.as_str().rsplit('.').next().unwrap_or_default();
@@ -267,6 +288,10 @@ async fn answer_unknown_operations(nats: Client, mut sub: async_nats::Subscriber
             KmsError::new(ErrorKind::UnsupportedOperation, format!("Keyledger does not support {name} yet."))
         } else {
             KmsError::new(ErrorKind::UnknownOperation, "")
+        };
+        // Recorded like every request (the operation name is bounded: a subject token).
+        let error = match crate::pipeline::record_unknown(&ctx, &msg, name, error).await {
+            Ok(e) | Err(e) => e,
         };
         let mut headers = HeaderMap::new();
         headers.insert(SERVICE_ERROR_HEADER, error.kind.aws_name());
@@ -290,7 +315,7 @@ async fn serve_endpoint(
         tokio::spawn(
             async move {
                 let _permit = permit;
-                let result = handle(&ctx, op, &request.message, request_id).await;
+                let result = crate::pipeline::handle(&ctx, op, &request.message, request_id).await;
                 let mut headers = HeaderMap::new();
                 headers.insert(REQUEST_ID_HEADER, request_id.to_string().as_str());
                 let body = match result {
@@ -323,20 +348,38 @@ async fn serve_endpoint(
     }
 }
 
-async fn handle(ctx: &RoleCtx, op: Operation, msg: &async_nats::Message, request_id: uuid::Uuid) -> Result<Success, KmsError> {
-    let caller = ctx.identities.caller(msg.headers.as_ref())?;
-    tracing::Span::current().record("account", caller.account.as_str());
-    let min_seq = match msg.headers.as_ref().and_then(|h| h.get(MIN_SEQ_HEADER)) {
-        None => 0,
-        Some(v) => v.as_str().parse::<u64>().map_err(|_| {
-            KmsError::new(ErrorKind::Validation, format!("{MIN_SEQ_HEADER} must be a decimal stream sequence"))
-        })?,
+/// Refuses to start when the log holds key material wrapped under another root key: serving
+/// would answer every request on those keys with an integrity failure, and keys created now
+/// would be unusable once the right root key is back. Replays the whole control log first.
+async fn check_root_key(follower: &Follower, root: &RootKey) -> anyhow::Result<()> {
+    follower
+        .catch_up(Duration::from_secs(60))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot replay the control log before starting: {e}"))?;
+    let ours = root.id();
+    let foreign = {
+        let p = follower.read();
+        let found = p.all_keys().flat_map(|k| k.materials.iter()).find(|m| m.material.root_key_id != ours).map(|m| m.material.root_key_id);
+        found
     };
-    let request = keyledger_kms::parse_request(op, &msg.payload)?;
-    ctx.follower.wait_min_seq(min_seq, ctx.config.projection_wait).await?;
-    match op.role() {
-        OpRole::Management => crate::keyd::handle(ctx, &caller, request, request_id).await,
-        OpRole::Read => crate::cryptod::handle_read(ctx, &caller, &request).await,
-        OpRole::Crypto => crate::cryptod::handle_crypto(ctx, &caller, &request).await,
+    if let Some(theirs) = foreign {
+        anyhow::bail!(
+            "the key log holds key material wrapped by root key {} but the configured root key is {}; \
+             refusing to start (restore the right root key file)",
+            hex::encode(theirs),
+            hex::encode(ours)
+        );
+    }
+    Ok(())
+}
+
+/// Writes the rate limiter's suppressed counts every [`RateLimiter::FLUSH_EVERY`].
+async fn flush_suppressed(ctx: Arc<RoleCtx>) {
+    loop {
+        tokio::time::sleep(RateLimiter::FLUSH_EVERY).await;
+        for summary in ctx.limiter.drain(ctx.config.clock.now_unix_ms()) {
+            tracing::warn!(principal = %summary.principal.arn, count = summary.count, "requests dropped by the rate limiter");
+            ctx.audit.write_suppressed(summary);
+        }
     }
 }

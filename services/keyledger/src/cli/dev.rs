@@ -9,6 +9,8 @@
 //! | `nats/` | the server's config (0600), log and JetStream store |
 //! | `client.json` | tenant client profile for the CLI (`keyledger kms …`), mode 0600 |
 //! | `service.json` | service profile for `keyledger serve` against this server, mode 0600 |
+//! | `gateway-access-keys.json` | the AWS endpoint's access keys, secrets wrapped under the root key, mode 0600 |
+//! | `aws-credentials` | the development credential in AWS shared-credentials format (profile `keyledger`), mode 0600 |
 //!
 //! The server listens on 127.0.0.1 only. It has a service account `KEYLEDGER` (JetStream,
 //! the roles) and a tenant account `DEV` (user `dev`, Keyledger account 111122223333) that
@@ -26,11 +28,23 @@ use keyledger_nats_server::{ClientProfile, DevTopology, NatsServer, Password, Se
 use crate::clock::Clock;
 use crate::roles::{Role, RoleConfig, RunningRoles};
 
+/// The dev credential's profile name in `aws-credentials`.
+pub const DEV_AWS_PROFILE: &str = "keyledger";
+/// The dev credential's IAM-style user name.
+pub const DEV_AWS_USER: &str = "dev";
+/// File (in the data directory) of the AWS shared credentials for the dev endpoint.
+pub const DEV_AWS_CREDENTIALS_FILE: &str = "aws-credentials";
+/// File (in the data directory) of the dev endpoint's access keys.
+pub const DEV_ACCESS_KEYS_FILE: &str = "gateway-access-keys.json";
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct DevState {
     nats_port: u16,
     service_password: Password,
     tenant_password: Password,
+    /// Added with the gateway: absent in older state files, generated then.
+    #[serde(default)]
+    gateway_password: Option<Password>,
 }
 
 /// A running dev environment: server, roles and the profiles to reach them. Tests use the same
@@ -46,6 +60,55 @@ pub struct DevEnvironment {
     pub service_profile: ServiceProfile,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// The AWS endpoint, once [`DevEnvironment::start_gateway`] ran.
+    pub gateway: Option<crate::gateway::RunningGateway>,
+    /// Exclusive lock on the data directory (held while running).
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Takes an exclusive, non-blocking lock on `<data_dir>/.lock`, so two `keyledger dev` never
+/// run on one data directory. The OS releases it when the process ends, however it ends.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode_0600()
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => Ok(locked),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            anyhow::bail!("another `keyledger dev` is already running on {} (stop it first)", data_dir.display())
+        }
+        Err((_, e)) => anyhow::bail!("cannot lock {}: {e}", path.display()),
+    }
+}
+
+/// Stops a nats-server left running by an earlier `keyledger dev` that was killed (its pid is
+/// in `<nats_dir>/server.pid`), so the new one does not start on a store another server holds.
+fn stop_orphaned_server(nats_dir: &Path) {
+    let pid_path = nats_dir.join("server.pid");
+    let Ok(text) = std::fs::read_to_string(&pid_path) else { return };
+    let Ok(pid) = text.trim().parse::<i32>() else { return };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let ours = String::from_utf8_lossy(&cmdline).contains("nats-server")
+        && String::from_utf8_lossy(&cmdline).contains(&*nats_dir.to_string_lossy());
+    if !ours {
+        return;
+    }
+    eprintln!("stopping the nats-server (pid {pid}) left running by an earlier keyledger dev");
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..100 {
+        if nix::sys::signal::kill(pid, None).is_err() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    std::thread::sleep(std::time::Duration::from_millis(200));
 }
 
 fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -85,44 +148,140 @@ impl DevEnvironment {
     /// Starts (or restarts, keeping everything) the dev environment in `data_dir`.
     /// `nats_port` is used on the first start (0 = any free port) and recorded.
     pub async fn start(data_dir: &Path, nats_port: u16, clock: Clock) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, nats_port, RoleConfig { clock, ..RoleConfig::default() }).await
+    }
+
+    /// [`DevEnvironment::start`] with role settings (tests use it to shrink limits); the
+    /// account map is filled in from the dev topology.
+    pub async fn start_with(data_dir: &Path, nats_port: u16, config: RoleConfig) -> anyhow::Result<Self> {
         ensure_private_dir(data_dir)?;
+        let lock = lock_data_dir(data_dir)?;
         let root_path = data_dir.join("root.key");
         let root = if root_path.exists() {
             RootKey::load(&root_path)?
+        } else if data_dir.join("nats").join("jetstream").exists() {
+            // A new root key could not open any existing key's material, and keys created with
+            // it would be lost when the old one comes back.
+            anyhow::bail!(
+                "{} is missing but {} holds a key log; restore the root key file (a new one cannot open existing keys)",
+                root_path.display(),
+                data_dir.display()
+            );
         } else {
             RootKey::create_file(&root_path)?
         };
         let state_path = data_dir.join("dev-state.json");
-        let state: DevState = if state_path.exists() {
+        let mut state: DevState = if state_path.exists() {
             serde_json::from_slice(&std::fs::read(&state_path)?).context("dev-state.json is unreadable")?
         } else {
             let port = if nats_port == 0 { keyledger_nats_server::free_port()? } else { nats_port };
-            let s = DevState { nats_port: port, service_password: Password::generate(), tenant_password: Password::generate() };
+            let s = DevState {
+                nats_port: port,
+                service_password: Password::generate(),
+                tenant_password: Password::generate(),
+                gateway_password: Some(Password::generate()),
+            };
             write_private(&state_path, &serde_json::to_vec_pretty(&s)?)?;
             s
         };
         let mut topology = DevTopology::dev();
         topology.service.password = state.service_password.clone();
         topology.tenants[0].password = state.tenant_password.clone();
+        if state.gateway_password.is_none() {
+            state.gateway_password = Some(Password::generate());
+            write_private(&state_path, &serde_json::to_vec_pretty(&state)?)?;
+        }
+        topology.gateway = state.gateway_password.clone().map(|password| keyledger_nats_server::UserCredentials {
+            user: keyledger_nats_server::GATEWAY_USER.to_owned(),
+            password,
+        });
         let binary = keyledger_nats_server::find_or_install()?;
         let nats_dir = data_dir.join("nats");
         ensure_private_dir(&nats_dir)?;
         let mut settings = ServerSettings::loopback(nats_dir.join("jetstream"), topology.clone());
         settings.port = state.nats_port;
+        stop_orphaned_server(&nats_dir);
         let server = NatsServer::start(&binary, settings, &nats_dir)?;
+        if let Some(pid) = server.pid() {
+            write_private(&nats_dir.join("server.pid"), pid.to_string().as_bytes())?;
+        }
         let client_profile = server.client_profile(&topology.tenants[0].user).context("dev tenant missing")?;
         let service_profile = server.service_profile();
         client_profile.write_to(&data_dir.join("client.json"))?;
         service_profile.write_to(&data_dir.join("service.json"))?;
         let accounts: BTreeMap<String, String> =
             topology.tenants.iter().map(|t| (t.nats_account.clone(), t.keyledger_account.clone())).collect();
-        let config = RoleConfig { accounts, clock, ..RoleConfig::default() };
+        let config = RoleConfig { accounts, ..config };
         let roles = crate::roles::start(&[Role::Keyd, Role::Cryptod], &service_profile, Arc::new(root), config).await?;
-        Ok(Self { server, roles: Some(roles), client_profile, service_profile, data_dir: data_dir.to_path_buf() })
+        Ok(Self {
+            server,
+            roles: Some(roles),
+            client_profile,
+            service_profile,
+            data_dir: data_dir.to_path_buf(),
+            gateway: None,
+            _lock: lock,
+        })
+    }
+
+    /// Starts the AWS endpoint on `127.0.0.1:<port>` (0: a free port) with the development
+    /// credential: created on the first call (access key for user `dev` in account
+    /// 111122223333, kept in `gateway-access-keys.json` with its secret wrapped under the root
+    /// key) and written in clear to `aws-credentials` (profile `keyledger`, mode 0600) for the
+    /// developer's AWS tools.
+    pub async fn start_gateway(&mut self, port: u16) -> anyhow::Result<&crate::gateway::RunningGateway> {
+        use crate::gateway::credentials::{AccessKeyRecord, AccessKeysFile};
+        let ctx = self.roles.as_ref().context("the roles are not running")?.ctx.clone();
+        let keys_path = self.data_dir.join(DEV_ACCESS_KEYS_FILE);
+        let mut file = if keys_path.exists() { AccessKeysFile::read(&keys_path)? } else { AccessKeysFile::default() };
+        let account = keyledger_nats_server::DEV_KEYLEDGER_ACCOUNT;
+        let dev_record = match file.access_keys.iter().find(|r| r.account == account && r.user == DEV_AWS_USER) {
+            Some(r) => r.clone(),
+            None => {
+                let (record, _secret) = AccessKeyRecord::generate(&ctx.root, account, DEV_AWS_USER)?;
+                file.access_keys.push(record.clone());
+                file.write(&keys_path)?;
+                record
+            }
+        };
+        let access_keys = file.unwrap_all(&ctx.root)?;
+        let dev_key = access_keys.get(&dev_record.access_key_id).context("the dev credential is missing")?;
+        let credentials = zeroize::Zeroizing::new(format!(
+            "# Written by `keyledger dev`: the development credential of its AWS KMS endpoint.\n[{DEV_AWS_PROFILE}]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            dev_key.access_key_id,
+            dev_key.secret.expose()
+        ));
+        write_private(&self.aws_credentials_path(), credentials.as_bytes())?;
+        let profile = self
+            .server
+            .settings()
+            .topology
+            .gateway_profile(&self.server.url())
+            .context("the dev topology has no gateway user")?;
+        let config = crate::gateway::GatewayConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            tls: None,
+            realm: ctx.config.realm.clone(),
+            access_keys,
+            clock: ctx.config.clock.clone(),
+            limits: crate::gateway::GatewayLimits::default(),
+            rejections: Arc::new(crate::gateway::audit::LogRejections),
+        };
+        let running = crate::gateway::start(config, &profile).await?;
+        Ok(self.gateway.insert(running))
+    }
+
+    /// `<data dir>/aws-credentials`: the development credential (see
+    /// [`DevEnvironment::start_gateway`]).
+    pub fn aws_credentials_path(&self) -> PathBuf {
+        self.data_dir.join(DEV_AWS_CREDENTIALS_FILE)
     }
 
     /// Stops the roles, then the server.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(g) = self.gateway.take() {
+            g.stop().await;
+        }
         if let Some(r) = self.roles.take() {
             r.stop().await;
         }
@@ -132,21 +291,78 @@ impl DevEnvironment {
 }
 
 /// Runs `keyledger dev` until Ctrl-C / SIGTERM.
-pub async fn run(data_dir: &Path, nats_port: u16) -> anyhow::Result<()> {
+pub async fn run(data_dir: &Path, nats_port: u16, gateway_port: u16) -> anyhow::Result<()> {
     keyledger_crypto::harden_process().context("cannot harden the process")?;
-    let env = DevEnvironment::start(data_dir, nats_port, Clock::system()).await?;
+    let mut env = DevEnvironment::start(data_dir, nats_port, Clock::system()).await?;
+    // A busy port (another `keyledger dev`) costs the AWS endpoint, not the whole dev server.
+    let endpoint = match env.start_gateway(gateway_port).await {
+        Ok(gateway) => Some(gateway.url()),
+        Err(e) => {
+            eprintln!("warning: the AWS endpoint is not running: {e:#} (choose another port with --gateway-port)");
+            None
+        }
+    };
+    // auditd: the audit index and its HTTP API (crate::auditd). A busy address costs the
+    // audit API only; KEYLEDGER_AUDIT_ADDR picks another.
+    let audit_listen = crate::auditd::dev_listen()?;
+    let account = env.client_profile.keyledger_account.clone();
+    let auditd = match crate::auditd::start_dev(&env.service_profile, data_dir, audit_listen, &account).await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            eprintln!("warning: the audit API is not running: {e:#} (set KEYLEDGER_AUDIT_ADDR to another address)");
+            None
+        }
+    };
+    let region = env.roles.as_ref().map(|r| r.ctx.config.realm.region.clone()).unwrap_or_default();
     let profile = data_dir.join("client.json");
     println!("Keyledger dev is running.");
     println!("  NATS server   {} (log: {})", env.server.url(), env.server.log_path().display());
     println!("  data dir      {}", data_dir.display());
     println!("  client        {}  (tenant account DEV → Keyledger account {})", profile.display(), env.client_profile.keyledger_account);
+    if let Some(a) = &auditd {
+        println!("  audit API     http://{}  (tokens: {})", a.addr, data_dir.join(crate::auditd::TOKENS_FILE).display());
+    }
+    if let Some(endpoint) = &endpoint {
+        println!("  AWS endpoint  {endpoint}  (SigV4 credential: profile {DEV_AWS_PROFILE} in {})", env.aws_credentials_path().display());
+    }
     println!();
     println!("Try, in another terminal:");
     println!("  keyledger kms create-key --description demo");
     println!("  keyledger kms encrypt --key-id <KeyId> --plaintext fileb://README.md");
+    if auditd.is_some() {
+        println!("  keyledger audit search --limit 5");
+    }
+    if let Some(endpoint) = &endpoint {
+        println!(
+            "  AWS_SHARED_CREDENTIALS_FILE={} aws --profile {DEV_AWS_PROFILE} --region {region} --endpoint-url {endpoint} kms list-keys",
+            env.aws_credentials_path().display()
+        );
+    }
     println!();
     println!("Ctrl-C stops everything; restarting keeps every key.");
-    super::shutdown_signal().await;
+    // Run until Ctrl-C / SIGTERM, or until the NATS server dies (then there is no service
+    // left to offer: say so and exit non-zero rather than keep answering nothing).
+    let mut watch = tokio::time::interval(std::time::Duration::from_millis(500));
+    let shutdown = super::shutdown_signal();
+    tokio::pin!(shutdown);
+    let server_died = loop {
+        tokio::select! {
+            _ = &mut shutdown => break false,
+            _ = watch.tick() => {
+                if env.server.has_exited() {
+                    break true;
+                }
+            }
+        }
+    };
+    if server_died {
+        eprintln!("error: the NATS server exited (log: {}); stopping", env.server.log_path().display());
+        let _ = env.stop().await;
+        anyhow::bail!("the NATS server exited unexpectedly");
+    }
     println!("stopping…");
+    if let Some(a) = auditd {
+        a.stop().await;
+    }
     env.stop().await
 }

@@ -25,19 +25,60 @@ fn temp_beside(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}.keyledger-{}.tmp", uuid::Uuid::new_v4().simple()))
 }
 
-/// Writes `target` through a temporary file that is renamed into place only if `write`
-/// succeeds; otherwise the temporary file is removed.
-fn write_atomically(target: &Path, write: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+/// Checks an output path before anything is written: it must be a path for a regular file
+/// (not `-`, not a device, directory or other special file — renaming over `/dev/stdout`
+/// would replace it), not the input itself, and not an existing file unless `force`.
+pub fn check_output(input: &Path, output: &Path, force: bool) -> anyhow::Result<()> {
+    if output.as_os_str() == "-" {
+        bail!("--out -: writing to standard output is not supported; give a file path (output is renamed into place only when complete)");
+    }
+    match std::fs::symlink_metadata(output) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => bail!("cannot check --out {}: {e}", output.display()),
+        Ok(meta) => {
+            if !meta.file_type().is_file() {
+                bail!("--out {} exists and is not a regular file; refusing to replace it", output.display());
+            }
+            if let (Ok(a), Ok(b)) = (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+                if a == b {
+                    bail!("--in and --out are the same file ({})", output.display());
+                }
+            }
+            if !force {
+                bail!("--out {} exists; pass --force to replace it", output.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `target` through a temporary file (mode 0600) beside it that is renamed into place
+/// only if `write` succeeds; otherwise, or on Ctrl-C / SIGTERM, the temporary file is removed.
+async fn write_atomically(
+    target: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<u64> + Send + 'static,
+) -> anyhow::Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = temp_beside(target);
-    let result = (|| {
-        let file = File::options().write(true).create_new(true).open(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    let (tmp_in, target_in) = (tmp.clone(), target.to_path_buf());
+    let work = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         let mut out = BufWriter::with_capacity(256 * 1024, file);
-        write(&mut out)?;
+        let n = write(&mut out)?;
         out.flush()?;
         out.get_ref().sync_all()?;
-        std::fs::rename(&tmp, target).with_context(|| format!("cannot move the result to {}", target.display()))?;
-        Ok(())
-    })();
+        std::fs::rename(&tmp_in, &target_in).with_context(|| format!("cannot move the result to {}", target_in.display()))?;
+        Ok(n)
+    });
+    let result = tokio::select! {
+        r = work => r.map_err(|e| anyhow::anyhow!("the writer failed: {e}")).and_then(|r| r),
+        _ = super::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -59,7 +100,10 @@ fn decode_b64(value: &serde_json::Value, member: &str) -> anyhow::Result<Vec<u8>
 
 /// Encrypts `input` into `output` under a fresh data key of `key_id`.
 pub async fn encrypt(client: &KmsClient, key_id: &str, context: EncryptionContext, input: &Path, output: &Path) -> anyhow::Result<u64> {
-    let source = File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+    let source = File::open(input).with_context(|| format!("cannot open --in {}", input.display()))?;
+    if source.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        bail!("--in {} is a directory", input.display());
+    }
     let mut reply = client
         .call("GenerateDataKey", &json!({ "KeyId": key_id, "KeySpec": "AES_256", "EncryptionContext": context }))
         .await?
@@ -71,20 +115,18 @@ pub async fn encrypt(client: &KmsClient, key_id: &str, context: EncryptionContex
     let blob = decode_b64(&reply, "CiphertextBlob")?;
     let key_arn = reply.get("KeyId").and_then(|v| v.as_str()).context("the reply has no KeyId")?.to_owned();
     let header = envelope::EnvelopeHeader::new(key_arn, context, blob);
-    let mut bytes = 0;
-    let output_owned = output.to_path_buf();
-    tokio::task::block_in_place(|| {
-        write_atomically(&output_owned, |out| {
-            bytes = envelope::encrypt(&data_key, &header, BufReader::with_capacity(256 * 1024, source), out)?;
-            Ok(())
-        })
-    })?;
-    Ok(bytes)
+    write_atomically(output, move |out| {
+        Ok(envelope::encrypt(&data_key, &header, BufReader::with_capacity(256 * 1024, source), out)?)
+    })
+    .await
 }
 
 /// Decrypts the envelope file `input` into `output`.
 pub async fn decrypt(client: &KmsClient, input: &Path, output: &Path) -> anyhow::Result<u64> {
-    let file = File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+    let file = File::open(input).with_context(|| format!("cannot open --in {}", input.display()))?;
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        bail!("--in {} is a directory", input.display());
+    }
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let parsed = envelope::read_header(&mut reader)?;
     let header = parsed.header();
@@ -103,13 +145,5 @@ pub async fn decrypt(client: &KmsClient, input: &Path, output: &Path) -> anyhow:
     if let Some(serde_json::Value::String(s)) = reply.get_mut("Plaintext") {
         zeroize::Zeroize::zeroize(s);
     }
-    let mut bytes = 0;
-    let output_owned = output.to_path_buf();
-    tokio::task::block_in_place(|| {
-        write_atomically(&output_owned, |out| {
-            bytes = envelope::decrypt_body(&data_key, &parsed, reader, out)?;
-            Ok(())
-        })
-    })?;
-    Ok(bytes)
+    write_atomically(output, move |out| Ok(envelope::decrypt_body(&data_key, &parsed, reader, out)?)).await
 }

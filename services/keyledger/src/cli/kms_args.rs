@@ -21,11 +21,58 @@ pub struct KmsInvocation {
     pub operation: String,
     /// The JSON request.
     pub request: Value,
-    /// `--query`: print only this top-level member.
+    /// `--query`: a JMESPath expression applied to the response (as the aws CLI does).
     pub query: Option<String>,
-    /// `--output text`: print scalars bare.
+    /// `--output text`: scalars bare, lists tab-separated.
     pub text_output: bool,
+    /// `--profile PATH` given after the operation.
+    pub profile: Option<std::path::PathBuf>,
 }
+
+/// The request members each operation accepts (AWS API reference, request syntax). A flag
+/// that is not one of them is refused, as the aws CLI refuses unknown options — a typo must
+/// not silently drop, say, an encryption context.
+pub fn members(operation: &str) -> Option<&'static [&'static str]> {
+    const KEY: &[&str] = &["KeyId"];
+    Some(match operation {
+        "CreateKey" => &["Policy", "Description", "KeyUsage", "CustomerMasterKeySpec", "KeySpec", "Origin", "CustomKeyStoreId",
+            "BypassPolicyLockoutSafetyCheck", "Tags", "MultiRegion", "XksKeyId"],
+        "DescribeKey" => &["KeyId", "GrantTokens"],
+        "ListKeys" => &["Limit", "Marker"],
+        "UpdateKeyDescription" => &["KeyId", "Description"],
+        "EnableKey" | "DisableKey" | "CancelKeyDeletion" | "RotateKeyOnDemand" | "DisableKeyRotation" | "GetKeyRotationStatus" => KEY,
+        "ScheduleKeyDeletion" => &["KeyId", "PendingWindowInDays"],
+        "EnableKeyRotation" => &["KeyId", "RotationPeriodInDays"],
+        "ListKeyRotations" => &["KeyId", "IncludeKeyMaterial", "Limit", "Marker"],
+        "TagResource" => &["KeyId", "Tags"],
+        "UntagResource" => &["KeyId", "TagKeys"],
+        "ListResourceTags" => &["KeyId", "Limit", "Marker"],
+        "CreateAlias" | "UpdateAlias" => &["AliasName", "TargetKeyId"],
+        "DeleteAlias" => &["AliasName"],
+        "ListAliases" => &["KeyId", "Limit", "Marker"],
+        "Encrypt" => &["KeyId", "Plaintext", "EncryptionContext", "GrantTokens", "EncryptionAlgorithm", "DryRun"],
+        "Decrypt" => &["CiphertextBlob", "EncryptionContext", "GrantTokens", "KeyId", "EncryptionAlgorithm", "Recipient", "DryRun",
+            "DryRunModifiers"],
+        "ReEncrypt" => &["CiphertextBlob", "SourceEncryptionContext", "SourceKeyId", "DestinationKeyId", "DestinationEncryptionContext",
+            "SourceEncryptionAlgorithm", "DestinationEncryptionAlgorithm", "GrantTokens", "DryRun", "DryRunModifiers"],
+        "GenerateDataKey" => &["KeyId", "EncryptionContext", "NumberOfBytes", "KeySpec", "GrantTokens", "Recipient", "DryRun"],
+        "GenerateDataKeyWithoutPlaintext" => &["KeyId", "EncryptionContext", "KeySpec", "NumberOfBytes", "GrantTokens", "DryRun"],
+        "GenerateRandom" => &["NumberOfBytes", "CustomKeyStoreId", "Recipient"],
+        _ => return None,
+    })
+}
+
+/// AWS KMS operations Keyledger does not offer yet: sent as they are (the service answers
+/// UnsupportedOperationException) instead of being refused as unknown.
+const NOT_YET: &[&str] = &[
+    "CreateGrant", "ListGrants", "ListRetirableGrants", "RetireGrant", "RevokeGrant", "GetKeyPolicy", "PutKeyPolicy",
+    "ListKeyPolicies", "GetParametersForImport", "ImportKeyMaterial", "DeleteImportedKeyMaterial", "Sign", "Verify",
+    "GetPublicKey", "GenerateMac", "VerifyMac", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+    "DeriveSharedSecret", "ReplicateKey", "UpdatePrimaryRegion", "GetKeyLastUsage",
+];
+
+/// aws CLI global switches that take no value and change nothing here.
+const IGNORED_SWITCHES: &[&str] = &["no-cli-pager", "no-paginate", "no-verify-ssl"];
 
 /// Members that are blobs (base64 in JSON).
 const BLOB_MEMBERS: &[&str] = &["Plaintext", "CiphertextBlob"];
@@ -93,7 +140,9 @@ pub fn parse_map(raw: &str) -> Result<Value, String> {
     let mut map = BTreeMap::new();
     for pair in raw.split(',').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').ok_or_else(|| format!("expected key=value, got '{pair}'"))?;
-        map.insert(k.to_owned(), Value::String(v.to_owned()));
+        if map.insert(k.to_owned(), Value::String(v.to_owned())).is_some() {
+            return Err(format!("key '{k}' given more than once"));
+        }
     }
     Ok(Value::Object(map.into_iter().collect()))
 }
@@ -120,9 +169,14 @@ fn parse_tags(values: &[String]) -> Result<Value, String> {
 pub fn parse(args: &[String]) -> Result<KmsInvocation, String> {
     let (op, rest) = args.split_first().ok_or("missing operation (e.g. `keyledger kms create-key`)")?;
     let operation = pascal(op);
+    let allowed = members(&operation);
+    if allowed.is_none() && !NOT_YET.contains(&operation.as_str()) {
+        return Err(format!("argument operation: Invalid choice '{op}' (see `keyledger kms --help`)"));
+    }
     let mut request = Map::new();
     let mut query = None;
     let mut text_output = false;
+    let mut profile = None;
     let mut i = 0;
     while i < rest.len() {
         let flag = rest[i].strip_prefix("--").ok_or_else(|| format!("unexpected argument '{}'", rest[i]))?;
@@ -134,9 +188,19 @@ pub fn parse(args: &[String]) -> Result<KmsInvocation, String> {
             j += 1;
         }
         i = j;
+        if IGNORED_SWITCHES.contains(&flag) {
+            continue;
+        }
         match flag {
             "query" => query = Some(single(flag, &values)?.to_owned()),
-            "output" => text_output = single(flag, &values)? == "text",
+            "profile" => profile = Some(std::path::PathBuf::from(single(flag, &values)?)),
+            "output" => {
+                text_output = match single(flag, &values)? {
+                    "text" => true,
+                    "json" => false,
+                    other => return Err(format!("--output: '{other}' is not supported (json or text)")),
+                }
+            }
             "cli-input-json" => {
                 let raw = single(flag, &values)?;
                 let text = match raw.strip_prefix("file://") {
@@ -153,6 +217,14 @@ pub fn parse(args: &[String]) -> Result<KmsInvocation, String> {
                     _ => (false, flag),
                 };
                 let member = pascal(name);
+                if let Some(allowed) = allowed {
+                    if !allowed.contains(&member.as_str()) {
+                        return Err(format!("Unknown options: --{flag} (not a member of {operation})"));
+                    }
+                }
+                if request.contains_key(&member) {
+                    return Err(format!("--{flag} given more than once"));
+                }
                 let value = if BOOL_MEMBERS.contains(&member.as_str()) {
                     match values.first().map(String::as_str) {
                         None => Value::Bool(!negated),
@@ -188,7 +260,7 @@ pub fn parse(args: &[String]) -> Result<KmsInvocation, String> {
             }
         }
     }
-    Ok(KmsInvocation { operation, request: Value::Object(request), query, text_output })
+    Ok(KmsInvocation { operation, request: Value::Object(request), query, text_output, profile })
 }
 
 fn single<'a>(flag: &str, values: &'a [String]) -> Result<&'a str, String> {
@@ -199,18 +271,28 @@ fn single<'a>(flag: &str, values: &'a [String]) -> Result<&'a str, String> {
     }
 }
 
-/// Renders a response per `--query` / `--output`.
-pub fn render(inv: &KmsInvocation, body: &Value) -> String {
+/// Renders a response per `--query` (JMESPath, as the aws CLI) and `--output`.
+///
+/// Errors: an invalid JMESPath expression.
+pub fn render(inv: &KmsInvocation, body: &Value) -> Result<String, String> {
     let selected = match &inv.query {
-        Some(q) => body.get(q).cloned().unwrap_or(Value::Null),
         None => body.clone(),
+        Some(q) => {
+            let expr = jmespath::compile(q).map_err(|e| format!("--query: {e}"))?;
+            let data = jmespath::Variable::from_json(&body.to_string()).map_err(|e| format!("--query: {e}"))?;
+            let result = expr.search(data).map_err(|e| format!("--query: {e}"))?;
+            serde_json::to_value(&*result).map_err(|e| format!("--query: {e}"))?
+        }
     };
-    match (&selected, inv.text_output) {
+    Ok(match (&selected, inv.text_output) {
+        (Value::Null, true) => "None".to_owned(),
         (Value::String(s), true) => s.clone(),
-        (Value::Null, true) => String::new(),
+        (Value::Array(items), true) if items.iter().all(|v| !v.is_object() && !v.is_array()) => {
+            items.iter().map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join("\t")
+        }
         (v, true) if !v.is_object() && !v.is_array() => v.to_string(),
         (v, _) => serde_json::to_string_pretty(v).unwrap_or_default(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -258,6 +340,19 @@ mod tests {
     }
 
     #[test]
+    fn unknown_flags_operations_and_repeats_are_refused() {
+        let e = parse(&args(&["encrypt", "--key-id", "k", "--encrpytion-context", "a=1"])).unwrap_err();
+        assert!(e.contains("Unknown options: --encrpytion-context"), "{e}");
+        assert!(parse(&args(&["frobnicate"])).unwrap_err().contains("Invalid choice"));
+        assert!(parse(&args(&["create-grant", "--key-id", "k"])).is_ok(), "known AWS operations go to the service");
+        assert!(parse(&args(&["encrypt", "--key-id", "a", "--key-id", "b"])).unwrap_err().contains("more than once"));
+        assert!(parse(&args(&["encrypt", "--encryption-context", "a=1,a=2"])).unwrap_err().contains("more than once"));
+        let inv = parse(&args(&["list-keys", "--profile", "/x.json", "--no-cli-pager"])).unwrap();
+        assert_eq!(inv.profile.as_deref(), Some(std::path::Path::new("/x.json")));
+        assert_eq!(inv.request, serde_json::json!({}));
+    }
+
+    #[test]
     fn bad_command_lines_are_explained() {
         assert!(parse(&[]).unwrap_err().contains("missing operation"));
         assert!(parse(&args(&["encrypt", "stray"])).unwrap_err().contains("unexpected argument"));
@@ -268,6 +363,14 @@ mod tests {
     #[test]
     fn query_with_text_output_prints_the_bare_value() {
         let inv = parse(&args(&["describe-key", "--key-id", "k", "--query", "KeyId", "--output", "text"])).unwrap();
-        assert_eq!(render(&inv, &serde_json::json!({"KeyId": "arn:x"})), "arn:x");
+        assert_eq!(render(&inv, &serde_json::json!({"KeyId": "arn:x"})).unwrap(), "arn:x");
+        let inv = parse(&args(&["describe-key", "--key-id", "k", "--query", "KeyMetadata.KeyState", "--output", "text"])).unwrap();
+        assert_eq!(render(&inv, &serde_json::json!({"KeyMetadata": {"KeyState": "Enabled"}})).unwrap(), "Enabled");
+        let inv = parse(&args(&["list-keys", "--query", "Keys[*].KeyId", "--output", "text"])).unwrap();
+        assert_eq!(render(&inv, &serde_json::json!({"Keys": [{"KeyId": "a"}, {"KeyId": "b"}]})).unwrap(), "a\tb");
+        let inv = parse(&args(&["list-keys", "--query", "length(Keys)"])).unwrap();
+        assert_eq!(render(&inv, &serde_json::json!({"Keys": [1, 2, 3]})).unwrap(), "3");
+        let inv = parse(&args(&["list-keys", "--query", "Keys[?"])).unwrap();
+        assert!(render(&inv, &serde_json::json!({})).is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! The `keyledger` command line.
 
+pub mod audit;
 pub mod dev;
 pub mod envelope;
 pub mod kms_args;
@@ -36,6 +37,9 @@ enum Command {
         /// Loopback port of the NATS server (the first start records it; later starts reuse it).
         #[arg(long, default_value_t = 4222)]
         nats_port: u16,
+        /// Loopback port of the AWS KMS endpoint (`aws --endpoint-url http://127.0.0.1:<port>`).
+        #[arg(long, default_value_t = crate::gateway::DEV_PORT)]
+        gateway_port: u16,
     },
     /// Runs roles against an existing NATS deployment (see deploy/).
     Serve {
@@ -55,6 +59,17 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
         args: Vec<String>,
     },
+    /// Manages the AWS KMS endpoint's access keys (the `[gateway]` section of a serve config).
+    Gateway {
+        #[command(subcommand)]
+        action: GatewayAction,
+    },
+    /// Searches the audit index (`keyledger audit search --key K --operation Decrypt`), shows
+    /// one record or a key's usage, or runs auditd alone (`audit serve`).
+    Audit {
+        #[command(subcommand)]
+        action: audit::AuditAction,
+    },
     /// Envelope-encrypts or decrypts a file of any size under a fresh data key.
     Envelope {
         /// Client profile (as for `kms`).
@@ -66,31 +81,55 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum GatewayAction {
+    /// Creates an access key for a user of an account, stores it (secret wrapped under the
+    /// root key) in the config's `access_keys_file`, and prints it once in AWS
+    /// shared-credentials format.
+    CreateAccessKey {
+        /// The `keyledger serve` configuration (needs `root_key_file` and `[gateway]`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Keyledger account (12 digits).
+        #[arg(long)]
+        account: String,
+        /// User name (`[A-Za-z0-9+=,.@_-]`, 1-64 characters).
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum EnvelopeAction {
     /// Encrypts --in into --out under a fresh data key of --key-id.
     Encrypt {
         /// KMS key (id, ARN, alias name or alias ARN).
         #[arg(long)]
         key_id: String,
-        /// Encryption context `k=v,k2=v2` bound to the data key (needed again to decrypt;
-        /// stored in the file header, not secret).
+        /// Encryption context `k=v,k2=v2` bound to the data key (stored in the file header,
+        /// which `envelope decrypt` reads; not secret).
         #[arg(long)]
         encryption_context: Option<String>,
         /// Input file.
         #[arg(long = "in")]
         input: PathBuf,
-        /// Output file (written atomically).
+        /// Output file (written atomically, mode 0600).
         #[arg(long = "out")]
         output: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Decrypts --in into --out (written only if the whole file verifies).
     Decrypt {
         /// Input envelope file.
         #[arg(long = "in")]
         input: PathBuf,
-        /// Output file.
+        /// Output file (mode 0600; written only if the whole input verifies).
         #[arg(long = "out")]
         output: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -127,8 +166,8 @@ const EXIT_USAGE: u8 = 252;
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Dev { data_dir, nats_port } => {
-            dev::run(&data_dir, nats_port).await?;
+        Command::Dev { data_dir, nats_port, gateway_port } => {
+            dev::run(&data_dir, nats_port, gateway_port).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Serve { config } => {
@@ -147,12 +186,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     return Ok(std::process::ExitCode::from(EXIT_USAGE));
                 }
             };
+            let profile = invocation.profile.clone().or(profile);
             let client = connect(profile.as_deref()).await?;
             match client.call(&invocation.operation, &invocation.request).await {
                 Ok(reply) => {
-                    let out = kms_args::render(&invocation, &reply.body);
-                    if !out.is_empty() {
-                        println!("{out}");
+                    // Like the aws CLI, operations without output print nothing.
+                    if invocation.query.is_none() && reply.body.as_object().is_some_and(|o| o.is_empty()) {
+                        return Ok(std::process::ExitCode::SUCCESS);
+                    }
+                    match kms_args::render(&invocation, &reply.body) {
+                        Ok(out) => println!("{out}"),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return Ok(std::process::ExitCode::from(EXIT_USAGE));
+                        }
                     }
                     Ok(std::process::ExitCode::SUCCESS)
                 }
@@ -163,10 +210,22 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
+        Command::Gateway { action: GatewayAction::CreateAccessKey { config, account, user } } => {
+            let text = std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))?;
+            let serve: ServeConfig = toml::from_str(&text).with_context(|| format!("invalid configuration {}", config.display()))?;
+            let root_file = serve.root_key_file.as_ref().context("create-access-key needs root_key_file in the configuration")?;
+            let section = serve.gateway.as_ref().context("the configuration has no [gateway] section")?;
+            let root = keyledger_crypto::RootKey::load(root_file)?;
+            let (record, secret) = crate::gateway::create_access_key(&root, &section.access_keys_file, &account, &user)?;
+            println!("[{user}]\naws_access_key_id = {}\naws_secret_access_key = {}", record.access_key_id, secret.expose());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Audit { action } => audit::run(action).await,
         Command::Envelope { profile, action } => {
             let client = connect(profile.as_deref()).await?;
             match action {
-                EnvelopeAction::Encrypt { key_id, encryption_context, input, output } => {
+                EnvelopeAction::Encrypt { key_id, encryption_context, input, output, force } => {
+                    envelope::check_output(&input, &output, force)?;
                     let context = match encryption_context {
                         None => BTreeMap::new(),
                         Some(raw) => {
@@ -177,7 +236,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     let n = envelope::encrypt(&client, &key_id, context, &input, &output).await?;
                     eprintln!("encrypted {n} bytes into {}", output.display());
                 }
-                EnvelopeAction::Decrypt { input, output } => {
+                EnvelopeAction::Decrypt { input, output, force } => {
+                    envelope::check_output(&input, &output, force)?;
                     let n = envelope::decrypt(&client, &input, &output).await?;
                     eprintln!("decrypted {n} bytes into {}", output.display());
                 }
@@ -234,6 +294,9 @@ pub struct ServeConfig {
     pub replicas: Option<usize>,
     /// NATS account name → Keyledger account id (12 digits).
     pub accounts: BTreeMap<String, String>,
+    /// The AWS KMS HTTP endpoint, served by this process when present.
+    #[serde(default)]
+    pub gateway: Option<crate::gateway::GatewaySection>,
 }
 
 async fn serve(path: &Path) -> anyhow::Result<()> {
@@ -256,10 +319,24 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     if let Some(n) = config.replicas {
         role_config.replicas = n;
     }
-    let running = crate::roles::start(&config.roles, &profile, Arc::new(root), role_config).await?;
-    tracing::info!(roles = ?config.roles, "keyledger serving");
+    let root = Arc::new(root);
+    let gateway = match &config.gateway {
+        Some(section) => Some(crate::gateway::start_from_section(section, &root, &role_config).await?),
+        None => None,
+    };
+    let running = if config.roles.is_empty() {
+        None
+    } else {
+        Some(crate::roles::start(&config.roles, &profile, root, role_config).await?)
+    };
+    tracing::info!(roles = ?config.roles, gateway = gateway.is_some(), "keyledger serving");
     shutdown_signal().await;
-    running.stop().await;
+    if let Some(g) = gateway {
+        g.stop().await;
+    }
+    if let Some(r) = running {
+        r.stop().await;
+    }
     Ok(())
 }
 

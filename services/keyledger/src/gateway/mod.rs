@@ -1,0 +1,553 @@
+//! The gateway role: the AWS KMS JSON 1.1 protocol over HTTP, in front of the NATS API, so
+//! boto3, the aws CLI and the AWS Encryption SDK work unchanged with `--endpoint-url`.
+//!
+//! **Wire** (aws-kms-api.md §1): `POST /` with `X-Amz-Target: TrentService.<Operation>` and an
+//! AWS JSON body. The gateway verifies SigV4 ([`sigv4`]) against the configured access keys
+//! ([`credentials`]), then forwards the body unchanged to `kms.v1.<Operation>` over NATS from
+//! its own account, with the verified principal in `Keyledger-Forwarded-Principal` and the
+//! credential's last log position in `Keyledger-Min-Seq` ([`seqs`]). It adds no rule of its
+//! own: validation, key resolution, state checks, error messages and full key ARNs all come
+//! from the roles. It answers:
+//!
+//! * success: HTTP 200, `Content-Type: application/x-amz-json-1.1`, the role's JSON; an empty
+//!   body for the operations AWS defines without output ([`NO_OUTPUT_OPERATIONS`]);
+//! * errors: `{"__type", "message"}` with HTTP 400 for every client error, 500 for
+//!   `KMSInternalException`/`KeyUnavailableException`, 503 for `DependencyTimeoutException`
+//!   (`ErrorKind::http_status`), plus `x-amzn-ErrorType`;
+//! * every response carries `x-amzn-RequestId` — the role's request id (the one in the audit
+//!   record) when the request reached a role, else the gateway's own.
+//!
+//! Gateway-made answers: SigV4 failures (400, see [`sigv4`], each reported to the
+//! [`audit::RejectionSink`] first); a target that is not `TrentService.<Name>` →
+//! `UnknownOperationException`; any method/path but `POST /` → `UnknownOperationException`; a
+//! body over [`GatewayLimits::max_body_bytes`] → HTTP **413** with
+//! `{"__type": "RequestEntityTooLargeException"}` (AWS's front end answers oversized requests
+//! with 413 before any service logic; no KMS request comes near 1 MiB); no answer from NATS in
+//! time → 503 `DependencyTimeoutException`; no responder → 503 `DependencyTimeoutException`
+//! too (both are retryable for every AWS SDK); any other transport failure → 500
+//! `KMSInternalException`.
+//!
+//! Replies carrying plaintext (Decrypt, GenerateDataKey) pass through as the NATS payload's
+//! bytes, never parsed or copied into a string; nothing logs a body, a secret or a signature.
+
+pub mod audit;
+pub mod credentials;
+pub mod seqs;
+pub mod sigv4;
+mod tls;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use keyledger_kms::{ErrorKind, Realm};
+use keyledger_nats_server::ServiceProfile;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use zeroize::Zeroizing;
+
+use crate::clock::Clock;
+use crate::identity::{ForwardedPrincipal, FORWARDED_PRINCIPAL_HEADER};
+use crate::protocol::{LOG_SEQ_HEADER, MIN_SEQ_HEADER, REQUEST_ID_HEADER, SERVICE_ERROR_HEADER};
+
+use self::audit::{Rejection, RejectionSink};
+use self::credentials::AccessKeys;
+use self::seqs::SeqMemory;
+
+pub use self::tls::TlsFiles;
+
+/// The loopback port `keyledger dev` serves the endpoint on.
+pub const DEV_PORT: u16 = 4599;
+/// The `X-Amz-Target` prefix of AWS KMS (`TrentService.<Operation>`).
+pub const TARGET_PREFIX: &str = "TrentService.";
+/// The SigV4 signing name of AWS KMS.
+pub const SIGNING_NAME: &str = "kms";
+/// Content type of requests and responses (AWS JSON 1.1).
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// AWS KMS operations whose output shape is empty: HTTP 200 with an empty body
+/// (aws-kms-api.md §1.2).
+pub const NO_OUTPUT_OPERATIONS: &[&str] = &[
+    "CreateAlias", "DeleteAlias", "DisableKey", "DisableKeyRotation", "EnableKey", "EnableKeyRotation",
+    "PutKeyPolicy", "RetireGrant", "RevokeGrant", "TagResource", "UntagResource", "UpdateAlias",
+    "UpdateKeyDescription", "UpdatePrimaryRegion",
+];
+
+/// Bounds of the endpoint. Units are in the names.
+#[derive(Debug, Clone)]
+pub struct GatewayLimits {
+    /// Largest request body accepted (bytes); larger → 413.
+    pub max_body_bytes: usize,
+    /// How long to wait for the roles' answer over NATS.
+    pub nats_timeout: Duration,
+    /// How long a client may take to send the request headers.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send the body.
+    pub body_read_timeout: Duration,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// Requests handled at once; more wait.
+    pub max_in_flight: usize,
+    /// Open connections at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Access keys whose last log position is remembered (read-your-writes).
+    pub max_remembered_credentials: usize,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            nats_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_in_flight: 1024,
+            max_connections: 4096,
+            max_remembered_credentials: 65_536,
+        }
+    }
+}
+
+/// What the gateway needs to run.
+pub struct GatewayConfig {
+    /// Listen address (`127.0.0.1:4599` in dev; port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Optional TLS (PEM certificate chain and private key files).
+    pub tls: Option<TlsFiles>,
+    /// Partition and region: the SigV4 scope must name this region; principal ARNs use the
+    /// partition.
+    pub realm: Realm,
+    /// The access keys, unwrapped.
+    pub access_keys: AccessKeys,
+    /// The clock SigV4 time checks read.
+    pub clock: Clock,
+    /// Bounds.
+    pub limits: GatewayLimits,
+    /// Where SigV4 rejections are reported.
+    pub rejections: Arc<dyn RejectionSink>,
+}
+
+/// A running gateway; [`RunningGateway::stop`] ends it.
+pub struct RunningGateway {
+    local_addr: SocketAddr,
+    tls: bool,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The endpoint URL for `--endpoint-url` (`http://127.0.0.1:4599`, or `https://…`).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// The minimum log sequence the gateway will send for `access_key_id` (read-your-writes).
+    pub fn remembered_seq(&self, access_key_id: &str) -> u64 {
+        self.state.seqs.min_seq(access_key_id)
+    }
+
+    /// Stops accepting and closes every connection.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        let _ = self.state.nats.flush().await;
+    }
+}
+
+struct State {
+    nats: async_nats::Client,
+    realm: Realm,
+    access_keys: AccessKeys,
+    clock: Clock,
+    limits: GatewayLimits,
+    rejections: Arc<dyn RejectionSink>,
+    seqs: SeqMemory,
+    in_flight: Arc<Semaphore>,
+}
+
+/// Starts the gateway: connects to NATS as the gateway user of `nats_profile` (the gateway
+/// account), binds `config.listen`, and serves until stopped.
+///
+/// # Errors
+/// If NATS is unreachable, the address cannot be bound, or the TLS files are unusable.
+pub async fn start(config: GatewayConfig, nats_profile: &ServiceProfile) -> anyhow::Result<RunningGateway> {
+    let nats = async_nats::ConnectOptions::with_user_and_password(nats_profile.user.clone(), nats_profile.password.expose().to_owned())
+        .custom_inbox_prefix(nats_profile.inbox_prefix.clone())
+        .name("keyledger-gateway")
+        .connect(nats_profile.url.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("the gateway cannot connect to {}: {e}", nats_profile.url))?;
+    let acceptor = match &config.tls {
+        Some(files) => Some(tls::acceptor(files)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("the gateway cannot listen on {}: {e}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let state = Arc::new(State {
+        nats,
+        realm: config.realm,
+        access_keys: config.access_keys,
+        clock: config.clock,
+        seqs: SeqMemory::new(config.limits.max_remembered_credentials),
+        in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight)),
+        limits: config.limits,
+        rejections: config.rejections,
+    });
+    let tls = acceptor.is_some();
+    let task = tokio::spawn(accept_loop(listener, acceptor, state.clone()));
+    tracing::info!(address = %local_addr, tls, "AWS KMS endpoint listening");
+    Ok(RunningGateway { local_addr, tls, state, task })
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: Option<tokio_rustls::TlsAcceptor>, state: Arc<State>) {
+    let connections = Arc::new(Semaphore::new(state.limits.max_connections));
+    // Dropping the set (when this task is aborted) aborts every connection task.
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %peer, "too many connections; closing a new one");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let acceptor = acceptor.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                None => serve_connection(stream, peer, state).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(state.limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_connection(tls, peer, state).await,
+                        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<I>(io: I, peer: SocketAddr, state: Arc<State>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let for_service = state.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let state = for_service.clone();
+        async move { Ok::<_, Infallible>(handle(state, peer, req).await) }
+    });
+    let header_timeout = state.limits.header_read_timeout;
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// A response the gateway makes itself.
+fn error_response(status: u16, request_id: &str, aws_name: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(&serde_json::json!({"__type": aws_name, "message": message})).unwrap_or_default();
+    response(status, request_id, Bytes::from(body), Some(aws_name))
+}
+
+fn response(status: u16, request_id: &str, body: Bytes, error_type: Option<&str>) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", CONTENT_TYPE)
+        .header("x-amzn-requestid", request_id);
+    if let Some(t) = error_type {
+        builder = builder.header("x-amzn-errortype", t);
+    }
+    builder.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+/// `TrentService.<Name>` → `Name` when it is 1..=64 ASCII letters and digits (so it is a safe
+/// NATS subject token).
+fn operation_from_target(target: Option<&str>) -> Option<&str> {
+    let name = target?.strip_prefix(TARGET_PREFIX)?;
+    ((1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(name)
+}
+
+/// Printable ASCII, at most `max` bytes (other characters become `?`).
+fn printable_ascii(bytes: &[u8], max: usize) -> String {
+    bytes.iter().take(max).map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '?' }).collect()
+}
+
+async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let request_id = uuid::Uuid::new_v4();
+    let span = tracing::info_span!("http", request_id = %request_id, peer = %peer, operation = tracing::field::Empty, access_key_id = tracing::field::Empty);
+    handle_inner(state, peer, req, request_id).instrument(span).await
+}
+
+async fn handle_inner(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>, request_id: uuid::Uuid) -> Response<Full<Bytes>> {
+    let rid = request_id.to_string();
+    let Ok(_permit) = state.in_flight.clone().acquire_owned().await else {
+        return error_response(503, &rid, "ServiceUnavailable", "The gateway is shutting down.");
+    };
+    let (parts, body) = req.into_parts();
+    let declared_len = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = state.limits.max_body_bytes;
+    let too_large = || {
+        tracing::info!(status = 413, "request body too large");
+        error_response(413, &rid, "RequestEntityTooLargeException", &format!("Request body is larger than {limit} bytes."))
+    };
+    if declared_len.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let body = match tokio::time::timeout(state.limits.body_read_timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(),
+        Ok(Err(_)) | Err(_) => {
+            return error_response(400, &rid, "SerializationException", "The request body could not be read.");
+        }
+    };
+    let headers: Vec<(String, Vec<u8>)> =
+        parts.headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec())).collect();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let user_agent = printable_ascii(parts.headers.get(hyper::header::USER_AGENT).map(|v| v.as_bytes()).unwrap_or_default(), 256);
+    let target = header("x-amz-target");
+    let operation = operation_from_target(target);
+    if let Some(op) = operation {
+        tracing::Span::current().record("operation", op);
+    }
+
+    // 1. Who is asking (SigV4), before anything else is looked at.
+    let path = parts.uri.path();
+    let query = parts.uri.query().unwrap_or("");
+    let now_unix_s = (state.clock.now_unix_ms() / 1000) as i64;
+    let expect = sigv4::Expectations { region: &state.realm.region, service: SIGNING_NAME, now_unix_s };
+    let request_parts = sigv4::RequestParts { method: parts.method.as_str(), path, query, headers: &headers, body: &body };
+    let mut matched = None;
+    let verified = sigv4::verify(&request_parts, &expect, |akid| {
+        let key = state.access_keys.get(akid)?;
+        let secret = Zeroizing::new(key.secret.expose().to_owned());
+        matched = Some(key);
+        Some(secret)
+    });
+    let key = match (verified, matched) {
+        (Ok(_), Some(key)) => key,
+        (Err(r), _) => {
+            state
+                .rejections
+                .record_rejection(Rejection {
+                    request_id,
+                    time_unix_ms: state.clock.now_unix_ms(),
+                    error_name: r.aws_name,
+                    reason: r.reason,
+                    access_key_id: r.access_key_id.as_deref().map(|s| printable_ascii(s.as_bytes(), 128)),
+                    operation: operation.map(str::to_owned),
+                    source_addr: peer.to_string(),
+                    user_agent: user_agent.clone(),
+                })
+                .await;
+            return error_response(400, &rid, r.aws_name, &r.message);
+        }
+        (Ok(_), None) => return error_response(500, &rid, "KMSInternalException", ""),
+    };
+    tracing::Span::current().record("access_key_id", key.access_key_id.as_str());
+
+    // 2. What is asked.
+    if parts.method != hyper::Method::POST || path != "/" {
+        return error_response(400, &rid, "UnknownOperationException", "Keyledger's AWS KMS endpoint answers POST / only.");
+    }
+    let Some(operation) = operation else {
+        return error_response(400, &rid, "UnknownOperationException", "");
+    };
+
+    // 3. Forward to the roles.
+    let principal = ForwardedPrincipal {
+        account: key.account.clone(),
+        principal_arn: format!("arn:{}:iam::{}:user/{}", state.realm.partition, key.account, key.user),
+        access_key_id: key.access_key_id.clone(),
+        source_addr: peer.to_string(),
+        user_agent,
+    };
+    let mut nats_headers = async_nats::HeaderMap::new();
+    nats_headers.insert(FORWARDED_PRINCIPAL_HEADER, principal.to_header_value().as_str());
+    let min_seq = state.seqs.min_seq(&key.access_key_id);
+    if min_seq > 0 {
+        nats_headers.insert(MIN_SEQ_HEADER, min_seq.to_string().as_str());
+    }
+    let subject = keyledger_events::names::api_subject(operation);
+    let nats_request = async_nats::Request::new().payload(body).headers(nats_headers).timeout(Some(state.limits.nats_timeout));
+    let reply = match state.nats.send_request(subject, nats_request).await {
+        Ok(m) => m,
+        Err(e) => {
+            use async_nats::RequestErrorKind;
+            let (status, name, message) = match e.kind() {
+                RequestErrorKind::TimedOut => (503, "DependencyTimeoutException", "Keyledger did not answer in time."),
+                RequestErrorKind::NoResponders => (503, "DependencyTimeoutException", "No Keyledger worker is available."),
+                _ => (500, "KMSInternalException", "The request could not be forwarded."),
+            };
+            tracing::warn!(error = %e, status, "forwarding failed");
+            return error_response(status, &rid, name, message);
+        }
+    };
+    let reply_header = |name: &str| reply.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+    if let Some(seq) = reply_header(LOG_SEQ_HEADER).and_then(|s| s.parse::<u64>().ok()) {
+        state.seqs.observe(&key.access_key_id, seq);
+    }
+    let role_request_id = reply_header(REQUEST_ID_HEADER).unwrap_or_else(|| rid.clone());
+    if let Some(header_name) = reply_header(SERVICE_ERROR_HEADER) {
+        // An AWS error from the roles: pass the body through, status from the error name.
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(&reply.payload).ok();
+        let name = parsed
+            .as_ref()
+            .and_then(|v| v.get("__type"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .unwrap_or(header_name);
+        let status = ErrorKind::from_aws_name(&name).map_or(400, ErrorKind::http_status);
+        tracing::info!(status, error = %name, "answered");
+        return match parsed {
+            Some(v) if v.get("__type").is_some() => response(status, &role_request_id, reply.payload, Some(&name)),
+            _ => error_response(status, &role_request_id, &name, ""),
+        };
+    }
+    tracing::info!(status = 200, "answered");
+    let body = if NO_OUTPUT_OPERATIONS.contains(&operation) && is_empty_object(&reply.payload) {
+        Bytes::new()
+    } else {
+        reply.payload
+    };
+    response(200, &role_request_id, body, None)
+}
+
+fn is_empty_object(payload: &[u8]) -> bool {
+    payload.iter().filter(|b| !b.is_ascii_whitespace()).eq(b"{}".iter()) || payload.is_empty()
+}
+
+/// The `[gateway]` section of `keyledger serve`'s configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Listen address, e.g. `127.0.0.1:4599` or `0.0.0.0:443`.
+    pub listen: SocketAddr,
+    /// Service profile (JSON, mode 0600) of the gateway user in the gateway account.
+    pub nats_profile: PathBuf,
+    /// The access keys file (see [`credentials`]).
+    pub access_keys_file: PathBuf,
+    /// PEM certificate chain; set together with `tls_key_file` to serve HTTPS.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+/// Starts the gateway of a `keyledger serve` process from its `[gateway]` section: reads the
+/// gateway's NATS profile and the access keys file (unwrapping every secret with `root`),
+/// loads the TLS files if configured. Realm and clock come from the role settings.
+///
+/// # Errors
+/// As [`start`], or when a file is unreadable or a secret does not unwrap.
+pub async fn start_from_section(
+    section: &GatewaySection,
+    root: &keyledger_crypto::RootKey,
+    roles: &crate::roles::RoleConfig,
+) -> anyhow::Result<RunningGateway> {
+    let profile = ServiceProfile::read_from(&section.nats_profile)?;
+    let access_keys = credentials::AccessKeysFile::read(&section.access_keys_file)?.unwrap_all(root)?;
+    let config = GatewayConfig {
+        listen: section.listen,
+        tls: section.tls()?,
+        realm: roles.realm.clone(),
+        access_keys,
+        clock: roles.clock.clone(),
+        limits: GatewayLimits::default(),
+        rejections: Arc::new(audit::LogRejections),
+    };
+    start(config, &profile).await
+}
+
+/// Creates an access key for `user` in `account` and appends it to the access keys file at
+/// `path` (created if absent, written mode 0600). Returns the record and its secret (shown
+/// once to the operator, stored nowhere in clear).
+///
+/// # Errors
+/// If the names are invalid or the file cannot be read or written.
+pub fn create_access_key(
+    root: &keyledger_crypto::RootKey,
+    path: &std::path::Path,
+    account: &str,
+    user: &str,
+) -> anyhow::Result<(credentials::AccessKeyRecord, credentials::SecretAccessKey)> {
+    let mut file = if path.exists() { credentials::AccessKeysFile::read(path)? } else { credentials::AccessKeysFile::default() };
+    // Every existing key must still unwrap with this root key: refuse to extend a file of
+    // another deployment.
+    file.unwrap_all(root)?;
+    let (record, secret) = credentials::AccessKeyRecord::generate(root, account, user)?;
+    file.access_keys.push(record.clone());
+    file.write(path)?;
+    Ok((record, secret))
+}
+
+impl GatewaySection {
+    /// The TLS files, if both are set.
+    ///
+    /// # Errors
+    /// If only one of the two is set.
+    pub fn tls(&self) -> anyhow::Result<Option<TlsFiles>> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert_chain: cert.clone(), private_key: key.clone() })),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("[gateway] needs both tls_cert_file and tls_key_file, or neither"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_trent_service_targets_name_an_operation() {
+        assert_eq!(operation_from_target(Some("TrentService.ListKeys")), Some("ListKeys"));
+        for bad in ["TrentService.", "TrentService.List.Keys", "TrentService.>", "TrentService.a b", "Other.ListKeys", "ListKeys"] {
+            assert_eq!(operation_from_target(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(operation_from_target(None), None);
+    }
+
+    #[test]
+    fn empty_objects_are_recognised() {
+        assert!(is_empty_object(b"{}"));
+        assert!(is_empty_object(b" { } "));
+        assert!(is_empty_object(b""));
+        assert!(!is_empty_object(br#"{"a":1}"#));
+    }
+}

@@ -1,0 +1,306 @@
+//! The AWS-compatible HTTP endpoint, driven by the real AWS clients from PyPI (boto3, the aws
+//! CLI, the AWS Encryption SDK; versions pinned in tests/python/requirements.txt), plus the
+//! properties only a Rust test can set up: replays across a moved clock, forged forwarded
+//! principals over NATS, rejections reaching the audit sink, an unreachable backend.
+
+#[path = "gateway_support/mod.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use keyledger::gateway::audit::{Rejection, RejectionSink};
+use keyledger::identity::{ForwardedPrincipal, FORWARDED_PRINCIPAL_HEADER};
+use keyledger_events::names;
+use keyledger_tests::*;
+use serde_json::json;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_covers_every_operation_family_and_the_common_errors() {
+    let g = GatewayEnv::start().await;
+    g.python_passes("boto3_operations.py", &[], &[], 50).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_cli_creates_aliases_encrypts_decrypts_with_fileb_and_paginates() {
+    let g = GatewayEnv::start().await;
+    g.python_passes("aws_cli.py", &[], &[], 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_encryption_sdk_round_trips_a_12_mib_file_through_a_kms_keyring() {
+    let g = GatewayEnv::start().await;
+    g.python_passes("encryption_sdk.py", &[], &[], 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_built_requests_follow_the_json_1_1_wire_rules() {
+    let g = GatewayEnv::start().await;
+    g.python_passes("raw_wire.py", &[], &[], 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secrets_unknown_keys_unsigned_requests_and_other_regions_are_refused() {
+    let g = GatewayEnv::start().await;
+    g.python_passes("sigv4_rejections.py", &[], &[], 7).await;
+    let keys = g.h.ok("ListKeys", json!({})).await;
+    assert_eq!(keys["Keys"].as_array().unwrap().len(), 0, "no refused request reached the roles");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_replayed_after_five_minutes_is_refused() {
+    let g = GatewayEnv::start().await;
+    let out = g.python("sign_request.py", &["CreateKey", r#"{"Description": "replayed"}"#], &[]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let headers: Vec<(String, String)> = signed["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h[0].as_str().unwrap().to_owned(), h[1].as_str().unwrap().to_owned()))
+        .collect();
+    let body = signed["body"].as_str().unwrap().as_bytes().to_vec();
+
+    let first = send_raw(g.addr, "POST", "/", &headers, &body).await;
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    assert_eq!(first.json()["KeyMetadata"]["Description"], "replayed");
+
+    // A replay within five minutes is the same request again (AWS accepts it too).
+    g.h.clock.advance_ms(4 * 60 * 1000);
+    assert_eq!(send_raw(g.addr, "POST", "/", &headers, &body).await.status, 200);
+
+    // Past five minutes since its X-Amz-Date, the captured request is dead.
+    g.h.clock.advance_ms(2 * 60 * 1000);
+    let replay = send_raw(g.addr, "POST", "/", &headers, &body).await;
+    assert_eq!(replay.status, 400);
+    assert_eq!(replay.json()["__type"], "InvalidSignatureException");
+    assert!(replay.json()["message"].as_str().unwrap().starts_with("Signature expired: "), "{}", replay.json());
+    assert!(replay.header("x-amzn-requestid").is_some());
+    let keys = g.h.ok("ListKeys", json!({})).await;
+    assert_eq!(keys["Keys"].as_array().unwrap().len(), 2, "the expired replay created nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyledger_dev_prints_an_aws_command_line_that_works() {
+    use std::io::{BufRead, BufReader};
+    let venv = python_venv();
+    let dir = tempfile::tempdir().unwrap();
+    let port = keyledger_nats_server::free_port().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kl-cli"))
+        .args(["dev", "--nats-port", "0", "--gateway-port", &port.to_string(), "--data-dir", ".keyledger"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let aws_line = loop {
+        let line = rx.recv_timeout(Duration::from_secs(120)).expect("dev prints its banner");
+        if line.trim_start().starts_with("AWS_SHARED_CREDENTIALS_FILE=") {
+            break line.trim().to_owned();
+        }
+    };
+    assert_eq!(
+        aws_line,
+        format!("AWS_SHARED_CREDENTIALS_FILE=.keyledger/aws-credentials aws --profile keyledger --region us-east-1 --endpoint-url http://127.0.0.1:{port} kms list-keys")
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join(".keyledger/aws-credentials")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the credential file is private");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&aws_line)
+        .current_dir(dir.path())
+        .env("PATH", format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default()))
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT);
+    let _ = child.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed["Keys"].is_array(), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_serves_tls_with_the_configured_certificate() {
+    let g = GatewayEnv::start().await;
+    let cert = g.h.dir.path().join("cert.pem");
+    let key = g.h.dir.path().join("key.pem");
+    let made = g.python("make_cert.py", &[cert.to_str().unwrap(), key.to_str().unwrap()], &[]).await;
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let env = g.env();
+    let ctx = env.roles.as_ref().unwrap().ctx.clone();
+    let access_keys = keyledger::gateway::credentials::AccessKeysFile::read(&env.data_dir.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE))
+        .unwrap()
+        .unwrap_all(&ctx.root)
+        .unwrap();
+    let config = keyledger::gateway::GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: Some(keyledger::gateway::TlsFiles { cert_chain: cert.clone(), private_key: key }),
+        realm: ctx.config.realm.clone(),
+        access_keys,
+        clock: g.h.clock.clone(),
+        limits: Default::default(),
+        rejections: Arc::new(keyledger::gateway::audit::LogRejections),
+    };
+    let profile = env.server.settings().topology.gateway_profile(&env.server.url()).unwrap();
+    let tls = keyledger::gateway::start(config, &profile).await.unwrap();
+    assert!(tls.url().starts_with("https://127.0.0.1:"));
+    let endpoint = tls.url();
+    g.python_passes("tls_client.py", &[], &[("KEYLEDGER_ENDPOINT", &endpoint), ("KEYLEDGER_CA_BUNDLE", cert.to_str().unwrap())], 2).await;
+    tls.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_created_over_http_records_the_sigv4_principal_and_the_credential_reads_its_writes() {
+    let g = GatewayEnv::start().await;
+    let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+    let body = br#"{"Description":"over http"}"#;
+    let headers = signed_headers(g.addr, &g.dev, "CreateKey", body, now);
+    let created = send_raw(g.addr, "POST", "/", &headers, body).await;
+    assert_eq!(created.status, 200, "{}", String::from_utf8_lossy(&created.body));
+    let key_id = created.json()["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let request_id = created.header("x-amzn-requestid").unwrap().to_owned();
+
+    let nats = g.h.service_nats().await;
+    let log = keyledger_log::ControlLog::open(keyledger_log::jetstream(nats.clone()), 1).await.unwrap();
+    let head = log.subject_head(&names::control_subject(ACCOUNT, keyledger_events::AggregateKind::Key, &key_id)).await.unwrap().unwrap();
+    let event = keyledger_events::decode(&head.payload).unwrap();
+    let p = &event.record.principal;
+    assert_eq!(p.kind, keyledger_events::principal_kind::SIGV4);
+    assert_eq!(p.account, ACCOUNT);
+    assert_eq!(p.arn, format!("arn:aws:iam::{ACCOUNT}:user/dev"));
+    assert_eq!(p.user, g.dev.0, "the access key id, never the secret");
+    assert_eq!(p.nats_account, keyledger_nats_server::GATEWAY_ACCOUNT);
+    assert_eq!(uuid::Uuid::from_bytes(event.record.request_id).to_string(), request_id, "x-amzn-RequestId is the recorded request id");
+
+    // The gateway forwards this credential's last log position from now on.
+    let gateway = g.env().gateway.as_ref().unwrap();
+    assert!(gateway.remembered_seq(&g.dev.0) >= head.stream_seq, "remembered {} < {}", gateway.remembered_seq(&g.dev.0), head.stream_seq);
+    assert_eq!(gateway.remembered_seq(&g.other.0), 0, "other credentials are not held back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_forging_a_forwarded_principal_gains_nothing() {
+    let g = GatewayEnv::start().await;
+    let forged = ForwardedPrincipal {
+        account: support::OTHER_ACCOUNT.into(),
+        principal_arn: format!("arn:aws:iam::{}:user/other", support::OTHER_ACCOUNT),
+        access_key_id: g.other.0.clone(),
+        source_addr: "203.0.113.9:443".into(),
+        user_agent: "forger".into(),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(FORWARDED_PRINCIPAL_HEADER, forged.to_header_value().as_str());
+    headers.insert("Nats-Request-Info", r#"{"acc":"GATEWAY","user":"gateway"}"#);
+    let reply = g.h.client.nats().request_with_headers(names::api_subject("CreateKey"), headers, "{}".into()).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(body["__type"], "AccessDeniedException", "{body}");
+
+    // Nothing was created, neither in the forged account nor in the tenant's own.
+    assert_eq!(g.h.ok("ListKeys", json!({})).await["Keys"].as_array().unwrap().len(), 0);
+    let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+    let list = send_raw(g.addr, "POST", "/", &signed_headers(g.addr, &g.other, "ListKeys", b"{}", now), b"{}").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json()["Keys"].as_array().unwrap().len(), 0);
+}
+
+/// Collects rejections (what the audit write path will receive).
+#[derive(Default)]
+struct Collect(Mutex<Vec<Rejection>>);
+
+impl RejectionSink for Collect {
+    fn record_rejection(&self, r: Rejection) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move { self.0.lock().unwrap().push(r) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sigv4_rejection_reaches_the_audit_sink_with_the_key_id_and_never_the_secret() {
+    let g = GatewayEnv::start().await;
+    let env = g.env();
+    let ctx = env.roles.as_ref().unwrap().ctx.clone();
+    let access_keys = keyledger::gateway::credentials::AccessKeysFile::read(&env.data_dir.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE))
+        .unwrap()
+        .unwrap_all(&ctx.root)
+        .unwrap();
+    let sink = Arc::new(Collect::default());
+    let config = keyledger::gateway::GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+        realm: ctx.config.realm.clone(),
+        access_keys,
+        clock: g.h.clock.clone(),
+        limits: Default::default(),
+        rejections: sink.clone(),
+    };
+    let profile = env.server.settings().topology.gateway_profile(&env.server.url()).unwrap();
+    let gw = keyledger::gateway::start(config, &profile).await.unwrap();
+    let addr = gw.local_addr();
+    let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+    let body = b"{}";
+
+    let wrong = (g.dev.0.clone(), "W".repeat(40));
+    let r = send_raw(addr, "POST", "/", &signed_headers(addr, &wrong, "ListKeys", body, now), body).await;
+    assert_eq!((r.status, r.json()["__type"].as_str().unwrap()), (400, "InvalidSignatureException"));
+    let unknown = ("KLAKNOTAKEYNOTAKEY22".to_owned(), g.dev.1.clone());
+    let r = send_raw(addr, "POST", "/", &signed_headers(addr, &unknown, "ListKeys", body, now), body).await;
+    assert_eq!(r.json()["__type"], "UnrecognizedClientException");
+    let stale = signed_headers(addr, &g.dev, "ListKeys", body, now - 301);
+    let r = send_raw(addr, "POST", "/", &stale, body).await;
+    assert_eq!(r.json()["__type"], "InvalidSignatureException");
+    let unsigned = vec![("host".to_owned(), addr.to_string()), ("x-amz-target".to_owned(), "TrentService.ListKeys".to_owned())];
+    let r = send_raw(addr, "POST", "/", &unsigned, body).await;
+    assert_eq!(r.json()["__type"], "MissingAuthenticationTokenException");
+    let ok = send_raw(addr, "POST", "/", &signed_headers(addr, &g.dev, "ListKeys", body, now), body).await;
+    assert_eq!(ok.status, 200);
+
+    let seen = sink.0.lock().unwrap().clone();
+    let summary: Vec<(&str, &str, Option<&str>)> = seen.iter().map(|r| (r.error_name, r.reason, r.access_key_id.as_deref())).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("InvalidSignatureException", "bad_signature", Some(g.dev.0.as_str())),
+            ("UnrecognizedClientException", "unknown_access_key", Some("KLAKNOTAKEYNOTAKEY22")),
+            ("InvalidSignatureException", "clock_skew", Some(g.dev.0.as_str())),
+            ("MissingAuthenticationTokenException", "missing", None),
+        ],
+        "one record per rejection, none for the accepted request"
+    );
+    for r in &seen {
+        assert_eq!(r.operation.as_deref(), Some("ListKeys"));
+        assert!(r.source_addr.starts_with("127.0.0.1:"));
+        let shown = format!("{r:?}");
+        assert!(!shown.contains(&g.dev.1) && !shown.contains(&wrong.1), "no secret in a rejection record");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_worker_the_endpoint_answers_503_and_oversized_bodies_413() {
+    let mut g = GatewayEnv::start().await;
+    let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+    let big = vec![b' '; 1024 * 1024 + 1];
+    let r = send_raw(g.addr, "POST", "/", &signed_headers(g.addr, &g.dev, "ListKeys", &big, now), &big).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["__type"], "RequestEntityTooLargeException");
+
+    // Stop the roles but keep the server and the gateway.
+    let env = g.h.env.as_mut().unwrap();
+    env.roles.take().unwrap().stop().await;
+    let r = send_raw(g.addr, "POST", "/", &signed_headers(g.addr, &g.dev, "ListKeys", b"{}", now), b"{}").await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["__type"], "DependencyTimeoutException");
+    assert!(r.header("x-amzn-requestid").is_some());
+}
