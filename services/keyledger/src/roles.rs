@@ -66,6 +66,11 @@ pub struct RoleConfig {
     pub rate_limit_per_principal_per_sec: f64,
     /// Burst each principal may make above the rate.
     pub rate_limit_burst: f64,
+    /// Answer without writing usage records. **Only for measuring what audit-first costs**
+    /// (the audit benchmark sets it); no configuration file or flag can set it, and the
+    /// service never runs with it.
+    #[doc(hidden)]
+    pub benchmark_only_skip_audit: bool,
 }
 
 impl Default for RoleConfig {
@@ -83,6 +88,7 @@ impl Default for RoleConfig {
             audit: AuditConfig::default(),
             rate_limit_per_principal_per_sec: 5_000.0,
             rate_limit_burst: 10_000.0,
+            benchmark_only_skip_audit: false,
         }
     }
 }
@@ -209,6 +215,7 @@ pub async fn start(roles: &[Role], profile: &ServiceProfile, root: Arc<RootKey>,
     });
     let mut services = Vec::new();
     let mut tasks = vec![audit_task, tokio::spawn(flush_suppressed(ctx.clone()))];
+    let audit_health_source = ctx.audit.clone();
     for role in roles {
         let queue = match role {
             Role::Keyd => "keyledger-keyd",
@@ -219,8 +226,17 @@ pub async fn start(roles: &[Role], profile: &ServiceProfile, root: Arc<RootKey>,
             Role::Cryptod => "keyledger-cryptod",
         })
         .await?;
+        let health_ctx_audit = audit_health_source.clone();
         let service = role_nats
             .service_builder()
+            .stats_handler(move |_endpoint, _stats| {
+                // Shown in `$SRV.STATS.keyledger` next to each endpoint's counters: whether the
+                // audit log takes records (if not, every request fails closed).
+                match health_ctx_audit.health() {
+                    crate::audit::AuditHealth::Writing => serde_json::json!({"audit": "writing"}),
+                    crate::audit::AuditHealth::Failing(reason) => serde_json::json!({"audit": "failing", "reason": reason}),
+                }
+            })
             .description(format!("Keyledger {role:?}"))
             .queue_group(queue)
             .start(keyledger_events::names::SERVICE_NAME, env!("CARGO_PKG_VERSION"))
