@@ -304,3 +304,85 @@ async fn without_a_worker_the_endpoint_answers_503_and_oversized_bodies_413() {
     assert_eq!(r.json()["__type"], "DependencyTimeoutException");
     assert!(r.header("x-amzn-requestid").is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyledger_serve_runs_the_endpoint_from_its_gateway_section_with_a_created_access_key() {
+    let g = GatewayEnv::start().await;
+    let data = g.env().data_dir.clone();
+    let port = keyledger_nats_server::free_port().unwrap();
+    let config = g.h.dir.path().join("serve.toml");
+    let keys = g.h.dir.path().join("serve-access-keys.json");
+    std::fs::write(
+        &config,
+        format!(
+            "roles = []\nservice_profile = {:?}\nroot_key_file = {:?}\n[accounts]\nDEV = \"{ACCOUNT}\"\n[gateway]\nlisten = \"127.0.0.1:{port}\"\nnats_profile = {:?}\naccess_keys_file = {:?}\n",
+            data.join("service.json"),
+            data.join("root.key"),
+            data.join(keyledger::cli::dev::DEV_GATEWAY_PROFILE_FILE),
+            keys,
+        ),
+    )
+    .unwrap();
+    let cli = env!("CARGO_BIN_EXE_kl-cli");
+    let created = std::process::Command::new(cli)
+        .args(["gateway", "create-access-key", "--config"])
+        .arg(&config)
+        .args(["--account", ACCOUNT, "--user", "alice"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let text = String::from_utf8(created.stdout).unwrap();
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start_matches([' ', '=']).to_owned()).unwrap();
+    let alice = (field("aws_access_key_id"), field("aws_secret_access_key"));
+    assert!(text.starts_with("[alice]\n"), "{text}");
+    let stored = std::fs::read_to_string(&keys).unwrap();
+    assert!(stored.contains(&alice.0) && !stored.contains(&alice.1), "the file keeps the id, not the secret");
+
+    let mut serve = std::process::Command::new(cli)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up = eventually(Duration::from_secs(30), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() }).await;
+    let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+    let body = br#"{"Description":"via serve"}"#;
+    let created = if up { Some(send_raw(addr, "POST", "/", &signed_headers(addr, &alice, "CreateKey", body, now), body).await) } else { None };
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = serve.wait();
+    assert!(up, "keyledger serve did not open the endpoint");
+    let created = created.unwrap();
+    assert_eq!(created.status, 200, "{}", String::from_utf8_lossy(&created.body));
+    assert_eq!(created.json()["KeyMetadata"]["AWSAccountId"], ACCOUNT);
+    let keys = g.h.ok("ListKeys", json!({})).await;
+    assert_eq!(keys["Keys"].as_array().unwrap().len(), 1, "the key is in the tenant's account");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_signatures_are_in_the_audit_log_before_the_client_hears_of_them() {
+    let g = GatewayEnv::start().await;
+    let addr = g.addr;
+    let body = b"{}";
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let wrong = (g.dev.0.clone(), "not-the-secret-not-the-secret-not-the-se".to_owned());
+    let r = send_raw(addr, "POST", "/", &signed_headers(addr, &wrong, "ListKeys", body, now), body).await;
+    assert_eq!(r.json()["__type"], "InvalidSignatureException");
+    let unsigned = vec![("host".to_owned(), addr.to_string()), ("x-amz-target".to_owned(), "TrentService.ListKeys".to_owned())];
+    let r = send_raw(addr, "POST", "/", &unsigned, body).await;
+    assert_eq!(r.json()["__type"], "MissingAuthenticationTokenException");
+    let request_id = r.header("x-amzn-requestid").expect("request id").to_owned();
+
+    let records = g.h.audit_records().await;
+    let denied: Vec<_> = records
+        .iter()
+        .filter(|r| r.record.source.transport == keyledger_events::codes::transport::HTTP && r.record.outcome == keyledger_events::codes::outcome::DENIED)
+        .collect();
+    assert_eq!(denied.len(), 2, "both refusals are recorded");
+    let bad = denied.iter().find(|r| r.record.error_name == "InvalidSignatureException").expect("bad signature recorded");
+    assert_eq!(bad.record.principal.user, g.dev.0, "the access key id it named, never the secret");
+    assert_eq!(bad.record.operation, "ListKeys");
+    let missing = denied.iter().find(|r| r.record.error_name == "MissingAuthenticationTokenException").unwrap();
+    assert_eq!(uuid::Uuid::from_bytes(missing.record.request_id).to_string(), request_id);
+}

@@ -505,3 +505,26 @@ fn foreign_commit_payloads_are_refused() {
     assert_eq!(c.resume_from(CONTROL), 5);
     assert_eq!(c.resume_from(USAGE), 1);
 }
+
+#[tokio::test]
+async fn a_withheld_result_gets_its_own_record_next_to_the_first() {
+    let mut lane = Lane::new("withheld-lane");
+    let first = usage(9, T0 + 30, "Decrypt", A, 1, A, "alice", codes::outcome::OK);
+    let mut withheld = first.clone();
+    withheld.outcome = codes::outcome::WITHHELD;
+    withheld.error_name = "DisabledException".to_owned();
+    let bytes = lane.block(vec![first, withheld], vec![]);
+    let records = records_from_message(USAGE, 1, &bytes, &Realm::default()).unwrap();
+    assert_eq!(records[0].record_id, req_hex(9));
+    assert_eq!(records[1].record_id, format!("{}-withheld", req_hex(9)));
+    assert_eq!(records[0].request_id, records[1].request_id);
+    let index = AuditIndex::in_memory().unwrap();
+    let w = index.writer(WriterOptions::default()).unwrap();
+    w.send(IndexedMessage { stream: USAGE.to_owned(), seq: 1, records }).await.unwrap();
+    w.close().await.unwrap();
+    let request = uuid::Uuid::parse_str(&req_hex(9)).unwrap().to_string();
+    let both = Query { conditions: vec![cond(TermFilter::RequestId, &request)], ..Query::default() };
+    assert_eq!(ids(&index, &Scope::All, &both), vec![format!("{}-withheld", req_hex(9)), req_hex(9)]);
+    assert_eq!(index.get(&Scope::All, &req_hex(9)).unwrap().unwrap().outcome, "ok", "the record id names the first");
+    assert_eq!(index.get(&Scope::All, &format!("{}-withheld", req_hex(9))).unwrap().unwrap().outcome, "withheld");
+}

@@ -122,6 +122,9 @@ fn error_outcome(e: &KmsError) -> u16 {
 pub async fn handle(ctx: &RoleCtx, op: Operation, msg: &async_nats::Message, request_id: uuid::Uuid) -> Result<Success, KmsError> {
     let now = ctx.config.clock.now_unix_ms();
     let mut facts = Facts::new(op.name(), request_id, now, nats_source(msg));
+    if let Ok((_, source)) = ctx.identities.caller_and_source(msg.headers.as_ref()) {
+        facts.record.source = source;
+    }
     let result = run(ctx, op, msg, request_id, &mut facts).await;
     if let Err(e) = &result {
         facts.record.outcome = error_outcome(e);

@@ -202,10 +202,19 @@ pub async fn send_raw(addr: SocketAddr, method: &str, path: &str, headers: &[(St
     }
     req.push_str("Connection: close\r\n\r\n");
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the gateway");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
+    // The server may answer (413) and close before reading the whole body: a failed write is
+    // not the end, the answer is still there to read.
+    let _ = stream.write_all(req.as_bytes()).await;
+    let _ = stream.write_all(body).await;
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw)).await.expect("response in time").unwrap();
+    let mut buf = [0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await.expect("response in time") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");

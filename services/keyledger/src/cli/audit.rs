@@ -36,6 +36,7 @@ pub struct ClientArgs {
 
 /// `keyledger audit` subcommands.
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum AuditAction {
     /// Searches audit records, newest first. A value starting with `!` excludes
     /// (`--outcome '!ok'`); repeating a flag gives alternatives.

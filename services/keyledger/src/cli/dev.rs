@@ -10,7 +10,10 @@
 //! | `client.json` | tenant client profile for the CLI (`keyledger kms …`), mode 0600 |
 //! | `service.json` | service profile for `keyledger serve` against this server, mode 0600 |
 //! | `gateway-access-keys.json` | the AWS endpoint's access keys, secrets wrapped under the root key, mode 0600 |
+//! | `gateway.json` | the gateway user's NATS profile (for `keyledger serve`'s `[gateway]`), mode 0600 |
 //! | `aws-credentials` | the development credential in AWS shared-credentials format (profile `keyledger`), mode 0600 |
+//! | `audit-index/` | the audit index (tantivy), rebuilt from the log if deleted |
+//! | `audit-tokens.json` | audit API URL and bearer tokens (`auditor`: all accounts; `dev`: account 111122223333), mode 0600 |
 //!
 //! The server listens on 127.0.0.1 only. It has a service account `KEYLEDGER` (JetStream,
 //! the roles) and a tenant account `DEV` (user `dev`, Keyledger account 111122223333) that
@@ -34,6 +37,9 @@ pub const DEV_AWS_PROFILE: &str = "keyledger";
 pub const DEV_AWS_USER: &str = "dev";
 /// File (in the data directory) of the AWS shared credentials for the dev endpoint.
 pub const DEV_AWS_CREDENTIALS_FILE: &str = "aws-credentials";
+/// File (in the data directory) of the gateway user's NATS profile (for `keyledger serve`'s
+/// `[gateway]` against the dev server).
+pub const DEV_GATEWAY_PROFILE_FILE: &str = "gateway.json";
 /// File (in the data directory) of the dev endpoint's access keys.
 pub const DEV_ACCESS_KEYS_FILE: &str = "gateway-access-keys.json";
 
@@ -258,6 +264,7 @@ impl DevEnvironment {
             .topology
             .gateway_profile(&self.server.url())
             .context("the dev topology has no gateway user")?;
+        profile.write_to(&self.data_dir.join(DEV_GATEWAY_PROFILE_FILE))?;
         let config = crate::gateway::GatewayConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
             tls: None,
@@ -265,7 +272,7 @@ impl DevEnvironment {
             access_keys,
             clock: ctx.config.clock.clone(),
             limits: crate::gateway::GatewayLimits::default(),
-            rejections: Arc::new(crate::gateway::audit::LogRejections),
+            rejections: Arc::new(crate::gateway::audit::AuditRejections { audit: ctx.audit.clone() }),
         };
         let running = crate::gateway::start(config, &profile).await?;
         Ok(self.gateway.insert(running))

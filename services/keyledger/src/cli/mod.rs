@@ -68,7 +68,7 @@ enum Command {
     /// one record or a key's usage, or runs auditd alone (`audit serve`).
     Audit {
         #[command(subcommand)]
-        action: audit::AuditAction,
+        action: Box<audit::AuditAction>,
     },
     /// Envelope-encrypts or decrypts a file of any size under a fresh data key.
     Envelope {
@@ -220,7 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             println!("[{user}]\naws_access_key_id = {}\naws_secret_access_key = {}", record.access_key_id, secret.expose());
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::Audit { action } => audit::run(action).await,
+        Command::Audit { action } => audit::run(*action).await,
         Command::Envelope { profile, action } => {
             let client = connect(profile.as_deref()).await?;
             match action {

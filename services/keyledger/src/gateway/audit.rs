@@ -61,3 +61,50 @@ impl RejectionSink for LogRejections {
         })
     }
 }
+
+/// Writes each rejection to the audit log as a usage record (outcome DENIED, transport HTTP,
+/// principal = the access key id it named, if any) through this process's audit writer, and
+/// waits for it to be stored before the client is answered. Falls back to a log line if the
+/// record cannot be stored (the client is refused either way).
+pub struct AuditRejections {
+    /// The process's audit writer.
+    pub audit: crate::audit::AuditWriter,
+}
+
+impl RejectionSink for AuditRejections {
+    fn record_rejection(&self, r: Rejection) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let record = keyledger_events::UsageRecordV1 {
+                request_id: *r.request_id.as_bytes(),
+                time_unix_ms: r.time_unix_ms,
+                operation: r.operation.clone().unwrap_or_default(),
+                principal: keyledger_events::PrincipalV1 {
+                    kind: keyledger_events::principal_kind::SIGV4,
+                    account: String::new(),
+                    arn: String::new(),
+                    nats_account: String::new(),
+                    user: r.access_key_id.clone().unwrap_or_default(),
+                },
+                source: keyledger_events::SourceV1 {
+                    transport: keyledger_events::codes::transport::HTTP,
+                    client_name: r.user_agent.clone(),
+                    client_addr: r.source_addr.clone(),
+                },
+                key_id_supplied: String::new(),
+                key_arn: String::new(),
+                material_version: 0,
+                encryption_context: Vec::new(),
+                authorized_by: format!("sigv4:{}", r.reason),
+                outcome: keyledger_events::codes::outcome::DENIED,
+                error_name: r.error_name.to_owned(),
+                decided_at_seq: 0,
+                ciphertext_digest: None,
+                pending_deletion_alarm: false,
+            };
+            if let Err(e) = self.audit.write(record).await {
+                tracing::warn!(error = %e, "cannot record a gateway rejection in the audit log");
+                LogRejections.record_rejection(r).await;
+            }
+        })
+    }
+}
