@@ -17,6 +17,8 @@ use keyledger_tests::*;
 use serde_json::json;
 
 struct Figures {
+    max_lag_messages: Option<u64>,
+    drain_ms: Option<u128>,
     requests: usize,
     errors: usize,
     per_sec: f64,
@@ -29,6 +31,11 @@ struct Figures {
 async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize) -> Figures {
     let config = RoleConfig { benchmark_only_skip_audit: skip_audit, ..RoleConfig::default() };
     let h = Harness::start_with_config(config).await;
+    // auditd indexing at the same time, as `keyledger dev` runs it.
+    let auditd = keyledger::auditd::start_dev(&h.env().service_profile, &h.env().data_dir, "127.0.0.1:0".parse().unwrap(), ACCOUNT)
+        .await
+        .expect("auditd starts");
+    let health_addr = auditd.addr;
     let key = h.create_key().await;
     let clients: Vec<_> = futures::future::join_all((0..concurrency.div_ceil(16)).map(|_| h.new_client())).await;
     let plaintext = b64(&vec![0x5a; payload]);
@@ -56,7 +63,12 @@ async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize)
             (lat, errors)
         }));
     }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let mut max_lag = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        max_lag = max_lag.max(lag(health_addr).await);
+    }
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     let mut errors = 0;
@@ -66,6 +78,11 @@ async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize)
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let drain_started = Instant::now();
+    while lag(health_addr).await > 0 && drain_started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_ms = drain_started.elapsed().as_millis();
     all.sort_unstable();
     let q = |p: f64| all.get(((all.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0);
     let bytes_per_record = if skip_audit {
@@ -80,7 +97,10 @@ async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize)
         }
         Some(bytes as f64 / (all.len() + errors + clients.len()) as f64)
     };
+    auditd.stop().await;
     Figures {
+        max_lag_messages: Some(max_lag),
+        drain_ms: Some(drain_ms),
         requests: all.len(),
         errors,
         per_sec: all.len() as f64 / elapsed,
@@ -91,6 +111,18 @@ async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize)
     }
 }
 
+/// auditd's lag (messages behind the stream heads) from its /healthz.
+async fn lag(addr: std::net::SocketAddr) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return u64::MAX };
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("{}");
+    serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v["lag"].as_u64()).unwrap_or(u64::MAX)
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -98,19 +130,21 @@ async fn main() {
     let seconds = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     let payload = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(256);
     println!("Encrypt over NATS, concurrency {concurrency}, {seconds} s per mode, {payload}-byte plaintexts");
-    println!("| mode | requests | errors | req/s | p50 µs | p99 µs | p99.9 µs | usage bytes/record |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| mode | requests | errors | req/s | p50 µs | p99 µs | p99.9 µs | usage bytes/record | auditd max lag (msgs) | drain after load (ms) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, skip) in [("audit-first (shipped)", false), ("audit off (benchmark only)", true)] {
         let f = run(skip, concurrency, seconds, payload).await;
         println!(
-            "| {name} | {} | {} | {:.0} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
             f.requests,
             f.errors,
             f.per_sec,
             f.p50_us,
             f.p99_us,
             f.p999_us,
-            f.bytes_per_record.map(|b| format!("{b:.0}")).unwrap_or_else(|| "-".into())
+            f.bytes_per_record.map(|b| format!("{b:.0}")).unwrap_or_else(|| "-".into()),
+            f.max_lag_messages.map(|v| v.to_string()).unwrap_or_default(),
+            f.drain_ms.map(|v| v.to_string()).unwrap_or_default(),
         );
     }
 }
