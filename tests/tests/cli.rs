@@ -24,7 +24,8 @@ impl Dev {
         let child = Command::new(CLI)
             .args(["dev", "--data-dir"])
             .arg(&data)
-            .args(["--nats-port", "0"])
+            .args(["--nats-port", "0", "--gateway-port", "0"])
+            .env("KEYLEDGER_AUDIT_ADDR", "127.0.0.1:0")
             .env("KEYLEDGER_LOG", "debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -125,7 +126,23 @@ fn a_canary_plaintext_and_data_key_never_reach_the_streams_the_logs_or_errors() 
     assert_eq!(code, 254);
     assert!(!err.contains(&canary));
 
+    // Let auditd index those requests, so the search below covers the audit index files too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let data = dev.dir.path().join("kl");
+        let out = Command::new(CLI)
+            .args(["audit", "search", "--operation", "Decrypt", "--limit", "5", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Decrypt") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "auditd did not index the requests: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (log, dir) = dev.stop();
+    assert!(dir.path().join("kl").join("audit-index").exists(), "the audit index is among the files searched");
     let canary_b64 = base64::engine::general_purpose::STANDARD.encode(canary.as_bytes());
     let dk_b64 = base64::engine::general_purpose::STANDARD.encode(&data_key);
     let dk_hex = hex::encode(&data_key);
@@ -289,6 +306,8 @@ fn dev_restart_keeps_keys_and_the_cli_reports_errors_like_the_aws_cli() {
     let log = std::fs::File::create(dir.path().join("dev2.log")).unwrap();
     let mut child = Command::new(CLI)
         .args(["dev", "--data-dir"]).arg(&data)
+        .args(["--gateway-port", "0"])
+        .env("KEYLEDGER_AUDIT_ADDR", "127.0.0.1:0")
         .stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(dir.path().join("dev2.log")).unwrap_or_default().contains("Keyledger dev is running") {
