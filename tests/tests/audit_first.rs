@@ -87,6 +87,8 @@ async fn when_the_usage_stream_is_full_requests_fail_retryably_and_release_nothi
         ..Default::default()
     };
     let h = Harness::start_with_config(config).await;
+    let health = keyledger::health::serve(h.env().roles.as_ref().unwrap().ctx.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    assert_eq!(http_get(health.addr, "/healthz").await.0, 200);
     let key = h.create_key().await;
     let mut released = Vec::new();
     let mut first_failure = None;
@@ -115,8 +117,38 @@ async fn when_the_usage_stream_is_full_requests_fail_retryably_and_release_nothi
     for id in &released {
         assert!(stored.contains(id), "every released result has its record");
     }
-    let health = h.env().roles.as_ref().unwrap().ctx.audit.health();
-    assert!(matches!(health, keyledger::audit::AuditHealth::Failing(_)), "{health:?}");
+    let state = h.env().roles.as_ref().unwrap().ctx.audit.health();
+    assert!(matches!(state, keyledger::audit::AuditHealth::Failing(_)), "{state:?}");
+    let (status, body) = http_get(health.addr, "/healthz").await;
+    assert_eq!(status, 503, "the health endpoint says the service fails closed: {body}");
+    assert!(body.contains("\"audit\"") && body.contains("failing"), "{body}");
+    let (_, metrics) = http_get(health.addr, "/metrics").await;
+    assert!(metrics.contains("keyledger_audit_writing{lane=") && metrics.contains("} 0"), "{metrics}");
+
+    // Space returns: the next period's stream (the clock moves into the next month). The lane
+    // re-opens on it and the service recovers by itself.
+    h.clock.advance_ms(32 * 86_400_000);
+    let recovered = eventually(Duration::from_secs(10), || async {
+        h.call("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"after")})).await.is_ok()
+    })
+    .await;
+    assert!(recovered, "requests succeed again once the log takes records");
+    assert_eq!(h.env().roles.as_ref().unwrap().ctx.audit.health(), keyledger::audit::AuditHealth::Writing);
+    assert_eq!(http_get(health.addr, "/healthz").await.0, 200);
+    health.stop();
+}
+
+/// A minimal HTTP GET: (status, body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ impl Dev {
             .arg(&data)
             .args(["--nats-port", "0", "--gateway-port", "0"])
             .env("KEYLEDGER_AUDIT_ADDR", "127.0.0.1:0")
+            .env("KEYLEDGER_HEALTH_ADDR", "127.0.0.1:0")
             .env("KEYLEDGER_LOG", "debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -308,6 +309,7 @@ fn dev_restart_keeps_keys_and_the_cli_reports_errors_like_the_aws_cli() {
         .args(["dev", "--data-dir"]).arg(&data)
         .args(["--gateway-port", "0"])
         .env("KEYLEDGER_AUDIT_ADDR", "127.0.0.1:0")
+        .env("KEYLEDGER_HEALTH_ADDR", "127.0.0.1:0")
         .stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(dir.path().join("dev2.log")).unwrap_or_default().contains("Keyledger dev is running") {

@@ -90,6 +90,17 @@ enum Item {
     Suppressed(SuppressedRequestsV1),
 }
 
+/// Counters of a lane, for metrics.
+#[derive(Debug, Default)]
+pub struct AuditCounters {
+    /// Records acknowledged by JetStream.
+    pub records_stored: std::sync::atomic::AtomicU64,
+    /// Blocks acknowledged by JetStream.
+    pub blocks_stored: std::sync::atomic::AtomicU64,
+    /// Blocks that could not be stored (each failed all its waiters).
+    pub blocks_failed: std::sync::atomic::AtomicU64,
+}
+
 /// The process's audit writer (one lane).
 #[derive(Clone)]
 pub struct AuditWriter {
@@ -97,6 +108,7 @@ pub struct AuditWriter {
     health: watch::Receiver<AuditHealth>,
     lane: String,
     wait: Duration,
+    counters: std::sync::Arc<AuditCounters>,
 }
 
 fn unavailable() -> KmsError {
@@ -115,8 +127,14 @@ impl AuditWriter {
         let (tx, rx) = mpsc::channel(config.max_queued_records.max(1));
         let (health_tx, health) = watch::channel(AuditHealth::Writing);
         let wait = config.audit_wait;
-        let task = tokio::spawn(Lane::new(js, control, lane.clone(), clock, config, health_tx).run(rx));
-        (Self { tx, health, lane, wait }, task)
+        let counters = std::sync::Arc::new(AuditCounters::default());
+        let task = tokio::spawn(Lane::new(js, control, lane.clone(), clock, config, health_tx, counters.clone()).run(rx));
+        (Self { tx, health, lane, wait, counters }, task)
+    }
+
+    /// The lane's counters.
+    pub fn counters(&self) -> &AuditCounters {
+        &self.counters
     }
 
     /// The lane id.
@@ -174,11 +192,20 @@ struct Lane {
     health: watch::Sender<AuditHealth>,
     chain: Option<Chain>,
     needs_resync: bool,
+    counters: std::sync::Arc<AuditCounters>,
 }
 
 impl Lane {
-    fn new(js: Context, control: ControlLog, lane: String, clock: Clock, config: AuditConfig, health: watch::Sender<AuditHealth>) -> Self {
-        Self { js, control, lane, clock, config, health, chain: None, needs_resync: false }
+    fn new(
+        js: Context,
+        control: ControlLog,
+        lane: String,
+        clock: Clock,
+        config: AuditConfig,
+        health: watch::Sender<AuditHealth>,
+        counters: std::sync::Arc<AuditCounters>,
+    ) -> Self {
+        Self { js, control, lane, clock, config, health, chain: None, needs_resync: false, counters }
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Item>) {
@@ -202,6 +229,16 @@ impl Lane {
             }
             let summaries = std::mem::take(&mut suppressed);
             let result = self.commit(records, summaries.clone()).await;
+            use std::sync::atomic::Ordering::Relaxed;
+            match &result {
+                Ok(receipts) => {
+                    self.counters.blocks_stored.fetch_add(1, Relaxed);
+                    self.counters.records_stored.fetch_add(receipts.len() as u64, Relaxed);
+                }
+                Err(_) => {
+                    self.counters.blocks_failed.fetch_add(1, Relaxed);
+                }
+            }
             match result {
                 Ok(receipts) => {
                     for (waiter, receipt) in waiters.into_iter().zip(receipts) {

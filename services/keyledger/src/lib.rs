@@ -19,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod cryptod;
 pub mod follower;
+pub mod health;
 pub mod gateway;
 pub mod identity;
 pub mod keyd;

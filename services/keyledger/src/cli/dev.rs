@@ -320,9 +320,27 @@ pub async fn run(data_dir: &Path, nats_port: u16, gateway_port: u16) -> anyhow::
             None
         }
     };
+    // The roles' health and metrics (fail-closed state of the audit log, projection state).
+    let health_listen: std::net::SocketAddr = std::env::var("KEYLEDGER_HEALTH_ADDR")
+        .unwrap_or_else(|_| crate::health::DEV_LISTEN.to_owned())
+        .parse()
+        .context("KEYLEDGER_HEALTH_ADDR is not an address like 127.0.0.1:4281")?;
+    let health = match &env.roles {
+        Some(r) => match crate::health::serve(r.ctx.clone(), health_listen).await {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("warning: the health endpoint is not running: {e:#} (set KEYLEDGER_HEALTH_ADDR to another address)");
+                None
+            }
+        },
+        None => None,
+    };
     let region = env.roles.as_ref().map(|r| r.ctx.config.realm.region.clone()).unwrap_or_default();
     let profile = data_dir.join("client.json");
     println!("Keyledger dev is running.");
+    if let Some(h) = &health {
+        println!("  health        http://{}/healthz  /metrics", h.addr);
+    }
     println!("  NATS server   {} (log: {})", env.server.url(), env.server.log_path().display());
     println!("  data dir      {}", data_dir.display());
     println!("  client        {}  (tenant account DEV → Keyledger account {})", profile.display(), env.client_profile.keyledger_account);
