@@ -20,27 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::IndexError;
 
 /// Partition and region used to build key ARNs of control events
-/// (`arn:<partition>:kms:<region>:<account>:key/<key id>`); must match the roles' realm.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Realm {
-    /// ARN partition, e.g. `aws`.
-    pub partition: String,
-    /// Region, e.g. `us-east-1`.
-    pub region: String,
-}
-
-impl Default for Realm {
-    fn default() -> Self {
-        Self { partition: "aws".to_owned(), region: "us-east-1".to_owned() }
-    }
-}
-
-impl Realm {
-    /// The key ARN of `key_id` in `account`.
-    pub fn key_arn(&self, account: &str, key_id: &str) -> String {
-        format!("arn:{}:kms:{}:{account}:key/{key_id}", self.partition, self.region)
-    }
-}
+/// (`arn:<partition>:kms:<region>:<account>:key/<key id>`); must match the roles' realm. The
+/// rulebook's own type, so the index and the service can never spell ARNs differently.
+pub use keyledger_kms::Realm;
 
 /// `event_type` of a request a caller made (CloudTrail `AwsApiCall`).
 pub const EVENT_API_CALL: &str = "AwsApiCall";
@@ -419,7 +401,10 @@ fn control_record(stream: &str, seq: u64, event: &Event, realm: &Realm) -> Resul
         (AggregateKind::Alias, Body::AliasDeleted(a)) => (uuid_text(&a.target_key_id), r.aggregate_id.clone()),
         _ => (String::new(), String::new()),
     };
-    let key_arn = if key_id.is_empty() { String::new() } else { realm.key_arn(&r.account, &key_id) };
+    let key_arn = match key_id.parse::<keyledger_kms::KeyId>() {
+        Ok(k) => realm.key_arn(&r.account, &k),
+        Err(_) => String::new(),
+    };
     let mut accounts = Vec::new();
     push_account(&mut accounts, &r.account);
     push_account(&mut accounts, &r.principal.account);
