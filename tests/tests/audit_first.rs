@@ -36,7 +36,13 @@ async fn every_request_gets_exactly_one_record_with_the_right_fields() {
     h.err("CancelKeyDeletion", json!({"KeyId": key})).await; // 12 management failure
     h.client.call_raw("NoSuchOperation", "{}".into()).await.unwrap_err(); // 13 unknown operation
     h.ok("GenerateRandom", json!({"NumberOfBytes": 8})).await; // 14
-    const N: usize = 14;
+    // 15: a denial — a tenant claiming a gateway-forwarded SigV4 identity.
+    let mut forged = async_nats::HeaderMap::new();
+    forged.insert(keyledger::identity::FORWARDED_PRINCIPAL_HEADER, r#"{"account":"111122223333","principal_arn":"arn:aws:iam::111122223333:user/boss","access_key_id":"AKIAFORGED","source_addr":"1.2.3.4:5","user_agent":"x"}"#);
+    let denied = h.client.nats().request_with_headers(keyledger_events::names::api_subject("ListKeys"), forged, "{}".into()).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&denied.payload).unwrap();
+    assert_eq!(body["__type"], "AccessDeniedException");
+    const N: usize = 15;
 
     let records = h.audit_records().await;
     assert_eq!(records.len(), N, "exactly one record per request: {:#?}", records.iter().map(|r| (&r.record.operation, r.record.outcome, &r.record.error_name)).collect::<Vec<_>>());
@@ -60,6 +66,8 @@ async fn every_request_gets_exactly_one_record_with_the_right_fields() {
     assert_eq!(e.source.client_name, "keyledger-cli");
     assert!(e.decided_at_seq >= 1);
 
+    let refused = records.iter().find(|r| r.record.outcome == outcome::DENIED).expect("the denial is recorded");
+    assert_eq!((refused.record.principal.nats_account.as_str(), refused.record.principal.user.as_str()), ("DEV", "dev"), "attributed to who really sent it");
     let outcomes: Vec<(&str, u16, &str)> = records
         .iter()
         .map(|r| (r.record.operation.as_str(), r.record.outcome, r.record.error_name.as_str()))
@@ -74,6 +82,7 @@ async fn every_request_gets_exactly_one_record_with_the_right_fields() {
         ("Encrypt", outcome::ERROR, "DisabledException"),
         ("CancelKeyDeletion", outcome::ERROR, "KMSInvalidStateException"),
         ("NoSuchOperation", outcome::ERROR, "UnknownOperationException"),
+        ("ListKeys", outcome::DENIED, "AccessDeniedException"),
         ("KeyCreated", outcome::OK, ""),
     ] {
         assert!(outcomes.contains(&expected), "missing {expected:?} in {outcomes:?}");

@@ -90,24 +90,34 @@ fn truncate(mut s: String, max: usize) -> String {
 /// Where a NATS request came from, per the server-stamped request info (name and host of the
 /// client connection).
 fn nats_source(msg: &async_nats::Message) -> SourceV1 {
-    #[derive(serde::Deserialize, Default)]
-    struct Info {
-        #[serde(default)]
-        name: String,
-        #[serde(default)]
-        host: String,
-    }
-    let info: Info = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(crate::identity::REQUEST_INFO_HEADER))
-        .and_then(|v| serde_json::from_str(v.as_str()).ok())
-        .unwrap_or_default();
+    let info = request_info(msg);
     SourceV1 {
         transport: codes::transport::NATS,
         client_name: truncate(info.name, MAX_SOURCE_BYTES),
         client_addr: truncate(info.host, 64),
     }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Info {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    acc: String,
+    #[serde(default)]
+    user: String,
+}
+
+/// The server-stamped request info, as far as it is readable (empty fields otherwise).
+fn request_info(msg: &async_nats::Message) -> Info {
+    msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(crate::identity::REQUEST_INFO_HEADER))
+        .and_then(|v| serde_json::from_str(v.as_str()).ok())
+        .unwrap_or_default()
 }
 
 fn error_outcome(e: &KmsError) -> u16 {
@@ -125,6 +135,11 @@ pub async fn handle(ctx: &RoleCtx, op: Operation, msg: &async_nats::Message, req
     if let Ok((_, source)) = ctx.identities.caller_and_source(msg.headers.as_ref()) {
         facts.record.source = source;
     }
+    // Until the caller is resolved, the record names who the server says sent the request
+    // (so a refused identity is still attributable).
+    let info = request_info(msg);
+    facts.record.principal.nats_account = truncate(info.acc, MAX_SOURCE_BYTES);
+    facts.record.principal.user = truncate(info.user, MAX_SOURCE_BYTES);
     let result = run(ctx, op, msg, request_id, &mut facts).await;
     if let Err(e) = &result {
         facts.record.outcome = error_outcome(e);
