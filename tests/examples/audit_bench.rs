@@ -29,7 +29,13 @@ struct Figures {
 }
 
 async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize) -> Figures {
-    let config = RoleConfig { benchmark_only_skip_audit: skip_audit, ..RoleConfig::default() };
+    // One load generator is one principal: lift the per-principal rate limit out of the way.
+    let config = RoleConfig {
+        benchmark_only_skip_audit: skip_audit,
+        rate_limit_per_principal_per_sec: 1e9,
+        rate_limit_burst: 1e9,
+        ..RoleConfig::default()
+    };
     let h = Harness::start_with_config(config).await;
     // auditd indexing at the same time, as `keyledger dev` runs it.
     let auditd = keyledger::auditd::start_dev(&h.env().service_profile, &h.env().data_dir, "127.0.0.1:0".parse().unwrap(), ACCOUNT)

@@ -86,8 +86,10 @@ impl Default for RoleConfig {
             max_append_attempts: 8,
             clock: Clock::system(),
             audit: AuditConfig::default(),
-            rate_limit_per_principal_per_sec: 5_000.0,
-            rate_limit_burst: 10_000.0,
+            // AWS's default shared quota for symmetric cryptographic operations is 10,000
+            // requests per second (aws-kms-api.md §12.2); here it is per principal.
+            rate_limit_per_principal_per_sec: 10_000.0,
+            rate_limit_burst: 20_000.0,
             benchmark_only_skip_audit: false,
         }
     }
