@@ -6,7 +6,7 @@
 //!   management event on the control stream; one per usage record or rate-limiter summary in
 //!   a usage block) — a pure function, so a rebuild from the log yields the same records.
 //! * [`AuditIndex::writer`] starts the one writer thread ([`AuditWriter`]); it commits every
-//!   ~1 s or 1000 documents with a [`Checkpoint`] (last indexed sequence per stream) as the
+//!   ~1 s or 20,000 documents with a [`Checkpoint`] (last indexed sequence per stream) as the
 //!   commit payload, so indexing resumes exactly after a crash: no record twice, none missed.
 //! * [`AuditIndex::search`] runs structured [`Query`]s (never tantivy's query parser on user
 //!   input), newest first, with keyset [`Cursor`]s, always within a [`Scope`];
