@@ -348,8 +348,7 @@ fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, EventError> {
 
 /// Decodes exactly one `T` from `bytes` and insists on the byte-exact round trip.
 fn dec<T: Serialize + DeserializeOwned>(bytes: &[u8]) -> Result<T, EventError> {
-    let (v, rest): (T, &[u8]) =
-        postcard::take_from_bytes(bytes).map_err(|e| EventError::Decode(e.to_string()))?;
+    let (v, rest): (T, &[u8]) = postcard::take_from_bytes(bytes).map_err(|e| EventError::Decode(e.to_string()))?;
     if !rest.is_empty() {
         return Err(EventError::NotCanonical("trailing bytes after the body"));
     }

@@ -59,10 +59,7 @@ pub fn api_subject(operation: &str) -> String {
 /// True if `token` can be used as one NATS subject token (no separators, wildcards or
 /// whitespace, not empty).
 pub fn is_subject_token(token: &str) -> bool {
-    !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b > b' ' && b != b'.' && b != b'*' && b != b'>' && b < 0x7f)
+    !token.is_empty() && token.bytes().all(|b| b > b' ' && b != b'.' && b != b'*' && b != b'>' && b < 0x7f)
 }
 
 /// Prefix of the usage streams: one stream per period (UTC month), `KL_USAGE_V1_<YYYYMM>`, so

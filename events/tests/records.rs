@@ -36,83 +36,112 @@ fn draft(kind: AggregateKind, id: &str, seq: u64, prev: [u8; 32]) -> Draft {
 }
 
 fn material(version: u32) -> MaterialRefV1 {
-    MaterialRefV1 {
-        version,
-        material_id: [0xaa; 32],
-        root_key_id: [0xbb; 16],
-        wrapped_digest: [0xcc; 32],
-    }
+    MaterialRefV1 { version, material_id: [0xaa; 32], root_key_id: [0xbb; 16], wrapped_digest: [0xcc; 32] }
 }
 
 /// One sample of every body this build knows, with a stable name.
 fn samples() -> Vec<(&'static str, AggregateKind, Body)> {
     let tags = vec![TagV1 { key: "team".into(), value: "payments".into() }];
     vec![
-        ("key_created", AggregateKind::Key, Body::KeyCreated(KeyCreatedV1 {
-            key_spec: codes::key_spec::SYMMETRIC_DEFAULT,
-            key_usage: codes::key_usage::ENCRYPT_DECRYPT,
-            origin: codes::origin::AWS_KMS,
-            description: "orders".into(),
-            tags: tags.clone(),
-            multi_region: false,
-            material: Some(material(1)),
-        })),
-        ("key_description_updated", AggregateKind::Key,
-            Body::KeyDescriptionUpdated(KeyDescriptionUpdatedV1 { description: "new".into() })),
-        ("key_enabled", AggregateKind::Key,
-            Body::KeyEnabled(KeyEnabledV1 { rotation_catch_up_due_unix_ms: Some(1_800_000_000_000) })),
+        (
+            "key_created",
+            AggregateKind::Key,
+            Body::KeyCreated(KeyCreatedV1 {
+                key_spec: codes::key_spec::SYMMETRIC_DEFAULT,
+                key_usage: codes::key_usage::ENCRYPT_DECRYPT,
+                origin: codes::origin::AWS_KMS,
+                description: "orders".into(),
+                tags: tags.clone(),
+                multi_region: false,
+                material: Some(material(1)),
+            }),
+        ),
+        (
+            "key_description_updated",
+            AggregateKind::Key,
+            Body::KeyDescriptionUpdated(KeyDescriptionUpdatedV1 { description: "new".into() }),
+        ),
+        (
+            "key_enabled",
+            AggregateKind::Key,
+            Body::KeyEnabled(KeyEnabledV1 { rotation_catch_up_due_unix_ms: Some(1_800_000_000_000) }),
+        ),
         ("key_disabled", AggregateKind::Key, Body::KeyDisabled(KeyDisabledV1 {})),
-        ("key_rotation_enabled", AggregateKind::Key, Body::KeyRotationEnabled(KeyRotationEnabledV1 {
-            rotation_period_days: 365,
-            next_rotation_unix_ms: 1_798_761_600_000,
-        })),
+        (
+            "key_rotation_enabled",
+            AggregateKind::Key,
+            Body::KeyRotationEnabled(KeyRotationEnabledV1 {
+                rotation_period_days: 365,
+                next_rotation_unix_ms: 1_798_761_600_000,
+            }),
+        ),
         ("key_rotation_disabled", AggregateKind::Key, Body::KeyRotationDisabled(KeyRotationDisabledV1 {})),
-        ("key_material_rotated", AggregateKind::Key, Body::KeyMaterialRotated(KeyMaterialRotatedV1 {
-            rotation_type: codes::rotation_type::AUTOMATIC,
-            material: material(2),
-            due_unix_ms: Some(1_798_761_600_000),
-            next_rotation_unix_ms: Some(1_830_297_600_000),
-        })),
-        ("key_deletion_scheduled", AggregateKind::Key, Body::KeyDeletionScheduled(KeyDeletionScheduledV1 {
-            pending_window_days: 7,
-            deletion_unix_ms: 1_767_830_400_000,
-        })),
+        (
+            "key_material_rotated",
+            AggregateKind::Key,
+            Body::KeyMaterialRotated(KeyMaterialRotatedV1 {
+                rotation_type: codes::rotation_type::AUTOMATIC,
+                material: material(2),
+                due_unix_ms: Some(1_798_761_600_000),
+                next_rotation_unix_ms: Some(1_830_297_600_000),
+            }),
+        ),
+        (
+            "key_deletion_scheduled",
+            AggregateKind::Key,
+            Body::KeyDeletionScheduled(KeyDeletionScheduledV1 {
+                pending_window_days: 7,
+                deletion_unix_ms: 1_767_830_400_000,
+            }),
+        ),
         ("key_deletion_cancelled", AggregateKind::Key, Body::KeyDeletionCancelled(KeyDeletionCancelledV1 {})),
         ("key_deleted", AggregateKind::Key, Body::KeyDeleted(KeyDeletedV1 { due_unix_ms: 1_767_830_400_000 })),
         ("key_tags_added", AggregateKind::Key, Body::KeyTagsAdded(KeyTagsAddedV1 { tags })),
-        ("key_tags_removed", AggregateKind::Key,
-            Body::KeyTagsRemoved(KeyTagsRemovedV1 { tag_keys: vec!["team".into()] })),
+        (
+            "key_tags_removed",
+            AggregateKind::Key,
+            Body::KeyTagsRemoved(KeyTagsRemovedV1 { tag_keys: vec!["team".into()] }),
+        ),
         ("alias_created", AggregateKind::Alias, Body::AliasCreated(AliasCreatedV1 { target_key_id: [0x12; 16] })),
-        ("alias_updated", AggregateKind::Alias, Body::AliasUpdated(AliasUpdatedV1 {
-            target_key_id: [0x34; 16],
-            previous_target_key_id: [0x12; 16],
-        })),
+        (
+            "alias_updated",
+            AggregateKind::Alias,
+            Body::AliasUpdated(AliasUpdatedV1 { target_key_id: [0x34; 16], previous_target_key_id: [0x12; 16] }),
+        ),
         ("alias_deleted", AggregateKind::Alias, Body::AliasDeleted(AliasDeletedV1 { target_key_id: [0x34; 16] })),
-        ("usage_block", AggregateKind::UsageLane, Body::UsageBlock(UsageBlockV1 {
-            records: vec![UsageRecordV1 {
-                request_id: [0x05; 16],
-                time_unix_ms: 1_767_225_600_123,
-                operation: "Decrypt".into(),
-                principal: principal(),
-                source: SourceV1 { transport: codes::transport::NATS, client_name: "orders-app".into(), client_addr: "127.0.0.1".into() },
-                key_id_supplied: "alias/orders".into(),
-                key_arn: format!("arn:aws:kms:us-east-1:111122223333:key/{KEY_ID}"),
-                material_version: 2,
-                encryption_context: vec![("app".into(), "orders".into()), ("tenant".into(), "t-42".into())],
-                authorized_by: String::new(),
-                outcome: codes::outcome::OK,
-                error_name: String::new(),
-                decided_at_seq: 42,
-                ciphertext_digest: Some([0x0c; 32]),
-                pending_deletion_alarm: false,
-            }],
-            suppressed: vec![SuppressedRequestsV1 {
-                principal: principal(),
-                count: 7,
-                window_start_unix_ms: 1_767_225_600_000,
-                window_end_unix_ms: 1_767_225_601_000,
-            }],
-        })),
+        (
+            "usage_block",
+            AggregateKind::UsageLane,
+            Body::UsageBlock(UsageBlockV1 {
+                records: vec![UsageRecordV1 {
+                    request_id: [0x05; 16],
+                    time_unix_ms: 1_767_225_600_123,
+                    operation: "Decrypt".into(),
+                    principal: principal(),
+                    source: SourceV1 {
+                        transport: codes::transport::NATS,
+                        client_name: "orders-app".into(),
+                        client_addr: "127.0.0.1".into(),
+                    },
+                    key_id_supplied: "alias/orders".into(),
+                    key_arn: format!("arn:aws:kms:us-east-1:111122223333:key/{KEY_ID}"),
+                    material_version: 2,
+                    encryption_context: vec![("app".into(), "orders".into()), ("tenant".into(), "t-42".into())],
+                    authorized_by: String::new(),
+                    outcome: codes::outcome::OK,
+                    error_name: String::new(),
+                    decided_at_seq: 42,
+                    ciphertext_digest: Some([0x0c; 32]),
+                    pending_deletion_alarm: false,
+                }],
+                suppressed: vec![SuppressedRequestsV1 {
+                    principal: principal(),
+                    count: 7,
+                    window_start_unix_ms: 1_767_225_600_000,
+                    window_end_unix_ms: 1_767_225_601_000,
+                }],
+            }),
+        ),
     ]
 }
 
@@ -136,8 +165,8 @@ fn golden_vectors_pin_every_body_and_the_header() {
         if bless && !path.exists() {
             std::fs::write(&path, format!("{}\n{}\n", hex::encode(&bytes), hex::encode(hash))).unwrap();
         }
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|_| panic!("missing golden vector {}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden vector {}", path.display()));
         let mut lines = text.lines();
         let want_bytes = hex::decode(lines.next().unwrap()).unwrap();
         let want_hash = hex::decode(lines.next().unwrap()).unwrap();

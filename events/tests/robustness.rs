@@ -83,12 +83,7 @@ fn principal(user: &str) -> PrincipalV1 {
 }
 
 fn material(version: u32) -> MaterialRefV1 {
-    MaterialRefV1 {
-        version,
-        material_id: [0xaa; 32],
-        root_key_id: [0xbb; 16],
-        wrapped_digest: [0xcc; 32],
-    }
+    MaterialRefV1 { version, material_id: [0xaa; 32], root_key_id: [0xbb; 16], wrapped_digest: [0xcc; 32] }
 }
 
 /// Valid records of several shapes: options set and unset, lists, multi-byte UTF-8, large
@@ -96,46 +91,75 @@ fn material(version: u32) -> MaterialRefV1 {
 fn valid_records() -> Vec<Vec<u8>> {
     let tag = |k: &str, v: &str| TagV1 { key: k.into(), value: v.into() };
     let cases: Vec<(AggregateKind, &str, u64, Body)> = vec![
-        (AggregateKind::Key, "1234abcd-12ab-34cd-56ef-1234567890ab", 0, Body::KeyCreated(KeyCreatedV1 {
-            key_spec: codes::key_spec::SYMMETRIC_DEFAULT,
-            key_usage: codes::key_usage::ENCRYPT_DECRYPT,
-            origin: codes::origin::AWS_KMS,
-            description: "orders — ünïcode".into(),
-            tags: vec![tag("team", "payments"), tag("env", "")],
-            multi_region: false,
-            material: Some(material(1)),
-        })),
-        (AggregateKind::Key, "k", 1, Body::KeyCreated(KeyCreatedV1 {
-            key_spec: 1,
-            key_usage: 1,
-            origin: codes::origin::EXTERNAL,
-            description: String::new(),
-            tags: vec![],
-            multi_region: true,
-            material: None,
-        })),
-        (AggregateKind::Key, "k", u64::MAX, Body::KeyEnabled(KeyEnabledV1 { rotation_catch_up_due_unix_ms: Some(u64::MAX) })),
+        (
+            AggregateKind::Key,
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            0,
+            Body::KeyCreated(KeyCreatedV1 {
+                key_spec: codes::key_spec::SYMMETRIC_DEFAULT,
+                key_usage: codes::key_usage::ENCRYPT_DECRYPT,
+                origin: codes::origin::AWS_KMS,
+                description: "orders — ünïcode".into(),
+                tags: vec![tag("team", "payments"), tag("env", "")],
+                multi_region: false,
+                material: Some(material(1)),
+            }),
+        ),
+        (
+            AggregateKind::Key,
+            "k",
+            1,
+            Body::KeyCreated(KeyCreatedV1 {
+                key_spec: 1,
+                key_usage: 1,
+                origin: codes::origin::EXTERNAL,
+                description: String::new(),
+                tags: vec![],
+                multi_region: true,
+                material: None,
+            }),
+        ),
+        (
+            AggregateKind::Key,
+            "k",
+            u64::MAX,
+            Body::KeyEnabled(KeyEnabledV1 { rotation_catch_up_due_unix_ms: Some(u64::MAX) }),
+        ),
         (AggregateKind::Key, "k", 2, Body::KeyEnabled(KeyEnabledV1 { rotation_catch_up_due_unix_ms: None })),
         (AggregateKind::Key, "k", 3, Body::KeyDisabled(KeyDisabledV1 {})),
-        (AggregateKind::Key, "k", 4, Body::KeyMaterialRotated(KeyMaterialRotatedV1 {
-            rotation_type: codes::rotation_type::ON_DEMAND,
-            material: material(u32::MAX),
-            due_unix_ms: None,
-            next_rotation_unix_ms: Some(1_830_297_600_000),
-        })),
-        (AggregateKind::Key, "k", 5, Body::KeyDeletionScheduled(KeyDeletionScheduledV1 {
-            pending_window_days: 30,
-            deletion_unix_ms: 1_767_830_400_000,
-        })),
+        (
+            AggregateKind::Key,
+            "k",
+            4,
+            Body::KeyMaterialRotated(KeyMaterialRotatedV1 {
+                rotation_type: codes::rotation_type::ON_DEMAND,
+                material: material(u32::MAX),
+                due_unix_ms: None,
+                next_rotation_unix_ms: Some(1_830_297_600_000),
+            }),
+        ),
+        (
+            AggregateKind::Key,
+            "k",
+            5,
+            Body::KeyDeletionScheduled(KeyDeletionScheduledV1 {
+                pending_window_days: 30,
+                deletion_unix_ms: 1_767_830_400_000,
+            }),
+        ),
         (AggregateKind::Key, "k", 6, Body::KeyTagsRemoved(KeyTagsRemovedV1 { tag_keys: vec!["a".into(), "€".into()] })),
-        (AggregateKind::Key, "k", 7, Body::KeyRotationEnabled(KeyRotationEnabledV1 {
-            rotation_period_days: 2560,
-            next_rotation_unix_ms: 128,
-        })),
-        (AggregateKind::Alias, "alias/orders", 0, Body::AliasUpdated(AliasUpdatedV1 {
-            target_key_id: [0x11; 16],
-            previous_target_key_id: [0x22; 16],
-        })),
+        (
+            AggregateKind::Key,
+            "k",
+            7,
+            Body::KeyRotationEnabled(KeyRotationEnabledV1 { rotation_period_days: 2560, next_rotation_unix_ms: 128 }),
+        ),
+        (
+            AggregateKind::Alias,
+            "alias/orders",
+            0,
+            Body::AliasUpdated(AliasUpdatedV1 { target_key_id: [0x11; 16], previous_target_key_id: [0x22; 16] }),
+        ),
     ];
     cases
         .into_iter()

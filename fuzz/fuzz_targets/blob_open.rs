@@ -39,8 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let plaintext = open(&material, &sealed, &ec).expect("a sealed blob opens");
     assert_eq!(plaintext.as_bytes(), blob, "round trip changed the plaintext");
 
-    let bit = blob.iter().fold(0usize, |acc, b| acc.wrapping_mul(31).wrapping_add(*b as usize))
-        % (sealed.len() * 8);
+    let bit = blob.iter().fold(0usize, |acc, b| acc.wrapping_mul(31).wrapping_add(*b as usize)) % (sealed.len() * 8);
     let mut tampered = sealed.clone();
     tampered[bit / 8] ^= 1 << (bit % 8);
     assert!(open(&material, &tampered, &ec).is_err(), "a blob with bit {bit} flipped opened");

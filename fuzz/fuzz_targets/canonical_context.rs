@@ -10,10 +10,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(parsed) = parse_canonical_context(data) {
-        assert_eq!(
-            canonical_context(&parsed),
-            data,
-            "parse_canonical_context accepted a non-canonical encoding"
-        );
+        assert_eq!(canonical_context(&parsed), data, "parse_canonical_context accepted a non-canonical encoding");
     }
 });

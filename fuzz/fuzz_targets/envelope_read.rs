@@ -31,14 +31,8 @@ fuzz_target!(|data: &[u8]| {
         // this to small chunk sizes: the writer allocates a whole chunk.
         if parsed.header().chunk_size <= 64 * 1024 {
             let mut again = Vec::new();
-            envelope::encrypt_with_nonce_prefix(
-                &key,
-                parsed.header(),
-                *parsed.nonce_prefix(),
-                &[][..],
-                &mut again,
-            )
-            .expect("a header read_header accepted can be written");
+            envelope::encrypt_with_nonce_prefix(&key, parsed.header(), *parsed.nonce_prefix(), &[][..], &mut again)
+                .expect("a header read_header accepted can be written");
             assert_eq!(&again[..raw.len()], raw, "an accepted header is not canonical");
         }
     }

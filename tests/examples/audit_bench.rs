@@ -38,9 +38,14 @@ async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize)
     };
     let h = Harness::start_with_config(config).await;
     // auditd indexing at the same time, as `keyledger dev` runs it.
-    let auditd = keyledger::auditd::start_dev(&h.env().service_profile, &h.env().data_dir, "127.0.0.1:0".parse().unwrap(), ACCOUNT)
-        .await
-        .expect("auditd starts");
+    let auditd = keyledger::auditd::start_dev(
+        &h.env().service_profile,
+        &h.env().data_dir,
+        "127.0.0.1:0".parse().unwrap(),
+        ACCOUNT,
+    )
+    .await
+    .expect("auditd starts");
     let health_addr = auditd.addr;
     let key = h.create_key().await;
     let clients: Vec<_> = futures::future::join_all((0..concurrency.div_ceil(16)).map(|_| h.new_client())).await;

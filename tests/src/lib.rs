@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-pub use keyledger::clock::Clock;
 use keyledger::cli::dev::DevEnvironment;
+pub use keyledger::clock::Clock;
 use keyledger::protocol::{CallError, KmsClient, Reply};
 use serde_json::Value;
 
@@ -181,7 +181,13 @@ impl Harness {
                 match event.body {
                     keyledger_events::Body::UsageBlock(block) => {
                         for record in block.records {
-                            out.push(StoredAudit { stream: name.clone(), seq, server_time_ms, record, is_event: false });
+                            out.push(StoredAudit {
+                                stream: name.clone(),
+                                seq,
+                                server_time_ms,
+                                record,
+                                is_event: false,
+                            });
                         }
                     }
                     ref body if event.record.request_id != [0; 16] => {
@@ -196,7 +202,11 @@ impl Harness {
                                 time_unix_ms: r.time_unix_ms,
                                 operation: body.name().to_owned(),
                                 principal: r.principal.clone(),
-                                source: keyledger_events::SourceV1 { transport: 0, client_name: String::new(), client_addr: String::new() },
+                                source: keyledger_events::SourceV1 {
+                                    transport: 0,
+                                    client_name: String::new(),
+                                    client_addr: String::new(),
+                                },
                                 key_id_supplied: String::new(),
                                 key_arn: String::new(),
                                 material_version: 0,

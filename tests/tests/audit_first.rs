@@ -20,14 +20,17 @@ async fn every_request_gets_exactly_one_record_with_the_right_fields() {
     let h = Harness::start().await;
     let key = h.create_key().await; // 1 (event)
     let arn = format!("arn:aws:kms:us-east-1:{ACCOUNT}:key/{key}");
-    let enc = h.call("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": {"b": "2", "a": "1"}})).await.unwrap(); // 2
+    let enc = h
+        .call("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": {"b": "2", "a": "1"}}))
+        .await
+        .unwrap(); // 2
     let blob = unb64(&enc.body["CiphertextBlob"]);
     h.ok("Decrypt", json!({"CiphertextBlob": b64(&blob), "EncryptionContext": {"a": "1", "b": "2"}})).await; // 3
     h.err("Decrypt", json!({"CiphertextBlob": b64(&blob)})).await; // 4 InvalidCiphertext
     h.err("DescribeKey", json!({"KeyId": "alias/nope"})).await; // 5 NotFound
     h.err("GenerateRandom", json!({"NumberOfBytes": 0})).await; // 6 Validation
-    // 7: an ARN in an account the caller has no key in (a denial needs a key that exists in
-    // another account; the dev topology has one tenant, so that case waits for key policies).
+                                                                // 7: an ARN in an account the caller has no key in (a denial needs a key that exists in
+                                                                // another account; the dev topology has one tenant, so that case waits for key policies).
     h.err("DescribeKey", json!({"KeyId": format!("arn:aws:kms:us-east-1:999988887777:key/{key}")})).await;
     h.ok("DescribeKey", json!({"KeyId": key})).await; // 8
     h.ok("EnableKey", json!({"KeyId": key})).await; // 9 no-op: a usage record, no event
@@ -36,16 +39,26 @@ async fn every_request_gets_exactly_one_record_with_the_right_fields() {
     h.err("CancelKeyDeletion", json!({"KeyId": key})).await; // 12 management failure
     h.client.call_raw("NoSuchOperation", "{}".into()).await.unwrap_err(); // 13 unknown operation
     h.ok("GenerateRandom", json!({"NumberOfBytes": 8})).await; // 14
-    // 15: a denial — a tenant claiming a gateway-forwarded SigV4 identity.
+                                                               // 15: a denial — a tenant claiming a gateway-forwarded SigV4 identity.
     let mut forged = async_nats::HeaderMap::new();
     forged.insert(keyledger::identity::FORWARDED_PRINCIPAL_HEADER, r#"{"account":"111122223333","principal_arn":"arn:aws:iam::111122223333:user/boss","access_key_id":"AKIAFORGED","source_addr":"1.2.3.4:5","user_agent":"x"}"#);
-    let denied = h.client.nats().request_with_headers(keyledger_events::names::api_subject("ListKeys"), forged, "{}".into()).await.unwrap();
+    let denied = h
+        .client
+        .nats()
+        .request_with_headers(keyledger_events::names::api_subject("ListKeys"), forged, "{}".into())
+        .await
+        .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&denied.payload).unwrap();
     assert_eq!(body["__type"], "AccessDeniedException");
     const N: usize = 15;
 
     let records = h.audit_records().await;
-    assert_eq!(records.len(), N, "exactly one record per request: {:#?}", records.iter().map(|r| (&r.record.operation, r.record.outcome, &r.record.error_name)).collect::<Vec<_>>());
+    assert_eq!(
+        records.len(),
+        N,
+        "exactly one record per request: {:#?}",
+        records.iter().map(|r| (&r.record.operation, r.record.outcome, &r.record.error_name)).collect::<Vec<_>>()
+    );
     let mut ids: Vec<_> = records.iter().map(|r| r.record.request_id).collect();
     ids.sort();
     ids.dedup();
@@ -67,11 +80,13 @@ async fn every_request_gets_exactly_one_record_with_the_right_fields() {
     assert!(e.decided_at_seq >= 1);
 
     let refused = records.iter().find(|r| r.record.outcome == outcome::DENIED).expect("the denial is recorded");
-    assert_eq!((refused.record.principal.nats_account.as_str(), refused.record.principal.user.as_str()), ("DEV", "dev"), "attributed to who really sent it");
-    let outcomes: Vec<(&str, u16, &str)> = records
-        .iter()
-        .map(|r| (r.record.operation.as_str(), r.record.outcome, r.record.error_name.as_str()))
-        .collect();
+    assert_eq!(
+        (refused.record.principal.nats_account.as_str(), refused.record.principal.user.as_str()),
+        ("DEV", "dev"),
+        "attributed to who really sent it"
+    );
+    let outcomes: Vec<(&str, u16, &str)> =
+        records.iter().map(|r| (r.record.operation.as_str(), r.record.outcome, r.record.error_name.as_str())).collect();
     for expected in [
         ("Decrypt", outcome::OK, ""),
         ("Decrypt", outcome::ERROR, "InvalidCiphertextException"),
@@ -96,7 +111,9 @@ async fn when_the_usage_stream_is_full_requests_fail_retryably_and_release_nothi
         ..Default::default()
     };
     let h = Harness::start_with_config(config).await;
-    let health = keyledger::health::serve(h.env().roles.as_ref().unwrap().ctx.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let health = keyledger::health::serve(h.env().roles.as_ref().unwrap().ctx.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(http_get(health.addr, "/healthz").await.0, 200);
     let key = h.create_key().await;
     let mut released = Vec::new();
@@ -166,7 +183,10 @@ async fn no_encrypt_stored_after_a_disable_key_is_answered_with_a_ciphertext() {
     // A second cryptod on the same log: Encrypts are spread over both workers.
     let env = h.env();
     let root = keyledger_crypto::RootKey::load(&env.data_dir.join("root.key")).unwrap();
-    let config = RoleConfig { accounts: [("DEV".to_owned(), ACCOUNT.to_owned())].into_iter().collect(), ..RoleConfig::default() };
+    let config = RoleConfig {
+        accounts: [("DEV".to_owned(), ACCOUNT.to_owned())].into_iter().collect(),
+        ..RoleConfig::default()
+    };
     let second = keyledger::roles::start(&[Role::Cryptod], &env.service_profile, Arc::new(root), config).await.unwrap();
 
     for round in 0..3 {
@@ -235,7 +255,10 @@ async fn a_request_against_a_key_pending_deletion_raises_the_alarm() {
     let failing = h.call("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"]})).await.unwrap_err();
     assert_eq!(failing.aws_name(), Some("KMSInvalidStateException"));
     let records = h.audit_records().await;
-    let alarm = records.iter().find(|r| r.record.operation == "Decrypt" && r.record.pending_deletion_alarm).expect("an alarm record");
+    let alarm = records
+        .iter()
+        .find(|r| r.record.operation == "Decrypt" && r.record.pending_deletion_alarm)
+        .expect("an alarm record");
     assert!(alarm.record.key_arn.ends_with(&key));
     if let Some(sub) = alarms.as_mut() {
         if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
@@ -268,7 +291,8 @@ async fn a_flood_is_throttled_before_any_work_and_counted_not_lost() {
             let last = stream.info().await.unwrap().state.last_sequence;
             for seq in 1..=last {
                 if let Ok(msg) = stream.direct_get(seq).await {
-                    if let keyledger_events::Body::UsageBlock(b) = keyledger_events::decode(&msg.payload).unwrap().body {
+                    if let keyledger_events::Body::UsageBlock(b) = keyledger_events::decode(&msg.payload).unwrap().body
+                    {
                         total += b.suppressed.iter().map(|s| s.count).sum::<u64>();
                     }
                 }

@@ -101,7 +101,11 @@ fn synthetic(i: u32) -> UsageRecordV1 {
         time_unix_ms: T0 + u64::from(i) * 1000,
         operation: op_of(i).to_owned(),
         principal: principal(account, user_of(i)),
-        source: SourceV1 { transport: codes::transport::NATS, client_name: "synthetic-client".to_owned(), client_addr: "127.0.0.1:1".to_owned() },
+        source: SourceV1 {
+            transport: codes::transport::NATS,
+            client_name: "synthetic-client".to_owned(),
+            client_addr: "127.0.0.1:1".to_owned(),
+        },
         key_id_supplied: if by_alias(i) { "alias/app".to_owned() } else { key_arn(account) },
         key_arn: key_arn(account),
         material_version: 1 + i % 2,
@@ -148,14 +152,20 @@ impl Lane {
             request_id: [0; 16],
             prev_hash: self.prev,
         };
-        let (bytes, hash) = encode(&draft, &Body::UsageBlock(UsageBlockV1 { records, suppressed })).expect("block encodes");
+        let (bytes, hash) =
+            encode(&draft, &Body::UsageBlock(UsageBlockV1 { records, suppressed })).expect("block encodes");
         self.prev = hash;
         self.next_seq += 1;
         bytes
     }
 }
 
-async fn publish_blocks(js: &async_nats::jetstream::Context, period: &str, lane: &mut Lane, blocks: Vec<(Vec<UsageRecordV1>, Vec<SuppressedRequestsV1>)>) {
+async fn publish_blocks(
+    js: &async_nats::jetstream::Context,
+    period: &str,
+    lane: &mut Lane,
+    blocks: Vec<(Vec<UsageRecordV1>, Vec<SuppressedRequestsV1>)>,
+) {
     keyledger_log::ensure_usage_stream(js, period, 1, None).await.expect("usage stream");
     let subject = names::usage_subject(period, &lane.id);
     for (records, suppressed) in blocks {
@@ -228,7 +238,11 @@ async fn start_auditd(h: &Harness, index_dir: &Path, tokens: &TokenFile) -> Runn
         authenticator: Arc::new(BearerTokens::new(tokens).unwrap()),
         realm: Realm::default(),
         writer: WriterOptions { commit_every: Duration::from_millis(100), ..WriterOptions::default() },
-        timings: RunnerTimings { discover_every: Duration::from_millis(200), lag_every: Duration::from_millis(100), max_backoff: Duration::from_secs(1) },
+        timings: RunnerTimings {
+            discover_every: Duration::from_millis(200),
+            lag_every: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        },
     };
     auditd::start(h.service_nats().await, config).await.expect("auditd starts")
 }
@@ -246,7 +260,8 @@ async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Va
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     driver.abort();
-    let value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     (status, value)
 }
 
@@ -259,7 +274,13 @@ fn q(pairs: &[(&str, &str)]) -> String {
 fn serde_urlencoded_like(pairs: &[(String, String)]) -> String {
     let enc = |s: &str| {
         s.bytes()
-            .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect::<String>()
     };
     pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
@@ -272,7 +293,11 @@ async fn wait_caught_up(a: &RunningAuditd, h: &Harness) -> BTreeSet<(String, u64
         let expected = stored_positions(h).await;
         let (code, health) = http_get(a.addr, "/healthz", None).await;
         let indexed = health["indexed_records"].as_u64().unwrap_or(0);
-        if code == 200 && health["lag"] == 0 && indexed == expected.len() as u64 && !health["streams"].as_array().unwrap().is_empty() {
+        if code == 200
+            && health["lag"] == 0
+            && indexed == expected.len() as u64
+            && !health["streams"].as_array().unwrap().is_empty()
+        {
             return expected;
         }
         assert!(Instant::now() < deadline, "auditd did not catch up: {health} (expected {} records)", expected.len());
@@ -323,7 +348,10 @@ async fn search_ids(addr: SocketAddr, token: &str, pairs: &[(&str, &str)]) -> BT
 }
 
 fn summary_id(records: &[Value]) -> String {
-    records.iter().find(|r| r["operation"] == "SuppressedRequests").expect("the summary is indexed")["record_id"].as_str().unwrap().to_owned()
+    records.iter().find(|r| r["operation"] == "SuppressedRequests").expect("the summary is indexed")["record_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// A harness with real management events and the synthetic records, and auditd caught up.
@@ -362,7 +390,9 @@ async fn every_stored_record_becomes_exactly_one_document_with_its_fields() {
     let all = all_pages(f.auditd.addr, auditor, &[], 1000).await;
     let positions: BTreeSet<(String, u64, u32)> = all
         .iter()
-        .map(|r| (r["stream"].as_str().unwrap().to_owned(), r["seq"].as_u64().unwrap(), r["index"].as_u64().unwrap() as u32))
+        .map(|r| {
+            (r["stream"].as_str().unwrap().to_owned(), r["seq"].as_u64().unwrap(), r["index"].as_u64().unwrap() as u32)
+        })
         .collect();
     assert_eq!(all.len(), f.stored.len(), "one document per stored record");
     assert_eq!(positions, f.stored, "exactly the stored records, none twice");
@@ -387,7 +417,9 @@ async fn every_stored_record_becomes_exactly_one_document_with_its_fields() {
     assert_eq!(r["ciphertext_digest"], hex::encode([8u8; 32]));
     assert_eq!(r["source_client"], "synthetic-client");
     assert_eq!(r["request_id"], uuid::Uuid::from_bytes(request_id(8)).to_string());
-    let (_, by_uuid) = http_get(f.auditd.addr, &format!("/v1/audit/records/{}", uuid::Uuid::from_bytes(request_id(8))), Some(auditor)).await;
+    let (_, by_uuid) =
+        http_get(f.auditd.addr, &format!("/v1/audit/records/{}", uuid::Uuid::from_bytes(request_id(8))), Some(auditor))
+            .await;
     assert_eq!(by_uuid["record_id"], record_id(8));
 
     // a real management event, found by the request id the API returned
@@ -446,7 +478,10 @@ async fn every_search_filter_and_the_cursor_select_exactly_the_known_records() {
     assert_eq!(search_ids(a, t, &[("key", &key_arn(OTHER))]).await, expected(|i| account_of(i) == OTHER));
     assert_eq!(search_ids(a, t, &[("key", "alias/app")]).await, expected(by_alias));
     assert_eq!(search_ids(a, t, &[("alias", "alias/app")]).await, expected(by_alias));
-    assert_eq!(search_ids(a, t, &[("principal", &format!("arn:aws:iam::{ACCOUNT}:user/bob"))]).await, expected(|i| user_of(i) == "bob"));
+    assert_eq!(
+        search_ids(a, t, &[("principal", &format!("arn:aws:iam::{ACCOUNT}:user/bob"))]).await,
+        expected(|i| user_of(i) == "bob")
+    );
     assert_eq!(search_ids(a, t, &[("principal", "carol")]).await, plus_summary(expected(|i| user_of(i) == "carol")));
     assert_eq!(search_ids(a, t, &[("account", OTHER)]).await, plus_summary(expected(|i| account_of(i) == OTHER)));
     assert_eq!(search_ids(a, t, &with(&[("operation", "Decrypt")])).await, expected(|i| op_of(i) == "Decrypt"));
@@ -455,7 +490,10 @@ async fn every_search_filter_and_the_cursor_select_exactly_the_known_records() {
         expected(|i| matches!(op_of(i), "Decrypt" | "Encrypt"))
     );
     assert_eq!(search_ids(a, t, &with(&[("outcome", "denied")])).await, expected(|i| outcome_of(i) == "denied"));
-    assert_eq!(search_ids(a, t, &with(&[("error", "KMSInvalidStateException")])).await, expected(|i| outcome_of(i) == "error"));
+    assert_eq!(
+        search_ids(a, t, &with(&[("error", "KMSInvalidStateException")])).await,
+        expected(|i| outcome_of(i) == "error")
+    );
     // time window [T0+10 s, T0+20 s), as RFC 3339 and as epoch seconds
     let (from, to) = ((T0 / 1000 + 10).to_string(), "2020-01-10T00:00:20Z".to_owned());
     assert_eq!(search_ids(a, t, &[("from", &from), ("to", &to)]).await, expected(|i| (10..20).contains(&i)));
@@ -463,7 +501,10 @@ async fn every_search_filter_and_the_cursor_select_exactly_the_known_records() {
     assert_eq!(search_ids(a, t, &[("ctx.app", "a1")]).await, expected(|i| i % 3 == 1));
     assert_eq!(search_ids(a, t, &[("ctx.tenant.id", "t1")]).await, expected(|_| true));
     assert!(search_ids(a, t, &[("ctx.app", "A1")]).await.is_empty(), "values match exactly");
-    assert_eq!(search_ids(a, t, &[("ctx.app", "a1"), ("operation", "ReEncrypt")]).await, expected(|i| i % 3 == 1 && op_of(i) == "ReEncrypt"));
+    assert_eq!(
+        search_ids(a, t, &[("ctx.app", "a1"), ("operation", "ReEncrypt")]).await,
+        expected(|i| i % 3 == 1 && op_of(i) == "ReEncrypt")
+    );
     // exclusions: alone, and `Decrypt AND NOT denied`
     assert_eq!(search_ids(a, t, &with(&[("outcome!", "ok")])).await, plus_summary(expected(|i| outcome_of(i) != "ok")));
     assert_eq!(
@@ -475,7 +516,10 @@ async fn every_search_filter_and_the_cursor_select_exactly_the_known_records() {
     assert_eq!(search_ids(a, t, &with(&[("q", "carol")])).await, plus_summary(expected(|i| user_of(i) == "carol")));
     assert!(search_ids(a, t, &with(&[("q", "operation:Decrypt AND NOT outcome:denied")])).await.is_empty());
     // requests: every record of one request
-    assert_eq!(search_ids(a, t, &[("request", &uuid::Uuid::from_bytes(request_id(3)).to_string())]).await, expected(|i| i == 3));
+    assert_eq!(
+        search_ids(a, t, &[("request", &uuid::Uuid::from_bytes(request_id(3)).to_string())]).await,
+        expected(|i| i == 3)
+    );
 
     // newest first, and the cursor walks every record exactly once whatever the page size
     let times: Vec<i64> = everything.iter().map(|r| r["time_unix_us"].as_i64().unwrap()).collect();
@@ -500,7 +544,10 @@ async fn every_search_filter_and_the_cursor_select_exactly_the_known_records() {
     let last_ok = *on_a.iter().rev().find(|i| outcome_of(**i) == "ok").unwrap();
     assert_eq!(u["last_used"]["record_id"], record_id(last_ok));
     assert_eq!(u["recent_principals"].as_array().unwrap().len(), 2);
-    assert_eq!(u["recent_principals"][0]["principal_arn"], format!("arn:aws:iam::{ACCOUNT}:user/{}", user_of(*on_a.last().unwrap())));
+    assert_eq!(
+        u["recent_principals"][0]["principal_arn"],
+        format!("arn:aws:iam::{ACCOUNT}:user/{}", user_of(*on_a.last().unwrap()))
+    );
     f.auditd.stop().await;
 }
 
@@ -527,9 +574,11 @@ async fn an_account_token_sees_only_its_account_and_the_auditor_sees_all() {
     assert_eq!(body["scope"], format!("account:{OTHER}"));
     let (code, _) = http_get(a, &format!("/v1/audit/records/{}", record_id(1)), Some(token(&f.tokens, "other"))).await;
     assert_eq!(code, 404, "another account's record is not found");
-    let (code, _) = http_get(a, &format!("/v1/audit/records/{}", f.create_request), Some(token(&f.tokens, "other"))).await;
+    let (code, _) =
+        http_get(a, &format!("/v1/audit/records/{}", f.create_request), Some(token(&f.tokens, "other"))).await;
     assert_eq!(code, 404);
-    let (code, _) = http_get(a, &format!("/v1/audit/records/{}", f.create_request), Some(token(&f.tokens, "dev"))).await;
+    let (code, _) =
+        http_get(a, &format!("/v1/audit/records/{}", f.create_request), Some(token(&f.tokens, "dev"))).await;
     assert_eq!(code, 200);
     let (_, u) = http_get(a, &format!("/v1/keys/{KEY_A}/usage"), Some(token(&f.tokens, "other"))).await;
     assert_eq!(u["records"], 0, "no usage of another account's key leaks");
@@ -576,7 +625,10 @@ async fn bad_inputs_get_a_400_or_401_with_a_json_reason() {
         let (code, body) = http_get(a, "/v1/audit/search", token).await;
         assert_eq!(code, 401, "{token:?}");
         assert_eq!(body["error"], "Unauthorized");
-        assert!(body["message"].as_str().unwrap().contains("token") || body["message"].as_str().unwrap().contains("Authorization"));
+        assert!(
+            body["message"].as_str().unwrap().contains("token")
+                || body["message"].as_str().unwrap().contains("Authorization")
+        );
     }
     let (code, _) = http_get(a, &format!("/v1/keys/{KEY_A}/usage"), None).await;
     assert_eq!(code, 401);
@@ -600,7 +652,10 @@ async fn health_and_metrics_report_lag_and_a_stopped_writer_turns_health_503() {
     let text = text.as_str().unwrap().to_owned();
     assert!(text.contains(&format!("keyledger_audit_indexed_records {}", f.stored.len())), "{text}");
     assert!(text.contains("keyledger_audit_stream_lag_messages{stream=\"KL_CONTROL_V1\"} 0"), "{text}");
-    assert!(text.contains(&format!("keyledger_audit_stream_indexed_sequence{{stream=\"KL_USAGE_V1_{PERIOD}\"}} 9")), "{text}");
+    assert!(
+        text.contains(&format!("keyledger_audit_stream_indexed_sequence{{stream=\"KL_USAGE_V1_{PERIOD}\"}} 9")),
+        "{text}"
+    );
     assert!(text.contains("keyledger_audit_last_commit_timestamp_seconds"));
     // more records while the writer is gone: health says stopped, lag grows
     f.auditd.writer.abort();
@@ -688,7 +743,8 @@ async fn kill_9_while_indexing_then_restart_indexes_every_record_exactly_once() 
 
     let data = h.env().data_dir.clone();
     let work = tempfile::tempdir().unwrap();
-    let (index, tokens_path, log) = (work.path().join("index"), work.path().join("tokens.json"), work.path().join("serve.log"));
+    let (index, tokens_path, log) =
+        (work.path().join("index"), work.path().join("tokens.json"), work.path().join("serve.log"));
     let tokens = tokens();
     tokens.write_to(&tokens_path).unwrap();
     let port = keyledger_nats_server::free_port().unwrap();
@@ -701,7 +757,11 @@ async fn kill_9_while_indexing_then_restart_indexes_every_record_exactly_once() 
                 break n;
             }
         }
-        assert!(Instant::now() < deadline, "auditd made no progress: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "auditd made no progress: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     first.kill_9();
@@ -724,7 +784,8 @@ async fn kill_9_while_indexing_then_restart_indexes_every_record_exactly_once() 
     assert_eq!(page["total"].as_u64(), Some(total), "exactly the stored records: none lost, none twice");
     // none twice, checked on positions of the bulk stream
     let bulk = all_pages(addr, auditor, &[("principal", "carol")], 1000).await;
-    let positions: BTreeSet<(u64, u64)> = bulk.iter().map(|r| (r["seq"].as_u64().unwrap(), r["index"].as_u64().unwrap())).collect();
+    let positions: BTreeSet<(u64, u64)> =
+        bulk.iter().map(|r| (r["seq"].as_u64().unwrap(), r["index"].as_u64().unwrap())).collect();
     assert_eq!(positions.len(), bulk.len());
     assert_eq!(bulk.len() as u32, (0..BLOCKS * PER_BLOCK).filter(|i| account_of(*i) == OTHER).count() as u32);
     let (_, health) = http_get(addr, "/healthz", None).await;
@@ -771,8 +832,17 @@ fn keyledger_dev_serves_the_audit_api_and_the_cli_searches_it() {
     let file = TokenFile::read_from(&tokens).unwrap();
     assert!(file.token("auditor").is_some() && file.token("dev").is_some());
     let cli = |args: &[&str]| {
-        let out = Command::new(CLI).args(args).env("KEYLEDGER_PROFILE", data.join("client.json")).env("KEYLEDGER_DATA_DIR", &data).output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = Command::new(CLI)
+            .args(args)
+            .env("KEYLEDGER_PROFILE", data.join("client.json"))
+            .env("KEYLEDGER_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, out, err) = cli(&["kms", "create-key", "--description", "cli audit"]);
     assert_eq!(code, 0, "{err}");

@@ -25,7 +25,10 @@ async fn malformed_json_wrong_types_and_missing_members_change_nothing() {
     assert_eq!(raw_err(&h, "CreateKey", b"{not json").await.0, "SerializationException");
     assert_eq!(raw_err(&h, "CreateKey", b"[1,2]").await.0, "SerializationException");
     assert_eq!(raw_err(&h, "Encrypt", br#"{"KeyId": 5, "Plaintext": "eA=="}"#).await.0, "SerializationException");
-    assert_eq!(raw_err(&h, "Encrypt", br#"{"KeyId": "k", "Plaintext": "not base64!!"}"#).await.0, "SerializationException");
+    assert_eq!(
+        raw_err(&h, "Encrypt", br#"{"KeyId": "k", "Plaintext": "not base64!!"}"#).await.0,
+        "SerializationException"
+    );
     assert_eq!(raw_err(&h, "CreateKey", br#"{"Description": 7}"#).await.0, "SerializationException");
     let (name, message) = h.err("Encrypt", json!({"KeyId": key})).await;
     assert_eq!(name, "ValidationException");
@@ -81,7 +84,8 @@ async fn unknown_operation_is_answered_with_unknown_operation_exception() {
 async fn malformed_arns_and_foreign_regions_are_refused() {
     let h = Harness::start().await;
     let key = h.create_key().await;
-    let (name, message) = h.err("DescribeKey", json!({"KeyId": format!("arn:aws:kms:eu-west-1:{ACCOUNT}:key/{key}")})).await;
+    let (name, message) =
+        h.err("DescribeKey", json!({"KeyId": format!("arn:aws:kms:eu-west-1:{ACCOUNT}:key/{key}")})).await;
     assert_eq!((name.as_str(), message.as_str()), ("NotFoundException", "Invalid arn eu-west-1"));
     for bad in ["arn:aws:kms", "arn:aws:s3:us-east-1:111122223333:key/x", "arn:aws:kms:us-east-1:abc:key/x"] {
         let (name, _) = h.err("EnableKey", json!({"KeyId": bad})).await;

@@ -52,7 +52,11 @@ impl Dev {
     /// Runs `keyledger <args…>` with this dev's profile; returns (exit code, stdout, stderr).
     fn run(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(CLI).args(args).env("KEYLEDGER_PROFILE", self.profile()).output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     fn kms(&self, args: &[&str]) -> serde_json::Value {
@@ -108,13 +112,32 @@ fn a_canary_plaintext_and_data_key_never_reach_the_streams_the_logs_or_errors() 
     let canary = format!("CANARY-{}", uuid::Uuid::new_v4().simple());
     let pt_file = dev.dir.path().join("canary.txt");
     std::fs::write(&pt_file, &canary).unwrap();
-    let key = dev.kms(&["create-key", "--description", "canary test"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
-    let enc = dev.kms(&["encrypt", "--key-id", &key, "--plaintext", &format!("fileb://{}", pt_file.display()), "--encryption-context", "purpose=canary"]);
+    let key =
+        dev.kms(&["create-key", "--description", "canary test"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let enc = dev.kms(&[
+        "encrypt",
+        "--key-id",
+        &key,
+        "--plaintext",
+        &format!("fileb://{}", pt_file.display()),
+        "--encryption-context",
+        "purpose=canary",
+    ]);
     let blob = enc["CiphertextBlob"].as_str().unwrap().to_owned();
     let dec = dev.kms(&["decrypt", "--ciphertext-blob", &blob, "--encryption-context", "purpose=canary"]);
-    assert_eq!(base64::engine::general_purpose::STANDARD.decode(dec["Plaintext"].as_str().unwrap()).unwrap(), canary.as_bytes());
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.decode(dec["Plaintext"].as_str().unwrap()).unwrap(),
+        canary.as_bytes()
+    );
     // A failing call with the canary as plaintext under a wrong key id: the error must not echo it.
-    let (code, _, err) = dev.run(&["kms", "encrypt", "--key-id", "alias/missing", "--plaintext", &format!("fileb://{}", pt_file.display())]);
+    let (code, _, err) = dev.run(&[
+        "kms",
+        "encrypt",
+        "--key-id",
+        "alias/missing",
+        "--plaintext",
+        &format!("fileb://{}", pt_file.display()),
+    ]);
     assert_eq!(code, 254);
     assert!(err.contains("NotFoundException"), "{err}");
     assert!(!err.contains(&canary));
@@ -123,7 +146,8 @@ fn a_canary_plaintext_and_data_key_never_reach_the_streams_the_logs_or_errors() 
     // An oversize plaintext containing the canary, rejected by validation.
     let big = dev.dir.path().join("big.txt");
     std::fs::write(&big, canary.repeat(200)).unwrap();
-    let (code, _, err) = dev.run(&["kms", "encrypt", "--key-id", &key, "--plaintext", &format!("fileb://{}", big.display())]);
+    let (code, _, err) =
+        dev.run(&["kms", "encrypt", "--key-id", &key, "--plaintext", &format!("fileb://{}", big.display())]);
     assert_eq!(code, 254);
     assert!(!err.contains(&canary));
 
@@ -139,7 +163,11 @@ fn a_canary_plaintext_and_data_key_never_reach_the_streams_the_logs_or_errors() 
         if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Decrypt") {
             break;
         }
-        assert!(Instant::now() < deadline, "auditd did not index the requests: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            Instant::now() < deadline,
+            "auditd did not index the requests: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (log, dir) = dev.stop();
@@ -169,7 +197,8 @@ fn a_canary_plaintext_and_data_key_never_reach_the_streams_the_logs_or_errors() 
     }
     assert!(checked > 5, "the store and logs were searched ({checked} files)");
     // Positive control: the search does find what is there (the key id is in the stream).
-    let store_has_key_id = files(&data_dir.join("nats")).iter().any(|f| contains(&std::fs::read(f).unwrap(), key.as_bytes()));
+    let store_has_key_id =
+        files(&data_dir.join("nats")).iter().any(|f| contains(&std::fs::read(f).unwrap(), key.as_bytes()));
     assert!(store_has_key_id, "the search sees stream contents");
 }
 
@@ -254,12 +283,20 @@ fn a_100_mb_file_round_trips_through_envelope_encryption_in_constant_memory() {
         write_pseudo_random_file(&plain, len);
         let mut enc = Command::new(CLI);
         enc.args(["envelope", "encrypt", "--key-id", &key, "--encryption-context", "file=demo"])
-            .arg("--in").arg(&plain).arg("--out").arg(&sealed)
+            .arg("--in")
+            .arg(&plain)
+            .arg("--out")
+            .arg(&sealed)
             .env("KEYLEDGER_PROFILE", dev.profile());
         let (ok, enc_peak) = run_measuring_peak_kib(enc);
         assert!(ok, "envelope encrypt of {name}");
         let mut dec = Command::new(CLI);
-        dec.args(["envelope", "decrypt"]).arg("--in").arg(&sealed).arg("--out").arg(&opened).env("KEYLEDGER_PROFILE", dev.profile());
+        dec.args(["envelope", "decrypt"])
+            .arg("--in")
+            .arg(&sealed)
+            .arg("--out")
+            .arg(&opened)
+            .env("KEYLEDGER_PROFILE", dev.profile());
         let (ok, dec_peak) = run_measuring_peak_kib(dec);
         assert!(ok, "envelope decrypt of {name}");
         assert!(same_file(&plain, &opened), "{name}: decrypted file differs");
@@ -274,7 +311,14 @@ fn a_100_mb_file_round_trips_through_envelope_encryption_in_constant_memory() {
             std::fs::write(&tampered, &bytes).unwrap();
             drop(bytes);
             let target = dir.join("tampered.out");
-            let (code, _, err) = dev.run(&["envelope", "decrypt", "--in", tampered.to_str().unwrap(), "--out", target.to_str().unwrap()]);
+            let (code, _, err) = dev.run(&[
+                "envelope",
+                "decrypt",
+                "--in",
+                tampered.to_str().unwrap(),
+                "--out",
+                target.to_str().unwrap(),
+            ]);
             assert_ne!(code, 0, "tampered file must not decrypt");
             assert!(!target.exists(), "no partial plaintext is left behind: {err}");
         }
@@ -294,8 +338,12 @@ fn a_100_mb_file_round_trips_through_envelope_encryption_in_constant_memory() {
 #[test]
 fn dev_restart_keeps_keys_and_the_cli_reports_errors_like_the_aws_cli() {
     let dev = Dev::start();
-    let key = dev.kms(&["create-key", "--description", "survives"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
-    let blob = dev.kms(&["encrypt", "--key-id", &key, "--plaintext", "aGVsbG8="])["CiphertextBlob"].as_str().unwrap().to_owned();
+    let key =
+        dev.kms(&["create-key", "--description", "survives"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let blob = dev.kms(&["encrypt", "--key-id", &key, "--plaintext", "aGVsbG8="])["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (code, _, err) = dev.run(&["kms", "describe-key", "--key-id", "alias/none"]);
     assert_eq!(code, 254);
     assert!(err.contains("An error occurred (NotFoundException) when calling the DescribeKey operation"), "{err}");
@@ -306,13 +354,18 @@ fn dev_restart_keeps_keys_and_the_cli_reports_errors_like_the_aws_cli() {
     let data = dir.path().join("kl");
     let log = std::fs::File::create(dir.path().join("dev2.log")).unwrap();
     let mut child = Command::new(CLI)
-        .args(["dev", "--data-dir"]).arg(&data)
+        .args(["dev", "--data-dir"])
+        .arg(&data)
         .args(["--gateway-port", "0"])
         .env("KEYLEDGER_AUDIT_ADDR", "127.0.0.1:0")
         .env("KEYLEDGER_HEALTH_ADDR", "127.0.0.1:0")
-        .stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(dir.path().join("dev2.log")).unwrap_or_default().contains("Keyledger dev is running") {
+    while !std::fs::read_to_string(dir.path().join("dev2.log")).unwrap_or_default().contains("Keyledger dev is running")
+    {
         assert!(Instant::now() < deadline, "restart did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -337,7 +390,8 @@ fn envelope_refuses_outputs_it_could_not_replace_safely() {
     std::fs::write(&plain, b"some data").unwrap();
     let sealed = dir.join("p.klenv");
     let enc = |out: &str, extra: &[&str]| {
-        let mut args = vec!["envelope", "encrypt", "--key-id", key.as_str(), "--in", plain.to_str().unwrap(), "--out", out];
+        let mut args =
+            vec!["envelope", "encrypt", "--key-id", key.as_str(), "--in", plain.to_str().unwrap(), "--out", out];
         args.extend_from_slice(extra);
         dev.run(&args)
     };
@@ -357,7 +411,8 @@ fn envelope_refuses_outputs_it_could_not_replace_safely() {
     assert!(err.contains("--force"), "{err}");
     assert_eq!(enc(sealed.to_str().unwrap(), &["--force"]).0, 0);
     let out = dir.join("p.out");
-    let (code, _, err) = dev.run(&["envelope", "decrypt", "--in", sealed.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (code, _, err) =
+        dev.run(&["envelope", "decrypt", "--in", sealed.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600, "decrypted output is private");

@@ -34,7 +34,11 @@ async fn a_minimum_sequence_beyond_the_head_cannot_stall_a_worker() {
     let reply = h
         .client
         .nats()
-        .request_with_headers(names::api_subject("DescribeKey"), headers, serde_json::to_vec(&json!({"KeyId": key})).unwrap().into())
+        .request_with_headers(
+            names::api_subject("DescribeKey"),
+            headers,
+            serde_json::to_vec(&json!({"KeyId": key})).unwrap().into(),
+        )
         .await
         .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
@@ -46,7 +50,11 @@ async fn a_minimum_sequence_beyond_the_head_cannot_stall_a_worker() {
     let reply = h
         .client
         .nats()
-        .request_with_headers(names::api_subject("DescribeKey"), headers, serde_json::to_vec(&json!({"KeyId": key})).unwrap().into())
+        .request_with_headers(
+            names::api_subject("DescribeKey"),
+            headers,
+            serde_json::to_vec(&json!({"KeyId": key})).unwrap().into(),
+        )
         .await
         .unwrap();
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
@@ -76,7 +84,10 @@ async fn two_keyd_instances_racing_on_a_due_rotation_rotate_once_and_leave_no_or
     h.clock.advance_ms(91 * 86_400_000);
     for key in &keys {
         let rotated = eventually(Duration::from_secs(10), || async {
-            h.ok("ListKeyRotations", json!({"KeyId": key})).await["Rotations"].as_array().map(|a| !a.is_empty()).unwrap_or(false)
+            h.ok("ListKeyRotations", json!({"KeyId": key})).await["Rotations"]
+                .as_array()
+                .map(|a| !a.is_empty())
+                .unwrap_or(false)
         })
         .await;
         assert!(rotated);
@@ -133,7 +144,11 @@ async fn two_keyd_instances_racing_on_a_due_rotation_rotate_once_and_leave_no_or
         keyledger::keyd::execute(&other, &service, &command, [0; 16]),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!([a.1.is_some(), b.1.is_some()].iter().filter(|x| **x).count(), 1, "exactly one instance appended the rotation");
+    assert_eq!(
+        [a.1.is_some(), b.1.is_some()].iter().filter(|x| **x).count(),
+        1,
+        "exactly one instance appended the rotation"
+    );
     let filter = names::material_filter(ACCOUNT, &key);
     let mut count = 0;
     let mut from = 1u64;

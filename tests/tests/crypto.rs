@@ -15,7 +15,10 @@ async fn encrypt_then_decrypt_round_trips_without_a_key_id() {
     assert_eq!(enc["EncryptionAlgorithm"], "SYMMETRIC_DEFAULT");
     // Context order does not matter; the blob names the key, so no KeyId is needed.
     let dec = h
-        .ok("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"], "EncryptionContext": {"tenant": "t-42", "app": "orders"}}))
+        .ok(
+            "Decrypt",
+            json!({"CiphertextBlob": enc["CiphertextBlob"], "EncryptionContext": {"tenant": "t-42", "app": "orders"}}),
+        )
         .await;
     assert_eq!(unb64(&dec["Plaintext"]), b"attack at dawn");
     assert_eq!(dec["KeyId"], arn);
@@ -26,7 +29,8 @@ async fn encrypt_then_decrypt_round_trips_without_a_key_id() {
 async fn tampered_truncated_or_miscontexted_ciphertext_is_invalid_ciphertext() {
     let h = Harness::start().await;
     let key = h.create_key().await;
-    let enc = h.ok("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"secret"), "EncryptionContext": {"a": "1"}})).await;
+    let enc =
+        h.ok("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"secret"), "EncryptionContext": {"a": "1"}})).await;
     let blob = unb64(&enc["CiphertextBlob"]);
 
     // Wrong, missing, extra and altered context pairs.
@@ -43,7 +47,8 @@ async fn tampered_truncated_or_miscontexted_ciphertext_is_invalid_ciphertext() {
         assert_eq!(name, "InvalidCiphertextException", "flip at byte {i}");
     }
     for len in [1, 10, blob.len() - 1] {
-        let (name, _) = h.err("Decrypt", json!({"CiphertextBlob": b64(&blob[..len]), "EncryptionContext": {"a": "1"}})).await;
+        let (name, _) =
+            h.err("Decrypt", json!({"CiphertextBlob": b64(&blob[..len]), "EncryptionContext": {"a": "1"}})).await;
         assert_eq!(name, "InvalidCiphertextException", "truncated to {len}");
     }
 }
@@ -88,7 +93,12 @@ async fn generate_data_key_variants_and_reencrypt() {
     let h = Harness::start().await;
     let key = h.create_key().await;
     let ctx = json!({"purpose": "files"});
-    for (req, len) in [(json!({"KeySpec": "AES_256"}), 32usize), (json!({"KeySpec": "AES_128"}), 16), (json!({"NumberOfBytes": 1}), 1), (json!({"NumberOfBytes": 1024}), 1024)] {
+    for (req, len) in [
+        (json!({"KeySpec": "AES_256"}), 32usize),
+        (json!({"KeySpec": "AES_128"}), 16),
+        (json!({"NumberOfBytes": 1}), 1),
+        (json!({"NumberOfBytes": 1024}), 1024),
+    ] {
         let mut r = req.clone();
         r["KeyId"] = json!(key);
         r["EncryptionContext"] = ctx.clone();
@@ -109,7 +119,8 @@ async fn generate_data_key_variants_and_reencrypt() {
     assert!(re.get("Plaintext").is_none());
     let (name, _) = h.err("Decrypt", json!({"CiphertextBlob": re["CiphertextBlob"]})).await;
     assert_eq!(name, "InvalidCiphertextException", "the new context is required");
-    let back = h.ok("Decrypt", json!({"CiphertextBlob": re["CiphertextBlob"], "EncryptionContext": {"moved": "yes"}})).await;
+    let back =
+        h.ok("Decrypt", json!({"CiphertextBlob": re["CiphertextBlob"], "EncryptionContext": {"moved": "yes"}})).await;
     assert_eq!(unb64(&back["Plaintext"]).len(), 32);
 
     for n in [1, 1024] {

@@ -112,7 +112,9 @@ async fn keyledger_dev_prints_an_aws_command_line_that_works() {
         aws_line,
         format!("AWS_SHARED_CREDENTIALS_FILE=.keyledger/aws-credentials aws --profile keyledger --region us-east-1 --endpoint-url http://127.0.0.1:{port} kms list-keys")
     );
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join(".keyledger/aws-credentials")).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join(".keyledger/aws-credentials")).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600, "the credential file is private");
     let out = std::process::Command::new("sh")
         .arg("-c")
@@ -141,10 +143,12 @@ async fn the_endpoint_serves_tls_with_the_configured_certificate() {
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let env = g.env();
     let ctx = env.roles.as_ref().unwrap().ctx.clone();
-    let access_keys = keyledger::gateway::credentials::AccessKeysFile::read(&env.data_dir.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE))
-        .unwrap()
-        .unwrap_all(&ctx.root)
-        .unwrap();
+    let access_keys = keyledger::gateway::credentials::AccessKeysFile::read(
+        &env.data_dir.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE),
+    )
+    .unwrap()
+    .unwrap_all(&ctx.root)
+    .unwrap();
     let config = keyledger::gateway::GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         tls: Some(keyledger::gateway::TlsFiles { cert_chain: cert.clone(), private_key: key }),
@@ -158,7 +162,13 @@ async fn the_endpoint_serves_tls_with_the_configured_certificate() {
     let tls = keyledger::gateway::start(config, &profile).await.unwrap();
     assert!(tls.url().starts_with("https://127.0.0.1:"));
     let endpoint = tls.url();
-    g.python_passes("tls_client.py", &[], &[("KEYLEDGER_ENDPOINT", &endpoint), ("KEYLEDGER_CA_BUNDLE", cert.to_str().unwrap())], 2).await;
+    g.python_passes(
+        "tls_client.py",
+        &[],
+        &[("KEYLEDGER_ENDPOINT", &endpoint), ("KEYLEDGER_CA_BUNDLE", cert.to_str().unwrap())],
+        2,
+    )
+    .await;
     tls.stop().await;
 }
 
@@ -175,7 +185,11 @@ async fn a_key_created_over_http_records_the_sigv4_principal_and_the_credential_
 
     let nats = g.h.service_nats().await;
     let log = keyledger_log::ControlLog::open(keyledger_log::jetstream(nats.clone()), 1).await.unwrap();
-    let head = log.subject_head(&names::control_subject(ACCOUNT, keyledger_events::AggregateKind::Key, &key_id)).await.unwrap().unwrap();
+    let head = log
+        .subject_head(&names::control_subject(ACCOUNT, keyledger_events::AggregateKind::Key, &key_id))
+        .await
+        .unwrap()
+        .unwrap();
     let event = keyledger_events::decode(&head.payload).unwrap();
     let p = &event.record.principal;
     assert_eq!(p.kind, keyledger_events::principal_kind::SIGV4);
@@ -183,11 +197,20 @@ async fn a_key_created_over_http_records_the_sigv4_principal_and_the_credential_
     assert_eq!(p.arn, format!("arn:aws:iam::{ACCOUNT}:user/dev"));
     assert_eq!(p.user, g.dev.0, "the access key id, never the secret");
     assert_eq!(p.nats_account, keyledger_nats_server::GATEWAY_ACCOUNT);
-    assert_eq!(uuid::Uuid::from_bytes(event.record.request_id).to_string(), request_id, "x-amzn-RequestId is the recorded request id");
+    assert_eq!(
+        uuid::Uuid::from_bytes(event.record.request_id).to_string(),
+        request_id,
+        "x-amzn-RequestId is the recorded request id"
+    );
 
     // The gateway forwards this credential's last log position from now on.
     let gateway = g.env().gateway.as_ref().unwrap();
-    assert!(gateway.remembered_seq(&g.dev.0) >= head.stream_seq, "remembered {} < {}", gateway.remembered_seq(&g.dev.0), head.stream_seq);
+    assert!(
+        gateway.remembered_seq(&g.dev.0) >= head.stream_seq,
+        "remembered {} < {}",
+        gateway.remembered_seq(&g.dev.0),
+        head.stream_seq
+    );
     assert_eq!(gateway.remembered_seq(&g.other.0), 0, "other credentials are not held back");
 }
 
@@ -204,7 +227,8 @@ async fn a_tenant_forging_a_forwarded_principal_gains_nothing() {
     let mut headers = HeaderMap::new();
     headers.insert(FORWARDED_PRINCIPAL_HEADER, forged.to_header_value().as_str());
     headers.insert("Nats-Request-Info", r#"{"acc":"GATEWAY","user":"gateway"}"#);
-    let reply = g.h.client.nats().request_with_headers(names::api_subject("CreateKey"), headers, "{}".into()).await.unwrap();
+    let reply =
+        g.h.client.nats().request_with_headers(names::api_subject("CreateKey"), headers, "{}".into()).await.unwrap();
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(body["__type"], "AccessDeniedException", "{body}");
 
@@ -231,10 +255,12 @@ async fn every_sigv4_rejection_reaches_the_audit_sink_with_the_key_id_and_never_
     let g = GatewayEnv::start().await;
     let env = g.env();
     let ctx = env.roles.as_ref().unwrap().ctx.clone();
-    let access_keys = keyledger::gateway::credentials::AccessKeysFile::read(&env.data_dir.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE))
-        .unwrap()
-        .unwrap_all(&ctx.root)
-        .unwrap();
+    let access_keys = keyledger::gateway::credentials::AccessKeysFile::read(
+        &env.data_dir.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE),
+    )
+    .unwrap()
+    .unwrap_all(&ctx.root)
+    .unwrap();
     let sink = Arc::new(Collect::default());
     let config = keyledger::gateway::GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -260,14 +286,16 @@ async fn every_sigv4_rejection_reaches_the_audit_sink_with_the_key_id_and_never_
     let stale = signed_headers(addr, &g.dev, "ListKeys", body, now - 301);
     let r = send_raw(addr, "POST", "/", &stale, body).await;
     assert_eq!(r.json()["__type"], "InvalidSignatureException");
-    let unsigned = vec![("host".to_owned(), addr.to_string()), ("x-amz-target".to_owned(), "TrentService.ListKeys".to_owned())];
+    let unsigned =
+        vec![("host".to_owned(), addr.to_string()), ("x-amz-target".to_owned(), "TrentService.ListKeys".to_owned())];
     let r = send_raw(addr, "POST", "/", &unsigned, body).await;
     assert_eq!(r.json()["__type"], "MissingAuthenticationTokenException");
     let ok = send_raw(addr, "POST", "/", &signed_headers(addr, &g.dev, "ListKeys", body, now), body).await;
     assert_eq!(ok.status, 200);
 
     let seen = sink.0.lock().unwrap().clone();
-    let summary: Vec<(&str, &str, Option<&str>)> = seen.iter().map(|r| (r.error_name, r.reason, r.access_key_id.as_deref())).collect();
+    let summary: Vec<(&str, &str, Option<&str>)> =
+        seen.iter().map(|r| (r.error_name, r.reason, r.access_key_id.as_deref())).collect();
     assert_eq!(
         summary,
         vec![
@@ -332,7 +360,9 @@ async fn keyledger_serve_runs_the_endpoint_from_its_gateway_section_with_a_creat
         .unwrap();
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let text = String::from_utf8(created.stdout).unwrap();
-    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start_matches([' ', '=']).to_owned()).unwrap();
+    let field = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim_start_matches([' ', '=']).to_owned()).unwrap()
+    };
     let alice = (field("aws_access_key_id"), field("aws_secret_access_key"));
     assert!(text.starts_with("[alice]\n"), "{text}");
     let stored = std::fs::read_to_string(&keys).unwrap();
@@ -346,10 +376,15 @@ async fn keyledger_serve_runs_the_endpoint_from_its_gateway_section_with_a_creat
         .spawn()
         .unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let up = eventually(Duration::from_secs(30), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() }).await;
+    let up =
+        eventually(Duration::from_secs(30), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() }).await;
     let now = (g.h.clock.now_unix_ms() / 1000) as i64;
     let body = br#"{"Description":"via serve"}"#;
-    let created = if up { Some(send_raw(addr, "POST", "/", &signed_headers(addr, &alice, "CreateKey", body, now), body).await) } else { None };
+    let created = if up {
+        Some(send_raw(addr, "POST", "/", &signed_headers(addr, &alice, "CreateKey", body, now), body).await)
+    } else {
+        None
+    };
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.id() as i32), nix::sys::signal::Signal::SIGTERM);
     let _ = serve.wait();
     assert!(up, "keyledger serve did not open the endpoint");
@@ -369,7 +404,8 @@ async fn refused_signatures_are_in_the_audit_log_before_the_client_hears_of_them
     let wrong = (g.dev.0.clone(), "not-the-secret-not-the-secret-not-the-se".to_owned());
     let r = send_raw(addr, "POST", "/", &signed_headers(addr, &wrong, "ListKeys", body, now), body).await;
     assert_eq!(r.json()["__type"], "InvalidSignatureException");
-    let unsigned = vec![("host".to_owned(), addr.to_string()), ("x-amz-target".to_owned(), "TrentService.ListKeys".to_owned())];
+    let unsigned =
+        vec![("host".to_owned(), addr.to_string()), ("x-amz-target".to_owned(), "TrentService.ListKeys".to_owned())];
     let r = send_raw(addr, "POST", "/", &unsigned, body).await;
     assert_eq!(r.json()["__type"], "MissingAuthenticationTokenException");
     let request_id = r.header("x-amzn-requestid").expect("request id").to_owned();
@@ -377,10 +413,14 @@ async fn refused_signatures_are_in_the_audit_log_before_the_client_hears_of_them
     let records = g.h.audit_records().await;
     let denied: Vec<_> = records
         .iter()
-        .filter(|r| r.record.source.transport == keyledger_events::codes::transport::HTTP && r.record.outcome == keyledger_events::codes::outcome::DENIED)
+        .filter(|r| {
+            r.record.source.transport == keyledger_events::codes::transport::HTTP
+                && r.record.outcome == keyledger_events::codes::outcome::DENIED
+        })
         .collect();
     assert_eq!(denied.len(), 2, "both refusals are recorded");
-    let bad = denied.iter().find(|r| r.record.error_name == "InvalidSignatureException").expect("bad signature recorded");
+    let bad =
+        denied.iter().find(|r| r.record.error_name == "InvalidSignatureException").expect("bad signature recorded");
     assert_eq!(bad.record.principal.user, g.dev.0, "the access key id it named, never the secret");
     assert_eq!(bad.record.operation, "ListKeys");
     let missing = denied.iter().find(|r| r.record.error_name == "MissingAuthenticationTokenException").unwrap();

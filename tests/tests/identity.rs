@@ -23,7 +23,11 @@ async fn a_forged_request_info_header_is_replaced_by_the_server() {
     // The event records the stamped caller, not the forged one.
     let nats = h.service_nats().await;
     let log = keyledger_log::ControlLog::open(keyledger_log::jetstream(nats), 1).await.unwrap();
-    let head = log.subject_head(&names::control_subject(ACCOUNT, keyledger_events::AggregateKind::Key, &key)).await.unwrap().unwrap();
+    let head = log
+        .subject_head(&names::control_subject(ACCOUNT, keyledger_events::AggregateKind::Key, &key))
+        .await
+        .unwrap()
+        .unwrap();
     let event = keyledger_events::decode(&head.payload).unwrap();
     assert_eq!(event.record.principal.nats_account, "DEV");
     assert_eq!(event.record.principal.user, "dev");

@@ -11,9 +11,8 @@ const DAY_MS: i64 = 86_400_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_describe_list_and_update_a_key() {
     let h = Harness::start().await;
-    let r = h
-        .ok("CreateKey", json!({"Description": "orders", "Tags": [{"TagKey": "team", "TagValue": "payments"}]}))
-        .await;
+    let r =
+        h.ok("CreateKey", json!({"Description": "orders", "Tags": [{"TagKey": "team", "TagValue": "payments"}]})).await;
     let md = &r["KeyMetadata"];
     let key = md["KeyId"].as_str().unwrap().to_owned();
     assert_eq!(md["Arn"], format!("arn:aws:kms:us-east-1:{ACCOUNT}:key/{key}"));
@@ -33,11 +32,16 @@ async fn create_describe_list_and_update_a_key() {
 
     let tags = h.ok("ListResourceTags", json!({"KeyId": key})).await;
     assert_eq!(tags["Tags"], json!([{"TagKey": "team", "TagValue": "payments"}]));
-    h.ok("TagResource", json!({"KeyId": key, "Tags": [{"TagKey": "team", "TagValue": "risk"}, {"TagKey": "env", "TagValue": ""}]})).await;
+    h.ok(
+        "TagResource",
+        json!({"KeyId": key, "Tags": [{"TagKey": "team", "TagValue": "risk"}, {"TagKey": "env", "TagValue": ""}]}),
+    )
+    .await;
     h.ok("UntagResource", json!({"KeyId": key, "TagKeys": ["env", "missing"]})).await;
     let tags = h.ok("ListResourceTags", json!({"KeyId": key})).await;
     assert_eq!(tags["Tags"], json!([{"TagKey": "team", "TagValue": "risk"}]));
-    let (name, message) = h.err("TagResource", json!({"KeyId": key, "Tags": [{"TagKey": "aws:x", "TagValue": "1"}]})).await;
+    let (name, message) =
+        h.err("TagResource", json!({"KeyId": key, "Tags": [{"TagKey": "aws:x", "TagValue": "1"}]})).await;
     assert_eq!(name, "TagException");
     assert!(message.contains("aws:"), "{message}");
 
@@ -84,7 +88,10 @@ async fn disable_enable_schedule_and_cancel_follow_the_state_machine() {
     h.ok("EnableKey", json!({"KeyId": key})).await;
     assert_eq!(state(h.ok("DescribeKey", json!({"KeyId": key})).await), "Enabled");
 
-    assert_eq!(h.err("CancelKeyDeletion", json!({"KeyId": key})).await, ("KMSInvalidStateException".into(), format!("{arn} is not pending deletion.")));
+    assert_eq!(
+        h.err("CancelKeyDeletion", json!({"KeyId": key})).await,
+        ("KMSInvalidStateException".into(), format!("{arn} is not pending deletion."))
+    );
     let (name, _) = h.err("ScheduleKeyDeletion", json!({"KeyId": key, "PendingWindowInDays": 6})).await;
     assert_eq!(name, "ValidationException");
     let (name, _) = h.err("ScheduleKeyDeletion", json!({"KeyId": key, "PendingWindowInDays": 31})).await;
@@ -104,7 +111,11 @@ async fn disable_enable_schedule_and_cancel_follow_the_state_machine() {
         ("RotateKeyOnDemand", json!({"KeyId": key})),
         ("CreateAlias", json!({"AliasName": "alias/late", "TargetKeyId": key})),
     ] {
-        assert_eq!(h.err(op, req).await, ("KMSInvalidStateException".into(), format!("{arn} is pending deletion.")), "{op}");
+        assert_eq!(
+            h.err(op, req).await,
+            ("KMSInvalidStateException".into(), format!("{arn} is pending deletion.")),
+            "{op}"
+        );
     }
     // Reads work in every state.
     h.ok("DescribeKey", json!({"KeyId": key})).await;
@@ -135,7 +146,10 @@ async fn aliases_create_update_delete_and_reserved_names() {
     let k1 = h.create_key().await;
     let k2 = h.create_key().await;
     h.ok("CreateAlias", json!({"AliasName": "alias/app", "TargetKeyId": k1})).await;
-    assert_eq!(h.err("CreateAlias", json!({"AliasName": "alias/app", "TargetKeyId": k2})).await.0, "AlreadyExistsException");
+    assert_eq!(
+        h.err("CreateAlias", json!({"AliasName": "alias/app", "TargetKeyId": k2})).await.0,
+        "AlreadyExistsException"
+    );
     let (name, _) = h.err("CreateAlias", json!({"AliasName": "app", "TargetKeyId": k1})).await;
     assert_eq!(name, "ValidationException");
     let (name, _) = h.err("CreateAlias", json!({"AliasName": "alias/aws/s3", "TargetKeyId": k1})).await;
@@ -164,13 +178,15 @@ async fn two_concurrent_create_alias_of_one_name_exactly_one_wins() {
         let c1 = h.new_client().await;
         let c2 = h.new_client().await;
         let name = format!("alias/race-{round}");
-        let (req1, req2) = (json!({"AliasName": name, "TargetKeyId": k1}), json!({"AliasName": name, "TargetKeyId": k2}));
+        let (req1, req2) =
+            (json!({"AliasName": name, "TargetKeyId": k1}), json!({"AliasName": name, "TargetKeyId": k2}));
         let (r1, r2) = tokio::join!(c1.call("CreateAlias", &req1), c2.call("CreateAlias", &req2));
         let wins = [&r1, &r2].iter().filter(|r| r.is_ok()).count();
         assert_eq!(wins, 1, "round {round}: {r1:?} / {r2:?}");
         let loser = if r1.is_ok() { r2 } else { r1 };
         assert_eq!(loser.unwrap_err().aws_name(), Some("AlreadyExistsException"));
-        let target = h.ok("DescribeKey", json!({"KeyId": name})).await["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+        let target =
+            h.ok("DescribeKey", json!({"KeyId": name})).await["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
         assert!(target == k1 || target == k2);
     }
 }
@@ -260,7 +276,9 @@ async fn a_restart_keeps_every_key_alias_and_ciphertext() {
     let key = h.create_key().await;
     h.ok("CreateAlias", json!({"AliasName": "alias/keep", "TargetKeyId": key})).await;
     h.ok("RotateKeyOnDemand", json!({"KeyId": key})).await;
-    let enc = h.ok("Encrypt", json!({"KeyId": "alias/keep", "Plaintext": b64(b"durable"), "EncryptionContext": {"k": "v"}})).await;
+    let enc = h
+        .ok("Encrypt", json!({"KeyId": "alias/keep", "Plaintext": b64(b"durable"), "EncryptionContext": {"k": "v"}}))
+        .await;
     let digest_before = h.env().roles.as_ref().unwrap().ctx.follower.read().state_digest();
     h.restart().await;
     let dec = h.ok("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"], "EncryptionContext": {"k": "v"}})).await;
@@ -286,7 +304,10 @@ async fn a_deletion_that_comes_due_destroys_the_key_and_erases_its_material() {
     let js = keyledger_log::jetstream(nats);
     let material = js.get_stream(keyledger_events::names::MATERIAL_STREAM).await.unwrap();
     let filter = keyledger_events::names::material_filter(ACCOUNT, &key);
-    assert!(material.direct_get_next_for_subject(filter.clone(), None).await.is_ok(), "positive control: material is stored");
+    assert!(
+        material.direct_get_next_for_subject(filter.clone(), None).await.is_ok(),
+        "positive control: material is stored"
+    );
 
     h.clock.advance_ms(8 * DAY_MS);
     let deleted = eventually(Duration::from_secs(15), || async {
@@ -294,9 +315,16 @@ async fn a_deletion_that_comes_due_destroys_the_key_and_erases_its_material() {
     })
     .await;
     assert!(deleted, "the key is gone once its deletion date has passed");
-    let erased = eventually(Duration::from_secs(10), || async { material.direct_get_next_for_subject(filter.clone(), None).await.is_err() }).await;
+    let erased = eventually(Duration::from_secs(10), || async {
+        material.direct_get_next_for_subject(filter.clone(), None).await.is_err()
+    })
+    .await;
     assert!(erased, "its material was erased from the material stream");
-    assert_eq!(h.err("DescribeKey", json!({"KeyId": "alias/doomed"})).await.0, "NotFoundException", "its aliases are gone");
+    assert_eq!(
+        h.err("DescribeKey", json!({"KeyId": "alias/doomed"})).await.0,
+        "NotFoundException",
+        "its aliases are gone"
+    );
     let (name, _) = h.err("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"]})).await;
     assert_eq!(name, "AccessDeniedException", "old ciphertexts name a key that no longer exists");
     assert_eq!(h.err("CancelKeyDeletion", json!({"KeyId": key})).await.0, "NotFoundException");

@@ -29,14 +29,20 @@ async fn every_change_is_a_chained_event_and_replay_rebuilds_the_live_state() {
     let mut key_chain = Vec::new();
     for r in &records {
         let event = keyledger_events::decode(&r.payload).expect("every stored record decodes byte-exactly");
-        assert_eq!(r.subject, names::control_subject(&event.record.account, event.aggregate_kind(), &event.record.aggregate_id));
+        assert_eq!(
+            r.subject,
+            names::control_subject(&event.record.account, event.aggregate_kind(), &event.record.aggregate_id)
+        );
         if event.record.aggregate_id == key {
             key_chain.push(event.clone());
         }
         projection.apply(r.stream_seq, r.server_time_unix_ms, &event).expect("the chain links");
     }
     let kinds: Vec<&str> = key_chain.iter().map(|e| e.body.name()).collect();
-    assert_eq!(kinds, ["KeyCreated", "KeyDisabled", "KeyEnabled", "KeyTagsAdded", "KeyMaterialRotated", "KeyDescriptionUpdated"]);
+    assert_eq!(
+        kinds,
+        ["KeyCreated", "KeyDisabled", "KeyEnabled", "KeyTagsAdded", "KeyMaterialRotated", "KeyDescriptionUpdated"]
+    );
     for pair in key_chain.windows(2) {
         assert_eq!(pair[1].record.prev_hash, pair[0].hash, "each event names its predecessor's hash");
         assert_eq!(pair[1].record.aggregate_seq, pair[0].record.aggregate_seq + 1);

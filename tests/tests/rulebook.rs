@@ -64,7 +64,10 @@ async fn every_operation_in_every_key_state() {
         for row in 0..matrix("k", "b", "alias/a").len() {
             let key = h.create_key().await;
             let arn = format!("arn:aws:kms:us-east-1:{ACCOUNT}:key/{key}");
-            let blob = h.ok("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x")})).await["CiphertextBlob"].as_str().unwrap().to_owned();
+            let blob = h.ok("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x")})).await["CiphertextBlob"]
+                .as_str()
+                .unwrap()
+                .to_owned();
             match state {
                 "Disabled" => {
                     h.ok("DisableKey", json!({"KeyId": key})).await;
@@ -88,26 +91,96 @@ async fn limit_rows(h: &Harness) -> Vec<(&'static str, Value, Value, &'static st
     let tags = |n: usize| (0..n).map(|i| json!({"TagKey": format!("t{i}"), "TagValue": ""})).collect::<Vec<_>>();
     let tokens = |n: usize| (0..n).map(|i| format!("token-{i}")).collect::<Vec<_>>();
     vec![
-        ("CreateKey", json!({"Description": "d".repeat(8192)}), json!({"Description": "d".repeat(8193)}), "ValidationException"),
+        (
+            "CreateKey",
+            json!({"Description": "d".repeat(8192)}),
+            json!({"Description": "d".repeat(8193)}),
+            "ValidationException",
+        ),
         ("CreateKey", json!({"Tags": tags(50)}), json!({"Tags": tags(51)}), "TagException"),
-        ("CreateKey", json!({"Tags": [{"TagKey": "k".repeat(128), "TagValue": "v".repeat(256)}]}), json!({"Tags": [{"TagKey": "k".repeat(129), "TagValue": "v"}]}), "ValidationException"),
-        ("CreateKey", json!({"Tags": [{"TagKey": "k", "TagValue": "v".repeat(256)}]}), json!({"Tags": [{"TagKey": "k", "TagValue": "v".repeat(257)}]}), "ValidationException"),
-        ("Encrypt", json!({"KeyId": key, "Plaintext": b64(&[1; 4096])}), json!({"KeyId": key, "Plaintext": b64(&[1; 4097])}), "ValidationException"),
-        ("Encrypt", json!({"KeyId": key, "Plaintext": b64(&[1; 1])}), json!({"KeyId": key, "Plaintext": ""}), "ValidationException"),
-        ("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x"), "GrantTokens": tokens(10)}), json!({"KeyId": key, "Plaintext": b64(b"x"), "GrantTokens": tokens(11)}), "ValidationException"),
-        ("GenerateDataKey", json!({"KeyId": key, "NumberOfBytes": 1024}), json!({"KeyId": key, "NumberOfBytes": 1025}), "ValidationException"),
-        ("GenerateDataKey", json!({"KeyId": key, "NumberOfBytes": 1}), json!({"KeyId": key, "NumberOfBytes": 0}), "ValidationException"),
+        (
+            "CreateKey",
+            json!({"Tags": [{"TagKey": "k".repeat(128), "TagValue": "v".repeat(256)}]}),
+            json!({"Tags": [{"TagKey": "k".repeat(129), "TagValue": "v"}]}),
+            "ValidationException",
+        ),
+        (
+            "CreateKey",
+            json!({"Tags": [{"TagKey": "k", "TagValue": "v".repeat(256)}]}),
+            json!({"Tags": [{"TagKey": "k", "TagValue": "v".repeat(257)}]}),
+            "ValidationException",
+        ),
+        (
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(&[1; 4096])}),
+            json!({"KeyId": key, "Plaintext": b64(&[1; 4097])}),
+            "ValidationException",
+        ),
+        (
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(&[1; 1])}),
+            json!({"KeyId": key, "Plaintext": ""}),
+            "ValidationException",
+        ),
+        (
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "GrantTokens": tokens(10)}),
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "GrantTokens": tokens(11)}),
+            "ValidationException",
+        ),
+        (
+            "GenerateDataKey",
+            json!({"KeyId": key, "NumberOfBytes": 1024}),
+            json!({"KeyId": key, "NumberOfBytes": 1025}),
+            "ValidationException",
+        ),
+        (
+            "GenerateDataKey",
+            json!({"KeyId": key, "NumberOfBytes": 1}),
+            json!({"KeyId": key, "NumberOfBytes": 0}),
+            "ValidationException",
+        ),
         ("GenerateRandom", json!({"NumberOfBytes": 1024}), json!({"NumberOfBytes": 1025}), "ValidationException"),
         ("GenerateRandom", json!({"NumberOfBytes": 1}), json!({"NumberOfBytes": 0}), "ValidationException"),
-        ("EnableKeyRotation", json!({"KeyId": key, "RotationPeriodInDays": 2560}), json!({"KeyId": key, "RotationPeriodInDays": 2561}), "ValidationException"),
-        ("EnableKeyRotation", json!({"KeyId": key, "RotationPeriodInDays": 90}), json!({"KeyId": key, "RotationPeriodInDays": 89}), "ValidationException"),
+        (
+            "EnableKeyRotation",
+            json!({"KeyId": key, "RotationPeriodInDays": 2560}),
+            json!({"KeyId": key, "RotationPeriodInDays": 2561}),
+            "ValidationException",
+        ),
+        (
+            "EnableKeyRotation",
+            json!({"KeyId": key, "RotationPeriodInDays": 90}),
+            json!({"KeyId": key, "RotationPeriodInDays": 89}),
+            "ValidationException",
+        ),
         ("ListKeys", json!({"Limit": 1000}), json!({"Limit": 1001}), "ValidationException"),
         ("ListKeys", json!({"Limit": 1}), json!({"Limit": 0}), "ValidationException"),
         ("ListAliases", json!({"Limit": 100}), json!({"Limit": 101}), "ValidationException"),
-        ("ListResourceTags", json!({"KeyId": key, "Limit": 50}), json!({"KeyId": key, "Limit": 51}), "ValidationException"),
-        ("ListKeyRotations", json!({"KeyId": key, "Limit": 1000}), json!({"KeyId": key, "Limit": 1001}), "ValidationException"),
-        ("CreateAlias", json!({"AliasName": format!("alias/{}", "a".repeat(250)), "TargetKeyId": key}), json!({"AliasName": format!("alias/{}", "a".repeat(251)), "TargetKeyId": key}), "ValidationException"),
-        ("UpdateKeyDescription", json!({"KeyId": key, "Description": ""}), json!({"KeyId": key, "Description": "d".repeat(8193)}), "ValidationException"),
+        (
+            "ListResourceTags",
+            json!({"KeyId": key, "Limit": 50}),
+            json!({"KeyId": key, "Limit": 51}),
+            "ValidationException",
+        ),
+        (
+            "ListKeyRotations",
+            json!({"KeyId": key, "Limit": 1000}),
+            json!({"KeyId": key, "Limit": 1001}),
+            "ValidationException",
+        ),
+        (
+            "CreateAlias",
+            json!({"AliasName": format!("alias/{}", "a".repeat(250)), "TargetKeyId": key}),
+            json!({"AliasName": format!("alias/{}", "a".repeat(251)), "TargetKeyId": key}),
+            "ValidationException",
+        ),
+        (
+            "UpdateKeyDescription",
+            json!({"KeyId": key, "Description": ""}),
+            json!({"KeyId": key, "Description": "d".repeat(8193)}),
+            "ValidationException",
+        ),
     ]
 }
 

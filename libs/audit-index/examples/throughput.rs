@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use keyledger_audit_index::{records_from_message, AuditIndex, IndexedMessage, Realm, WriterOptions};
 use keyledger_events::{
-    codes, encode, genesis_hash, principal_kind, AggregateKind, Body, Draft, PrincipalV1, SourceV1, UsageBlockV1, UsageRecordV1,
+    codes, encode, genesis_hash, principal_kind, AggregateKind, Body, Draft, PrincipalV1, SourceV1, UsageBlockV1,
+    UsageRecordV1,
 };
 
 fn record(i: u32) -> UsageRecordV1 {
@@ -26,11 +27,18 @@ fn record(i: u32) -> UsageRecordV1 {
             nats_account: "DEV".to_owned(),
             user: format!("u{}", i % 50),
         },
-        source: SourceV1 { transport: codes::transport::NATS, client_name: "bench".to_owned(), client_addr: "127.0.0.1:1".to_owned() },
+        source: SourceV1 {
+            transport: codes::transport::NATS,
+            client_name: "bench".to_owned(),
+            client_addr: "127.0.0.1:1".to_owned(),
+        },
         key_id_supplied: format!("arn:aws:kms:us-east-1:{account}:key/0a0a0a0a-0000-4000-8000-{:012}", i % 100),
         key_arn: format!("arn:aws:kms:us-east-1:{account}:key/0a0a0a0a-0000-4000-8000-{:012}", i % 100),
         material_version: 1 + i % 3,
-        encryption_context: vec![("app".to_owned(), format!("a{}", i % 7)), ("tenant".to_owned(), format!("t{}", i % 11))],
+        encryption_context: vec![
+            ("app".to_owned(), format!("a{}", i % 7)),
+            ("tenant".to_owned(), format!("t{}", i % 11)),
+        ],
         authorized_by: String::new(),
         outcome: if i.is_multiple_of(20) { codes::outcome::DENIED } else { codes::outcome::OK },
         error_name: if i.is_multiple_of(20) { "AccessDeniedException".to_owned() } else { String::new() },

@@ -80,11 +80,8 @@ fn number(doc: &TantivyDocument, field: tantivy::schema::Field) -> u64 {
 
 /// The record a stored document holds.
 pub fn from_document(f: &Fields, doc: &TantivyDocument) -> AuditRecord {
-    let time_unix_us = doc
-        .get_first(f.time)
-        .and_then(|v| v.as_datetime())
-        .map(|d| d.into_timestamp_micros())
-        .unwrap_or(0);
+    let time_unix_us =
+        doc.get_first(f.time).and_then(|v| v.as_datetime()).map(|d| d.into_timestamp_micros()).unwrap_or(0);
     let mut encryption_context = BTreeMap::new();
     if let Some(object) = doc.get_first(f.encryption_context).and_then(|v| v.as_object()) {
         for (k, v) in object {

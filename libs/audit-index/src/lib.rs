@@ -39,8 +39,8 @@ pub use query::{
     MAX_LIMIT, MAX_TEXT_BYTES, MAX_TEXT_TOKENS, MAX_VALUES_PER_CONDITION, MAX_VALUE_BYTES,
 };
 pub use record::{
-    alias_of, control_operation, format_time_us, key_id_of_arn, outcome, parse_time, records_from_message,
-    stream_rank, AuditRecord, Realm, EVENT_API_CALL, EVENT_SERVICE, EVENT_SUPPRESSED, OPERATION_SUPPRESSED,
+    alias_of, control_operation, format_time_us, key_id_of_arn, outcome, parse_time, records_from_message, stream_rank,
+    AuditRecord, Realm, EVENT_API_CALL, EVENT_SERVICE, EVENT_SUPPRESSED, OPERATION_SUPPRESSED,
 };
 pub use schema::{build_schema, Fields, FIELD_NAMES, SCHEMA_VERSION};
 pub use usage::{KeyUsage, PrincipalUsage, UsageEvent, CRYPTO_OPERATIONS};
@@ -210,7 +210,13 @@ impl AuditIndex {
     ///
     /// # Errors
     /// [`IndexError::InvalidQuery`] for a bad limit, cursor or query bound.
-    pub fn search(&self, scope: &Scope, query: &Query, limit: usize, cursor: Option<&str>) -> Result<SearchPage, IndexError> {
+    pub fn search(
+        &self,
+        scope: &Scope,
+        query: &Query,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<SearchPage, IndexError> {
         if limit == 0 || limit > MAX_LIMIT {
             return Err(IndexError::InvalidQuery(format!("limit must be between 1 and {MAX_LIMIT}")));
         }
@@ -254,7 +260,8 @@ impl AuditIndex {
         let term = |field, v: &str| -> Box<dyn tantivy::query::Query> {
             Box::new(TermQuery::new(Term::from_field_text(field, v), IndexRecordOption::Basic))
         };
-        let mut by_id: Vec<(Occur, Box<dyn tantivy::query::Query>)> = vec![(Occur::Should, term(self.fields.record_id, &id))];
+        let mut by_id: Vec<(Occur, Box<dyn tantivy::query::Query>)> =
+            vec![(Occur::Should, term(self.fields.record_id, &id))];
         if !request_id.is_empty() {
             by_id.push((Occur::Should, term(self.fields.request_id, &request_id)));
         }
@@ -330,7 +337,8 @@ impl AuditIndex {
                 records: n,
             })
             .collect();
-        principals.sort_by(|a, b| b.last_time_unix_us.cmp(&a.last_time_unix_us).then(a.principal_arn.cmp(&b.principal_arn)));
+        principals
+            .sort_by(|a, b| b.last_time_unix_us.cmp(&a.last_time_unix_us).then(a.principal_arn.cmp(&b.principal_arn)));
         principals.truncate(recent_principals.min(100));
         Ok(KeyUsage {
             key_id,

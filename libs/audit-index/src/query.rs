@@ -193,9 +193,7 @@ impl Query {
         }
         for c in &self.conditions {
             if c.values.is_empty() || c.values.len() > MAX_VALUES_PER_CONDITION {
-                return Err(IndexError::InvalidQuery(format!(
-                    "a filter takes 1 to {MAX_VALUES_PER_CONDITION} values"
-                )));
+                return Err(IndexError::InvalidQuery(format!("a filter takes 1 to {MAX_VALUES_PER_CONDITION} values")));
             }
             for v in &c.values {
                 check_value("a filter value", v)?;
@@ -319,12 +317,7 @@ fn before(f: &Fields, c: &Cursor) -> Box<dyn TantivyQuery> {
         alternatives.push(all_of(vec![same_time(), eq(f.stream_rank, c.rank), lt(f.seq, c.seq)]));
     }
     if c.index > 0 {
-        alternatives.push(all_of(vec![
-            same_time(),
-            eq(f.stream_rank, c.rank),
-            eq(f.seq, c.seq),
-            lt(f.index, c.index),
-        ]));
+        alternatives.push(all_of(vec![same_time(), eq(f.stream_rank, c.rank), eq(f.seq, c.seq), lt(f.index, c.index)]));
     }
     any_of(alternatives)
 }
@@ -414,7 +407,11 @@ mod tests {
         };
         assert!(many.validate().is_err());
         let long = Query {
-            conditions: vec![Condition { field: TermFilter::Key, values: vec!["k".repeat(MAX_VALUE_BYTES + 1)], exclude: false }],
+            conditions: vec![Condition {
+                field: TermFilter::Key,
+                values: vec!["k".repeat(MAX_VALUE_BYTES + 1)],
+                exclude: false,
+            }],
             ..Query::default()
         };
         assert!(long.validate().is_err());

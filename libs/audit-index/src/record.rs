@@ -340,11 +340,9 @@ fn control_details(op: &str, body: &Body) -> (String, u32) {
             let kind = if r.rotation_type == codes::rotation_type::AUTOMATIC { "AUTOMATIC" } else { "ON_DEMAND" };
             add(format!("RotationType={kind} KeyMaterialId={}", hex::encode(r.material.material_id)));
         }
-        Body::KeyDeletionScheduled(s) => add(format!(
-            "PendingWindowInDays={} DeletionDate={}",
-            s.pending_window_days,
-            ms_text(s.deletion_unix_ms)
-        )),
+        Body::KeyDeletionScheduled(s) => {
+            add(format!("PendingWindowInDays={} DeletionDate={}", s.pending_window_days, ms_text(s.deletion_unix_ms)))
+        }
         Body::KeyDeleted(d) => add(format!("DeletionDate={}", ms_text(d.due_unix_ms))),
         Body::KeyTagsAdded(t) => {
             for tag in &t.tags {
@@ -375,12 +373,17 @@ fn control_details(op: &str, body: &Body) -> (String, u32) {
 /// damaged: nothing is indexed for it, the caller must stop and report);
 /// [`IndexError::UnexpectedRecord`] when the record does not belong on that stream (a usage
 /// block on the control stream or the reverse, or an unknown stream).
-pub fn records_from_message(stream: &str, seq: u64, stored: &[u8], realm: &Realm) -> Result<Vec<AuditRecord>, IndexError> {
+pub fn records_from_message(
+    stream: &str,
+    seq: u64,
+    stored: &[u8],
+    realm: &Realm,
+) -> Result<Vec<AuditRecord>, IndexError> {
     if stream_rank(stream).is_none() {
         return Err(IndexError::UnexpectedRecord(format!("stream {stream} is not indexed")));
     }
-    let event = keyledger_events::decode(stored)
-        .map_err(|e| IndexError::Decode(format!("{stream} sequence {seq}: {e}")))?;
+    let event =
+        keyledger_events::decode(stored).map_err(|e| IndexError::Decode(format!("{stream} sequence {seq}: {e}")))?;
     if stream == names::CONTROL_STREAM {
         control_record(stream, seq, &event, realm).map(|r| vec![r])
     } else {
@@ -391,7 +394,10 @@ pub fn records_from_message(stream: &str, seq: u64, stored: &[u8], realm: &Realm
 fn control_record(stream: &str, seq: u64, event: &Event, realm: &Realm) -> Result<AuditRecord, IndexError> {
     let r = &event.record;
     let (op, service) = control_operation(&event.body, &r.principal).ok_or_else(|| {
-        IndexError::UnexpectedRecord(format!("{stream} sequence {seq}: {} does not belong on the control stream", event.body.name()))
+        IndexError::UnexpectedRecord(format!(
+            "{stream} sequence {seq}: {} does not belong on the control stream",
+            event.body.name()
+        ))
     })?;
     let (text, material_version) = control_details(op, &event.body);
     let (key_id, alias) = match (&event.aggregate_kind(), &event.body) {

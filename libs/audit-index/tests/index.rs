@@ -36,7 +36,16 @@ fn key_arn(account: &str, n: u8) -> String {
 
 /// A usage record: request id from `n`, on key `key` of `owner`, by `user` of `account`.
 #[allow(clippy::too_many_arguments)]
-fn usage(n: u32, time_ms: u64, op: &str, owner: &str, key: u8, account: &str, user: &str, outcome: u16) -> UsageRecordV1 {
+fn usage(
+    n: u32,
+    time_ms: u64,
+    op: &str,
+    owner: &str,
+    key: u8,
+    account: &str,
+    user: &str,
+    outcome: u16,
+) -> UsageRecordV1 {
     let mut request_id = [0u8; 16];
     request_id[..4].copy_from_slice(&n.to_be_bytes());
     request_id[15] = 0xaa;
@@ -45,11 +54,18 @@ fn usage(n: u32, time_ms: u64, op: &str, owner: &str, key: u8, account: &str, us
         time_unix_ms: time_ms,
         operation: op.to_owned(),
         principal: principal(account, user),
-        source: SourceV1 { transport: codes::transport::NATS, client_name: "app-7".to_owned(), client_addr: "127.0.0.1:5000".to_owned() },
+        source: SourceV1 {
+            transport: codes::transport::NATS,
+            client_name: "app-7".to_owned(),
+            client_addr: "127.0.0.1:5000".to_owned(),
+        },
         key_id_supplied: key_arn(owner, key),
         key_arn: key_arn(owner, key),
         material_version: 1 + n % 2,
-        encryption_context: vec![("purpose".to_owned(), format!("p{}", n % 3)), ("tenant.id".to_owned(), "t-1".to_owned())],
+        encryption_context: vec![
+            ("purpose".to_owned(), format!("p{}", n % 3)),
+            ("tenant.id".to_owned(), "t-1".to_owned()),
+        ],
         authorized_by: String::new(),
         outcome,
         error_name: if outcome == codes::outcome::OK { String::new() } else { "AccessDeniedException".to_owned() },
@@ -138,7 +154,12 @@ fn fixture() -> Vec<(String, u64, Vec<u8>)> {
             usage(2, T0 + 10, "Decrypt", A, 1, A, "bob", ok),
             usage(3, T0 + 11, "Decrypt", A, 1, B, "mallory", denied),
         ],
-        vec![SuppressedRequestsV1 { principal: principal(B, "mallory"), count: 42, window_start_unix_ms: T0, window_end_unix_ms: T0 + 12 }],
+        vec![SuppressedRequestsV1 {
+            principal: principal(B, "mallory"),
+            count: 42,
+            window_start_unix_ms: T0,
+            window_end_unix_ms: T0 + 12,
+        }],
     );
     let mut alias_use = usage(5, T0 + 20, "GenerateDataKey", A, 1, A, "alice", ok);
     alias_use.key_id_supplied = "alias/payroll".to_owned();
@@ -152,7 +173,11 @@ fn fixture() -> Vec<(String, u64, Vec<u8>)> {
     );
     vec![
         (CONTROL.to_owned(), 1, control_event(1, AggregateKind::Key, A, &realm_key, created, principal(A, "alice"))),
-        (CONTROL.to_owned(), 2, control_event(2, AggregateKind::Alias, A, "alias/payroll", alias, principal(A, "alice"))),
+        (
+            CONTROL.to_owned(),
+            2,
+            control_event(2, AggregateKind::Alias, A, "alias/payroll", alias, principal(A, "alice")),
+        ),
         (USAGE.to_owned(), 1, block1),
         (USAGE.to_owned(), 2, block2),
         (CONTROL.to_owned(), 3, control_event(3, AggregateKind::Key, A, &realm_key, rotated, PrincipalV1::service())),
@@ -219,7 +244,10 @@ fn control_events_map_to_aws_operation_names() {
     assert_eq!(created.request_id, uuid::Uuid::from_bytes([101; 16]).hyphenated().to_string());
     assert!(created.text.contains("payroll export key"));
     let alias = &m[1].records[0];
-    assert_eq!((alias.operation.as_str(), alias.alias.as_str(), alias.key_id.as_str()), ("CreateAlias", "alias/payroll", key_uuid(1).as_str()));
+    assert_eq!(
+        (alias.operation.as_str(), alias.alias.as_str(), alias.key_id.as_str()),
+        ("CreateAlias", "alias/payroll", key_uuid(1).as_str())
+    );
     let rotated = &m[4].records[0];
     assert_eq!((rotated.operation.as_str(), rotated.event_type.as_str()), ("RotateKey", EVENT_SERVICE));
     assert_eq!(rotated.material_version, 2);
@@ -242,7 +270,10 @@ fn usage_blocks_become_one_record_per_request_and_summary() {
     assert_eq!((denied.outcome.as_str(), denied.error_name.as_str()), ("denied", "AccessDeniedException"));
     assert_eq!(denied.accounts, vec![A.to_owned(), B.to_owned()], "key owner and caller");
     let summary = &block[3];
-    assert_eq!((summary.operation.as_str(), summary.outcome.as_str(), summary.suppressed_count, summary.index), (OPERATION_SUPPRESSED, "suppressed", 42, 3));
+    assert_eq!(
+        (summary.operation.as_str(), summary.outcome.as_str(), summary.suppressed_count, summary.index),
+        (OPERATION_SUPPRESSED, "suppressed", 42, 3)
+    );
     assert_eq!(m[3].records[1].alias, "alias/payroll");
 }
 
@@ -252,9 +283,15 @@ fn damaged_or_misplaced_records_are_refused() {
     let mut broken = m[2].2.clone();
     broken.push(0);
     assert!(matches!(records_from_message(USAGE, 1, &broken, &Realm::default()), Err(IndexError::Decode(_))));
-    assert!(matches!(records_from_message(CONTROL, 1, &m[2].2, &Realm::default()), Err(IndexError::UnexpectedRecord(_))));
+    assert!(matches!(
+        records_from_message(CONTROL, 1, &m[2].2, &Realm::default()),
+        Err(IndexError::UnexpectedRecord(_))
+    ));
     assert!(matches!(records_from_message(USAGE, 1, &m[0].2, &Realm::default()), Err(IndexError::UnexpectedRecord(_))));
-    assert!(matches!(records_from_message("KL_MATERIAL_V1", 1, &m[0].2, &Realm::default()), Err(IndexError::UnexpectedRecord(_))));
+    assert!(matches!(
+        records_from_message("KL_MATERIAL_V1", 1, &m[0].2, &Realm::default()),
+        Err(IndexError::UnexpectedRecord(_))
+    ));
 }
 
 #[tokio::test]
@@ -320,7 +357,10 @@ async fn results_are_newest_first_and_the_cursor_walks_every_record_once() {
     }
     assert!(matches!(index.search(&Scope::All, &Query::default(), 0, None), Err(IndexError::InvalidQuery(_))));
     assert!(matches!(index.search(&Scope::All, &Query::default(), 1001, None), Err(IndexError::InvalidQuery(_))));
-    assert!(matches!(index.search(&Scope::All, &Query::default(), 10, Some("garbage")), Err(IndexError::InvalidQuery(_))));
+    assert!(matches!(
+        index.search(&Scope::All, &Query::default(), 10, Some("garbage")),
+        Err(IndexError::InvalidQuery(_))
+    ));
 }
 
 #[tokio::test]
@@ -334,28 +374,55 @@ async fn each_filter_selects_exactly_its_records() {
     // key by id, by ARN, by alias
     let by_id = set(ids(&index, &all, &q(vec![cond(TermFilter::Key, &key_uuid(1))])));
     let expected: BTreeSet<String> =
-        [control(1), control(2), control(3), req_hex(1), req_hex(2), req_hex(3), req_hex(5), req_hex(6)].into_iter().collect();
+        [control(1), control(2), control(3), req_hex(1), req_hex(2), req_hex(3), req_hex(5), req_hex(6)]
+            .into_iter()
+            .collect();
     assert_eq!(by_id, expected);
     let by_arn = set(ids(&index, &all, &q(vec![cond(TermFilter::Key, &key_arn(A, 1))])));
     assert_eq!(by_arn, expected);
-    assert_eq!(ids(&index, &all, &q(vec![cond(TermFilter::Key, "alias/payroll")])).len(), 2, "alias event + use by alias");
-    assert_eq!(set(ids(&index, &all, &q(vec![cond(TermFilter::Alias, "alias/payroll")]))), set(vec![control(2), req_hex(5)]));
+    assert_eq!(
+        ids(&index, &all, &q(vec![cond(TermFilter::Key, "alias/payroll")])).len(),
+        2,
+        "alias event + use by alias"
+    );
+    assert_eq!(
+        set(ids(&index, &all, &q(vec![cond(TermFilter::Alias, "alias/payroll")]))),
+        set(vec![control(2), req_hex(5)])
+    );
     // operation, outcome, error, principal (ARN and user), account
-    assert_eq!(set(ids(&index, &all, &q(vec![cond(TermFilter::Operation, "Decrypt")]))), set(vec![req_hex(2), req_hex(3), req_hex(6)]));
+    assert_eq!(
+        set(ids(&index, &all, &q(vec![cond(TermFilter::Operation, "Decrypt")]))),
+        set(vec![req_hex(2), req_hex(3), req_hex(6)])
+    );
     assert_eq!(ids(&index, &all, &q(vec![cond(TermFilter::Outcome, "denied")])), vec![req_hex(3)]);
     assert_eq!(ids(&index, &all, &q(vec![cond(TermFilter::ErrorName, "AccessDeniedException")])), vec![req_hex(3)]);
-    assert_eq!(ids(&index, &all, &q(vec![cond(TermFilter::Principal, "arn:aws:iam::444455556666:user/carol")])), vec![req_hex(4)]);
+    assert_eq!(
+        ids(&index, &all, &q(vec![cond(TermFilter::Principal, "arn:aws:iam::444455556666:user/carol")])),
+        vec![req_hex(4)]
+    );
     assert_eq!(ids(&index, &all, &q(vec![cond(TermFilter::Principal, "bob")])), vec![req_hex(2)]);
-    assert_eq!(set(ids(&index, &all, &q(vec![cond(TermFilter::Account, B)]))).len(), 3, "carol's use, mallory's denial and summary");
+    assert_eq!(
+        set(ids(&index, &all, &q(vec![cond(TermFilter::Account, B)]))).len(),
+        3,
+        "carol's use, mallory's denial and summary"
+    );
     assert_eq!(ids(&index, &all, &q(vec![cond(TermFilter::EventType, EVENT_SERVICE)])), vec![control(3)]);
     // several values are alternatives
-    let enc_or_gdk = Condition { field: TermFilter::Operation, values: vec!["Encrypt".into(), "GenerateDataKey".into()], exclude: false };
+    let enc_or_gdk = Condition {
+        field: TermFilter::Operation,
+        values: vec!["Encrypt".into(), "GenerateDataKey".into()],
+        exclude: false,
+    };
     assert_eq!(set(ids(&index, &all, &q(vec![enc_or_gdk]))), set(vec![req_hex(1), req_hex(4), req_hex(5)]));
     // time window [T0+11 ms, T0+21 ms)
-    let window = Query { from_us: Some((T0 as i64 + 11) * 1000), to_us: Some((T0 as i64 + 21) * 1000), ..Query::default() };
+    let window =
+        Query { from_us: Some((T0 as i64 + 11) * 1000), to_us: Some((T0 as i64 + 21) * 1000), ..Query::default() };
     assert_eq!(set(ids(&index, &all, &window)), set(vec![req_hex(3), req_hex(4), req_hex(5), summary_id()]));
     // encryption context, exact pair; dotted keys are one key
-    let ctx = |k: &str, v: &str, exclude: bool| Query { context: vec![ContextCondition { key: k.into(), value: v.into(), exclude }], ..Query::default() };
+    let ctx = |k: &str, v: &str, exclude: bool| Query {
+        context: vec![ContextCondition { key: k.into(), value: v.into(), exclude }],
+        ..Query::default()
+    };
     assert_eq!(set(ids(&index, &all, &ctx("purpose", "p1", false))), set(vec![req_hex(1), req_hex(4)]));
     assert_eq!(ids(&index, &all, &ctx("tenant.id", "t-1", false)).len(), 6);
     assert!(ids(&index, &all, &ctx("tenant", "t-1", false)).is_empty());
@@ -363,7 +430,11 @@ async fn each_filter_selects_exactly_its_records() {
     // free text: words, never query syntax
     let text = |t: &str| Query { text: Some(t.into()), ..Query::default() };
     assert_eq!(ids(&index, &all, &text("payroll export")), vec![control(1)]);
-    assert_eq!(set(ids(&index, &all, &text("PAYROLL"))), set(vec![control(1), req_hex(5)]), "case-folded; alias/payroll too");
+    assert_eq!(
+        set(ids(&index, &all, &text("PAYROLL"))),
+        set(vec![control(1), req_hex(5)]),
+        "case-folded; alias/payroll too"
+    );
     assert!(ids(&index, &all, &text("operation:Decrypt")).is_empty(), "field syntax is just words");
     assert_eq!(ids(&index, &all, &text("mallory requests")), vec![summary_id()]);
 }
@@ -376,13 +447,20 @@ async fn exclusions_work_alone_and_with_other_filters() {
     let not_ok = Query { conditions: vec![not(TermFilter::Outcome, "ok")], ..Query::default() };
     assert_eq!(ids(&index, &all, &not_ok).len(), 2, "the denial and the summary");
     // `Decrypt AND NOT denied` (the query parser returns 0 hits for this in tantivy 0.27)
-    let decrypt_not_denied = Query { conditions: vec![cond(TermFilter::Operation, "Decrypt"), not(TermFilter::Outcome, "denied")], ..Query::default() };
+    let decrypt_not_denied = Query {
+        conditions: vec![cond(TermFilter::Operation, "Decrypt"), not(TermFilter::Outcome, "denied")],
+        ..Query::default()
+    };
     assert_eq!(ids(&index, &all, &decrypt_not_denied).len(), 2);
-    let no_ctx = Query { context: vec![ContextCondition { key: "purpose".into(), value: "p0".into(), exclude: true }], ..Query::default() };
+    let no_ctx = Query {
+        context: vec![ContextCondition { key: "purpose".into(), value: "p0".into(), exclude: true }],
+        ..Query::default()
+    };
     assert_eq!(ids(&index, &all, &no_ctx).len(), 10 - 2);
     // account scope + exclusion only
     let scoped = Scope::Account(B.to_owned());
-    let not_suppressed = Query { conditions: vec![not(TermFilter::Operation, OPERATION_SUPPRESSED)], ..Query::default() };
+    let not_suppressed =
+        Query { conditions: vec![not(TermFilter::Operation, OPERATION_SUPPRESSED)], ..Query::default() };
     assert_eq!(ids(&index, &scoped, &not_suppressed).len(), 2);
 }
 
@@ -425,7 +503,17 @@ async fn key_usage_counts_operations_versions_and_users() {
     assert_eq!(u.key_id, key_uuid(1));
     assert_eq!(u.records, 8);
     let ops: BTreeMap<&str, u64> = u.by_operation.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    assert_eq!(ops, BTreeMap::from([("CreateAlias", 1), ("CreateKey", 1), ("Decrypt", 3), ("Encrypt", 1), ("GenerateDataKey", 1), ("RotateKey", 1)]));
+    assert_eq!(
+        ops,
+        BTreeMap::from([
+            ("CreateAlias", 1),
+            ("CreateKey", 1),
+            ("Decrypt", 3),
+            ("Encrypt", 1),
+            ("GenerateDataKey", 1),
+            ("RotateKey", 1)
+        ])
+    );
     assert_eq!(u.by_outcome.get("denied"), Some(&1));
     // versions: usage n%2 → 1 + n%2 for requests 1,2,3,5,6 (2,1,2,2,1) + CreateKey v1 + rotation v2
     assert_eq!(u.by_material_version, BTreeMap::from([(1, 3), (2, 4)]));
@@ -446,7 +534,8 @@ async fn a_crash_between_commits_loses_and_duplicates_nothing_on_resume() {
     {
         let index = AuditIndex::open(dir.path()).unwrap();
         // messages hold 1, 1, 4 and 3 records: the third triggers a commit, the fourth waits
-        let opts = WriterOptions { commit_every_docs: 5, commit_every: Duration::from_secs(3600), ..WriterOptions::default() };
+        let opts =
+            WriterOptions { commit_every_docs: 5, commit_every: Duration::from_secs(3600), ..WriterOptions::default() };
         let w = index.writer(opts).unwrap();
         for m in all.iter().take(4).cloned() {
             w.send(m).await.unwrap();
@@ -464,7 +553,11 @@ async fn a_crash_between_commits_loses_and_duplicates_nothing_on_resume() {
         w.abort();
         let committed = AuditIndex::open(dir.path()).unwrap().checkpoint().unwrap();
         assert_eq!(committed, s.committed, "the payload is what was committed");
-        assert_eq!((committed.last(CONTROL), committed.last(USAGE)), (2, 1), "the fourth message was still uncommitted when the writer died");
+        assert_eq!(
+            (committed.last(CONTROL), committed.last(USAGE)),
+            (2, 1),
+            "the fourth message was still uncommitted when the writer died"
+        );
         assert_eq!(AuditIndex::open(dir.path()).unwrap().num_docs(), 6);
     }
     let index = AuditIndex::open(dir.path()).unwrap();
@@ -500,7 +593,10 @@ async fn a_second_writer_on_the_same_directory_is_refused() {
 #[test]
 fn foreign_commit_payloads_are_refused() {
     assert!(Checkpoint::from_payload(Some("last_seq=5")).is_err());
-    assert!(Checkpoint::from_payload(Some(r#"{"format":"keyledger-audit-checkpoint","schema_version":99,"streams":{}}"#)).is_err());
+    assert!(Checkpoint::from_payload(Some(
+        r#"{"format":"keyledger-audit-checkpoint","schema_version":99,"streams":{}}"#
+    ))
+    .is_err());
     let c = Checkpoint { streams: BTreeMap::from([(CONTROL.to_owned(), 4)]) };
     assert_eq!(Checkpoint::from_payload(Some(&c.to_payload())).unwrap(), c);
     assert_eq!(c.resume_from(CONTROL), 5);

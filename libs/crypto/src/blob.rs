@@ -168,9 +168,7 @@ pub fn open(material: &KeyMaterial, blob: &[u8], ec: &EncryptionContext) -> Resu
     aad.extend_from_slice(&blob[..prefix_len]);
     aad.extend_from_slice(&canonical_context(ec));
 
-    let nonce: [u8; XNONCE_LEN] = blob[HEADER_LEN - XNONCE_LEN..HEADER_LEN]
-        .try_into()
-        .expect("slice of 24");
+    let nonce: [u8; XNONCE_LEN] = blob[HEADER_LEN - XNONCE_LEN..HEADER_LEN].try_into().expect("slice of 24");
     let key: &[u8; 32] = okm[0..32].try_into().expect("slice of 32");
     let mut body = Zeroizing::new(blob[prefix_len..].to_vec());
     xchacha(key)

@@ -73,10 +73,7 @@ pub fn parse_canonical_context(bytes: &[u8]) -> Result<EncryptionContext, &'stat
 }
 
 fn put_u32_len(out: &mut Vec<u8>, len: usize) {
-    assert!(
-        len <= MAX_FIELD,
-        "field longer than a u32 length prefix allows"
-    );
+    assert!(len <= MAX_FIELD, "field longer than a u32 length prefix allows");
     #[allow(clippy::cast_possible_truncation)] // checked just above
     out.extend_from_slice(&(len as u32).to_be_bytes());
 }
@@ -102,44 +99,23 @@ mod tests {
     use super::*;
 
     fn ec(pairs: &[(&str, &str)]) -> EncryptionContext {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
     fn concatenation_lookalikes_encode_differently() {
-        assert_ne!(
-            canonical_context(&ec(&[("ab", "c")])),
-            canonical_context(&ec(&[("a", "bc")]))
-        );
-        assert_ne!(
-            canonical_context(&ec(&[("a", ""), ("b", "")])),
-            canonical_context(&ec(&[("a", "\0\0\0\u{1}b")]))
-        );
+        assert_ne!(canonical_context(&ec(&[("ab", "c")])), canonical_context(&ec(&[("a", "bc")])));
+        assert_ne!(canonical_context(&ec(&[("a", ""), ("b", "")])), canonical_context(&ec(&[("a", "\0\0\0\u{1}b")])));
     }
 
     #[test]
     fn encoding_is_exactly_the_documented_layout() {
         let bytes = canonical_context(&ec(&[("b", "2"), ("a", "xy")]));
-        let expected: Vec<u8> = [
-            &[0, 0, 0, 2][..],
-            &[0, 0, 0, 1],
-            b"a",
-            &[0, 0, 0, 2],
-            b"xy",
-            &[0, 0, 0, 1],
-            b"b",
-            &[0, 0, 0, 1],
-            b"2",
-        ]
-        .concat();
+        let expected: Vec<u8> =
+            [&[0, 0, 0, 2][..], &[0, 0, 0, 1], b"a", &[0, 0, 0, 2], b"xy", &[0, 0, 0, 1], b"b", &[0, 0, 0, 1], b"2"]
+                .concat();
         assert_eq!(bytes, expected);
-        assert_eq!(
-            canonical_context(&EncryptionContext::new()),
-            vec![0, 0, 0, 0]
-        );
+        assert_eq!(canonical_context(&EncryptionContext::new()), vec![0, 0, 0, 0]);
     }
 
     #[test]
@@ -165,28 +141,12 @@ mod tests {
         assert!(parse_canonical_context(&[]).is_err());
 
         // Same pairs written in descending order: not canonical.
-        let unsorted: Vec<u8> = [
-            &[0, 0, 0, 2][..],
-            &[0, 0, 0, 1],
-            b"b",
-            &[0, 0, 0, 0],
-            &[0, 0, 0, 1],
-            b"a",
-            &[0, 0, 0, 0],
-        ]
-        .concat();
+        let unsorted: Vec<u8> =
+            [&[0, 0, 0, 2][..], &[0, 0, 0, 1], b"b", &[0, 0, 0, 0], &[0, 0, 0, 1], b"a", &[0, 0, 0, 0]].concat();
         assert!(parse_canonical_context(&unsorted).is_err());
         // Duplicate key.
-        let dup: Vec<u8> = [
-            &[0, 0, 0, 2][..],
-            &[0, 0, 0, 1],
-            b"a",
-            &[0, 0, 0, 0],
-            &[0, 0, 0, 1],
-            b"a",
-            &[0, 0, 0, 0],
-        ]
-        .concat();
+        let dup: Vec<u8> =
+            [&[0, 0, 0, 2][..], &[0, 0, 0, 1], b"a", &[0, 0, 0, 0], &[0, 0, 0, 1], b"a", &[0, 0, 0, 0]].concat();
         assert!(parse_canonical_context(&dup).is_err());
         // Invalid UTF-8.
         let bad: Vec<u8> = [&[0, 0, 0, 1][..], &[0, 0, 0, 1], &[0xFF], &[0, 0, 0, 0]].concat();

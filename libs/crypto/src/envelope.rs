@@ -93,17 +93,8 @@ pub struct EnvelopeHeader {
 impl EnvelopeHeader {
     /// A header with the [`DEFAULT_CHUNK_SIZE`].
     #[must_use]
-    pub fn new(
-        key_arn: String,
-        encryption_context: EncryptionContext,
-        encrypted_data_key: Vec<u8>,
-    ) -> Self {
-        EnvelopeHeader {
-            key_arn,
-            encryption_context,
-            encrypted_data_key,
-            chunk_size: DEFAULT_CHUNK_SIZE,
-        }
+    pub fn new(key_arn: String, encryption_context: EncryptionContext, encrypted_data_key: Vec<u8>) -> Self {
+        EnvelopeHeader { key_arn, encryption_context, encrypted_data_key, chunk_size: DEFAULT_CHUNK_SIZE }
     }
 
     /// The header bytes (format v1) with the given nonce prefix.
@@ -111,23 +102,11 @@ impl EnvelopeHeader {
         check_len("key ARN", self.key_arn.len(), 1, MAX_KEY_ARN_LEN)?;
         let ec = canonical_context(&self.encryption_context);
         check_len("encryption context", ec.len(), 4, MAX_CONTEXT_LEN)?;
-        check_len(
-            "encrypted data key",
-            self.encrypted_data_key.len(),
-            1,
-            MAX_ENCRYPTED_DATA_KEY_LEN,
-        )?;
+        check_len("encrypted data key", self.encrypted_data_key.len(), 1, MAX_ENCRYPTED_DATA_KEY_LEN)?;
         check_chunk_size(self.chunk_size)?;
 
         let mut out = Vec::with_capacity(
-            MAGIC.len()
-                + 1
-                + 12
-                + self.key_arn.len()
-                + ec.len()
-                + self.encrypted_data_key.len()
-                + 4
-                + NONCE_PREFIX_LEN,
+            MAGIC.len() + 1 + 12 + self.key_arn.len() + ec.len() + self.encrypted_data_key.len() + 4 + NONCE_PREFIX_LEN,
         );
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
@@ -187,12 +166,7 @@ impl ParsedEnvelopeHeader {
 ///
 /// # Panics
 /// If the OS random number generator fails.
-pub fn encrypt<R: Read, W: Write>(
-    data_key: &DataKey,
-    header: &EnvelopeHeader,
-    input: R,
-    output: W,
-) -> Result<u64> {
+pub fn encrypt<R: Read, W: Write>(data_key: &DataKey, header: &EnvelopeHeader, input: R, output: W) -> Result<u64> {
     let mut nonce_prefix = [0u8; NONCE_PREFIX_LEN];
     fill_random(&mut nonce_prefix);
     encrypt_with_nonce_prefix(data_key, header, nonce_prefix, input, output)
@@ -223,8 +197,7 @@ fn encrypt_dyn(
     let raw = header.encode(&nonce_prefix)?;
     let aad = blake3::hash(&raw);
     let chunk = header.chunk_size as usize;
-    let mut stream =
-        EncryptorBE32::<XChaCha20Poly1305>::from_aead(xchacha(&key), (&nonce_prefix).into());
+    let mut stream = EncryptorBE32::<XChaCha20Poly1305>::from_aead(xchacha(&key), (&nonce_prefix).into());
 
     output.write_all(&raw)?;
     // Holds plaintext between reads: zeroizing, and sized for the tag so it never reallocates.
@@ -239,9 +212,7 @@ fn encrypt_dyn(
         if n == chunk {
             stream
                 .encrypt_next_in_place(aad.as_bytes(), &mut *buf)
-                .map_err(|_| {
-                    CryptoError::Envelope("input too large: more than 2^32 - 1 chunks".to_owned())
-                })?;
+                .map_err(|_| CryptoError::Envelope("input too large: more than 2^32 - 1 chunks".to_owned()))?;
             output.write_all(&buf)?;
         } else {
             stream
@@ -268,9 +239,7 @@ pub fn read_header<R: Read>(input: &mut R) -> Result<ParsedEnvelopeHeader> {
     let mut raw = Vec::new();
     let start = take(input, &mut raw, MAGIC.len() + 1)?;
     if start[..MAGIC.len()] != MAGIC {
-        return Err(CryptoError::Envelope(
-            "not a Keyledger envelope file (bad magic)".to_owned(),
-        ));
+        return Err(CryptoError::Envelope("not a Keyledger envelope file (bad magic)".to_owned()));
     }
     if start[MAGIC.len()] != VERSION {
         return Err(CryptoError::Envelope(format!(
@@ -280,32 +249,17 @@ pub fn read_header<R: Read>(input: &mut R) -> Result<ParsedEnvelopeHeader> {
     }
 
     let arn = take_prefixed(input, &mut raw, "key ARN", 1, MAX_KEY_ARN_LEN)?;
-    let key_arn = String::from_utf8(arn)
-        .map_err(|_| CryptoError::Envelope("key ARN is not valid UTF-8".to_owned()))?;
+    let key_arn = String::from_utf8(arn).map_err(|_| CryptoError::Envelope("key ARN is not valid UTF-8".to_owned()))?;
     let ec_bytes = take_prefixed(input, &mut raw, "encryption context", 4, MAX_CONTEXT_LEN)?;
-    let encryption_context =
-        parse_canonical_context(&ec_bytes).map_err(|e| CryptoError::Envelope(e.to_owned()))?;
-    let encrypted_data_key = take_prefixed(
-        input,
-        &mut raw,
-        "encrypted data key",
-        1,
-        MAX_ENCRYPTED_DATA_KEY_LEN,
-    )?;
-    let chunk_size =
-        u32::from_be_bytes(take(input, &mut raw, 4)?.try_into().expect("took 4 bytes"));
+    let encryption_context = parse_canonical_context(&ec_bytes).map_err(|e| CryptoError::Envelope(e.to_owned()))?;
+    let encrypted_data_key = take_prefixed(input, &mut raw, "encrypted data key", 1, MAX_ENCRYPTED_DATA_KEY_LEN)?;
+    let chunk_size = u32::from_be_bytes(take(input, &mut raw, 4)?.try_into().expect("took 4 bytes"));
     check_chunk_size(chunk_size)?;
-    let nonce_prefix: [u8; NONCE_PREFIX_LEN] = take(input, &mut raw, NONCE_PREFIX_LEN)?
-        .try_into()
-        .expect("took 19 bytes");
+    let nonce_prefix: [u8; NONCE_PREFIX_LEN] =
+        take(input, &mut raw, NONCE_PREFIX_LEN)?.try_into().expect("took 19 bytes");
 
     Ok(ParsedEnvelopeHeader {
-        header: EnvelopeHeader {
-            key_arn,
-            encryption_context,
-            encrypted_data_key,
-            chunk_size,
-        },
+        header: EnvelopeHeader { key_arn, encryption_context, encrypted_data_key, chunk_size },
         nonce_prefix,
         raw,
     })
@@ -344,8 +298,7 @@ fn decrypt_dyn(
     let key = payload_key(data_key, &parsed.nonce_prefix)?;
     let aad = blake3::hash(&parsed.raw);
     let full = parsed.header.chunk_size as usize + TAG_LEN;
-    let mut stream =
-        DecryptorBE32::<XChaCha20Poly1305>::from_aead(xchacha(&key), (&parsed.nonce_prefix).into());
+    let mut stream = DecryptorBE32::<XChaCha20Poly1305>::from_aead(xchacha(&key), (&parsed.nonce_prefix).into());
 
     let mut buf = Zeroizing::new(Vec::with_capacity(full));
     let mut total: u64 = 0;
@@ -356,9 +309,7 @@ fn decrypt_dyn(
         let n = read_full(input, &mut buf)?;
         buf.truncate(n);
         if n == full {
-            stream
-                .decrypt_next_in_place(aad.as_bytes(), &mut *buf)
-                .map_err(|_| chunk_failed(index))?;
+            stream.decrypt_next_in_place(aad.as_bytes(), &mut *buf).map_err(|_| chunk_failed(index))?;
             output.write_all(&buf)?;
             total += buf.len() as u64;
         } else if n < TAG_LEN {
@@ -366,14 +317,10 @@ fn decrypt_dyn(
                 "file is truncated: chunk {index} (the final chunk) is missing or cut short"
             )));
         } else {
-            stream
-                .decrypt_last_in_place(aad.as_bytes(), &mut *buf)
-                .map_err(|_| chunk_failed(index))?;
+            stream.decrypt_last_in_place(aad.as_bytes(), &mut *buf).map_err(|_| chunk_failed(index))?;
             let mut probe = [0u8; 1];
             if read_full(input, &mut probe)? != 0 {
-                return Err(CryptoError::Envelope(
-                    "unexpected bytes after the final chunk".to_owned(),
-                ));
+                return Err(CryptoError::Envelope("unexpected bytes after the final chunk".to_owned()));
             }
             output.write_all(&buf)?;
             total += buf.len() as u64;
@@ -393,10 +340,7 @@ fn chunk_failed(index: u64) -> CryptoError {
 }
 
 /// `BLAKE3 derive_key(CTX_PAYLOAD, data key ‖ nonce prefix)`.
-fn payload_key(
-    data_key: &DataKey,
-    nonce_prefix: &[u8; NONCE_PREFIX_LEN],
-) -> Result<Zeroizing<[u8; 32]>> {
+fn payload_key(data_key: &DataKey, nonce_prefix: &[u8; NONCE_PREFIX_LEN]) -> Result<Zeroizing<[u8; 32]>> {
     let len = data_key.len();
     if !(MIN_DATA_KEY_LEN..=MAX_DATA_KEY_LEN).contains(&len) {
         return Err(CryptoError::Envelope(format!(
@@ -415,9 +359,7 @@ fn check_len(what: &str, len: usize, min: usize, max: usize) -> Result<()> {
     if (min..=max).contains(&len) {
         Ok(())
     } else {
-        Err(CryptoError::Envelope(format!(
-            "{what} length {len} is outside {min}..={max} bytes"
-        )))
+        Err(CryptoError::Envelope(format!("{what} length {len} is outside {min}..={max} bytes")))
     }
 }
 
@@ -449,22 +391,14 @@ fn read_full<R: Read + ?Sized>(input: &mut R, buf: &mut [u8]) -> std::io::Result
 fn take<R: Read>(input: &mut R, raw: &mut Vec<u8>, len: usize) -> Result<Vec<u8>> {
     let mut field = vec![0u8; len];
     if read_full(input, &mut field)? != len {
-        return Err(CryptoError::Envelope(
-            "file is truncated inside the header".to_owned(),
-        ));
+        return Err(CryptoError::Envelope("file is truncated inside the header".to_owned()));
     }
     raw.extend_from_slice(&field);
     Ok(field)
 }
 
 /// Reads a u32 length (checked against `min..=max`) and that many bytes.
-fn take_prefixed<R: Read>(
-    input: &mut R,
-    raw: &mut Vec<u8>,
-    what: &str,
-    min: usize,
-    max: usize,
-) -> Result<Vec<u8>> {
+fn take_prefixed<R: Read>(input: &mut R, raw: &mut Vec<u8>, what: &str, min: usize, max: usize) -> Result<Vec<u8>> {
     let len = u32::from_be_bytes(take(input, raw, 4)?.try_into().expect("took 4 bytes")) as usize;
     check_len(what, len, min, max)?;
     take(input, raw, len)

@@ -57,8 +57,8 @@ pub use context::{canonical_context, parse_canonical_context, EncryptionContext}
 pub use error::{CryptoError, Result};
 pub use harden::harden_process;
 pub use root::{
-    MaterialAad, RootKey, WrappedMaterial, MATERIAL_AAD_LABEL, MATERIAL_PURPOSE,
-    WRAPPED_MATERIAL_LEN, WRAPPED_MATERIAL_VERSION,
+    MaterialAad, RootKey, WrappedMaterial, MATERIAL_AAD_LABEL, MATERIAL_PURPOSE, WRAPPED_MATERIAL_LEN,
+    WRAPPED_MATERIAL_VERSION,
 };
 pub use secret::{DataKey, KeyMaterial, Plaintext, KEY_MATERIAL_LEN};
 

@@ -102,17 +102,14 @@ impl RootKey {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file = options.open(path).map_err(|e| {
-            CryptoError::RootKeyFile(format!("cannot create {}: {e}", path.display()))
-        })?;
+        let mut file = options
+            .open(path)
+            .map_err(|e| CryptoError::RootKeyFile(format!("cannot create {}: {e}", path.display())))?;
         let written = file.write_all(&content).and_then(|()| file.sync_all());
         if let Err(e) = written {
             drop(file);
             let _ = std::fs::remove_file(path);
-            return Err(CryptoError::RootKeyFile(format!(
-                "cannot write {}: {e}",
-                path.display()
-            )));
+            return Err(CryptoError::RootKeyFile(format!("cannot write {}: {e}", path.display())));
         }
         Ok(Self::from_bytes(*bytes))
     }
@@ -126,9 +123,8 @@ impl RootKey {
     /// `chmod 600`), or its content has the wrong length or is not hex. Messages name the
     /// path and the problem, never the content.
     pub fn load(path: &Path) -> Result<RootKey> {
-        let file = File::open(path).map_err(|e| {
-            CryptoError::RootKeyFile(format!("cannot open {}: {e}", path.display()))
-        })?;
+        let file =
+            File::open(path).map_err(|e| CryptoError::RootKeyFile(format!("cannot open {}: {e}", path.display())))?;
         Self::read_from(file, &path.display().to_string(), true)
     }
 
@@ -149,9 +145,7 @@ impl RootKey {
         #[cfg(target_os = "linux")]
         {
             if fd < 0 || fd == 1 || fd == 2 {
-                return Err(CryptoError::RootKeyFile(format!(
-                    "descriptor {fd} cannot carry the root key"
-                )));
+                return Err(CryptoError::RootKeyFile(format!("descriptor {fd} cannot carry the root key")));
             }
             let name = format!("descriptor {fd}");
             let file = File::open(format!("/proc/self/fd/{fd}"))
@@ -166,20 +160,14 @@ impl RootKey {
         #[cfg(not(target_os = "linux"))]
         {
             let _ = fd;
-            Err(CryptoError::RootKeyFile(
-                "loading the root key from a descriptor needs Linux".to_owned(),
-            ))
+            Err(CryptoError::RootKeyFile("loading the root key from a descriptor needs Linux".to_owned()))
         }
     }
 
     fn read_from(file: File, name: &str, must_be_regular: bool) -> Result<RootKey> {
-        let meta = file
-            .metadata()
-            .map_err(|e| CryptoError::RootKeyFile(format!("cannot stat {name}: {e}")))?;
+        let meta = file.metadata().map_err(|e| CryptoError::RootKeyFile(format!("cannot stat {name}: {e}")))?;
         if must_be_regular && !meta.is_file() {
-            return Err(CryptoError::RootKeyFile(format!(
-                "{name} is not a regular file"
-            )));
+            return Err(CryptoError::RootKeyFile(format!("{name} is not a regular file")));
         }
         #[cfg(unix)]
         if meta.is_file() {
@@ -205,9 +193,8 @@ impl RootKey {
             )));
         }
         let mut bytes = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(hex_part, bytes.as_mut()).map_err(|_| {
-            CryptoError::RootKeyFile(format!("{name} does not hold hex characters only"))
-        })?;
+        hex::decode_to_slice(hex_part, bytes.as_mut())
+            .map_err(|_| CryptoError::RootKeyFile(format!("{name} does not hold hex characters only")))?;
         Ok(Self::from_bytes(*bytes))
     }
 
@@ -259,11 +246,7 @@ impl RootKey {
         let mut buf = Zeroizing::new(Vec::with_capacity(KEY_MATERIAL_LEN + TAG_LEN));
         buf.extend_from_slice(material.as_bytes());
         cipher
-            .encrypt_in_place(
-                &XNonce::from(nonce),
-                &aad.canonical_bytes(&self.id),
-                &mut *buf,
-            )
+            .encrypt_in_place(&XNonce::from(nonce), &aad.canonical_bytes(&self.id), &mut *buf)
             .expect("XChaCha20-Poly1305 accepts 32-byte messages");
         let mut out = Vec::with_capacity(WRAPPED_MATERIAL_LEN);
         out.push(WRAPPED_MATERIAL_VERSION);
@@ -290,23 +273,14 @@ impl RootKey {
         }
         let root_id = WrappedMaterial::root_key_id_of(wrapped)?;
         if root_id != self.id {
-            return Err(CryptoError::WrongRootKey {
-                wrapped_by: root_id,
-                loaded: self.id,
-            });
+            return Err(CryptoError::WrongRootKey { wrapped_by: root_id, loaded: self.id });
         }
-        let nonce_bytes: [u8; XNONCE_LEN] = wrapped[17..17 + XNONCE_LEN]
-            .try_into()
-            .expect("length checked above");
+        let nonce_bytes: [u8; XNONCE_LEN] = wrapped[17..17 + XNONCE_LEN].try_into().expect("length checked above");
         let cipher = xchacha(&self.wrapping_key);
         let mut buf = Zeroizing::new(Vec::with_capacity(KEY_MATERIAL_LEN + TAG_LEN));
         buf.extend_from_slice(&wrapped[17 + XNONCE_LEN..]);
         cipher
-            .decrypt_in_place(
-                &XNonce::from(nonce_bytes),
-                &aad.canonical_bytes(&self.id),
-                &mut *buf,
-            )
+            .decrypt_in_place(&XNonce::from(nonce_bytes), &aad.canonical_bytes(&self.id), &mut *buf)
             .map_err(|_| CryptoError::UnwrapFailed)?;
         let mut material = Zeroizing::new([0u8; KEY_MATERIAL_LEN]);
         material.copy_from_slice(&buf);
@@ -370,9 +344,7 @@ impl MaterialAad<'_> {
     /// If the account name is longer than 4 GiB − 1 bytes.
     #[must_use]
     pub fn canonical_bytes(&self, root_key_id: &[u8; 16]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            MATERIAL_AAD_LABEL.len() + 16 + 4 + self.account.len() + 16 + 4 + 4 + 12,
-        );
+        let mut out = Vec::with_capacity(MATERIAL_AAD_LABEL.len() + 16 + 4 + self.account.len() + 16 + 4 + 4 + 12);
         out.extend_from_slice(MATERIAL_AAD_LABEL.as_bytes());
         out.extend_from_slice(root_key_id);
         let account_len = u32::try_from(self.account.len()).expect("account name too long");

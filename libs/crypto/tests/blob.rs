@@ -4,17 +4,13 @@ use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use keyledger_crypto::blob::{self, BLOB_OVERHEAD, HEADER_LEN, MAX_CIPHERTEXT_BLOB_LEN};
 use keyledger_crypto::{
-    canonical_context, open, parse_header, seal, BlobHeader, CryptoError, EncryptionContext,
-    KeyMaterial,
+    canonical_context, open, parse_header, seal, BlobHeader, CryptoError, EncryptionContext, KeyMaterial,
 };
 
 const KEY_ID: [u8; 16] = [0x11; 16];
 
 fn ec(pairs: &[(&str, &str)]) -> EncryptionContext {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 fn is_invalid(r: Result<keyledger_crypto::Plaintext, CryptoError>) -> bool {
@@ -39,13 +35,7 @@ fn header_names_key_and_material_version() {
     let m = KeyMaterial::generate();
     let key_id = *b"0123456789abcdef";
     let b = seal(&m, key_id, 0xDEAD_BEEF, &EncryptionContext::new(), b"x");
-    assert_eq!(
-        parse_header(&b).unwrap(),
-        BlobHeader {
-            key_id,
-            material_version: 0xDEAD_BEEF
-        }
-    );
+    assert_eq!(parse_header(&b).unwrap(), BlobHeader { key_id, material_version: 0xDEAD_BEEF });
     assert_eq!(&b[..3], b"KL\x01");
 }
 
@@ -53,10 +43,7 @@ fn header_names_key_and_material_version() {
 fn two_seals_of_the_same_plaintext_differ() {
     let m = KeyMaterial::generate();
     let ctx = EncryptionContext::new();
-    assert_ne!(
-        seal(&m, KEY_ID, 1, &ctx, b"same"),
-        seal(&m, KEY_ID, 1, &ctx, b"same")
-    );
+    assert_ne!(seal(&m, KEY_ID, 1, &ctx, b"same"), seal(&m, KEY_ID, 1, &ctx, b"same"));
 }
 
 #[test]
@@ -146,13 +133,7 @@ fn aead_valid_body_with_a_forged_commitment_is_rejected() {
     let nonce = XNonce::try_from(&b[HEADER_LEN - 24..HEADER_LEN]).unwrap();
     let body = XChaCha20Poly1305::new_from_slice(&okm[..32])
         .unwrap()
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: b"payload",
-                aad: &aad,
-            },
-        )
+        .encrypt(&nonce, Payload { msg: b"payload", aad: &aad })
         .unwrap();
     let mut forged = b[..HEADER_LEN].to_vec();
     forged.extend_from_slice(&forged_commitment);
@@ -169,10 +150,7 @@ fn truncated_blobs_are_invalid_ciphertext() {
         assert!(is_invalid(open(&m, &b[..len], &ctx)), "length {len}");
     }
     for len in 0..BLOB_OVERHEAD {
-        assert!(matches!(
-            parse_header(&b[..len]),
-            Err(CryptoError::InvalidCiphertext)
-        ));
+        assert!(matches!(parse_header(&b[..len]), Err(CryptoError::InvalidCiphertext)));
     }
     let mut longer = b.clone();
     longer.push(0);
@@ -187,10 +165,7 @@ fn unknown_version_or_magic_is_rejected_by_parse_header() {
     for (i, v) in [(2usize, 0u8), (2, 2), (2, 0xFF), (0, b'k'), (1, b'l')] {
         let mut t = b.clone();
         t[i] = v;
-        assert!(matches!(
-            parse_header(&t),
-            Err(CryptoError::InvalidCiphertext)
-        ));
+        assert!(matches!(parse_header(&t), Err(CryptoError::InvalidCiphertext)));
     }
 }
 
@@ -226,13 +201,7 @@ fn layout_matches_the_documented_format_built_from_primitives() {
     aad.extend_from_slice(&[0, 0, 0, 1, b'b', 0, 0, 0, 1, b'2']);
     let body = XChaCha20Poly1305::new_from_slice(&okm[..32])
         .unwrap()
-        .encrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
+        .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &aad })
         .unwrap();
     let mut expected = header;
     expected.extend_from_slice(&okm[32..]);

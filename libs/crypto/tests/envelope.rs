@@ -4,9 +4,7 @@ use std::io::Cursor;
 
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
-use keyledger_crypto::envelope::{
-    self, decrypt_body, read_header, EnvelopeHeader, DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE,
-};
+use keyledger_crypto::envelope::{self, decrypt_body, read_header, EnvelopeHeader, DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE};
 use keyledger_crypto::{CryptoError, DataKey, EncryptionContext};
 
 const ARN: &str = "arn:aws:kms:eu-west-1:111122223333:key/6f1c1d1e-0000-4000-8000-000000000001";
@@ -15,12 +13,7 @@ fn header(chunk_size: u32) -> EnvelopeHeader {
     let mut ec = EncryptionContext::new();
     ec.insert("file".into(), "report.pdf".into());
     ec.insert("owner".into(), "alice".into());
-    EnvelopeHeader {
-        key_arn: ARN.into(),
-        encryption_context: ec,
-        encrypted_data_key: vec![0xE0; 127],
-        chunk_size,
-    }
+    EnvelopeHeader { key_arn: ARN.into(), encryption_context: ec, encrypted_data_key: vec![0xE0; 127], chunk_size }
 }
 
 fn data(len: usize) -> Vec<u8> {
@@ -95,10 +88,7 @@ fn header_fields_read_back_exactly() {
     let parsed = read_header(&mut input).unwrap();
     assert_eq!(parsed.header(), &h);
     assert_eq!(&file[..6], b"KLENV\x01");
-    assert_eq!(
-        &file[parsed.raw_bytes().len() - 19..parsed.raw_bytes().len()],
-        parsed.nonce_prefix()
-    );
+    assert_eq!(&file[parsed.raw_bytes().len() - 19..parsed.raw_bytes().len()], parsed.nonce_prefix());
     assert_eq!(input.position() as usize, parsed.raw_bytes().len());
 }
 
@@ -124,25 +114,14 @@ fn truncation_at_any_chunk_boundary_or_inside_a_chunk_is_an_error() {
         assert_eq!(out.len(), k * c, "only verified chunks were written");
     }
     // Inside chunks and inside the final chunk, and one byte short of the end.
-    for cut in [
-        hl + 1,
-        hl + 15,
-        hl + 16,
-        hl + 500,
-        hl + full + 700,
-        file.len() - 1,
-        file.len() - 16,
-    ] {
+    for cut in [hl + 1, hl + 15, hl + 16, hl + 500, hl + full + 700, file.len() - 1, file.len() - 16] {
         let (_, r) = open_file(&key, &file[..cut]);
         assert!(matches!(r, Err(CryptoError::Envelope(_))), "cut at {cut}");
     }
     // Inside the header.
     for cut in [0, 3, 6, 10, hl - 1] {
         let (_, r) = open_file(&key, &file[..cut]);
-        assert!(
-            matches!(r, Err(CryptoError::Envelope(_))),
-            "header cut at {cut}"
-        );
+        assert!(matches!(r, Err(CryptoError::Envelope(_))), "header cut at {cut}");
     }
 }
 
@@ -172,14 +151,7 @@ fn swapped_duplicated_or_dropped_chunks_are_errors() {
         f
     };
     assert!(open_file(&key, &assemble(&[0, 1, 2, 3])).1.is_ok());
-    for order in [
-        &[1, 0, 2, 3][..],
-        &[0, 1, 3, 2],
-        &[0, 0, 2, 3],
-        &[0, 1, 2],
-        &[1, 2, 3],
-        &[0, 1, 2, 3, 3],
-    ] {
+    for order in [&[1, 0, 2, 3][..], &[0, 1, 3, 2], &[0, 0, 2, 3], &[0, 1, 2], &[1, 2, 3], &[0, 1, 2, 3, 3]] {
         let (_, r) = open_file(&key, &assemble(order));
         assert!(matches!(r, Err(CryptoError::Envelope(_))), "{order:?}");
     }
@@ -199,11 +171,7 @@ fn bytes_after_the_final_chunk_are_an_error() {
         f.extend_from_slice(extra);
         let (out, r) = open_file(&key, &f);
         assert!(matches!(r, Err(CryptoError::Envelope(_))));
-        assert_eq!(
-            out.len(),
-            1024,
-            "the unconfirmed final chunk is not written"
-        );
+        assert_eq!(out.len(), 1024, "the unconfirmed final chunk is not written");
     }
     // A second, complete envelope appended is trailing data too.
     let mut f = file.clone();
@@ -274,12 +242,7 @@ fn out_of_bound_header_fields_are_refused_when_writing() {
         assert!(out.is_empty());
     }
     for len in [0, 15, 1025] {
-        let r = envelope::encrypt(
-            &DataKey::generate(len),
-            &header(1024),
-            Cursor::new(b"x"),
-            Vec::new(),
-        );
+        let r = envelope::encrypt(&DataKey::generate(len), &header(1024), Cursor::new(b"x"), Vec::new());
         assert!(matches!(r, Err(CryptoError::Envelope(_))), "data key {len}");
     }
 }
@@ -289,46 +252,17 @@ fn garbage_headers_give_clear_errors() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"%PDF-1.7 not an envelope".to_vec(), "magic"),
         (b"KLENV\x02".to_vec(), "version"),
+        ([&b"KLENV\x01"[..], &[0xFF, 0xFF, 0xFF, 0xFF]].concat(), "key ARN length"),
+        ([&b"KLENV\x01"[..], &[0, 0, 0, 0]].concat(), "key ARN length"),
+        ([&b"KLENV\x01"[..], &[0, 0, 0, 2, 0xC3, 0x28]].concat(), "UTF-8"),
+        ([&b"KLENV\x01"[..], &[0, 0, 0, 1, b'a', 0, 1, 0, 1]].concat(), "encryption context length"),
+        ([&b"KLENV\x01"[..], &[0, 0, 0, 1, b'a', 0, 0, 0, 4, 0, 0, 0, 1]].concat(), "truncated"),
         (
-            [&b"KLENV\x01"[..], &[0xFF, 0xFF, 0xFF, 0xFF]].concat(),
-            "key ARN length",
-        ),
-        (
-            [&b"KLENV\x01"[..], &[0, 0, 0, 0]].concat(),
-            "key ARN length",
-        ),
-        (
-            [&b"KLENV\x01"[..], &[0, 0, 0, 2, 0xC3, 0x28]].concat(),
-            "UTF-8",
-        ),
-        (
-            [&b"KLENV\x01"[..], &[0, 0, 0, 1, b'a', 0, 1, 0, 1]].concat(),
-            "encryption context length",
-        ),
-        (
-            [
-                &b"KLENV\x01"[..],
-                &[0, 0, 0, 1, b'a', 0, 0, 0, 4, 0, 0, 0, 1],
-            ]
-            .concat(),
-            "truncated",
-        ),
-        (
-            [
-                &b"KLENV\x01"[..],
-                &[0, 0, 0, 1, b'a', 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0x18, 1],
-            ]
-            .concat(),
+            [&b"KLENV\x01"[..], &[0, 0, 0, 1, b'a', 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0x18, 1]].concat(),
             "encrypted data key length",
         ),
         (
-            [
-                &b"KLENV\x01"[..],
-                &[
-                    0, 0, 0, 1, b'a', 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1, 9, 0, 0, 0, 9,
-                ],
-            ]
-            .concat(),
+            [&b"KLENV\x01"[..], &[0, 0, 0, 1, b'a', 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1, 9, 0, 0, 0, 9]].concat(),
             "chunk size",
         ),
         (b"KLE".to_vec(), "truncated"),
@@ -349,8 +283,7 @@ fn format_matches_the_documented_stream_construction_built_from_primitives() {
     let prefix = [0x37u8; 19];
     let plaintext = data(2 * 1024 + 5);
     let mut actual = Vec::new();
-    envelope::encrypt_with_nonce_prefix(&key, &h, prefix, Cursor::new(&plaintext), &mut actual)
-        .unwrap();
+    envelope::encrypt_with_nonce_prefix(&key, &h, prefix, Cursor::new(&plaintext), &mut actual).unwrap();
 
     let mut expected = b"KLENV\x01".to_vec();
     expected.extend_from_slice(&(ARN.len() as u32).to_be_bytes());
@@ -367,24 +300,13 @@ fn format_matches_the_documented_stream_construction_built_from_primitives() {
     km.extend_from_slice(&prefix);
     let payload_key = blake3::derive_key("keyledger 2026-11-29 envelope payload v1", &km);
     let aead = XChaCha20Poly1305::new_from_slice(&payload_key).unwrap();
-    let chunks: Vec<&[u8]> = vec![
-        &plaintext[..1024],
-        &plaintext[1024..2048],
-        &plaintext[2048..],
-    ];
+    let chunks: Vec<&[u8]> = vec![&plaintext[..1024], &plaintext[1024..2048], &plaintext[2048..]];
     for (i, chunk) in chunks.iter().enumerate() {
         let mut nonce = prefix.to_vec();
         nonce.extend_from_slice(&(i as u32).to_be_bytes());
         nonce.push(u8::from(i == 2));
-        let ct = aead
-            .encrypt(
-                &XNonce::try_from(&nonce[..]).unwrap(),
-                Payload {
-                    msg: chunk,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .unwrap();
+        let ct =
+            aead.encrypt(&XNonce::try_from(&nonce[..]).unwrap(), Payload { msg: chunk, aad: aad.as_bytes() }).unwrap();
         expected.extend_from_slice(&ct);
     }
     assert_eq!(hex::encode(&actual), hex::encode(&expected));

@@ -18,10 +18,7 @@ impl Read for Generator {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = (buf.len() as u64).min(self.remaining) as usize;
         for b in &mut buf[..n] {
-            self.state = self
-                .state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
+            self.state = self.state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             *b = (self.state >> 56) as u8;
         }
         self.remaining -= n as u64;
@@ -70,13 +67,7 @@ fn encrypting_and_decrypting_32_mib_stays_within_a_few_chunks_of_memory() {
                 Ok(n)
             }
         }
-        let input = Tee(
-            Generator {
-                remaining: INPUT_BYTES,
-                state: 7,
-            },
-            &mut expected,
-        );
+        let input = Tee(Generator { remaining: INPUT_BYTES, state: 7 }, &mut expected);
         let n = envelope::encrypt(&key, &header, input, io::BufWriter::new(&mut file)).unwrap();
         assert_eq!(n, INPUT_BYTES);
     }
@@ -84,10 +75,7 @@ fn encrypting_and_decrypting_32_mib_stays_within_a_few_chunks_of_memory() {
     let mut reader = io::BufReader::new(file);
     let parsed = envelope::read_header(&mut reader).unwrap();
     let mut sink = HashSink(blake3::Hasher::new(), 0);
-    assert_eq!(
-        envelope::decrypt_body(&key, &parsed, &mut reader, &mut sink).unwrap(),
-        INPUT_BYTES
-    );
+    assert_eq!(envelope::decrypt_body(&key, &parsed, &mut reader, &mut sink).unwrap(), INPUT_BYTES);
     assert_eq!(sink.1, INPUT_BYTES);
     assert_eq!(sink.0.finalize(), expected.finalize());
 
@@ -95,8 +83,5 @@ fn encrypting_and_decrypting_32_mib_stays_within_a_few_chunks_of_memory() {
     eprintln!("peak RSS grew by {grown_kib} KiB");
     // A few 64 KiB chunk buffers plus I/O buffers; buffering the file would be 32 MiB.
     let limit_kib = 12 * 1024;
-    assert!(
-        grown_kib < limit_kib,
-        "peak RSS grew by {grown_kib} KiB (chunk size {DEFAULT_CHUNK_SIZE} bytes)"
-    );
+    assert!(grown_kib < limit_kib, "peak RSS grew by {grown_kib} KiB (chunk size {DEFAULT_CHUNK_SIZE} bytes)");
 }

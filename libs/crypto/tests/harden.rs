@@ -16,8 +16,5 @@ fn hardened_process_is_not_dumpable_and_has_no_core_limit() {
     let path = dir.path().join("root.key");
     let key = keyledger_crypto::RootKey::create_file(&path).unwrap();
     let fd = std::os::fd::IntoRawFd::into_raw_fd(std::fs::File::open(&path).unwrap());
-    assert_eq!(
-        keyledger_crypto::RootKey::load_from_fd(fd).unwrap().id(),
-        key.id()
-    );
+    assert_eq!(keyledger_crypto::RootKey::load_from_fd(fd).unwrap().id(), key.id());
 }

@@ -15,8 +15,7 @@ use std::io::Cursor;
 use keyledger_crypto::blob::{seal_with_nonce, BLOB_OVERHEAD};
 use keyledger_crypto::envelope::{self, EnvelopeHeader};
 use keyledger_crypto::{
-    canonical_context, open, parse_canonical_context, parse_header, BlobHeader, DataKey,
-    EncryptionContext, KeyMaterial,
+    canonical_context, open, parse_canonical_context, parse_header, BlobHeader, DataKey, EncryptionContext, KeyMaterial,
 };
 
 /// xorshift64* (Vigna, "An experimental exploration of Marsaglia's xorshift generators").
@@ -99,9 +98,7 @@ fn mutant(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
 /// A random context of 0–3 pairs, with multi-byte UTF-8 and empty strings.
 fn random_context(rng: &mut Rng) -> EncryptionContext {
     const WORDS: [&str; 8] = ["", "a", "b", "purpose", "tenant", "ü", "€uro", "aa"];
-    (0..rng.below(4))
-        .map(|_| (WORDS[rng.below(8)].to_owned(), WORDS[rng.below(8)].to_owned()))
-        .collect()
+    (0..rng.below(4)).map(|_| (WORDS[rng.below(8)].to_owned(), WORDS[rng.below(8)].to_owned())).collect()
 }
 
 /// Runs `f`, turning a panic into a test failure that shows the input.
@@ -245,7 +242,8 @@ fn mutated_or_random_envelope_files_never_panic_and_never_decrypt() {
         let raw = parsed.raw_bytes();
         assert_eq!(raw, &input[..raw.len()], "raw header bytes differ from the input");
         let mut out = Vec::new();
-        let decrypted = no_panic("decrypt_body", &input, || envelope::decrypt_body(&key, &parsed, &mut reader, &mut out));
+        let decrypted =
+            no_panic("decrypt_body", &input, || envelope::decrypt_body(&key, &parsed, &mut reader, &mut out));
         if input == *file {
             assert_eq!(decrypted.unwrap(), plaintext.len() as u64);
             assert_eq!(out, *plaintext);

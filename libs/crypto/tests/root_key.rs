@@ -4,9 +4,7 @@ use std::fs;
 use std::os::fd::IntoRawFd;
 use std::os::unix::fs::PermissionsExt;
 
-use keyledger_crypto::{
-    CryptoError, KeyMaterial, MaterialAad, RootKey, WrappedMaterial, WRAPPED_MATERIAL_LEN,
-};
+use keyledger_crypto::{CryptoError, KeyMaterial, MaterialAad, RootKey, WrappedMaterial, WRAPPED_MATERIAL_LEN};
 
 const ROOT_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
@@ -22,11 +20,7 @@ fn write_key_file(dir: &tempfile::TempDir, content: &str, mode: u32) -> std::pat
 }
 
 fn aad(account: &str) -> MaterialAad<'_> {
-    MaterialAad {
-        account,
-        key_id: [7; 16],
-        version: 1,
-    }
+    MaterialAad { account, key_id: [7; 16], version: 1 }
 }
 
 #[test]
@@ -81,15 +75,9 @@ fn root_key_file_with_wrong_length_or_non_hex_is_refused_without_echoing_it() {
 #[test]
 fn missing_root_key_file_or_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(
-        RootKey::load(&dir.path().join("absent")),
-        Err(CryptoError::RootKeyFile(_))
-    ));
+    assert!(matches!(RootKey::load(&dir.path().join("absent")), Err(CryptoError::RootKeyFile(_))));
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    assert!(matches!(
-        RootKey::load(dir.path()),
-        Err(CryptoError::RootKeyFile(_))
-    ));
+    assert!(matches!(RootKey::load(dir.path()), Err(CryptoError::RootKeyFile(_))));
 }
 
 #[test]
@@ -102,9 +90,7 @@ fn create_file_writes_a_0600_hex_file_that_loads_back() {
     let content = fs::read_to_string(&path).unwrap();
     assert_eq!(content.len(), 65);
     assert!(content.ends_with('\n'));
-    assert!(content[..64]
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(content[..64].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     assert_eq!(RootKey::load(&path).unwrap().id(), created.id());
 }
 
@@ -112,10 +98,7 @@ fn create_file_writes_a_0600_hex_file_that_loads_back() {
 fn create_file_refuses_to_overwrite_an_existing_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_key_file(&dir, &format!("{ROOT_HEX}\n"), 0o600);
-    assert!(matches!(
-        RootKey::create_file(&path),
-        Err(CryptoError::RootKeyFile(_))
-    ));
+    assert!(matches!(RootKey::create_file(&path), Err(CryptoError::RootKeyFile(_))));
     assert_eq!(fs::read_to_string(&path).unwrap(), format!("{ROOT_HEX}\n"));
 }
 
@@ -146,15 +129,9 @@ fn root_key_descriptor_of_a_loose_file_or_stdout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_key_file(&dir, &format!("{ROOT_HEX}\n"), 0o644);
     let fd = fs::File::open(&path).unwrap().into_raw_fd();
-    assert!(matches!(
-        RootKey::load_from_fd(fd),
-        Err(CryptoError::RootKeyFile(_))
-    ));
+    assert!(matches!(RootKey::load_from_fd(fd), Err(CryptoError::RootKeyFile(_))));
     for fd in [-1, 1, 2] {
-        assert!(matches!(
-            RootKey::load_from_fd(fd),
-            Err(CryptoError::RootKeyFile(_))
-        ));
+        assert!(matches!(RootKey::load_from_fd(fd), Err(CryptoError::RootKeyFile(_))));
     }
 }
 
@@ -173,23 +150,11 @@ fn root_key_id_and_material_id_follow_their_blake3_definitions() {
     let full = blake3::derive_key("keyledger 2026-11-29 root key id v1", &root_bytes());
     assert_eq!(key.id(), full[..16]);
     let m = KeyMaterial::from_bytes([3; 32]);
-    let ck = blake3::derive_key(
-        "keyledger 2026-11-29 key material commitment v1",
-        &root_bytes(),
-    );
-    assert_eq!(
-        key.material_id(&m),
-        *blake3::keyed_hash(&ck, &[3; 32]).as_bytes()
-    );
+    let ck = blake3::derive_key("keyledger 2026-11-29 key material commitment v1", &root_bytes());
+    assert_eq!(key.material_id(&m), *blake3::keyed_hash(&ck, &[3; 32]).as_bytes());
     // Different material, different id; different root, different id for the same material.
-    assert_ne!(
-        key.material_id(&m),
-        key.material_id(&KeyMaterial::from_bytes([4; 32]))
-    );
-    assert_ne!(
-        key.material_id(&m),
-        RootKey::from_bytes([1; 32]).material_id(&m)
-    );
+    assert_ne!(key.material_id(&m), key.material_id(&KeyMaterial::from_bytes([4; 32])));
+    assert_ne!(key.material_id(&m), RootKey::from_bytes([1; 32]).material_id(&m));
 }
 
 #[test]
@@ -200,57 +165,29 @@ fn wrap_then_unwrap_returns_the_material() {
     assert_eq!(w.as_bytes().len(), WRAPPED_MATERIAL_LEN);
     assert_eq!(w.as_bytes()[0], 1);
     assert_eq!(&w.as_bytes()[1..17], &key.id());
-    assert_eq!(
-        WrappedMaterial::root_key_id_of(w.as_bytes()).unwrap(),
-        key.id()
-    );
+    assert_eq!(WrappedMaterial::root_key_id_of(w.as_bytes()).unwrap(), key.id());
     assert_eq!(w.digest(), *blake3::hash(w.as_bytes()).as_bytes());
     let back = key.unwrap(&aad("111122223333"), w.as_bytes()).unwrap();
     assert_eq!(back.as_bytes(), m.as_bytes());
-    let verified = key
-        .unwrap_verified(&aad("111122223333"), w.as_bytes(), &key.material_id(&m))
-        .unwrap();
+    let verified = key.unwrap_verified(&aad("111122223333"), w.as_bytes(), &key.material_id(&m)).unwrap();
     assert_eq!(verified.as_bytes(), m.as_bytes());
-    assert_ne!(
-        w,
-        key.wrap(&aad("111122223333"), &m),
-        "fresh nonce per wrap"
-    );
+    assert_ne!(w, key.wrap(&aad("111122223333"), &m), "fresh nonce per wrap");
 }
 
 #[test]
 fn unwrap_with_another_account_key_id_or_version_fails() {
     let key = RootKey::generate();
     let m = KeyMaterial::generate();
-    let good = MaterialAad {
-        account: "acct",
-        key_id: [1; 16],
-        version: 2,
-    };
+    let good = MaterialAad { account: "acct", key_id: [1; 16], version: 2 };
     let w = key.wrap(&good, &m);
     for wrong in [
-        MaterialAad {
-            account: "acct2",
-            ..good
-        },
-        MaterialAad {
-            account: "",
-            ..good
-        },
-        MaterialAad {
-            key_id: [2; 16],
-            ..good
-        },
+        MaterialAad { account: "acct2", ..good },
+        MaterialAad { account: "", ..good },
+        MaterialAad { key_id: [2; 16], ..good },
         MaterialAad { version: 1, ..good },
         MaterialAad { version: 3, ..good },
     ] {
-        assert!(
-            matches!(
-                key.unwrap(&wrong, w.as_bytes()),
-                Err(CryptoError::UnwrapFailed)
-            ),
-            "{wrong:?}"
-        );
+        assert!(matches!(key.unwrap(&wrong, w.as_bytes()), Err(CryptoError::UnwrapFailed)), "{wrong:?}");
     }
 }
 
@@ -277,10 +214,7 @@ fn tampered_or_malformed_wrapped_material_fails_to_unwrap() {
     for i in (0..bytes.len()).filter(|i| !(1..17).contains(i)) {
         let mut t = bytes.to_vec();
         t[i] ^= 0x01;
-        assert!(
-            matches!(key.unwrap(&aad("x"), &t), Err(CryptoError::UnwrapFailed)),
-            "byte {i}"
-        );
+        assert!(matches!(key.unwrap(&aad("x"), &t), Err(CryptoError::UnwrapFailed)), "byte {i}");
     }
     assert!(key.unwrap(&aad("x"), &bytes[..bytes.len() - 1]).is_err());
     let mut longer = bytes.to_vec();
@@ -303,11 +237,7 @@ fn unwrap_verified_rejects_material_that_differs_from_the_logged_commitment() {
 
 #[test]
 fn material_aad_layout_is_the_documented_one() {
-    let a = MaterialAad {
-        account: "ab",
-        key_id: [0xEE; 16],
-        version: 0x0A0B_0C0D,
-    };
+    let a = MaterialAad { account: "ab", key_id: [0xEE; 16], version: 0x0A0B_0C0D };
     let root_id = [0x99u8; 16];
     let mut expected = b"keyledger material aad v1".to_vec();
     expected.extend_from_slice(&root_id);

@@ -22,11 +22,10 @@
 //! that are not (or no longer) due.
 
 use keyledger_events::{
-    codes, AggregateKind, AliasCreatedV1, AliasDeletedV1, AliasUpdatedV1, Body, Draft,
-    KeyCreatedV1, KeyDeletedV1, KeyDeletionCancelledV1, KeyDeletionScheduledV1,
-    KeyDescriptionUpdatedV1, KeyDisabledV1, KeyEnabledV1, KeyMaterialRotatedV1,
-    KeyRotationDisabledV1, KeyRotationEnabledV1, KeyTagsAddedV1, KeyTagsRemovedV1,
-    MaterialRefV1, PrincipalV1, TagV1, MAX_BODY_BYTES,
+    codes, AggregateKind, AliasCreatedV1, AliasDeletedV1, AliasUpdatedV1, Body, Draft, KeyCreatedV1, KeyDeletedV1,
+    KeyDeletionCancelledV1, KeyDeletionScheduledV1, KeyDescriptionUpdatedV1, KeyDisabledV1, KeyEnabledV1,
+    KeyMaterialRotatedV1, KeyRotationDisabledV1, KeyRotationEnabledV1, KeyTagsAddedV1, KeyTagsRemovedV1, MaterialRefV1,
+    PrincipalV1, TagV1, MAX_BODY_BYTES,
 };
 
 use crate::api::{KeySpec, Operation, Origin, Request};
@@ -70,7 +69,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_keys_per_account: 100_000, max_aliases_per_key: 50, max_tags_per_key: 50, max_on_demand_rotations: 25 }
+        Self {
+            max_keys_per_account: 100_000,
+            max_aliases_per_key: 50,
+            max_tags_per_key: 50,
+            max_on_demand_rotations: 25,
+        }
     }
 }
 
@@ -165,13 +169,19 @@ pub fn material_needed(
         }
         Command::Request(Request::RotateKeyOnDemand(r)) => {
             match resolve_managed(p, realm, caller, &r.key_id, Operation::RotateKeyOnDemand) {
-                Ok(key) => Some(MaterialNeed { account: key.account.clone(), key_id: key.id, version: key.next_material_version() }),
+                Ok(key) => Some(MaterialNeed {
+                    account: key.account.clone(),
+                    key_id: key.id,
+                    version: key.next_material_version(),
+                }),
                 Err(_) => None,
             }
         }
-        Command::RotationDue { account, key_id, .. } => p
-            .key(account, key_id)
-            .map(|key| MaterialNeed { account: account.clone(), key_id: *key_id, version: key.next_material_version() }),
+        Command::RotationDue { account, key_id, .. } => p.key(account, key_id).map(|key| MaterialNeed {
+            account: account.clone(),
+            key_id: *key_id,
+            version: key.next_material_version(),
+        }),
         _ => None,
     })
 }
@@ -196,7 +206,9 @@ pub fn decide(
         if size > MAX_BODY_BYTES {
             return Err(KmsError::new(
                 ErrorKind::LimitExceeded,
-                format!("The request is too large to record: its event would be {size} bytes (at most {MAX_BODY_BYTES})."),
+                format!(
+                    "The request is too large to record: its event would be {size} bytes (at most {MAX_BODY_BYTES})."
+                ),
             ));
         }
     }
@@ -334,7 +346,9 @@ fn decide_request(
     let op = request.operation();
     match request {
         Request::CreateKey(r) => {
-            let (Some(key_spec), Some(key_usage), Some(origin)) = (r.key_spec.code(), r.key_usage.code(), r.origin.code()) else {
+            let (Some(key_spec), Some(key_usage), Some(origin)) =
+                (r.key_spec.code(), r.key_usage.code(), r.origin.code())
+            else {
                 return Err(KmsError::unsupported(format!("KeySpec {} is not supported yet.", r.key_spec)));
             };
             if r.origin != Origin::AwsKms {
@@ -378,7 +392,11 @@ fn decide_request(
             if key.description == r.description {
                 return Ok(None);
             }
-            Ok(key_decision(p, key, Body::KeyDescriptionUpdated(KeyDescriptionUpdatedV1 { description: r.description.clone() })))
+            Ok(key_decision(
+                p,
+                key,
+                Body::KeyDescriptionUpdated(KeyDescriptionUpdatedV1 { description: r.description.clone() }),
+            ))
         }
         Request::EnableKey(r) => {
             let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
@@ -445,7 +463,10 @@ fn decide_request(
             Ok(key_decision(
                 p,
                 key,
-                Body::KeyRotationEnabled(KeyRotationEnabledV1 { rotation_period_days: period, next_rotation_unix_ms: next }),
+                Body::KeyRotationEnabled(KeyRotationEnabledV1 {
+                    rotation_period_days: period,
+                    next_rotation_unix_ms: next,
+                }),
             ))
         }
         Request::DisableKeyRotation(r) => {
@@ -586,7 +607,13 @@ fn check_alias_quota(realm: &Realm, key: &Key, limits: &Limits) -> Result<(), Km
 /// before both the command's due time and the writer clock. The event answers the key's own due
 /// time (so racing instances decide the same event); the next rotation is one period later, or
 /// one period from now if that has passed too.
-fn rotation_due(p: &Projection, account: &str, key_id: &KeyId, due_unix_ms: u64, ctx: &Ctx) -> Result<Option<Decision>, KmsError> {
+fn rotation_due(
+    p: &Projection,
+    account: &str,
+    key_id: &KeyId,
+    due_unix_ms: u64,
+    ctx: &Ctx,
+) -> Result<Option<Decision>, KmsError> {
     let Some(key) = p.key(account, key_id) else { return Ok(None) };
     let AutoRotation::On { period_days, next_rotation_unix_ms: due } = key.rotation else { return Ok(None) };
     if key.state != KeyState::Enabled || due > due_unix_ms || due > ctx.now_unix_ms {
@@ -619,7 +646,10 @@ fn rotation_due(p: &Projection, account: &str, key_id: &KeyId, due_unix_ms: u64,
 fn deletion_due(p: &Projection, account: &str, key_id: &KeyId, due_unix_ms: u64, ctx: &Ctx) -> Option<Decision> {
     let key = p.key(account, key_id)?;
     let deletion = key.deletion?;
-    if key.state != KeyState::PendingDeletion || deletion.deletion_unix_ms > due_unix_ms || deletion.deletion_unix_ms > ctx.now_unix_ms {
+    if key.state != KeyState::PendingDeletion
+        || deletion.deletion_unix_ms > due_unix_ms
+        || deletion.deletion_unix_ms > ctx.now_unix_ms
+    {
         return None;
     }
     key_decision(p, key, Body::KeyDeleted(KeyDeletedV1 { due_unix_ms: deletion.deletion_unix_ms }))

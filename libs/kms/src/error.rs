@@ -149,10 +149,7 @@ impl ErrorKind {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::KMSInternal
-                | ErrorKind::KeyUnavailable
-                | ErrorKind::DependencyTimeout
-                | ErrorKind::Throttling
+            ErrorKind::KMSInternal | ErrorKind::KeyUnavailable | ErrorKind::DependencyTimeout | ErrorKind::Throttling
         )
     }
 }
@@ -351,10 +348,7 @@ impl KmsError {
     /// `DryRunOperationException: The request would have succeeded, but the DryRun option is
     /// set.`
     pub fn dry_run() -> Self {
-        Self::new(
-            ErrorKind::DryRunOperation,
-            "The request would have succeeded, but the DryRun option is set.",
-        )
+        Self::new(ErrorKind::DryRunOperation, "The request would have succeeded, but the DryRun option is set.")
     }
 
     /// `ValidationException` with a free-form (semantic) message.

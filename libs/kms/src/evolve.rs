@@ -45,7 +45,9 @@ pub(crate) fn check_fits(kind: AggregateKind, event: &Event) -> Result<(), Apply
                 return Err(ApplyError::Malformed("alias aggregate id is not an alias name".to_owned()));
             }
         }
-        other => return Err(ApplyError::Malformed(format!("aggregate kind {other:?} is not part of the key projection"))),
+        other => {
+            return Err(ApplyError::Malformed(format!("aggregate kind {other:?} is not part of the key projection")))
+        }
     }
     match &event.body {
         Body::KeyCreated(b) => {
@@ -114,7 +116,12 @@ pub(crate) fn fold(
 }
 
 /// Returns (applied, aliases to remove if the key was deleted, whether the key was created).
-fn fold_key(slot: &mut KeySlot, id: KeyId, event: &Event, server_time_unix_ms: u64) -> (Applied, Option<Vec<String>>, bool) {
+fn fold_key(
+    slot: &mut KeySlot,
+    id: KeyId,
+    event: &Event,
+    server_time_unix_ms: u64,
+) -> (Applied, Option<Vec<String>>, bool) {
     use Applied::*;
     let r = &event.record;
     if let Body::KeyCreated(b) = &event.body {
@@ -124,7 +131,11 @@ fn fold_key(slot: &mut KeySlot, id: KeyId, event: &Event, server_time_unix_ms: u
         let (state, materials, current_version) = match &b.material {
             Some(m) => (
                 KeyState::Enabled,
-                vec![MaterialVersion { material: m.clone(), created_unix_ms: r.time_unix_ms, source: MaterialSource::Created }],
+                vec![MaterialVersion {
+                    material: m.clone(),
+                    created_unix_ms: r.time_unix_ms,
+                    source: MaterialSource::Created,
+                }],
                 m.version,
             ),
             None => (KeyState::PendingImport, Vec::new(), 0),
@@ -161,7 +172,9 @@ fn fold_key(slot: &mut KeySlot, id: KeyId, event: &Event, server_time_unix_ms: u
                 return (Ignored, None, false);
             }
             key.state = KeyState::Enabled;
-            if let (Some(due), AutoRotation::On { next_rotation_unix_ms, .. }) = (b.rotation_catch_up_due_unix_ms, &mut key.rotation) {
+            if let (Some(due), AutoRotation::On { next_rotation_unix_ms, .. }) =
+                (b.rotation_catch_up_due_unix_ms, &mut key.rotation)
+            {
                 *next_rotation_unix_ms = due;
             }
             Folded
@@ -174,7 +187,10 @@ fn fold_key(slot: &mut KeySlot, id: KeyId, event: &Event, server_time_unix_ms: u
             Folded
         }
         Body::KeyRotationEnabled(b) => {
-            key.rotation = AutoRotation::On { period_days: b.rotation_period_days, next_rotation_unix_ms: b.next_rotation_unix_ms };
+            key.rotation = AutoRotation::On {
+                period_days: b.rotation_period_days,
+                next_rotation_unix_ms: b.next_rotation_unix_ms,
+            };
             Folded
         }
         Body::KeyRotationDisabled(_) => {
@@ -189,12 +205,18 @@ fn fold_key(slot: &mut KeySlot, id: KeyId, event: &Event, server_time_unix_ms: u
                 key.on_demand_rotations += 1;
                 MaterialSource::OnDemand
             } else {
-                if let (Some(next), AutoRotation::On { next_rotation_unix_ms, .. }) = (b.next_rotation_unix_ms, &mut key.rotation) {
+                if let (Some(next), AutoRotation::On { next_rotation_unix_ms, .. }) =
+                    (b.next_rotation_unix_ms, &mut key.rotation)
+                {
                     *next_rotation_unix_ms = next;
                 }
                 MaterialSource::Automatic
             };
-            key.materials.push(MaterialVersion { material: b.material.clone(), created_unix_ms: r.time_unix_ms, source });
+            key.materials.push(MaterialVersion {
+                material: b.material.clone(),
+                created_unix_ms: r.time_unix_ms,
+                source,
+            });
             key.current_version = b.material.version;
             if key.state == KeyState::PendingImport {
                 key.state = KeyState::Enabled;

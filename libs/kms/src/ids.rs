@@ -155,12 +155,7 @@ impl KeyRef {
 /// - `InvalidArnException: Key Aliases are not supported for this operation.` — alias form
 ///   where `allow_alias` is false;
 /// - `NotFoundException: Invalid arn <region>` — a well-formed ARN of another region.
-pub fn parse_key_ref(
-    input: &str,
-    realm: &Realm,
-    caller_account: &str,
-    allow_alias: bool,
-) -> Result<KeyRef, KmsError> {
+pub fn parse_key_ref(input: &str, realm: &Realm, caller_account: &str, allow_alias: bool) -> Result<KeyRef, KmsError> {
     if let Some(rest) = input.strip_prefix("arn:") {
         let parts: Vec<&str> = rest.splitn(5, ':').collect();
         let [partition, service, region, account, resource] = parts[..] else {

@@ -39,4 +39,4 @@ pub use error::{ErrorKind, KmsError};
 pub use ids::{parse_key_ref, KeyId, KeyRef, Realm};
 pub use query::{management_response, query};
 pub use secret::Secret;
-pub use state::{AggregateHead, ApplyError, Applied, Key, KeyState, Projection};
+pub use state::{AggregateHead, Applied, ApplyError, Key, KeyState, Projection};

@@ -153,7 +153,9 @@ pub fn query(p: &Projection, realm: &Realm, caller: &Caller, request: &Request) 
                 .materials
                 .iter()
                 .filter(|m| m.material.version > after)
-                .filter(|m| r.include_key_material == IncludeKeyMaterial::AllKeyMaterial || m.source != MaterialSource::Created)
+                .filter(|m| {
+                    r.include_key_material == IncludeKeyMaterial::AllKeyMaterial || m.source != MaterialSource::Created
+                })
                 .take(limit + 1)
                 .collect();
             let truncated = versions.len() > limit;
@@ -205,7 +207,11 @@ fn rotation_readable(realm: &Realm, key: &Key) -> Result<(), KmsError> {
         return Err(KmsError::origin_not_valid(&key.arn(realm), key.origin.as_str()));
     }
     if matches!(key.state, KeyState::PendingImport | KeyState::Unavailable) {
-        return Err(KmsError::unsupported(format!("{} is {} which is not valid for this operation.", key.arn(realm), key.state.as_str())));
+        return Err(KmsError::unsupported(format!(
+            "{} is {} which is not valid for this operation.",
+            key.arn(realm),
+            key.state.as_str()
+        )));
     }
     Ok(())
 }

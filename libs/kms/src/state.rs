@@ -405,7 +405,11 @@ impl Projection {
     }
 
     /// Live aliases of `account` with a name greater than `after` (or all), ascending by name.
-    pub fn aliases_after<'a>(&'a self, account: &str, after: Option<&'a str>) -> impl Iterator<Item = (&'a str, &'a Alias)> + 'a {
+    pub fn aliases_after<'a>(
+        &'a self,
+        account: &str,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, &'a Alias)> + 'a {
         use std::ops::Bound;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.accounts.get(account).into_iter().flat_map(move |a| {
@@ -427,7 +431,11 @@ impl Projection {
 
     /// Time-driven actions due at or before `now_unix_ms`, earliest first, at most `max`:
     /// (due ms, kind, account, key id).
-    pub fn due_before(&self, now_unix_ms: u64, max: usize) -> impl Iterator<Item = &(u64, DueKind, String, KeyId)> + '_ {
+    pub fn due_before(
+        &self,
+        now_unix_ms: u64,
+        max: usize,
+    ) -> impl Iterator<Item = &(u64, DueKind, String, KeyId)> + '_ {
         self.due.iter().take_while(move |(due, ..)| *due <= now_unix_ms).take(max)
     }
 

@@ -15,7 +15,10 @@ fn create_alias_then_list_and_describe_through_it() {
     let mut w = World::new();
     let id = w.create_key();
     w.now = T0 + 500;
-    assert_eq!(w.ok(Operation::CreateAlias, &format!(r#"{{"AliasName":"alias/app","TargetKeyId":"{}"}}"#, w.arn(&id))), json!({}));
+    assert_eq!(
+        w.ok(Operation::CreateAlias, &format!(r#"{{"AliasName":"alias/app","TargetKeyId":"{}"}}"#, w.arn(&id))),
+        json!({})
+    );
     assert_eq!(
         w.ok(Operation::ListAliases, "{}"),
         json!({"Aliases": [{
@@ -78,7 +81,10 @@ fn aliases_per_key_stop_at_the_limit() {
         }
         let arn = w.arn(&id);
         let full = (ErrorKind::LimitExceeded, format!("{arn} already has the maximum number of aliases ({max})."));
-        assert_eq!(w.err(Operation::CreateAlias, &format!(r#"{{"AliasName":"alias/over","TargetKeyId":"{id}"}}"#)), full);
+        assert_eq!(
+            w.err(Operation::CreateAlias, &format!(r#"{{"AliasName":"alias/over","TargetKeyId":"{id}"}}"#)),
+            full
+        );
         // UpdateAlias onto the full key is refused too; away from it is fine.
         w.ok(Operation::CreateAlias, &format!(r#"{{"AliasName":"alias/o","TargetKeyId":"{other}"}}"#));
         assert_eq!(w.err(Operation::UpdateAlias, &format!(r#"{{"AliasName":"alias/o","TargetKeyId":"{id}"}}"#)), full);
@@ -95,7 +101,10 @@ fn update_alias_moves_the_alias_and_keeps_its_creation_date() {
     let b = w.create_key();
     w.ok(Operation::CreateAlias, &format!(r#"{{"AliasName":"alias/app","TargetKeyId":"{a}"}}"#));
     w.now = T0 + 7000;
-    assert!(w.decide(Operation::UpdateAlias, &format!(r#"{{"AliasName":"alias/app","TargetKeyId":"{a}"}}"#)).unwrap().is_none());
+    assert!(w
+        .decide(Operation::UpdateAlias, &format!(r#"{{"AliasName":"alias/app","TargetKeyId":"{a}"}}"#))
+        .unwrap()
+        .is_none());
     w.ok(Operation::UpdateAlias, &format!(r#"{{"AliasName":"alias/app","TargetKeyId":"{b}"}}"#));
     let listed = w.ok(Operation::ListAliases, "{}");
     assert_eq!(listed["Aliases"][0]["TargetKeyId"], json!(b.to_string()));
@@ -139,7 +148,10 @@ fn list_aliases_filters_by_key() {
     let page = w.ok(Operation::ListAliases, &format!(r#"{{"KeyId":"{a}","Limit":1}}"#));
     assert_eq!(page["Truncated"], json!(true));
     let marker = page["NextMarker"].as_str().unwrap().to_owned();
-    assert_eq!(names(w.ok(Operation::ListAliases, &format!(r#"{{"KeyId":"{a}","Limit":1,"Marker":"{marker}"}}"#))), ["alias/z"]);
+    assert_eq!(
+        names(w.ok(Operation::ListAliases, &format!(r#"{{"KeyId":"{a}","Limit":1,"Marker":"{marker}"}}"#))),
+        ["alias/z"]
+    );
     let unknown = w.fresh_key_id();
     assert_eq!(w.err(Operation::ListAliases, &format!(r#"{{"KeyId":"{unknown}"}}"#)).0, ErrorKind::NotFound);
     assert_eq!(w.err(Operation::ListAliases, r#"{"KeyId":"alias/b"}"#).0, ErrorKind::InvalidArn);
@@ -165,8 +177,14 @@ fn tag_resource_upserts_in_insertion_order() {
     );
     assert!(w.decide(Operation::TagResource, &tag(&[("a", "2")])).unwrap().is_none(), "nothing changes");
     w.ok(Operation::UntagResource, &format!(r#"{{"KeyId":"{id}","TagKeys":["a","zz","a"]}}"#));
-    let d = w.decide(Operation::UntagResource, &format!(r#"{{"KeyId":"{id}","TagKeys":["b","b","nope"]}}"#)).unwrap().unwrap();
-    assert_eq!(d.body, keyledger_events::Body::KeyTagsRemoved(keyledger_events::KeyTagsRemovedV1 { tag_keys: vec!["b".into()] }));
+    let d = w
+        .decide(Operation::UntagResource, &format!(r#"{{"KeyId":"{id}","TagKeys":["b","b","nope"]}}"#))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        d.body,
+        keyledger_events::Body::KeyTagsRemoved(keyledger_events::KeyTagsRemovedV1 { tag_keys: vec!["b".into()] })
+    );
     w.append(&d);
     assert_eq!(
         w.ok(Operation::ListResourceTags, &format!(r#"{{"KeyId":"{id}"}}"#)),
@@ -194,7 +212,10 @@ fn tags_per_key_stop_at_fifty_counting_existing_ones() {
         (ErrorKind::Tag, "Tags beginning with aws: are reserved".into())
     );
     assert_eq!(
-        w.err(Operation::TagResource, &format!(r#"{{"KeyId":"{id}","Tags":[{{"TagKey":"d","TagValue":"1"}},{{"TagKey":"d","TagValue":"1"}}]}}"#)),
+        w.err(
+            Operation::TagResource,
+            &format!(r#"{{"KeyId":"{id}","Tags":[{{"TagKey":"d","TagValue":"1"}},{{"TagKey":"d","TagValue":"1"}}]}}"#)
+        ),
         (ErrorKind::Tag, "Duplicate tag keys".into())
     );
 }

@@ -7,7 +7,9 @@ use common::*;
 use keyledger_events::codes;
 use keyledger_kms::api::response;
 use keyledger_kms::api::EncryptionAlgorithm;
-use keyledger_kms::{check_encryption_algorithm, resolve_for_crypto, resolve_for_decrypt, ErrorKind, KeyId, KmsError, Operation};
+use keyledger_kms::{
+    check_encryption_algorithm, resolve_for_crypto, resolve_for_decrypt, ErrorKind, KeyId, KmsError, Operation,
+};
 use serde_json::{json, Value};
 
 fn crypto(w: &World, input: &str) -> Result<keyledger_kms::CryptoKey, (ErrorKind, String)> {
@@ -24,7 +26,8 @@ fn crypto_operations_accept_every_key_reference_form() {
     let id = w.create_key();
     w.ok(Operation::CreateAlias, &format!(r#"{{"AliasName":"alias/app","TargetKeyId":"{id}"}}"#));
     let arn = w.arn(&id);
-    for input in [id.to_string(), arn.clone(), "alias/app".into(), format!("arn:aws:kms:us-east-1:{ACCOUNT}:alias/app")] {
+    for input in [id.to_string(), arn.clone(), "alias/app".into(), format!("arn:aws:kms:us-east-1:{ACCOUNT}:alias/app")]
+    {
         let k = crypto(&w, &input).unwrap();
         assert_eq!(k.arn, arn, "{input}: responses name the key by its full ARN");
         assert_eq!((k.account.as_str(), k.key_id, k.current_version), (ACCOUNT, id, 1));
@@ -58,7 +61,10 @@ fn crypto_operations_refuse_keys_by_state_with_aws_texts() {
             assert_eq!((e.kind, e.message), (kind, message));
         }
     }
-    assert_eq!(crypto(&w, "alias/none"), Err((ErrorKind::NotFound, format!("Alias arn:aws:kms:us-east-1:{ACCOUNT}:alias/none is not found."))));
+    assert_eq!(
+        crypto(&w, "alias/none"),
+        Err((ErrorKind::NotFound, format!("Alias arn:aws:kms:us-east-1:{ACCOUNT}:alias/none is not found.")))
+    );
     assert_eq!(crypto(&w, "nope"), Err((ErrorKind::NotFound, "Invalid keyId 'nope'".into())));
     let arn = w.arn(&enabled);
     w.caller = caller(OTHER_ACCOUNT);
@@ -124,7 +130,10 @@ fn symmetric_keys_accept_only_symmetric_default() {
     assert!(check_encryption_algorithm(&k, None).is_ok());
     assert!(check_encryption_algorithm(&k, Some(EncryptionAlgorithm::SymmetricDefault)).is_ok());
     let e = check_encryption_algorithm(&k, Some(EncryptionAlgorithm::RsaesOaepSha256)).unwrap_err();
-    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::InvalidKeyUsage, "Algorithm RSAES_OAEP_SHA_256 is incompatible with key spec SYMMETRIC_DEFAULT."));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::InvalidKeyUsage, "Algorithm RSAES_OAEP_SHA_256 is incompatible with key spec SYMMETRIC_DEFAULT.")
+    );
 }
 
 fn parse(body: &[u8]) -> Value {
@@ -164,7 +173,9 @@ fn crypto_response_bodies_have_the_aws_shapes() {
     for n in [1usize, 2, 3, 1024] {
         let random = vec![7u8; n];
         let v = parse(&response::generate_random_body(&random));
-        let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v["Plaintext"].as_str().unwrap()).unwrap();
+        let decoded =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v["Plaintext"].as_str().unwrap())
+                .unwrap();
         assert_eq!(decoded, random);
     }
     // Text is escaped.

@@ -65,7 +65,10 @@ fn a_deleted_key_is_a_tombstone_without_aliases_or_material() {
     assert_eq!(w.p.deleted_keys(), vec![(ACCOUNT.to_owned(), id)]);
     assert!(w.p.key(ACCOUNT, &id).is_none());
     let arn = w.arn(&id);
-    assert_eq!(w.err(Operation::DescribeKey, &format!(r#"{{"KeyId":"{id}"}}"#)), (ErrorKind::NotFound, format!("Key '{arn}' does not exist")));
+    assert_eq!(
+        w.err(Operation::DescribeKey, &format!(r#"{{"KeyId":"{id}"}}"#)),
+        (ErrorKind::NotFound, format!("Key '{arn}' does not exist"))
+    );
     assert_eq!(
         w.err(Operation::DescribeKey, r#"{"KeyId":"alias/doomed"}"#),
         (ErrorKind::NotFound, format!("Alias arn:aws:kms:us-east-1:{ACCOUNT}:alias/doomed is not found."))

@@ -72,9 +72,15 @@ fn error_displays_name_colon_message_and_serializes_to_the_aws_envelope() {
     let arn = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
     let e = KmsError::pending_deletion(arn);
     assert_eq!(e.to_string(), format!("KMSInvalidStateException: {arn} is pending deletion."));
-    assert_eq!(e.to_json(), json!({"__type": "KMSInvalidStateException", "message": format!("{arn} is pending deletion.")}));
+    assert_eq!(
+        e.to_json(),
+        json!({"__type": "KMSInvalidStateException", "message": format!("{arn} is pending deletion.")})
+    );
     assert_eq!(KmsError::invalid_ciphertext().to_string(), "InvalidCiphertextException");
-    assert_eq!(KmsError::invalid_ciphertext().to_json(), json!({"__type": "InvalidCiphertextException", "message": ""}));
+    assert_eq!(
+        KmsError::invalid_ciphertext().to_json(),
+        json!({"__type": "InvalidCiphertextException", "message": ""})
+    );
 }
 
 #[test]
@@ -120,11 +126,8 @@ fn state_error_constructors_use_aws_texts() {
 
 #[test]
 fn validation_messages_follow_the_aws_format() {
-    let one = validation_error(&[violation(
-        Shown::Value("1025"),
-        "numberOfBytes",
-        "have value less than or equal to 1024",
-    )]);
+    let one =
+        validation_error(&[violation(Shown::Value("1025"), "numberOfBytes", "have value less than or equal to 1024")]);
     assert_eq!(
         one.message,
         "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy constraint: Member must have value less than or equal to 1024"
@@ -181,7 +184,8 @@ fn key_references_resolve_per_aws_rules() {
     let key = |account: &str| Ok(KeyRef::Key { account: account.into(), key_id: id });
     let alias = |account: &str, name: &str| Ok(KeyRef::Alias { account: account.into(), alias_name: name.into() });
     let not_found = |m: &str| Err((ErrorKind::NotFound, m.to_owned()));
-    let invalid_arn = |input: &str| Err((ErrorKind::InvalidArn, format!("{input} is not a valid KMS key or alias ARN.")));
+    let invalid_arn =
+        |input: &str| Err((ErrorKind::InvalidArn, format!("{input} is not a valid KMS key or alias ARN.")));
     let no_alias = Err((ErrorKind::InvalidArn, "Key Aliases are not supported for this operation.".to_owned()));
     type Expected = Result<KeyRef, (ErrorKind, String)>;
     let table: Vec<(&str, bool, Expected)> = vec![
@@ -202,11 +206,27 @@ fn key_references_resolve_per_aws_rules() {
             not_found("Invalid arn ap-southeast-1"),
         ),
         ("arn:aws:kms:us-east-1:111122223333:key/nope", false, not_found("Invalid keyId 'nope'")),
-        ("arn:aws:kms:us-east-1:1111222233:key/1234abcd-12ab-34cd-56ef-1234567890ab", false, invalid_arn("arn:aws:kms:us-east-1:1111222233:key/1234abcd-12ab-34cd-56ef-1234567890ab")),
-        ("arn:aws:s3:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", false, invalid_arn("arn:aws:s3:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab")),
-        ("arn:aws:kms:us-east-1:111122223333:grant/x", false, invalid_arn("arn:aws:kms:us-east-1:111122223333:grant/x")),
+        (
+            "arn:aws:kms:us-east-1:1111222233:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            false,
+            invalid_arn("arn:aws:kms:us-east-1:1111222233:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        ),
+        (
+            "arn:aws:s3:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            false,
+            invalid_arn("arn:aws:s3:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        ),
+        (
+            "arn:aws:kms:us-east-1:111122223333:grant/x",
+            false,
+            invalid_arn("arn:aws:kms:us-east-1:111122223333:grant/x"),
+        ),
         ("arn:aws:kms", false, invalid_arn("arn:aws:kms")),
-        ("arn:aws-cn:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", false, invalid_arn("arn:aws-cn:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab")),
+        (
+            "arn:aws-cn:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            false,
+            invalid_arn("arn:aws-cn:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        ),
     ];
     for (input, allow_alias, expected) in table {
         let got = parse_key_ref(input, &realm, ME, allow_alias).map_err(|e| (e.kind, e.message));

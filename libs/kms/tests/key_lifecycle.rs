@@ -99,7 +99,8 @@ const D: Exp = Exp::Err(ErrorKind::Disabled, "{arn} is disabled.");
 const PD: Exp = Exp::Err(ErrorKind::KMSInvalidState, "{arn} is pending deletion.");
 const NPD: Exp = Exp::Err(ErrorKind::KMSInvalidState, "{arn} is not pending deletion.");
 const PI: Exp = Exp::Err(ErrorKind::KMSInvalidState, "{arn} is pending import.");
-const UO_EXTERNAL: Exp = Exp::Err(ErrorKind::UnsupportedOperation, "{arn} origin is EXTERNAL which is not valid for this operation.");
+const UO_EXTERNAL: Exp =
+    Exp::Err(ErrorKind::UnsupportedOperation, "{arn} origin is EXTERNAL which is not valid for this operation.");
 
 #[test]
 fn every_operation_answers_each_key_state_as_the_aws_matrix_says() {
@@ -107,25 +108,37 @@ fn every_operation_answers_each_key_state_as_the_aws_matrix_says() {
     let key = r#"{"KeyId":"{id}"}"#;
     // (operation, request, [Enabled, Disabled, PendingDeletion, PendingImport])
     let table: Vec<(Operation, &str, [Exp; 4])> = vec![
-        (Operation::UpdateKeyDescription, r#"{"KeyId":"{id}","Description":"new"}"#, [Event("KeyDescriptionUpdated"), Event("KeyDescriptionUpdated"), PD, Event("KeyDescriptionUpdated")]),
+        (
+            Operation::UpdateKeyDescription,
+            r#"{"KeyId":"{id}","Description":"new"}"#,
+            [Event("KeyDescriptionUpdated"), Event("KeyDescriptionUpdated"), PD, Event("KeyDescriptionUpdated")],
+        ),
         (Operation::EnableKey, key, [NoChange, Event("KeyEnabled"), PD, PI]),
         (Operation::DisableKey, key, [Event("KeyDisabled"), NoChange, PD, PI]),
-        (Operation::ScheduleKeyDeletion, key, [Event("KeyDeletionScheduled"), Event("KeyDeletionScheduled"), PD, Event("KeyDeletionScheduled")]),
+        (
+            Operation::ScheduleKeyDeletion,
+            key,
+            [Event("KeyDeletionScheduled"), Event("KeyDeletionScheduled"), PD, Event("KeyDeletionScheduled")],
+        ),
         (Operation::CancelKeyDeletion, key, [NPD, NPD, Event("KeyDeletionCancelled"), NPD]),
         (Operation::EnableKeyRotation, key, [Event("KeyRotationEnabled"), D, PD, UO_EXTERNAL]),
         (Operation::DisableKeyRotation, key, [NoChange, D, PD, UO_EXTERNAL]),
         (Operation::RotateKeyOnDemand, key, [Event("KeyMaterialRotated"), D, PD, PI]),
-        (Operation::TagResource, r#"{"KeyId":"{id}","Tags":[{"TagKey":"t","TagValue":"v"}]}"#, [Event("KeyTagsAdded"), Event("KeyTagsAdded"), PD, Event("KeyTagsAdded")]),
+        (
+            Operation::TagResource,
+            r#"{"KeyId":"{id}","Tags":[{"TagKey":"t","TagValue":"v"}]}"#,
+            [Event("KeyTagsAdded"), Event("KeyTagsAdded"), PD, Event("KeyTagsAdded")],
+        ),
         (Operation::UntagResource, r#"{"KeyId":"{id}","TagKeys":["absent"]}"#, [NoChange, NoChange, PD, NoChange]),
-        (Operation::CreateAlias, r#"{"AliasName":"alias/new","TargetKeyId":"{id}"}"#, [Event("AliasCreated"), Event("AliasCreated"), PD, Event("AliasCreated")]),
+        (
+            Operation::CreateAlias,
+            r#"{"AliasName":"alias/new","TargetKeyId":"{id}"}"#,
+            [Event("AliasCreated"), Event("AliasCreated"), PD, Event("AliasCreated")],
+        ),
         (Operation::DescribeKey, key, [Read, Read, Read, Read]),
         (Operation::ListResourceTags, key, [Read, Read, Read, Read]),
         (Operation::ListKeyRotations, key, [Read, Read, Read, Read]),
-        (
-            Operation::GetKeyRotationStatus,
-            key,
-            [Read, Read, Read, UO_EXTERNAL],
-        ),
+        (Operation::GetKeyRotationStatus, key, [Read, Read, Read, UO_EXTERNAL]),
         (Operation::ListAliases, key, [Read, Read, Read, Read]),
     ];
     let starts = [Start::Enabled, Start::Disabled, Start::PendingDeletion, Start::PendingImport];
@@ -174,7 +187,10 @@ fn update_alias_and_delete_alias_follow_the_matrix() {
         w.err(Operation::UpdateAlias, &format!(r#"{{"AliasName":"alias/b","TargetKeyId":"{pending}"}}"#)),
         (ErrorKind::KMSInvalidState, format!("{arn_pending} is pending deletion."))
     );
-    assert_eq!(w.ok(Operation::UpdateAlias, &format!(r#"{{"AliasName":"alias/a","TargetKeyId":"{fresh}"}}"#)), json!({}));
+    assert_eq!(
+        w.ok(Operation::UpdateAlias, &format!(r#"{{"AliasName":"alias/a","TargetKeyId":"{fresh}"}}"#)),
+        json!({})
+    );
     assert_eq!(w.p.alias(ACCOUNT, "alias/a").unwrap().target, fresh);
     // DeleteAlias works whatever the key state.
     w.ok(Operation::CreateAlias, &format!(r#"{{"AliasName":"alias/c","TargetKeyId":"{fresh}"}}"#));
@@ -190,7 +206,10 @@ fn disable_then_enable_round_trips_the_state() {
     let key = format!(r#"{{"KeyId":"{id}"}}"#);
     assert_eq!(w.ok(Operation::DisableKey, &key), json!({}));
     let d = w.ok(Operation::DescribeKey, &key);
-    assert_eq!((d["KeyMetadata"]["KeyState"].clone(), d["KeyMetadata"]["Enabled"].clone()), (json!("Disabled"), json!(false)));
+    assert_eq!(
+        (d["KeyMetadata"]["KeyState"].clone(), d["KeyMetadata"]["Enabled"].clone()),
+        (json!("Disabled"), json!(false))
+    );
     assert_eq!(w.ok(Operation::EnableKey, &key), json!({}));
     assert_eq!(w.key_state(&id), Some(KeyState::Enabled));
     // Idempotent: a second EnableKey appends nothing.
@@ -245,7 +264,10 @@ fn unknown_keys_other_accounts_and_aliases_are_refused_in_management_operations(
         w.err(Operation::DisableKey, &format!(r#"{{"KeyId":"{unknown}"}}"#)),
         (ErrorKind::NotFound, format!("Key '{unknown_arn}' does not exist"))
     );
-    assert_eq!(w.err(Operation::DisableKey, r#"{"KeyId":"fake-key-id"}"#), (ErrorKind::NotFound, "Invalid keyId 'fake-key-id'".into()));
+    assert_eq!(
+        w.err(Operation::DisableKey, r#"{"KeyId":"fake-key-id"}"#),
+        (ErrorKind::NotFound, "Invalid keyId 'fake-key-id'".into())
+    );
     assert_eq!(
         w.err(Operation::DisableKey, r#"{"KeyId":"alias/app"}"#),
         (ErrorKind::InvalidArn, "Key Aliases are not supported for this operation.".into())
@@ -282,7 +304,10 @@ fn the_account_key_quota_counts_pending_deletion_keys_but_not_deleted_ones() {
     w.create_key();
     let (kind, message) = w.err(Operation::CreateKey, "{}");
     assert_eq!(kind, ErrorKind::LimitExceeded);
-    assert_eq!(message, format!("The request was rejected because account {ACCOUNT} already has the maximum number of KMS keys (2)."));
+    assert_eq!(
+        message,
+        format!("The request was rejected because account {ACCOUNT} already has the maximum number of KMS keys (2).")
+    );
     w.ok(Operation::ScheduleKeyDeletion, &format!(r#"{{"KeyId":"{a}","PendingWindowInDays":7}}"#));
     assert_eq!(w.err(Operation::CreateKey, "{}").0, ErrorKind::LimitExceeded, "pending deletion still counts");
     w.now += 7 * DAY;
@@ -307,7 +332,10 @@ fn create_key_tags_follow_the_tag_exception_rules() {
         w.err(Operation::CreateKey, r#"{"Tags":[{"TagKey":"a","TagValue":"1"},{"TagKey":"a","TagValue":"2"}]}"#),
         (ErrorKind::Tag, "Duplicate tag keys".into())
     );
-    assert_eq!(w.err(Operation::CreateKey, r#"{"Tags":[{"TagKey":"AWS:x","TagValue":"1"}]}"#), (ErrorKind::Tag, "Tags beginning with aws: are reserved".into()));
+    assert_eq!(
+        w.err(Operation::CreateKey, r#"{"Tags":[{"TagKey":"AWS:x","TagValue":"1"}]}"#),
+        (ErrorKind::Tag, "Tags beginning with aws: are reserved".into())
+    );
 }
 
 #[test]
@@ -318,7 +346,10 @@ fn create_key_emits_one_key_created_event_at_the_genesis_of_the_new_key() {
     let id: KeyId = d.aggregate_id.parse().unwrap();
     assert_eq!(d.head, keyledger_kms::AggregateHead::genesis(AggregateKind::Key, ACCOUNT, &d.aggregate_id));
     let Body::KeyCreated(b) = &d.body else { panic!("{:?}", d.body) };
-    assert_eq!((b.key_spec, b.key_usage, b.origin), (codes::key_spec::SYMMETRIC_DEFAULT, codes::key_usage::ENCRYPT_DECRYPT, codes::origin::AWS_KMS));
+    assert_eq!(
+        (b.key_spec, b.key_usage, b.origin),
+        (codes::key_spec::SYMMETRIC_DEFAULT, codes::key_usage::ENCRYPT_DECRYPT, codes::origin::AWS_KMS)
+    );
     assert_eq!(b.description, "x");
     assert_eq!(b.material, Some(material(&id, 1)));
     assert!(!b.multi_region);
@@ -340,8 +371,11 @@ fn create_key_without_prepared_material_is_an_internal_error() {
 fn a_change_too_large_for_one_event_is_refused() {
     let mut w = World::new();
     let big = "€".repeat(8192); // 24 KiB of UTF-8
-    let tags: Vec<String> = (0..50).map(|i| format!(r#"{{"TagKey":"{}{i:02}","TagValue":"{}"}}"#, "€".repeat(120), "€".repeat(256))).collect();
-    let (kind, message) = w.err(Operation::CreateKey, &format!(r#"{{"Description":"{big}","Tags":[{}]}}"#, tags.join(",")));
+    let tags: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"TagKey":"{}{i:02}","TagValue":"{}"}}"#, "€".repeat(120), "€".repeat(256)))
+        .collect();
+    let (kind, message) =
+        w.err(Operation::CreateKey, &format!(r#"{{"Description":"{big}","Tags":[{}]}}"#, tags.join(",")));
     assert_eq!(kind, ErrorKind::LimitExceeded);
     assert!(message.starts_with("The request is too large to record"), "{message}");
     assert!(w.log.is_empty());
@@ -367,7 +401,10 @@ fn update_key_description_changes_only_when_different() {
     let id = w.create_key();
     assert_eq!(w.ok(Operation::UpdateKeyDescription, &format!(r#"{{"KeyId":"{id}","Description":"a"}}"#)), json!({}));
     assert_eq!(w.p.key(ACCOUNT, &id).unwrap().description, "a");
-    assert!(w.decide(Operation::UpdateKeyDescription, &format!(r#"{{"KeyId":"{id}","Description":"a"}}"#)).unwrap().is_none());
+    assert!(w
+        .decide(Operation::UpdateKeyDescription, &format!(r#"{{"KeyId":"{id}","Description":"a"}}"#))
+        .unwrap()
+        .is_none());
     w.ok(Operation::UpdateKeyDescription, &format!(r#"{{"KeyId":"{id}","Description":""}}"#));
     assert_eq!(w.p.key(ACCOUNT, &id).unwrap().description, "");
 }

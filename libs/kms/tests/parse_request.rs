@@ -32,7 +32,10 @@ fn v1(value: &str, member: &str, rule: &str) -> (ErrorKind, String) {
 }
 
 fn v1_hidden(member: &str, rule: &str) -> (ErrorKind, String) {
-    (ErrorKind::Validation, format!("1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must {rule}"))
+    (
+        ErrorKind::Validation,
+        format!("1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must {rule}"),
+    )
 }
 
 fn v1_null(member: &str) -> (ErrorKind, String) {
@@ -54,14 +57,46 @@ fn malformed_bodies_are_serialization_exceptions() {
         (Operation::DescribeKey, "[]".into(), ser("The request body must be a JSON object.")),
         (Operation::DescribeKey, "\"KeyId\"".into(), ser("The request body must be a JSON object.")),
         (Operation::DescribeKey, "{\"KeyId\": 5}".into(), ser("Member 'KeyId' must be a string.")),
-        (Operation::GenerateRandom, "{\"NumberOfBytes\": \"32\"}".into(), ser("Member 'NumberOfBytes' must be an integer.")),
-        (Operation::GenerateRandom, "{\"NumberOfBytes\": 3.5}".into(), ser("Member 'NumberOfBytes' must be an integer.")),
-        (Operation::Encrypt, format!("{{\"KeyId\":\"{KEY}\",\"Plaintext\":\"not base64!\"}}"), ser("Member 'Plaintext' must be a base64-encoded blob.")),
-        (Operation::Encrypt, format!("{{\"KeyId\":\"{KEY}\",\"Plaintext\":\"AA==\",\"EncryptionContext\":[\"a\"]}}"), ser("Member 'EncryptionContext' must be a map of strings to strings.")),
-        (Operation::Encrypt, format!("{{\"KeyId\":\"{KEY}\",\"Plaintext\":\"AA==\",\"EncryptionContext\":{{\"a\":1}}}}"), ser("Member 'EncryptionContext' must be a map of strings to strings.")),
-        (Operation::Encrypt, format!("{{\"KeyId\":\"{KEY}\",\"Plaintext\":\"AA==\",\"DryRun\":\"yes\"}}"), ser("Member 'DryRun' must be a boolean.")),
-        (Operation::DescribeKey, format!("{{\"KeyId\":\"{KEY}\",\"GrantTokens\":\"t\"}}"), ser("Member 'GrantTokens' must be a list of strings.")),
-        (Operation::TagResource, format!("{{\"KeyId\":\"{KEY}\",\"Tags\":[\"a\"]}}"), ser("Member 'Tags' must be a list of Tag structures.")),
+        (
+            Operation::GenerateRandom,
+            "{\"NumberOfBytes\": \"32\"}".into(),
+            ser("Member 'NumberOfBytes' must be an integer."),
+        ),
+        (
+            Operation::GenerateRandom,
+            "{\"NumberOfBytes\": 3.5}".into(),
+            ser("Member 'NumberOfBytes' must be an integer."),
+        ),
+        (
+            Operation::Encrypt,
+            format!("{{\"KeyId\":\"{KEY}\",\"Plaintext\":\"not base64!\"}}"),
+            ser("Member 'Plaintext' must be a base64-encoded blob."),
+        ),
+        (
+            Operation::Encrypt,
+            format!("{{\"KeyId\":\"{KEY}\",\"Plaintext\":\"AA==\",\"EncryptionContext\":[\"a\"]}}"),
+            ser("Member 'EncryptionContext' must be a map of strings to strings."),
+        ),
+        (
+            Operation::Encrypt,
+            format!("{{\"KeyId\":\"{KEY}\",\"Plaintext\":\"AA==\",\"EncryptionContext\":{{\"a\":1}}}}"),
+            ser("Member 'EncryptionContext' must be a map of strings to strings."),
+        ),
+        (
+            Operation::Encrypt,
+            format!("{{\"KeyId\":\"{KEY}\",\"Plaintext\":\"AA==\",\"DryRun\":\"yes\"}}"),
+            ser("Member 'DryRun' must be a boolean."),
+        ),
+        (
+            Operation::DescribeKey,
+            format!("{{\"KeyId\":\"{KEY}\",\"GrantTokens\":\"t\"}}"),
+            ser("Member 'GrantTokens' must be a list of strings."),
+        ),
+        (
+            Operation::TagResource,
+            format!("{{\"KeyId\":\"{KEY}\",\"Tags\":[\"a\"]}}"),
+            ser("Member 'Tags' must be a list of Tag structures."),
+        ),
         (Operation::Decrypt, "{\"CiphertextBlob\": 12}".into(), ser("Member 'CiphertextBlob' must be a string.")),
     ];
     for (op, body, expected) in table {
@@ -90,7 +125,11 @@ fn missing_required_members_are_reported_as_null() {
 
 #[test]
 fn unknown_members_are_ignored() {
-    let r = parse_request(Operation::DescribeKey, format!("{{\"KeyId\":\"{KEY}\",\"FutureMember\":{{\"x\":[1,2]}}}}").as_bytes()).unwrap();
+    let r = parse_request(
+        Operation::DescribeKey,
+        format!("{{\"KeyId\":\"{KEY}\",\"FutureMember\":{{\"x\":[1,2]}}}}").as_bytes(),
+    )
+    .unwrap();
     let Request::DescribeKey(r) = r else { panic!() };
     assert_eq!(r.key_id, KEY);
     assert!(r.grant_tokens.is_empty());
@@ -117,12 +156,22 @@ fn plaintext_is_1_to_4096_bytes_and_its_value_is_never_echoed() {
 #[test]
 fn ciphertext_blob_is_1_to_6144_bytes() {
     let body = |n: usize| format!("{{\"CiphertextBlob\":\"{}\"}}", b64(&vec![1; n]));
-    assert_eq!(err(Operation::Decrypt, &body(6145)), v1_hidden("ciphertextBlob", "have length less than or equal to 6144"));
-    assert_eq!(err(Operation::Decrypt, &body(0)), v1_hidden("ciphertextBlob", "have length greater than or equal to 1"));
+    assert_eq!(
+        err(Operation::Decrypt, &body(6145)),
+        v1_hidden("ciphertextBlob", "have length less than or equal to 6144")
+    );
+    assert_eq!(
+        err(Operation::Decrypt, &body(0)),
+        v1_hidden("ciphertextBlob", "have length greater than or equal to 1")
+    );
     let Request::Decrypt(r) = parse_request(Operation::Decrypt, body(6144).as_bytes()).unwrap() else { panic!() };
     assert_eq!(r.ciphertext_blob.unwrap().len(), 6144);
     // Unpadded base64 is accepted too.
-    let Request::Decrypt(r) = parse_request(Operation::Decrypt, b"{\"CiphertextBlob\":\"AQID\",\"KeyId\":\"alias/x\"}").unwrap() else { panic!() };
+    let Request::Decrypt(r) =
+        parse_request(Operation::Decrypt, b"{\"CiphertextBlob\":\"AQID\",\"KeyId\":\"alias/x\"}").unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(r.ciphertext_blob.unwrap(), vec![1, 2, 3]);
     assert_eq!(r.key_id.as_deref(), Some("alias/x"));
 }
@@ -152,7 +201,11 @@ fn generate_data_key_needs_exactly_one_of_key_spec_and_number_of_bytes() {
     let either = (ErrorKind::Validation, "Please specify either number of bytes or key spec.".to_owned());
     for op in [Operation::GenerateDataKey, Operation::GenerateDataKeyWithoutPlaintext] {
         assert_eq!(err(op, &format!("{{\"KeyId\":\"{KEY}\"}}")), either, "{op} neither");
-        assert_eq!(err(op, &format!("{{\"KeyId\":\"{KEY}\",\"KeySpec\":\"AES_256\",\"NumberOfBytes\":32}}")), either, "{op} both");
+        assert_eq!(
+            err(op, &format!("{{\"KeyId\":\"{KEY}\",\"KeySpec\":\"AES_256\",\"NumberOfBytes\":32}}")),
+            either,
+            "{op} both"
+        );
         assert_eq!(
             err(op, &format!("{{\"KeyId\":\"{KEY}\",\"NumberOfBytes\":1025}}")),
             v1("1025", "numberOfBytes", "have value less than or equal to 1024")
@@ -166,15 +219,23 @@ fn generate_data_key_needs_exactly_one_of_key_spec_and_number_of_bytes() {
             v1("AES_257", "keySpec", "satisfy enum value set: [AES_256, AES_128]")
         );
     }
-    let cases = [("\"KeySpec\":\"AES_256\"", 32), ("\"KeySpec\":\"AES_128\"", 16), ("\"NumberOfBytes\":1", 1), ("\"NumberOfBytes\":1024", 1024)];
+    let cases = [
+        ("\"KeySpec\":\"AES_256\"", 32),
+        ("\"KeySpec\":\"AES_128\"", 16),
+        ("\"NumberOfBytes\":1", 1),
+        ("\"NumberOfBytes\":1024", 1024),
+    ];
     for (member, len) in cases {
-        let r = parse_request(Operation::GenerateDataKey, format!("{{\"KeyId\":\"{KEY}\",{member}}}").as_bytes()).unwrap();
+        let r =
+            parse_request(Operation::GenerateDataKey, format!("{{\"KeyId\":\"{KEY}\",{member}}}").as_bytes()).unwrap();
         let Request::GenerateDataKey(r) = r else { panic!() };
         assert_eq!(r.data_key_len(), len);
     }
-    let Request::GenerateDataKeyWithoutPlaintext(r) =
-        parse_request(Operation::GenerateDataKeyWithoutPlaintext, format!("{{\"KeyId\":\"{KEY}\",\"KeySpec\":\"AES_128\"}}").as_bytes()).unwrap()
-    else {
+    let Request::GenerateDataKeyWithoutPlaintext(r) = parse_request(
+        Operation::GenerateDataKeyWithoutPlaintext,
+        format!("{{\"KeyId\":\"{KEY}\",\"KeySpec\":\"AES_128\"}}").as_bytes(),
+    )
+    .unwrap() else {
         panic!()
     };
     assert_eq!(r.key_spec, Some(DataKeySpec::Aes128));
@@ -183,21 +244,42 @@ fn generate_data_key_needs_exactly_one_of_key_spec_and_number_of_bytes() {
 #[test]
 fn generate_random_needs_1_to_1024_bytes() {
     assert_eq!(err(Operation::GenerateRandom, "{}"), (ErrorKind::Validation, "NumberOfBytes is required.".to_owned()));
-    assert_eq!(err(Operation::GenerateRandom, "{\"NumberOfBytes\":0}"), v1("0", "numberOfBytes", "have value greater than or equal to 1"));
-    assert_eq!(err(Operation::GenerateRandom, "{\"NumberOfBytes\":1025}"), v1("1025", "numberOfBytes", "have value less than or equal to 1024"));
+    assert_eq!(
+        err(Operation::GenerateRandom, "{\"NumberOfBytes\":0}"),
+        v1("0", "numberOfBytes", "have value greater than or equal to 1")
+    );
+    assert_eq!(
+        err(Operation::GenerateRandom, "{\"NumberOfBytes\":1025}"),
+        v1("1025", "numberOfBytes", "have value less than or equal to 1024")
+    );
     for n in [1, 1024] {
-        let Request::GenerateRandom(r) = parse_request(Operation::GenerateRandom, format!("{{\"NumberOfBytes\":{n}}}").as_bytes()).unwrap() else { panic!() };
+        let Request::GenerateRandom(r) =
+            parse_request(Operation::GenerateRandom, format!("{{\"NumberOfBytes\":{n}}}").as_bytes()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(r.number_of_bytes, n);
     }
-    assert_eq!(err(Operation::GenerateRandom, "{\"NumberOfBytes\":8,\"CustomKeyStoreId\":\"cks-1\"}").0, ErrorKind::UnsupportedOperation);
-    assert_eq!(err(Operation::GenerateRandom, "{\"NumberOfBytes\":8,\"Recipient\":{}}").0, ErrorKind::UnsupportedOperation);
+    assert_eq!(
+        err(Operation::GenerateRandom, "{\"NumberOfBytes\":8,\"CustomKeyStoreId\":\"cks-1\"}").0,
+        ErrorKind::UnsupportedOperation
+    );
+    assert_eq!(
+        err(Operation::GenerateRandom, "{\"NumberOfBytes\":8,\"Recipient\":{}}").0,
+        ErrorKind::UnsupportedOperation
+    );
 }
 
 #[test]
 fn grant_tokens_are_at_most_10() {
     let tokens = |n: usize| format!("{{\"KeyId\":\"{KEY}\",\"GrantTokens\":[{}]}}", vec!["\"t\""; n].join(","));
-    assert_eq!(err(Operation::DescribeKey, &tokens(11)), v1_hidden("grantTokens", "have length less than or equal to 10"));
-    let Request::DescribeKey(r) = parse_request(Operation::DescribeKey, tokens(10).as_bytes()).unwrap() else { panic!() };
+    assert_eq!(
+        err(Operation::DescribeKey, &tokens(11)),
+        v1_hidden("grantTokens", "have length less than or equal to 10")
+    );
+    let Request::DescribeKey(r) = parse_request(Operation::DescribeKey, tokens(10).as_bytes()).unwrap() else {
+        panic!()
+    };
     assert_eq!(r.grant_tokens.len(), 10);
     assert_eq!(
         err(Operation::DescribeKey, &format!("{{\"KeyId\":\"{KEY}\",\"GrantTokens\":[\"\"]}}")),
@@ -208,8 +290,14 @@ fn grant_tokens_are_at_most_10() {
 #[test]
 fn key_id_is_1_to_2048_characters() {
     let long = "k".repeat(2049);
-    assert_eq!(err(Operation::DescribeKey, &format!("{{\"KeyId\":\"{long}\"}}")), v1(&long, "keyId", "have length less than or equal to 2048"));
-    assert_eq!(err(Operation::DescribeKey, "{\"KeyId\":\"\"}"), v1("", "keyId", "have length greater than or equal to 1"));
+    assert_eq!(
+        err(Operation::DescribeKey, &format!("{{\"KeyId\":\"{long}\"}}")),
+        v1(&long, "keyId", "have length less than or equal to 2048")
+    );
+    assert_eq!(
+        err(Operation::DescribeKey, "{\"KeyId\":\"\"}"),
+        v1("", "keyId", "have length greater than or equal to 1")
+    );
     assert!(parse_request(Operation::DescribeKey, format!("{{\"KeyId\":\"{}\"}}", "k".repeat(2048)).as_bytes()).is_ok());
 }
 
@@ -224,7 +312,11 @@ fn list_limits_follow_each_operation_range() {
     for (op, prefix, max, default) in table {
         let body = |limit: i64| format!("{{{prefix}\"Limit\":{limit}}}");
         assert_eq!(err(op, &body(0)), v1("0", "limit", "have value greater than or equal to 1"), "{op}");
-        assert_eq!(err(op, &body(max + 1)), v1(&(max + 1).to_string(), "limit", &format!("have value less than or equal to {max}")), "{op}");
+        assert_eq!(
+            err(op, &body(max + 1)),
+            v1(&(max + 1).to_string(), "limit", &format!("have value less than or equal to {max}")),
+            "{op}"
+        );
         let limit_of = |r: Request| match r {
             Request::ListKeys(r) => r.limit,
             Request::ListAliases(r) => r.limit,
@@ -237,14 +329,19 @@ fn list_limits_follow_each_operation_range() {
         let no_limit = format!("{{{}}}", prefix.trim_end_matches(','));
         assert_eq!(limit_of(parse_request(op, no_limit.as_bytes()).unwrap()), default);
     }
-    assert_eq!(err(Operation::ListKeys, "{\"Marker\":\"\"}"), v1("", "marker", "have length greater than or equal to 1"));
+    assert_eq!(
+        err(Operation::ListKeys, "{\"Marker\":\"\"}"),
+        v1("", "marker", "have length greater than or equal to 1")
+    );
     assert_eq!(
         err(Operation::ListKeys, "{\"Marker\":\"a\u{0100}\"}"),
         v1("a\u{0100}", "marker", "satisfy regular expression pattern: [\\u0020-\\u00FF]*")
     );
-    let Request::ListKeyRotations(r) =
-        parse_request(Operation::ListKeyRotations, format!("{{\"KeyId\":\"{KEY}\",\"IncludeKeyMaterial\":\"ALL_KEY_MATERIAL\"}}").as_bytes()).unwrap()
-    else {
+    let Request::ListKeyRotations(r) = parse_request(
+        Operation::ListKeyRotations,
+        format!("{{\"KeyId\":\"{KEY}\",\"IncludeKeyMaterial\":\"ALL_KEY_MATERIAL\"}}").as_bytes(),
+    )
+    .unwrap() else {
         panic!()
     };
     assert_eq!(r.include_key_material, IncludeKeyMaterial::AllKeyMaterial);
@@ -253,11 +350,24 @@ fn list_limits_follow_each_operation_range() {
 #[test]
 fn deletion_window_is_7_to_30_days_default_30() {
     let body = |d: i64| format!("{{\"KeyId\":\"{KEY}\",\"PendingWindowInDays\":{d}}}");
-    assert_eq!(err(Operation::ScheduleKeyDeletion, &body(6)), v1("6", "pendingWindowInDays", "have value greater than or equal to 7"));
-    assert_eq!(err(Operation::ScheduleKeyDeletion, &body(31)), v1("31", "pendingWindowInDays", "have value less than or equal to 30"));
-    assert_eq!(err(Operation::ScheduleKeyDeletion, &body(365)).0, ErrorKind::Validation, "the model's 365 is not the service's");
+    assert_eq!(
+        err(Operation::ScheduleKeyDeletion, &body(6)),
+        v1("6", "pendingWindowInDays", "have value greater than or equal to 7")
+    );
+    assert_eq!(
+        err(Operation::ScheduleKeyDeletion, &body(31)),
+        v1("31", "pendingWindowInDays", "have value less than or equal to 30")
+    );
+    assert_eq!(
+        err(Operation::ScheduleKeyDeletion, &body(365)).0,
+        ErrorKind::Validation,
+        "the model's 365 is not the service's"
+    );
     for (body, days) in [(body(7), 7), (body(30), 30), (format!("{{\"KeyId\":\"{KEY}\"}}"), 30)] {
-        let Request::ScheduleKeyDeletion(r) = parse_request(Operation::ScheduleKeyDeletion, body.as_bytes()).unwrap() else { panic!() };
+        let Request::ScheduleKeyDeletion(r) = parse_request(Operation::ScheduleKeyDeletion, body.as_bytes()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(r.pending_window_in_days, days);
     }
 }
@@ -265,10 +375,19 @@ fn deletion_window_is_7_to_30_days_default_30() {
 #[test]
 fn rotation_period_is_90_to_2560_days_default_365() {
     let body = |d: i64| format!("{{\"KeyId\":\"{KEY}\",\"RotationPeriodInDays\":{d}}}");
-    assert_eq!(err(Operation::EnableKeyRotation, &body(89)), v1("89", "rotationPeriodInDays", "have value greater than or equal to 90"));
-    assert_eq!(err(Operation::EnableKeyRotation, &body(2561)), v1("2561", "rotationPeriodInDays", "have value less than or equal to 2560"));
+    assert_eq!(
+        err(Operation::EnableKeyRotation, &body(89)),
+        v1("89", "rotationPeriodInDays", "have value greater than or equal to 90")
+    );
+    assert_eq!(
+        err(Operation::EnableKeyRotation, &body(2561)),
+        v1("2561", "rotationPeriodInDays", "have value less than or equal to 2560")
+    );
     for (body, days) in [(body(90), 90), (body(2560), 2560), (format!("{{\"KeyId\":\"{KEY}\"}}"), 365)] {
-        let Request::EnableKeyRotation(r) = parse_request(Operation::EnableKeyRotation, body.as_bytes()).unwrap() else { panic!() };
+        let Request::EnableKeyRotation(r) = parse_request(Operation::EnableKeyRotation, body.as_bytes()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(r.rotation_period_in_days, days);
     }
 }
@@ -278,21 +397,42 @@ fn description_is_at_most_8192_characters() {
     let d = |n: usize| format!("{{\"Description\":\"{}\"}}", "é".repeat(n));
     let (kind, message) = err(Operation::CreateKey, &d(8193));
     assert_eq!(kind, ErrorKind::Validation);
-    assert!(message.ends_with("at 'description' failed to satisfy constraint: Member must have length less than or equal to 8192"));
+    assert!(message.ends_with(
+        "at 'description' failed to satisfy constraint: Member must have length less than or equal to 8192"
+    ));
     let Request::CreateKey(r) = parse_request(Operation::CreateKey, d(8192).as_bytes()).unwrap() else { panic!() };
     assert_eq!(r.description.chars().count(), 8192);
-    assert!(parse_request(Operation::UpdateKeyDescription, format!("{{\"KeyId\":\"{KEY}\",\"Description\":\"\"}}").as_bytes()).is_ok());
+    assert!(parse_request(
+        Operation::UpdateKeyDescription,
+        format!("{{\"KeyId\":\"{KEY}\",\"Description\":\"\"}}").as_bytes()
+    )
+    .is_ok());
 }
 
 #[test]
 fn tag_keys_are_1_to_128_and_values_0_to_256_characters() {
-    let tags = |k: &str, v: &str| format!("{{\"KeyId\":\"{KEY}\",\"Tags\":[{{\"TagKey\":\"ok\",\"TagValue\":\"\"}},{{\"TagKey\":\"{k}\",\"TagValue\":\"{v}\"}}]}}");
+    let tags = |k: &str, v: &str| {
+        format!("{{\"KeyId\":\"{KEY}\",\"Tags\":[{{\"TagKey\":\"ok\",\"TagValue\":\"\"}},{{\"TagKey\":\"{k}\",\"TagValue\":\"{v}\"}}]}}")
+    };
     let k129 = "k".repeat(129);
     let v257 = "v".repeat(257);
-    assert_eq!(err(Operation::TagResource, &tags(&k129, "")), v1(&k129, "tags.2.member.tagKey", "have length less than or equal to 128"));
-    assert_eq!(err(Operation::TagResource, &tags("", "")), v1("", "tags.2.member.tagKey", "have length greater than or equal to 1"));
-    assert_eq!(err(Operation::TagResource, &tags("k", &v257)), v1(&v257, "tags.2.member.tagValue", "have length less than or equal to 256"));
-    let Request::TagResource(r) = parse_request(Operation::TagResource, tags(&"k".repeat(128), &"v".repeat(256)).as_bytes()).unwrap() else { panic!() };
+    assert_eq!(
+        err(Operation::TagResource, &tags(&k129, "")),
+        v1(&k129, "tags.2.member.tagKey", "have length less than or equal to 128")
+    );
+    assert_eq!(
+        err(Operation::TagResource, &tags("", "")),
+        v1("", "tags.2.member.tagKey", "have length greater than or equal to 1")
+    );
+    assert_eq!(
+        err(Operation::TagResource, &tags("k", &v257)),
+        v1(&v257, "tags.2.member.tagValue", "have length less than or equal to 256")
+    );
+    let Request::TagResource(r) =
+        parse_request(Operation::TagResource, tags(&"k".repeat(128), &"v".repeat(256)).as_bytes()).unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(r.tags.len(), 2);
     assert_eq!(r.tags[0].value, "");
     assert_eq!(
@@ -339,7 +479,10 @@ fn encryption_context_has_keyledgers_documented_caps() {
         v1_hidden("encryptionContext", "have a total size of keys and values less than or equal to 8192 bytes")
     );
     // Sorted by key, whatever the JSON order.
-    let Request::Encrypt(r) = parse_request(Operation::Encrypt, ec(vec![("b".into(), "2".into()), ("a".into(), "1".into())]).as_bytes()).unwrap() else {
+    let Request::Encrypt(r) =
+        parse_request(Operation::Encrypt, ec(vec![("b".into(), "2".into()), ("a".into(), "1".into())]).as_bytes())
+            .unwrap()
+    else {
         panic!()
     };
     assert_eq!(r.encryption_context.keys().collect::<Vec<_>>(), ["a", "b"]);
@@ -348,8 +491,15 @@ fn encryption_context_has_keyledgers_documented_caps() {
 #[test]
 fn encryption_algorithm_must_be_an_aws_value() {
     assert_eq!(
-        err(Operation::Encrypt, &format!("{{\"KeyId\":\"{KEY}\",\"Plaintext\":\"AA==\",\"EncryptionAlgorithm\":\"AES\"}}")),
-        v1("AES", "encryptionAlgorithm", "satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE]")
+        err(
+            Operation::Encrypt,
+            &format!("{{\"KeyId\":\"{KEY}\",\"Plaintext\":\"AA==\",\"EncryptionAlgorithm\":\"AES\"}}")
+        ),
+        v1(
+            "AES",
+            "encryptionAlgorithm",
+            "satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, SM2PKE]"
+        )
     );
     let Request::ReEncrypt(r) = parse_request(
         Operation::ReEncrypt,
@@ -373,12 +523,22 @@ fn alias_names_follow_the_aws_rules() {
     let table: Vec<(String, (ErrorKind, String))> = vec![
         ("app".into(), prefix.clone()),
         ("aliasapp".into(), prefix),
-        ("alias/Service:Test".into(), (ErrorKind::Validation, "alias/Service:Test contains invalid characters for an alias".into())),
+        (
+            "alias/Service:Test".into(),
+            (ErrorKind::Validation, "alias/Service:Test contains invalid characters for an alias".into()),
+        ),
         ("alias/a b".into(), v1("alias/a b", "aliasName", "satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$")),
-        (format!("alias/{}", "a".repeat(251)), v1(&format!("alias/{}", "a".repeat(251)), "aliasName", "have length less than or equal to 256")),
+        (
+            format!("alias/{}", "a".repeat(251)),
+            v1(&format!("alias/{}", "a".repeat(251)), "aliasName", "have length less than or equal to 256"),
+        ),
         (
             "alias/aws/s3".into(),
-            (ErrorKind::InvalidAliasName, "alias/aws/s3 is not a valid alias name: the prefix alias/aws/ is reserved for AWS managed keys.".into()),
+            (
+                ErrorKind::InvalidAliasName,
+                "alias/aws/s3 is not a valid alias name: the prefix alias/aws/ is reserved for AWS managed keys."
+                    .into(),
+            ),
         ),
         ("alias/".into(), (ErrorKind::InvalidAliasName, "Alias name must have a name after the alias/ prefix.".into())),
     ];
@@ -388,7 +548,9 @@ fn alias_names_follow_the_aws_rules() {
         assert_eq!(err(Operation::DeleteAlias, &format!("{{\"AliasName\":\"{name}\"}}")), expected, "{name}");
     }
     let ok = format!("alias/{}", "a".repeat(250));
-    let Request::CreateAlias(r) = parse_request(Operation::CreateAlias, body(&ok).as_bytes()).unwrap() else { panic!() };
+    let Request::CreateAlias(r) = parse_request(Operation::CreateAlias, body(&ok).as_bytes()).unwrap() else {
+        panic!()
+    };
     assert_eq!(r.alias_name, ok);
     assert!(parse_request(Operation::CreateAlias, body("alias/My_app-1/x").as_bytes()).is_ok());
 }
@@ -396,7 +558,10 @@ fn alias_names_follow_the_aws_rules() {
 #[test]
 fn create_key_defaults_to_a_symmetric_aws_kms_key() {
     let Request::CreateKey(r) = parse_request(Operation::CreateKey, b"{}").unwrap() else { panic!() };
-    assert_eq!((r.key_spec, r.key_usage, r.origin), (KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt, Origin::AwsKms));
+    assert_eq!(
+        (r.key_spec, r.key_usage, r.origin),
+        (KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt, Origin::AwsKms)
+    );
     assert_eq!(r.description, "");
     assert!(r.tags.is_empty());
     let Request::CreateKey(r) = parse_request(
@@ -410,7 +575,11 @@ fn create_key_defaults_to_a_symmetric_aws_kms_key() {
     assert_eq!(r.description, "d");
     assert!(r.bypass_policy_lockout_safety_check);
     assert_eq!(r.tags[0].key, "team");
-    let Request::CreateKey(r) = parse_request(Operation::CreateKey, br#"{"CustomerMasterKeySpec":"SYMMETRIC_DEFAULT"}"#).unwrap() else { panic!() };
+    let Request::CreateKey(r) =
+        parse_request(Operation::CreateKey, br#"{"CustomerMasterKeySpec":"SYMMETRIC_DEFAULT"}"#).unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(r.key_spec, KeySpec::SymmetricDefault);
 }
 
@@ -442,10 +611,14 @@ fn create_key_validation_and_unsupported_values() {
 
 #[test]
 fn recipient_is_not_supported_yet() {
-    let (kind, message) = err(Operation::GenerateDataKey, &format!("{{\"KeyId\":\"{KEY}\",\"NumberOfBytes\":32,\"Recipient\":{{}}}}"));
+    let (kind, message) =
+        err(Operation::GenerateDataKey, &format!("{{\"KeyId\":\"{KEY}\",\"NumberOfBytes\":32,\"Recipient\":{{}}}}"));
     assert_eq!(kind, ErrorKind::UnsupportedOperation);
     assert!(message.contains("not supported yet"));
-    assert_eq!(err(Operation::Decrypt, "{\"CiphertextBlob\":\"AQ==\",\"Recipient\":{}}").0, ErrorKind::UnsupportedOperation);
+    assert_eq!(
+        err(Operation::Decrypt, "{\"CiphertextBlob\":\"AQ==\",\"Recipient\":{}}").0,
+        ErrorKind::UnsupportedOperation
+    );
     // GenerateDataKeyWithoutPlaintext has no Recipient member: ignored like any unknown member.
     assert!(parse_request(
         Operation::GenerateDataKeyWithoutPlaintext,
@@ -476,7 +649,11 @@ fn every_operation_has_a_parser_and_names_round_trip() {
 
 #[test]
 fn request_reports_its_operation_and_supplied_key_id() {
-    let r = parse_request(Operation::CreateAlias, format!("{{\"AliasName\":\"alias/a\",\"TargetKeyId\":\"{KEY}\"}}").as_bytes()).unwrap();
+    let r = parse_request(
+        Operation::CreateAlias,
+        format!("{{\"AliasName\":\"alias/a\",\"TargetKeyId\":\"{KEY}\"}}").as_bytes(),
+    )
+    .unwrap();
     assert_eq!(r.operation(), Operation::CreateAlias);
     assert_eq!(r.key_id(), Some(KEY));
     let r = parse_request(Operation::ListKeys, b"{}").unwrap();

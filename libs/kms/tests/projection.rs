@@ -8,7 +8,7 @@ use keyledger_events::{
     decode, encode, AggregateKind, AliasCreatedV1, Body, KeyCreatedV1, KeyDescriptionUpdatedV1, KeyDisabledV1,
 };
 use keyledger_kms::state::{AutoRotation, Key, MaterialVersion};
-use keyledger_kms::{AggregateHead, ApplyError, Applied, Decision, KeyId, Operation, Projection};
+use keyledger_kms::{AggregateHead, Applied, ApplyError, Decision, KeyId, Operation, Projection};
 
 /// A world with some history: keys, aliases, tags, rotation, deletion.
 fn busy_world() -> World {
@@ -35,7 +35,11 @@ fn a_never_seen_aggregate_starts_at_genesis() {
         head,
         AggregateHead {
             next_aggregate_seq: 0,
-            last_hash: keyledger_events::genesis_hash(AggregateKind::Key, ACCOUNT, "1234abcd-12ab-34cd-56ef-1234567890ab"),
+            last_hash: keyledger_events::genesis_hash(
+                AggregateKind::Key,
+                ACCOUNT,
+                "1234abcd-12ab-34cd-56ef-1234567890ab"
+            ),
             last_stream_seq: 0,
         }
     );
@@ -98,7 +102,13 @@ fn the_digest_covers_heads_even_when_an_event_changes_nothing_else() {
 }
 
 fn event_bytes(w: &World, kind: AggregateKind, id: &str, seq: u64, prev: [u8; 32], body: Body) -> Vec<u8> {
-    let d = Decision { aggregate_kind: kind, account: ACCOUNT.into(), aggregate_id: id.into(), head: AggregateHead { next_aggregate_seq: seq, last_hash: prev, last_stream_seq: 0 }, body };
+    let d = Decision {
+        aggregate_kind: kind,
+        account: ACCOUNT.into(),
+        aggregate_id: id.into(),
+        head: AggregateHead { next_aggregate_seq: seq, last_hash: prev, last_stream_seq: 0 },
+        body,
+    };
     encode(&d.draft([3; 16], w.now, w.caller.principal.clone(), [0; 16]), &d.body).unwrap().0
 }
 
@@ -110,14 +120,26 @@ fn a_broken_chain_is_refused_and_changes_nothing() {
     let digest = w.p.state_digest();
     let body = || Body::KeyDisabled(KeyDisabledV1 {});
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("wrong previous hash", event_bytes(&w, AggregateKind::Key, &id.to_string(), head.next_aggregate_seq, [0xAB; 32], body())),
-        ("skipped sequence", event_bytes(&w, AggregateKind::Key, &id.to_string(), head.next_aggregate_seq + 1, head.last_hash, body())),
+        (
+            "wrong previous hash",
+            event_bytes(&w, AggregateKind::Key, &id.to_string(), head.next_aggregate_seq, [0xAB; 32], body()),
+        ),
+        (
+            "skipped sequence",
+            event_bytes(&w, AggregateKind::Key, &id.to_string(), head.next_aggregate_seq + 1, head.last_hash, body()),
+        ),
         ("repeated sequence", event_bytes(&w, AggregateKind::Key, &id.to_string(), 0, head.last_hash, body())),
     ];
     for (what, bytes) in cases {
         let e = w.p.apply(10, w.now, &decode(&bytes).unwrap()).unwrap_err();
-        let ApplyError::ChainBroken { kind, aggregate_id, expected_seq, expected_prev_hash, .. } = &e else { panic!("{what}: {e}") };
-        assert_eq!((*kind, aggregate_id.as_str(), *expected_seq), (AggregateKind::Key, id.to_string().as_str(), 1), "{what}");
+        let ApplyError::ChainBroken { kind, aggregate_id, expected_seq, expected_prev_hash, .. } = &e else {
+            panic!("{what}: {e}")
+        };
+        assert_eq!(
+            (*kind, aggregate_id.as_str(), *expected_seq),
+            (AggregateKind::Key, id.to_string().as_str(), 1),
+            "{what}"
+        );
         assert_eq!(expected_prev_hash, &hex::encode(head.last_hash));
         assert!(e.to_string().starts_with("chain broken for Key"), "{e}");
         assert_eq!(w.p.state_digest(), digest, "{what}: no state change");
@@ -126,7 +148,8 @@ fn a_broken_chain_is_refused_and_changes_nothing() {
     }
     // A fresh aggregate must start at its genesis hash.
     let other = w.fresh_key_id();
-    let bytes = event_bytes(&w, AggregateKind::Key, &other.to_string(), 0, [0; 32], Body::KeyDisabled(KeyDisabledV1 {}));
+    let bytes =
+        event_bytes(&w, AggregateKind::Key, &other.to_string(), 0, [0; 32], Body::KeyDisabled(KeyDisabledV1 {}));
     assert!(matches!(w.p.apply(10, w.now, &decode(&bytes).unwrap()), Err(ApplyError::ChainBroken { .. })));
     // The correct event still applies afterwards.
     let good = event_bytes(&w, AggregateKind::Key, &id.to_string(), 1, head.last_hash, body());
@@ -138,7 +161,8 @@ fn stream_sequences_must_increase() {
     let mut w = World::new();
     let id = w.create_key();
     let head = w.head_of(&id);
-    let bytes = event_bytes(&w, AggregateKind::Key, &id.to_string(), 1, head.last_hash, Body::KeyDisabled(KeyDisabledV1 {}));
+    let bytes =
+        event_bytes(&w, AggregateKind::Key, &id.to_string(), 1, head.last_hash, Body::KeyDisabled(KeyDisabledV1 {}));
     let event = decode(&bytes).unwrap();
     assert_eq!(w.p.apply(1, w.now, &event), Err(ApplyError::StreamSeqNotIncreasing { last: 1, got: 1 }));
     assert_eq!(w.p.apply(0, w.now, &event), Err(ApplyError::StreamSeqNotIncreasing { last: 1, got: 0 }));
@@ -178,7 +202,15 @@ fn events_that_do_not_fit_their_aggregate_are_refused() {
         &fresh,
         0,
         keyledger_events::genesis_hash(AggregateKind::Key, ACCOUNT, &fresh),
-        Body::KeyCreated(KeyCreatedV1 { key_spec: 99, key_usage: 1, origin: 1, description: String::new(), tags: vec![], multi_region: false, material: None }),
+        Body::KeyCreated(KeyCreatedV1 {
+            key_spec: 99,
+            key_usage: 1,
+            origin: 1,
+            description: String::new(),
+            tags: vec![],
+            multi_region: false,
+            material: None,
+        }),
     );
     assert_eq!(w.p.apply(9, w.now, &decode(&unknown_spec).unwrap()), Err(ApplyError::UnknownCode("key spec", 99)));
     assert_eq!(w.p.state_digest(), digest);
@@ -190,7 +222,10 @@ fn an_alias_created_for_a_key_deleted_meanwhile_is_ignored() {
     let mut w = World::new();
     let id = w.create_key();
     // Decided while the key was alive …
-    let d = w.decide(Operation::CreateAlias, &format!(r#"{{"AliasName":"alias/late","TargetKeyId":"{id}"}}"#)).unwrap().unwrap();
+    let d = w
+        .decide(Operation::CreateAlias, &format!(r#"{{"AliasName":"alias/late","TargetKeyId":"{id}"}}"#))
+        .unwrap()
+        .unwrap();
     // … but the key's deletion lands first.
     w.ok(Operation::ScheduleKeyDeletion, &format!(r#"{{"KeyId":"{id}","PendingWindowInDays":7}}"#));
     w.now += 7 * DAY;

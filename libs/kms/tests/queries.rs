@@ -106,7 +106,13 @@ fn reads_of_another_accounts_key_are_denied() {
     let id = w.create_key();
     let arn = w.arn(&id);
     w.caller = caller(OTHER_ACCOUNT);
-    for op in [Operation::DescribeKey, Operation::GetKeyRotationStatus, Operation::ListKeyRotations, Operation::ListResourceTags, Operation::ListAliases] {
+    for op in [
+        Operation::DescribeKey,
+        Operation::GetKeyRotationStatus,
+        Operation::ListKeyRotations,
+        Operation::ListResourceTags,
+        Operation::ListAliases,
+    ] {
         let (kind, message) = w.err(op, &format!(r#"{{"KeyId":"{arn}"}}"#));
         assert_eq!(kind, ErrorKind::AccessDenied, "{op}");
         assert!(message.contains(&format!("kms:{op} on resource: {arn}")), "{message}");

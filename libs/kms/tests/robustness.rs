@@ -101,22 +101,79 @@ fn valid_bodies() -> Vec<(Operation, String)> {
 
 /// Every member name some operation reads, plus a few unknown ones.
 const MEMBERS: [&str; 44] = [
-    "KeyId", "Description", "KeyUsage", "KeySpec", "CustomerMasterKeySpec", "Origin", "Policy",
-    "CustomKeyStoreId", "BypassPolicyLockoutSafetyCheck", "Tags", "MultiRegion", "XksKeyId",
-    "PendingWindowInDays", "RotationPeriodInDays", "TagKeys", "AliasName", "TargetKeyId",
-    "GrantTokens", "Limit", "Marker", "IncludeKeyMaterial", "Plaintext", "EncryptionContext",
-    "EncryptionAlgorithm", "DryRun", "CiphertextBlob", "DryRunModifiers", "Recipient",
-    "SourceEncryptionContext", "SourceKeyId", "DestinationKeyId", "DestinationEncryptionContext",
-    "SourceEncryptionAlgorithm", "DestinationEncryptionAlgorithm", "NumberOfBytes", "TagKey",
-    "TagValue", "keyId", "plaintext", "Unknown", "", "KeyId\u{0}", "Kéy", "__type",
+    "KeyId",
+    "Description",
+    "KeyUsage",
+    "KeySpec",
+    "CustomerMasterKeySpec",
+    "Origin",
+    "Policy",
+    "CustomKeyStoreId",
+    "BypassPolicyLockoutSafetyCheck",
+    "Tags",
+    "MultiRegion",
+    "XksKeyId",
+    "PendingWindowInDays",
+    "RotationPeriodInDays",
+    "TagKeys",
+    "AliasName",
+    "TargetKeyId",
+    "GrantTokens",
+    "Limit",
+    "Marker",
+    "IncludeKeyMaterial",
+    "Plaintext",
+    "EncryptionContext",
+    "EncryptionAlgorithm",
+    "DryRun",
+    "CiphertextBlob",
+    "DryRunModifiers",
+    "Recipient",
+    "SourceEncryptionContext",
+    "SourceKeyId",
+    "DestinationKeyId",
+    "DestinationEncryptionContext",
+    "SourceEncryptionAlgorithm",
+    "DestinationEncryptionAlgorithm",
+    "NumberOfBytes",
+    "TagKey",
+    "TagValue",
+    "keyId",
+    "plaintext",
+    "Unknown",
+    "",
+    "KeyId\u{0}",
+    "Kéy",
+    "__type",
 ];
 
 /// Strings that sit on validation edges: empty, enum values, aliases, ARNs, base64 with and
 /// without padding or with non-canonical trailing bits, non-Latin-1 characters.
 const STRINGS: [&str; 24] = [
-    "", "a", KEY, "alias/orders", "alias/aws/x", "alias/", "alias/a:b", "arn:aws:kms:eu-west-1:111122223333:key/x",
-    "SYMMETRIC_DEFAULT", "RSA_2048", "ENCRYPT_DECRYPT", "AWS_KMS", "EXTERNAL", "AES_256", "IGNORE_CIPHERTEXT",
-    "ALL_KEY_MATERIAL", "aGVsbG8=", "aGVsbG8", "aGVsbG9=", "AA==", "////", "\u{0100}", "€", "aws:tag",
+    "",
+    "a",
+    KEY,
+    "alias/orders",
+    "alias/aws/x",
+    "alias/",
+    "alias/a:b",
+    "arn:aws:kms:eu-west-1:111122223333:key/x",
+    "SYMMETRIC_DEFAULT",
+    "RSA_2048",
+    "ENCRYPT_DECRYPT",
+    "AWS_KMS",
+    "EXTERNAL",
+    "AES_256",
+    "IGNORE_CIPHERTEXT",
+    "ALL_KEY_MATERIAL",
+    "aGVsbG8=",
+    "aGVsbG8",
+    "aGVsbG9=",
+    "AA==",
+    "////",
+    "\u{0100}",
+    "€",
+    "aws:tag",
 ];
 
 fn random_string(rng: &mut Rng) -> String {
@@ -135,7 +192,23 @@ fn random_value(rng: &mut Rng, depth: usize) -> String {
         0 => "null".into(),
         1 => rng.pick(&["true", "false"]).to_string(),
         2 => rng
-            .pick(&["0", "1", "-1", "7", "30", "31", "89", "365", "1024", "1025", "2560", "1.5", "1e3", "9223372036854775808", "-9223372036854775809"])
+            .pick(&[
+                "0",
+                "1",
+                "-1",
+                "7",
+                "30",
+                "31",
+                "89",
+                "365",
+                "1024",
+                "1025",
+                "2560",
+                "1.5",
+                "1e3",
+                "9223372036854775808",
+                "-9223372036854775809",
+            ])
             .to_string(),
         3 | 4 => json_str(&random_string(rng)),
         5 => {
@@ -146,7 +219,8 @@ fn random_value(rng: &mut Rng, depth: usize) -> String {
         6 => {
             // A list of tag-like objects.
             let (n, item_depth) = rng.list_shape(depth);
-            let items: Vec<String> = (0..n).map(|_| random_object(rng, item_depth, &["TagKey", "TagValue", "Other"])).collect();
+            let items: Vec<String> =
+                (0..n).map(|_| random_object(rng, item_depth, &["TagKey", "TagValue", "Other"])).collect();
             format!("[{}]", items.join(","))
         }
         _ => random_object(rng, depth - 1, &["a", "b", "aws:x", "", "purpose"]),

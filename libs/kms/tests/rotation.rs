@@ -41,7 +41,10 @@ fn a_new_period_keeps_the_anchor_and_the_same_period_changes_nothing() {
     let id = w.create_key();
     w.ok(Operation::EnableKeyRotation, &format!(r#"{{"KeyId":"{id}","RotationPeriodInDays":365}}"#));
     w.now = T0 + 10 * DAY;
-    assert!(w.decide(Operation::EnableKeyRotation, &format!(r#"{{"KeyId":"{id}","RotationPeriodInDays":365}}"#)).unwrap().is_none());
+    assert!(w
+        .decide(Operation::EnableKeyRotation, &format!(r#"{{"KeyId":"{id}","RotationPeriodInDays":365}}"#))
+        .unwrap()
+        .is_none());
     w.ok(Operation::EnableKeyRotation, &format!(r#"{{"KeyId":"{id}","RotationPeriodInDays":100}}"#));
     assert_eq!(status(&mut w, &id)["NextRotationDate"], json!((T0 + 100 * DAY) / 1000), "anchored at enable time");
     assert_eq!(status(&mut w, &id)["RotationPeriodInDays"], json!(100));

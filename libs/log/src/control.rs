@@ -65,11 +65,7 @@ impl ControlLog {
     /// As [`ensure_control_stream`].
     pub async fn open(js: Context, replicas: usize) -> Result<Self, StreamSetupError> {
         let stream = ensure_control_stream(&js, replicas).await?;
-        Ok(Self {
-            js,
-            stream,
-            retry: RetryPolicy::default(),
-        })
+        Ok(Self { js, stream, retry: RetryPolicy::default() })
     }
 
     /// Replaces the retry policy of [`ControlLog::append`].
@@ -119,20 +115,13 @@ impl ControlLog {
         bytes: Vec<u8>,
     ) -> Result<u64, AppendError> {
         if bytes.len() > MAX_RECORD_BYTES {
-            return Err(AppendError::TooLarge {
-                bytes: bytes.len(),
-                max: MAX_RECORD_BYTES,
-            });
+            return Err(AppendError::TooLarge { bytes: bytes.len(), max: MAX_RECORD_BYTES });
         }
-        if !subject
-            .strip_prefix(names::CONTROL_SUBJECT_PREFIX)
-            .is_some_and(|rest| rest.starts_with('.'))
-        {
-            return Err(AppendError::Rejected(format!(
-                "subject {subject:?} is not a control subject"
-            )));
+        if !subject.strip_prefix(names::CONTROL_SUBJECT_PREFIX).is_some_and(|rest| rest.starts_with('.')) {
+            return Err(AppendError::Rejected(format!("subject {subject:?} is not a control subject")));
         }
-        let target = AppendTarget { js: &self.js, stream: &self.stream, stream_name: names::CONTROL_STREAM, retry: &self.retry };
+        let target =
+            AppendTarget { js: &self.js, stream: &self.stream, stream_name: names::CONTROL_STREAM, retry: &self.retry };
         append_chained(target, subject, expected_last_subject_seq, &hex::encode(event_id), Bytes::from(bytes)).await
     }
 
@@ -160,9 +149,11 @@ impl ControlLog {
     /// # Errors
     /// [`LogError::Unavailable`] / [`LogError::Nats`].
     pub async fn head_seq(&self) -> Result<u64, LogError> {
-        let info = self.stream.get_info().await.map_err(|e| {
-            LogError::Unavailable(format!("stream info of {}: {e}", names::CONTROL_STREAM))
-        })?;
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| LogError::Unavailable(format!("stream info of {}: {e}", names::CONTROL_STREAM)))?;
         Ok(info.state.last_sequence)
     }
 
@@ -264,90 +255,57 @@ fn follow_stream(
     stream: Stream,
     from: u64,
 ) -> impl futures::Stream<Item = Result<StoredRecord, LogError>> + Send + 'static {
-    stream::unfold(
-        Some(Follow::Start(Box::new(stream), from)),
-        |state| async move {
-            let (mut messages, expected) = match state? {
-                Follow::Start(stream, from) => {
-                    let consumer = stream
-                        .create_consumer(OrderedConfig {
-                            deliver_policy: DeliverPolicy::ByStartSequence {
-                                start_sequence: from,
-                            },
-                            ..Default::default()
-                        })
-                        .await;
-                    let consumer = match consumer {
-                        Ok(c) => c,
-                        Err(e) => {
-                            return Some((
-                                Err(LogError::Unavailable(format!(
-                                    "cannot create ordered consumer: {e}"
-                                ))),
-                                None,
-                            ))
-                        }
-                    };
-                    match consumer.messages().await {
-                        Ok(m) => (Box::new(m), from),
-                        Err(e) => {
-                            return Some((
-                                Err(LogError::Unavailable(format!(
-                                    "cannot start ordered consumer: {e}"
-                                ))),
-                                None,
-                            ))
-                        }
+    stream::unfold(Some(Follow::Start(Box::new(stream), from)), |state| async move {
+        let (mut messages, expected) = match state? {
+            Follow::Start(stream, from) => {
+                let consumer = stream
+                    .create_consumer(OrderedConfig {
+                        deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+                        ..Default::default()
+                    })
+                    .await;
+                let consumer = match consumer {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return Some((Err(LogError::Unavailable(format!("cannot create ordered consumer: {e}"))), None))
+                    }
+                };
+                match consumer.messages().await {
+                    Ok(m) => (Box::new(m), from),
+                    Err(e) => {
+                        return Some((Err(LogError::Unavailable(format!("cannot start ordered consumer: {e}"))), None))
                     }
                 }
-                Follow::Running(m, expected) => (m, expected),
-            };
-            match messages.next().await? {
-                Ok(message) => {
-                    let info = match message.info() {
-                        Ok(i) => i,
-                        Err(e) => {
-                            return Some((
-                                Err(LogError::Nats(format!("bad message metadata: {e}"))),
-                                None,
-                            ))
-                        }
-                    };
-                    let seq = info.stream_sequence;
-                    if seq != expected {
-                        return Some((
-                            Err(LogError::Gap {
-                                expected,
-                                found: seq,
-                            }),
-                            None,
-                        ));
-                    }
-                    let record = StoredRecord {
-                        stream_seq: seq,
-                        subject: message.subject.to_string(),
-                        server_time_unix_ms: unix_ms(info.published),
-                        payload: message.payload.clone(),
-                    };
-                    Some((Ok(record), Some(Follow::Running(messages, expected + 1))))
-                }
-                Err(e) => Some((
-                    Err(LogError::Unavailable(format!("ordered consumer: {e}"))),
-                    None,
-                )),
             }
-        },
-    )
+            Follow::Running(m, expected) => (m, expected),
+        };
+        match messages.next().await? {
+            Ok(message) => {
+                let info = match message.info() {
+                    Ok(i) => i,
+                    Err(e) => return Some((Err(LogError::Nats(format!("bad message metadata: {e}"))), None)),
+                };
+                let seq = info.stream_sequence;
+                if seq != expected {
+                    return Some((Err(LogError::Gap { expected, found: seq }), None));
+                }
+                let record = StoredRecord {
+                    stream_seq: seq,
+                    subject: message.subject.to_string(),
+                    server_time_unix_ms: unix_ms(info.published),
+                    payload: message.payload.clone(),
+                };
+                Some((Ok(record), Some(Follow::Running(messages, expected + 1))))
+            }
+            Err(e) => Some((Err(LogError::Unavailable(format!("ordered consumer: {e}"))), None)),
+        }
+    })
 }
 
 fn direct_get_error(e: async_nats::jetstream::stream::DirectGetError) -> LogError {
     match e.kind() {
-        DirectGetErrorKind::TimedOut | DirectGetErrorKind::Request => {
-            LogError::Unavailable(e.to_string())
-        }
-        DirectGetErrorKind::ErrorResponse(status, _) if status.as_u16() == 503 => {
-            LogError::Unavailable(e.to_string())
-        }
+        DirectGetErrorKind::TimedOut | DirectGetErrorKind::Request => LogError::Unavailable(e.to_string()),
+        DirectGetErrorKind::ErrorResponse(status, _) if status.as_u16() == 503 => LogError::Unavailable(e.to_string()),
         _ => LogError::Nats(e.to_string()),
     }
 }
@@ -416,7 +374,9 @@ pub(crate) async fn append_chained(
                         tokio::time::sleep(target.retry.backoff(attempt)).await;
                     }
                 }
-                PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::WrongLastMessageId | PublishErrorKind::Other => {
+                PublishErrorKind::MaxPayloadExceeded
+                | PublishErrorKind::WrongLastMessageId
+                | PublishErrorKind::Other => {
                     return Err(AppendError::Rejected(error_chain(&e)));
                 }
             },
@@ -450,7 +410,9 @@ async fn reconcile(stream: &Stream, subject: &str, expected: u64, payload: &Byte
     }
     match stream.get_last_raw_message_by_subject(subject).await {
         Ok(head) => Err(AppendError::Conflict { current_last_seq: Some(head.sequence) }),
-        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Err(AppendError::Conflict { current_last_seq: None }),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
+            Err(AppendError::Conflict { current_last_seq: None })
+        }
         Err(e) => Err(unknown(&e)),
     }
 }

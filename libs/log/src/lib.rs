@@ -26,12 +26,11 @@ mod usage;
 
 pub use control::{AppendError, ControlLog};
 pub use material::MaterialStore;
-pub use usage::UsageLog;
 pub use streams::{
-    control_stream_config, ensure_control_stream, ensure_material_stream, ensure_usage_stream,
-    material_stream_config, usage_stream_config,
-    verify_config, StreamSetupError, DUPLICATE_WINDOW, HEADER_ALLOWANCE_BYTES, MAX_MATERIAL_BYTES,
+    control_stream_config, ensure_control_stream, ensure_material_stream, ensure_usage_stream, material_stream_config,
+    usage_stream_config, verify_config, StreamSetupError, DUPLICATE_WINDOW, HEADER_ALLOWANCE_BYTES, MAX_MATERIAL_BYTES,
 };
+pub use usage::UsageLog;
 
 /// Bound of every JetStream API call and awaited publish ack made through [`jetstream`]: 5 s.
 pub const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,24 +106,15 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(2),
-        }
+        Self { max_attempts: 3, initial_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(2) }
     }
 }
 
 impl RetryPolicy {
     /// The wait after failed attempt number `attempt` (1-based).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.initial_backoff
-            .checked_mul(factor)
-            .unwrap_or(self.max_backoff)
-            .min(self.max_backoff)
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.initial_backoff.checked_mul(factor).unwrap_or(self.max_backoff).min(self.max_backoff)
     }
 }
 
@@ -165,10 +155,7 @@ pub async fn connect(
 /// A JetStream context with [`JETSTREAM_TIMEOUT`] bounding API calls and awaited acks, and
 /// back-pressure on the in-flight ack window (wait for a slot instead of failing).
 pub fn jetstream(client: async_nats::Client) -> Context {
-    js::ContextBuilder::new()
-        .timeout(JETSTREAM_TIMEOUT)
-        .backpressure_on_inflight(true)
-        .build(client)
+    js::ContextBuilder::new().timeout(JETSTREAM_TIMEOUT).backpressure_on_inflight(true).build(client)
 }
 
 /// Converts a server timestamp to Unix milliseconds (0 for times before 1970).

@@ -3,9 +3,7 @@
 use async_nats::jetstream::context::{Context, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::response::Response;
-use async_nats::jetstream::stream::{
-    DeleteStatus, DirectGetErrorKind, LastRawMessageErrorKind, Stream,
-};
+use async_nats::jetstream::stream::{DeleteStatus, DirectGetErrorKind, LastRawMessageErrorKind, Stream};
 use async_nats::jetstream::ErrorCode;
 use bytes::Bytes;
 use keyledger_events::names;
@@ -46,11 +44,7 @@ impl MaterialStore {
     /// As [`ensure_material_stream`].
     pub async fn open(js: Context, replicas: usize) -> Result<Self, StreamSetupError> {
         let stream = ensure_material_stream(&js, replicas).await?;
-        Ok(Self {
-            js,
-            stream,
-            retry: RetryPolicy::default(),
-        })
+        Ok(Self { js, stream, retry: RetryPolicy::default() })
     }
 
     /// Replaces the retry policy of [`MaterialStore::put`].
@@ -81,10 +75,7 @@ impl MaterialStore {
         check_token(account)?;
         check_token(key_id)?;
         if wrapped.len() > MAX_MATERIAL_BYTES {
-            return Err(LogError::TooLarge {
-                bytes: wrapped.len(),
-                max: MAX_MATERIAL_BYTES,
-            });
+            return Err(LogError::TooLarge { bytes: wrapped.len(), max: MAX_MATERIAL_BYTES });
         }
         let subject = names::material_subject(account, key_id, version, material_id);
         let payload = Bytes::copy_from_slice(wrapped);
@@ -119,22 +110,17 @@ impl MaterialStore {
                 },
             }
         }
-        Err(LogError::Unavailable(format!(
-            "material put: {attempts} attempt(s), last: {last_error}"
-        )))
+        Err(LogError::Unavailable(format!("material put: {attempts} attempt(s), last: {last_error}")))
     }
 
     async fn reconcile(&self, subject: &str, payload: &Bytes) -> Result<u64, LogError> {
         match self.stream.get_last_raw_message_by_subject(subject).await {
             Ok(m) if m.payload == *payload => Ok(m.sequence),
-            Ok(m) => Err(LogError::MaterialConflict {
-                subject: subject.to_owned(),
-                seq: m.sequence,
-            }),
+            Ok(m) => Err(LogError::MaterialConflict { subject: subject.to_owned(), seq: m.sequence }),
             // Erased between the refusal and this read: report unknown, the caller retries.
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Err(
-                LogError::Unavailable(format!("material subject {subject} changed during put")),
-            ),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                Err(LogError::Unavailable(format!("material subject {subject} changed during put")))
+            }
             Err(e) => Err(LogError::Unavailable(format!("reading {subject}: {e}"))),
         }
     }
@@ -158,9 +144,7 @@ impl MaterialStore {
             Ok(m) => Ok(Some(m.payload.to_vec())),
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => match e.kind() {
-                DirectGetErrorKind::TimedOut | DirectGetErrorKind::Request => {
-                    Err(LogError::Unavailable(e.to_string()))
-                }
+                DirectGetErrorKind::TimedOut | DirectGetErrorKind::Request => Err(LogError::Unavailable(e.to_string())),
                 _ => Err(LogError::Nats(e.to_string())),
             },
         }
@@ -171,7 +155,13 @@ impl MaterialStore {
     ///
     /// # Errors
     /// As [`MaterialStore::erase_key`].
-    pub async fn erase(&self, account: &str, key_id: &str, version: u32, material_id: &[u8; 32]) -> Result<bool, LogError> {
+    pub async fn erase(
+        &self,
+        account: &str,
+        key_id: &str,
+        version: u32,
+        material_id: &[u8; 32],
+    ) -> Result<bool, LogError> {
         check_token(account)?;
         check_token(key_id)?;
         let subject = names::material_subject(account, key_id, version, material_id);
@@ -203,13 +193,7 @@ impl MaterialStore {
         let mut from = 1u64;
         let mut erased = 0usize;
         loop {
-            let found = self
-                .stream
-                .raw_message_builder()
-                .next_by_subject(filter.clone())
-                .sequence(from)
-                .send()
-                .await;
+            let found = self.stream.raw_message_builder().next_by_subject(filter.clone()).sequence(from).send().await;
             let message = match found {
                 Ok(m) => m,
                 Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
@@ -226,25 +210,19 @@ impl MaterialStore {
     /// Erases one message; false if it was already gone.
     async fn erase_message(&self, seq: u64) -> Result<bool, LogError> {
         let subject = format!("STREAM.MSG.DELETE.{}", names::MATERIAL_STREAM);
-        let request = EraseRequest {
-            seq,
-            no_erase: false,
-        };
-        let response: Response<DeleteStatus> =
-            self.js.request(subject, &request).await.map_err(|e| {
-                LogError::Unavailable(format!("erasing stream sequence {seq}: {e}"))
-            })?;
+        let request = EraseRequest { seq, no_erase: false };
+        let response: Response<DeleteStatus> = self
+            .js
+            .request(subject, &request)
+            .await
+            .map_err(|e| LogError::Unavailable(format!("erasing stream sequence {seq}: {e}")))?;
         match response {
             Response::Ok(status) if status.success => Ok(true),
-            Response::Ok(_) => Err(LogError::Nats(format!(
-                "erasing stream sequence {seq}: server reported no success"
-            ))),
-            Response::Err { error } if error.error_code() == ErrorCode::NO_MESSAGE_FOUND => {
-                Ok(false)
+            Response::Ok(_) => {
+                Err(LogError::Nats(format!("erasing stream sequence {seq}: server reported no success")))
             }
-            Response::Err { error } => Err(LogError::Nats(format!(
-                "erasing stream sequence {seq}: {error}"
-            ))),
+            Response::Err { error } if error.error_code() == ErrorCode::NO_MESSAGE_FOUND => Ok(false),
+            Response::Err { error } => Err(LogError::Nats(format!("erasing stream sequence {seq}: {error}"))),
         }
     }
 }

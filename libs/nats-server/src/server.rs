@@ -34,17 +34,12 @@ const PORT_ATTEMPTS: u32 = 3;
 /// # Errors
 /// [`Error::Io`] if binding fails.
 pub fn free_port() -> Result<u16, Error> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|source| Error::Io {
-        context: "binding 127.0.0.1:0".into(),
-        source,
-    })?;
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|source| Error::Io { context: "binding 127.0.0.1:0".into(), source })?;
     listener
         .local_addr()
         .map(|a| a.port())
-        .map_err(|source| Error::Io {
-            context: "reading the bound port".into(),
-            source,
-        })
+        .map_err(|source| Error::Io { context: "reading the bound port".into(), source })
 }
 
 /// A nats-server child process with a rendered config, killed (SIGKILL) when dropped.
@@ -80,22 +75,12 @@ impl NatsServer {
             .recursive(true)
             .mode(0o700)
             .create(data_dir)
-            .map_err(|source| Error::Io {
-                context: format!("creating {}", data_dir.display()),
-                source,
-            })?;
-        fs::create_dir_all(&settings.store_dir).map_err(|source| Error::Io {
-            context: format!("creating {}", settings.store_dir.display()),
-            source,
-        })?;
+            .map_err(|source| Error::Io { context: format!("creating {}", data_dir.display()), source })?;
+        fs::create_dir_all(&settings.store_dir)
+            .map_err(|source| Error::Io { context: format!("creating {}", settings.store_dir.display()), source })?;
         let pick_port = settings.port == 0;
         let pick_monitor = settings.monitor_port == Some(0);
-        let mut server = Self {
-            binary: binary.to_path_buf(),
-            settings,
-            data_dir: data_dir.to_path_buf(),
-            child: None,
-        };
+        let mut server = Self { binary: binary.to_path_buf(), settings, data_dir: data_dir.to_path_buf(), child: None };
         let mut attempt = 1;
         loop {
             if pick_port {
@@ -126,15 +111,10 @@ impl NatsServer {
             .create(true)
             .append(true)
             .open(self.log_path())
-            .map_err(|source| Error::Io {
-                context: format!("opening {}", self.log_path().display()),
-                source,
-            })?;
+            .map_err(|source| Error::Io { context: format!("opening {}", self.log_path().display()), source })?;
         let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let log_err = log.try_clone().map_err(|source| Error::Io {
-            context: "duplicating the log handle".into(),
-            source,
-        })?;
+        let log_err =
+            log.try_clone().map_err(|source| Error::Io { context: "duplicating the log handle".into(), source })?;
         let child = Command::new(&self.binary)
             .arg("-c")
             .arg(&config_path)
@@ -152,10 +132,7 @@ impl NatsServer {
             Ok(()) => Ok(()),
             Err(message) => {
                 self.signal_and_reap(Signal::SIGKILL, Duration::from_secs(5));
-                Err(Error::Start {
-                    message,
-                    log_tail: self.log_tail_since(log_start),
-                })
+                Err(Error::Start { message, log_tail: self.log_tail_since(log_start) })
             }
         }
     }
@@ -177,10 +154,7 @@ impl NatsServer {
             }
             sleep(Duration::from_millis(50));
         }
-        Err(format!(
-            "nats-server not ready after {} s (last: {last})",
-            READY_TIMEOUT.as_secs()
-        ))
+        Err(format!("nats-server not ready after {} s (last: {last})", READY_TIMEOUT.as_secs()))
     }
 
     fn socket_addr(&self) -> Result<SocketAddr, String> {
@@ -203,9 +177,7 @@ impl NatsServer {
 
     /// `http://<host>:<port>` of the monitoring endpoint, if enabled.
     pub fn monitor_url(&self) -> Option<String> {
-        self.settings
-            .monitor_port
-            .map(|p| format!("http://{}:{p}", self.settings.host))
+        self.settings.monitor_port.map(|p| format!("http://{}:{p}", self.settings.host))
     }
 
     /// The settings in effect (with resolved ports).
@@ -361,35 +333,22 @@ enum Probe {
 
 /// One readiness probe over the plain NATS protocol: connect as the service user, subscribe to
 /// an inbox, request `$JS.API.INFO` and expect an account-info reply without an error.
-fn probe_jetstream(
-    addr: &SocketAddr,
-    settings: &ServerSettings,
-    deadline: Instant,
-) -> Result<(), Probe> {
+fn probe_jetstream(addr: &SocketAddr, settings: &ServerSettings, deadline: Instant) -> Result<(), Probe> {
     fn retry(what: &'static str) -> impl Fn(std::io::Error) -> Probe {
         move |e| Probe::Retry(format!("{what}: {e}"))
     }
-    let remaining = deadline
-        .saturating_duration_since(Instant::now())
-        .min(Duration::from_secs(2))
-        .max(Duration::from_millis(100));
+    let remaining =
+        deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(2)).max(Duration::from_millis(100));
     let stream = TcpStream::connect_timeout(addr, remaining).map_err(retry("connect"))?;
-    stream
-        .set_read_timeout(Some(remaining))
-        .map_err(retry("socket"))?;
-    stream
-        .set_write_timeout(Some(remaining))
-        .map_err(retry("socket"))?;
+    stream.set_read_timeout(Some(remaining)).map_err(retry("socket"))?;
+    stream.set_write_timeout(Some(remaining)).map_err(retry("socket"))?;
     let mut reader = BufReader::new(stream.try_clone().map_err(retry("socket"))?);
     let mut writer = stream;
 
     let mut line = String::new();
     reader.read_line(&mut line).map_err(retry("reading INFO"))?;
     if !line.starts_with("INFO ") {
-        return Err(Probe::Retry(format!(
-            "unexpected greeting {:?}",
-            line.trim()
-        )));
+        return Err(Probe::Retry(format!("unexpected greeting {:?}", line.trim())));
     }
     let service = &settings.topology.service;
     let connect = serde_json::json!({
@@ -408,16 +367,12 @@ fn probe_jetstream(
     let mut out = Vec::new();
     out.extend_from_slice(b"CONNECT ");
     out.extend_from_slice(connect.to_string().as_bytes());
-    out.extend_from_slice(
-        format!("\r\nSUB {inbox} 1\r\nPUB $JS.API.INFO {inbox} 0\r\n\r\nPING\r\n").as_bytes(),
-    );
+    out.extend_from_slice(format!("\r\nSUB {inbox} 1\r\nPUB $JS.API.INFO {inbox} 0\r\n\r\nPING\r\n").as_bytes());
     writer.write_all(&out).map_err(retry("writing CONNECT"))?;
 
     loop {
         line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(retry("reading reply"))?;
+        let n = reader.read_line(&mut line).map_err(retry("reading reply"))?;
         if n == 0 {
             return Err(Probe::Retry("server closed the connection".into()));
         }
@@ -429,9 +384,7 @@ fn probe_jetstream(
             }
             return Err(Probe::Retry(format!("server error {err}")));
         } else if l == "PING" {
-            writer
-                .write_all(b"PONG\r\n")
-                .map_err(retry("writing PONG"))?;
+            writer.write_all(b"PONG\r\n").map_err(retry("writing PONG"))?;
         } else if l.starts_with("MSG ") || l.starts_with("HMSG ") {
             let size: usize = l
                 .rsplit(' ')
@@ -439,16 +392,14 @@ fn probe_jetstream(
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| Probe::Retry(format!("bad message line {l:?}")))?;
             let mut payload = vec![0u8; size + 2];
-            reader
-                .read_exact(&mut payload)
-                .map_err(retry("reading payload"))?;
+            reader.read_exact(&mut payload).map_err(retry("reading payload"))?;
             if l.starts_with("HMSG ") {
                 // A status message (503 no responders): JetStream is not up yet.
                 return Err(Probe::Retry("JetStream not available yet".into()));
             }
             payload.truncate(size);
-            let reply: serde_json::Value = serde_json::from_slice(&payload)
-                .map_err(|e| Probe::Retry(format!("bad $JS.API.INFO reply: {e}")))?;
+            let reply: serde_json::Value =
+                serde_json::from_slice(&payload).map_err(|e| Probe::Retry(format!("bad $JS.API.INFO reply: {e}")))?;
             if let Some(error) = reply.get("error") {
                 return Err(Probe::Retry(format!("$JS.API.INFO error: {error}")));
             }

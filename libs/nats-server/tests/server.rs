@@ -6,9 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, HeaderMap};
 use futures::StreamExt;
-use keyledger_nats_server::{
-    start_loopback, ClientProfile, DevTopology, NatsServer, ServiceProfile,
-};
+use keyledger_nats_server::{start_loopback, ClientProfile, DevTopology, NatsServer, ServiceProfile};
 use tokio::sync::mpsc;
 
 fn start(topology: DevTopology) -> (tempfile::TempDir, NatsServer) {
@@ -46,9 +44,7 @@ async fn tenant(p: &ClientProfile) -> (async_nats::Client, mpsc::UnboundedReceiv
 }
 
 async fn service(p: &ServiceProfile) -> async_nats::Client {
-    connect(&p.url, &p.user, p.password.expose(), &p.inbox_prefix)
-        .await
-        .0
+    connect(&p.url, &p.user, p.password.expose(), &p.inbox_prefix).await.0
 }
 
 /// Spawns a responder on `kms.v1.Ping` (service user) that answers with the
@@ -104,14 +100,8 @@ async fn forged_request_info_from_a_tenant_is_replaced_by_the_server() {
     let (client, _events) = tenant(&server.client_profile("dev").unwrap()).await;
 
     let mut headers = HeaderMap::new();
-    headers.insert(
-        "Nats-Request-Info",
-        r#"{"acc":"KEYLEDGER","user":"keyledger"}"#,
-    );
-    let reply = client
-        .request_with_headers("kms.v1.Ping", headers, "hi".into())
-        .await
-        .unwrap();
+    headers.insert("Nats-Request-Info", r#"{"acc":"KEYLEDGER","user":"keyledger"}"#);
+    let reply = client.request_with_headers("kms.v1.Ping", headers, "hi".into()).await.unwrap();
     let info: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(info["acc"], "DEV");
     assert_eq!(info["user"], "dev");
@@ -121,10 +111,7 @@ async fn forged_request_info_from_a_tenant_is_replaced_by_the_server() {
 async fn tenant_cannot_publish_outside_the_api_subjects() {
     let (_dir, server) = start(DevTopology::dev());
     let (client, mut events) = tenant(&server.client_profile("DEV").unwrap()).await;
-    client
-        .publish("kl.v1.ctl.111122223333.key.x", "forged".into())
-        .await
-        .unwrap();
+    client.publish("kl.v1.ctl.111122223333.key.x", "forged".into()).await.unwrap();
     client.flush().await.unwrap();
     expect_violation(&mut events, "kl.v1.ctl.111122223333.key.x").await;
 }
@@ -142,9 +129,7 @@ async fn tenant_cannot_subscribe_to_every_inbox() {
 async fn service_user_cannot_delete_or_purge_the_control_stream() {
     let (_dir, server) = start(DevTopology::dev());
     let client = service(&server.service_profile()).await;
-    let js = jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(2))
-        .build(client);
+    let js = jetstream::ContextBuilder::new().timeout(Duration::from_secs(2)).build(client);
     js.create_stream(stream::Config {
         name: keyledger_events::names::CONTROL_STREAM.into(),
         subjects: vec![keyledger_events::names::CONTROL_SUBJECTS.into()],
@@ -152,19 +137,11 @@ async fn service_user_cannot_delete_or_purge_the_control_stream() {
     })
     .await
     .unwrap();
-    assert!(js
-        .delete_stream(keyledger_events::names::CONTROL_STREAM)
-        .await
-        .is_err());
-    let s = js
-        .get_stream(keyledger_events::names::CONTROL_STREAM)
-        .await
-        .unwrap();
+    assert!(js.delete_stream(keyledger_events::names::CONTROL_STREAM).await.is_err());
+    let s = js.get_stream(keyledger_events::names::CONTROL_STREAM).await.unwrap();
     assert!(s.purge().await.is_err());
     // Still there.
-    js.get_stream(keyledger_events::names::CONTROL_STREAM)
-        .await
-        .unwrap();
+    js.get_stream(keyledger_events::names::CONTROL_STREAM).await.unwrap();
 }
 
 async fn write_marker(server: &NatsServer) {
@@ -177,11 +154,7 @@ async fn write_marker(server: &NatsServer) {
     })
     .await
     .unwrap();
-    js.publish("kl.v1.test.a", "survives".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    js.publish("kl.v1.test.a", "survives".into()).await.unwrap().await.unwrap();
 }
 
 async fn read_marker(server: &NatsServer) -> Vec<u8> {
@@ -215,11 +188,7 @@ async fn acknowledged_data_survives_a_kill() {
 #[tokio::test]
 async fn stop_ends_the_process_and_config_is_private() {
     let (_dir, mut server) = start(DevTopology::dev().with_system_user());
-    let mode = std::fs::metadata(server.config_path())
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(server.config_path()).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let pid = server.pid().unwrap();
     server.stop().unwrap();
@@ -231,11 +200,8 @@ async fn stop_ends_the_process_and_config_is_private() {
 #[tokio::test]
 async fn wrong_binary_fails_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let settings =
-        keyledger_nats_server::ServerSettings::loopback(dir.path().join("js"), DevTopology::dev());
-    let err = NatsServer::start(std::path::Path::new("/bin/false"), settings, dir.path())
-        .unwrap_err()
-        .to_string();
+    let settings = keyledger_nats_server::ServerSettings::loopback(dir.path().join("js"), DevTopology::dev());
+    let err = NatsServer::start(std::path::Path::new("/bin/false"), settings, dir.path()).unwrap_err().to_string();
     assert!(err.contains("did not start"), "{err}");
 }
 
@@ -245,26 +211,14 @@ fn rendered_config_is_accepted_by_the_server() {
     let binary = keyledger_nats_server::find_or_install().unwrap();
     let mut settings = keyledger_nats_server::ServerSettings::loopback(
         dir.path().join("js"),
-        DevTopology::dev()
-            .with_admin()
-            .with_system_user()
-            .with_tenant("ACME", "acme", "444455556666"),
+        DevTopology::dev().with_admin().with_system_user().with_tenant("ACME", "acme", "444455556666"),
     );
     settings.port = keyledger_nats_server::free_port().unwrap();
     settings.monitor_port = Some(keyledger_nats_server::free_port().unwrap());
     let conf = dir.path().join("test.conf");
     std::fs::write(&conf, keyledger_nats_server::render_config(&settings)).unwrap();
-    let out = std::process::Command::new(binary)
-        .arg("-t")
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = std::process::Command::new(binary).arg("-t").arg("-c").arg(&conf).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(text.contains("is valid"), "{text}");
 }

@@ -112,23 +112,36 @@ pub struct AuditWriter {
 }
 
 fn unavailable() -> KmsError {
-    KmsError::new(ErrorKind::DependencyTimeout, "The request could not be recorded in the audit log in time; nothing was done. Retry the request.")
+    KmsError::new(
+        ErrorKind::DependencyTimeout,
+        "The request could not be recorded in the audit log in time; nothing was done. Retry the request.",
+    )
 }
 
 fn refused(reason: &str) -> KmsError {
     tracing::warn!(reason, "audit log refused a block");
-    KmsError::new(ErrorKind::KMSInternal, "The audit log is not accepting records; nothing was done. Retry the request later.")
+    KmsError::new(
+        ErrorKind::KMSInternal,
+        "The audit log is not accepting records; nothing was done. Retry the request later.",
+    )
 }
 
 impl AuditWriter {
     /// Starts a lane named `<role>-<random>`.
-    pub fn start(js: Context, control: ControlLog, role: &str, clock: Clock, config: AuditConfig) -> (Self, JoinHandle<()>) {
+    pub fn start(
+        js: Context,
+        control: ControlLog,
+        role: &str,
+        clock: Clock,
+        config: AuditConfig,
+    ) -> (Self, JoinHandle<()>) {
         let lane = format!("{role}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let (tx, rx) = mpsc::channel(config.max_queued_records.max(1));
         let (health_tx, health) = watch::channel(AuditHealth::Writing);
         let wait = config.audit_wait;
         let counters = std::sync::Arc::new(AuditCounters::default());
-        let task = tokio::spawn(Lane::new(js, control, lane.clone(), clock, config, health_tx, counters.clone()).run(rx));
+        let task =
+            tokio::spawn(Lane::new(js, control, lane.clone(), clock, config, health_tx, counters.clone()).run(rx));
         (Self { tx, health, lane, wait, counters }, task)
     }
 
@@ -157,7 +170,10 @@ impl AuditWriter {
         match self.tx.try_send(Item::Record(Box::new(record), done)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(KmsError::new(ErrorKind::Throttling, "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."));
+                return Err(KmsError::new(
+                    ErrorKind::Throttling,
+                    "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.",
+                ));
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(refused("writer stopped")),
         }
@@ -264,9 +280,10 @@ impl Lane {
             Some(c) => c.log.period() != period,
         };
         if reopen {
-            let log = UsageLog::open(self.js.clone(), &period, self.config.replicas, self.config.usage_stream_max_bytes)
-                .await
-                .map_err(|e| refused(&e.to_string()))?;
+            let log =
+                UsageLog::open(self.js.clone(), &period, self.config.replicas, self.config.usage_stream_max_bytes)
+                    .await
+                    .map_err(|e| refused(&e.to_string()))?;
             self.chain = Some(Chain {
                 log,
                 next_seq: 0,
@@ -280,7 +297,8 @@ impl Lane {
             match chain.log.lane_head(&self.lane).await {
                 Ok(None) => {}
                 Ok(Some(head)) => {
-                    let event = keyledger_events::decode(&head.payload).map_err(|e| refused(&format!("lane head does not decode: {e}")))?;
+                    let event = keyledger_events::decode(&head.payload)
+                        .map_err(|e| refused(&format!("lane head does not decode: {e}")))?;
                     chain.next_seq = event.record.aggregate_seq + 1;
                     chain.prev_hash = event.hash;
                     chain.last_stream_seq = head.stream_seq;
@@ -296,7 +314,11 @@ impl Lane {
     }
 
     /// Stores the records (one block, or several if they do not fit in one message).
-    async fn commit(&mut self, records: Vec<UsageRecordV1>, suppressed: Vec<SuppressedRequestsV1>) -> Result<Vec<Receipt>, KmsError> {
+    async fn commit(
+        &mut self,
+        records: Vec<UsageRecordV1>,
+        suppressed: Vec<SuppressedRequestsV1>,
+    ) -> Result<Vec<Receipt>, KmsError> {
         let mut receipts = Vec::with_capacity(records.len());
         let mut pending: Vec<(Vec<UsageRecordV1>, Vec<SuppressedRequestsV1>)> = vec![(records, suppressed)];
         while let Some((records, suppressed)) = pending.pop() {
@@ -340,7 +362,12 @@ impl Lane {
                         unavailable()
                     })?;
                     self.health.send_replace(AuditHealth::Writing);
-                    receipts.extend((0..count).map(|i| Receipt { stream: stream.clone(), stream_seq: seq, index: i as u32, control_head }));
+                    receipts.extend((0..count).map(|i| Receipt {
+                        stream: stream.clone(),
+                        stream_seq: seq,
+                        index: i as u32,
+                        control_head,
+                    }));
                 }
                 Err(AppendError::Conflict { current_last_seq }) => {
                     self.needs_resync = true;
@@ -448,7 +475,13 @@ mod tests {
     use super::*;
 
     fn p(name: &str) -> PrincipalV1 {
-        PrincipalV1 { kind: 1, account: "111122223333".into(), arn: name.into(), nats_account: "DEV".into(), user: name.into() }
+        PrincipalV1 {
+            kind: 1,
+            account: "111122223333".into(),
+            arn: name.into(),
+            nats_account: "DEV".into(),
+            user: name.into(),
+        }
     }
 
     #[test]

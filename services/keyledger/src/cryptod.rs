@@ -17,7 +17,10 @@ use crate::roles::{RoleCtx, Success};
 
 /// Runs `f` against the projection; if it answers NotFoundException, catches up to the head
 /// and runs it once more.
-async fn with_catch_up<T>(ctx: &RoleCtx, f: impl Fn(&keyledger_kms::Projection) -> Result<T, KmsError>) -> Result<(T, u64), KmsError> {
+async fn with_catch_up<T>(
+    ctx: &RoleCtx,
+    f: impl Fn(&keyledger_kms::Projection) -> Result<T, KmsError>,
+) -> Result<(T, u64), KmsError> {
     let first = {
         let p = ctx.follower.read();
         f(&p).map(|v| (v, p.last_applied_seq()))
@@ -34,7 +37,12 @@ async fn with_catch_up<T>(ctx: &RoleCtx, f: impl Fn(&keyledger_kms::Projection) 
 
 /// Answers a read operation (DescribeKey, ListKeys, ListAliases, GetKeyRotationStatus,
 /// ListKeyRotations, ListResourceTags).
-pub async fn handle_read(ctx: &RoleCtx, caller: &Caller, request: &Request, facts: &mut Facts) -> Result<Success, KmsError> {
+pub async fn handle_read(
+    ctx: &RoleCtx,
+    caller: &Caller,
+    request: &Request,
+    facts: &mut Facts,
+) -> Result<Success, KmsError> {
     let (body, seq) = with_catch_up(ctx, |p| keyledger_kms::query(p, &ctx.config.realm, caller, request)).await?;
     facts.record.decided_at_seq = seq;
     Ok(Success::json(body, Some(seq)))
@@ -54,7 +62,12 @@ fn invalid_ciphertext() -> KmsError {
 }
 
 /// Encrypts under the key's current material; returns the blob and the material id used.
-async fn seal(ctx: &RoleCtx, key: &CryptoKey, ec: &EncryptionContext, plaintext: &[u8]) -> Result<(Vec<u8>, [u8; 32]), KmsError> {
+async fn seal(
+    ctx: &RoleCtx,
+    key: &CryptoKey,
+    ec: &EncryptionContext,
+    plaintext: &[u8],
+) -> Result<(Vec<u8>, [u8; 32]), KmsError> {
     let version = key.current_version;
     let reference = key.material(version).ok_or_else(|| KmsError::internal("The key has no current material."))?;
     let m = ctx.cache.get(&key.account, key.key_id.as_bytes(), &key.key_id.to_string(), reference).await?;
@@ -62,17 +75,35 @@ async fn seal(ctx: &RoleCtx, key: &CryptoKey, ec: &EncryptionContext, plaintext:
 }
 
 /// Resolves the key a ciphertext names (a supplied key id must name the same key).
-async fn decrypt_key(ctx: &RoleCtx, caller: &Caller, blob: &[u8], supplied_key_id: Option<&str>) -> Result<(CryptoKey, u32, u64), KmsError> {
+async fn decrypt_key(
+    ctx: &RoleCtx,
+    caller: &Caller,
+    blob: &[u8],
+    supplied_key_id: Option<&str>,
+) -> Result<(CryptoKey, u32, u64), KmsError> {
     let header = crypto::parse_header(blob).map_err(|_| invalid_ciphertext())?;
     let (key, seq) = with_catch_up(ctx, |p| {
-        keyledger_kms::resolve_for_decrypt(p, &ctx.config.realm, caller, header.key_id, header.material_version, supplied_key_id)
+        keyledger_kms::resolve_for_decrypt(
+            p,
+            &ctx.config.realm,
+            caller,
+            header.key_id,
+            header.material_version,
+            supplied_key_id,
+        )
     })
     .await?;
     Ok((key, header.material_version, seq))
 }
 
 /// Opens a ciphertext blob with the material version it names.
-async fn open(ctx: &RoleCtx, key: &CryptoKey, version: u32, blob: &[u8], ec: &EncryptionContext) -> Result<(crypto::Plaintext, [u8; 32]), KmsError> {
+async fn open(
+    ctx: &RoleCtx,
+    key: &CryptoKey,
+    version: u32,
+    blob: &[u8],
+    ec: &EncryptionContext,
+) -> Result<(crypto::Plaintext, [u8; 32]), KmsError> {
     let reference = key.material(version).ok_or_else(invalid_ciphertext)?;
     let m = ctx.cache.get(&key.account, key.key_id.as_bytes(), &key.key_id.to_string(), reference).await?;
     let plaintext = crypto::open(&m, blob, ec).map_err(|_| invalid_ciphertext())?;
@@ -87,11 +118,25 @@ fn require_blob(blob: &Option<Vec<u8>>) -> Result<&[u8], KmsError> {
 /// Answers a cryptographic operation. Replies that carry plaintext are built directly into a
 /// buffer that is wiped when dropped. Returns, with the result, the decision to re-check once
 /// the request's record is stored (see `pipeline.rs`).
-pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request, facts: &mut Facts) -> Result<(Success, Option<Recheck>), KmsError> {
-    let key_recheck = |input: &str, op: Operation, key: &CryptoKey| Recheck::Key { input: input.to_owned(), op, key_arn: key.arn.clone() };
+pub async fn handle_crypto(
+    ctx: &RoleCtx,
+    caller: &Caller,
+    request: &Request,
+    facts: &mut Facts,
+) -> Result<(Success, Option<Recheck>), KmsError> {
+    let key_recheck = |input: &str, op: Operation, key: &CryptoKey| Recheck::Key {
+        input: input.to_owned(),
+        op,
+        key_arn: key.arn.clone(),
+    };
     let blob_recheck = |blob: &[u8], supplied: &Option<String>, key: &CryptoKey| {
         let header = crypto::parse_header(blob).ok()?;
-        Some(Recheck::Blob { key_id: header.key_id, material_version: header.material_version, supplied: supplied.clone(), key_arn: key.arn.clone() })
+        Some(Recheck::Blob {
+            key_id: header.key_id,
+            material_version: header.material_version,
+            supplied: supplied.clone(),
+            key_arn: key.arn.clone(),
+        })
     };
     match request {
         Request::Encrypt(r) => {
@@ -108,7 +153,10 @@ pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request, fa
         }
         Request::Decrypt(r) => {
             if r.dry_run && r.ciphertext_blob.is_none() {
-                let supplied = r.key_id.as_deref().ok_or_else(|| KmsError::validation("KeyId is required when the ciphertext is ignored."))?;
+                let supplied = r
+                    .key_id
+                    .as_deref()
+                    .ok_or_else(|| KmsError::validation("KeyId is required when the ciphertext is ignored."))?;
                 let (key, _) = crypto_key(ctx, caller, supplied, Operation::Decrypt).await?;
                 keyledger_kms::check_encryption_algorithm(&key, r.encryption_algorithm)?;
                 return Err(dry_run());
@@ -122,13 +170,22 @@ pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request, fa
             facts.used_key(&key.arn, version, seq);
             let (plaintext, material_id) = open(ctx, &key, version, blob, &r.encryption_context).await?;
             let recheck = blob_recheck(blob, &r.key_id, &key);
-            Ok((Success::secret(keyledger_kms::response::decrypt_body(&key.arn, plaintext.as_bytes(), &material_id), Some(seq)), recheck))
+            Ok((
+                Success::secret(
+                    keyledger_kms::response::decrypt_body(&key.arn, plaintext.as_bytes(), &material_id),
+                    Some(seq),
+                ),
+                recheck,
+            ))
         }
         Request::ReEncrypt(r) => {
             let (dest, dest_seq) = crypto_key(ctx, caller, &r.destination_key_id, Operation::ReEncrypt).await?;
             keyledger_kms::check_encryption_algorithm(&dest, r.destination_encryption_algorithm)?;
             if r.dry_run && r.ciphertext_blob.is_none() {
-                let supplied = r.source_key_id.as_deref().ok_or_else(|| KmsError::validation("SourceKeyId is required when the ciphertext is ignored."))?;
+                let supplied = r
+                    .source_key_id
+                    .as_deref()
+                    .ok_or_else(|| KmsError::validation("SourceKeyId is required when the ciphertext is ignored."))?;
                 let (source, _) = crypto_key(ctx, caller, supplied, Operation::ReEncrypt).await?;
                 keyledger_kms::check_encryption_algorithm(&source, r.source_encryption_algorithm)?;
                 return Err(dry_run());
@@ -140,17 +197,28 @@ pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request, fa
                 return Err(dry_run());
             }
             facts.used_key(&source.arn, version, seq.max(dest_seq));
-            let (plaintext, source_material_id) = open(ctx, &source, version, blob, &r.source_encryption_context).await?;
-            let (new_blob, dest_material_id) = seal(ctx, &dest, &r.destination_encryption_context, plaintext.as_bytes()).await?;
+            let (plaintext, source_material_id) =
+                open(ctx, &source, version, blob, &r.source_encryption_context).await?;
+            let (new_blob, dest_material_id) =
+                seal(ctx, &dest, &r.destination_encryption_context, plaintext.as_bytes()).await?;
             drop(plaintext);
             facts.ciphertext(&new_blob);
             let recheck = match blob_recheck(blob, &r.source_key_id, &source) {
-                Some(b) => Recheck::Both(Box::new(b), Box::new(key_recheck(&r.destination_key_id, Operation::ReEncrypt, &dest))),
+                Some(b) => Recheck::Both(
+                    Box::new(b),
+                    Box::new(key_recheck(&r.destination_key_id, Operation::ReEncrypt, &dest)),
+                ),
                 None => key_recheck(&r.destination_key_id, Operation::ReEncrypt, &dest),
             };
             Ok((
                 Success::secret(
-                    keyledger_kms::response::re_encrypt_body(&source.arn, &dest.arn, &new_blob, &source_material_id, &dest_material_id),
+                    keyledger_kms::response::re_encrypt_body(
+                        &source.arn,
+                        &dest.arn,
+                        &new_blob,
+                        &source_material_id,
+                        &dest_material_id,
+                    ),
                     Some(seq.max(dest_seq)),
                 ),
                 Some(recheck),
@@ -158,7 +226,8 @@ pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request, fa
         }
         Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r) => {
             let with_plaintext = matches!(request, Request::GenerateDataKey(_));
-            let op = if with_plaintext { Operation::GenerateDataKey } else { Operation::GenerateDataKeyWithoutPlaintext };
+            let op =
+                if with_plaintext { Operation::GenerateDataKey } else { Operation::GenerateDataKeyWithoutPlaintext };
             let (key, seq) = crypto_key(ctx, caller, &r.key_id, op).await?;
             if r.dry_run {
                 return Err(dry_run());
@@ -169,13 +238,22 @@ pub async fn handle_crypto(ctx: &RoleCtx, caller: &Caller, request: &Request, fa
             facts.ciphertext(&blob);
             let plaintext = with_plaintext.then(|| data_key.as_bytes());
             let recheck = key_recheck(&r.key_id, op, &key);
-            Ok((Success::secret(keyledger_kms::response::generate_data_key_body(&key.arn, &blob, plaintext, &material_id), Some(seq)), Some(recheck)))
+            Ok((
+                Success::secret(
+                    keyledger_kms::response::generate_data_key_body(&key.arn, &blob, plaintext, &material_id),
+                    Some(seq),
+                ),
+                Some(recheck),
+            ))
         }
         Request::GenerateRandom(r) => {
             let bytes = crypto::Plaintext::random(r.number_of_bytes as usize);
             Ok((Success::secret(keyledger_kms::response::generate_random_body(bytes.as_bytes()), None), None))
         }
-        other => Err(KmsError::new(ErrorKind::UnknownOperation, format!("{} is not a cryptographic operation", other.operation().name()))),
+        other => Err(KmsError::new(
+            ErrorKind::UnknownOperation,
+            format!("{} is not a cryptographic operation", other.operation().name()),
+        )),
     }
 }
 
@@ -186,7 +264,9 @@ pub fn background(ctx: Arc<RoleCtx>) -> Vec<JoinHandle<()>> {
         loop {
             match events.recv().await {
                 Ok(applied) => {
-                    if applied.event.aggregate_kind() == AggregateKind::Key && matches!(applied.event.body, Body::KeyDeleted(_)) {
+                    if applied.event.aggregate_kind() == AggregateKind::Key
+                        && matches!(applied.event.body, Body::KeyDeleted(_))
+                    {
                         if let Ok(key_id) = applied.event.record.aggregate_id.parse::<KeyId>() {
                             if ctx.follower.read().is_deleted(&applied.event.record.account, &key_id) {
                                 ctx.cache.evict_key(key_id.as_bytes());

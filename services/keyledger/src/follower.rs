@@ -54,7 +54,8 @@ impl Follower {
         let (applied_tx, applied) = watch::channel(0u64);
         let (health_tx, health) = watch::channel(FollowerHealth::Following);
         let (events, _) = broadcast::channel(APPLIED_CHANNEL_CAPACITY);
-        let follower = Self { projection: projection.clone(), applied, health, events: events.clone(), log: log.clone() };
+        let follower =
+            Self { projection: projection.clone(), applied, health, events: events.clone(), log: log.clone() };
         tokio::spawn(async move {
             let reason = follow_loop(log, projection, applied_tx, events).await;
             tracing::error!(%reason, "control log follower stopped");

@@ -92,13 +92,17 @@ impl ForwardedPrincipal {
             return Err("principal ARN must be arn:<partition>:iam::<account>:user/<name>");
         }
         let id = &self.access_key_id;
-        if id.len() < 16 || id.len() > MAX_ACCESS_KEY_ID_BYTES || !id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+        if id.len() < 16
+            || id.len() > MAX_ACCESS_KEY_ID_BYTES
+            || !id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
             return Err("access key id must be 16..=128 characters of [A-Z0-9]");
         }
         if self.source_addr.len() > MAX_CLIENT_ADDR_BYTES {
             return Err("source address too long");
         }
-        if self.user_agent.len() > MAX_CLIENT_NAME_BYTES || !self.user_agent.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        if self.user_agent.len() > MAX_CLIENT_NAME_BYTES || !self.user_agent.bytes().all(|b| (0x20..0x7f).contains(&b))
+        {
             return Err("user agent must be at most 256 bytes of printable ASCII");
         }
         Ok(())
@@ -169,8 +173,8 @@ impl Identities {
             .and_then(|h| h.get(REQUEST_INFO_HEADER))
             .map(|v| v.as_str().to_owned())
             .ok_or_else(|| denied("The request carries no server-stamped caller identity."))?;
-        let info: RequestInfo = serde_json::from_str(&raw)
-            .map_err(|_| denied("The request carries an unreadable caller identity."))?;
+        let info: RequestInfo =
+            serde_json::from_str(&raw).map_err(|_| denied("The request carries an unreadable caller identity."))?;
         if info.acc.is_empty() || info.acc.len() > MAX_NAME_BYTES || info.user.len() > MAX_NAME_BYTES {
             return Err(denied("The request carries no usable caller identity."));
         }
@@ -228,8 +232,8 @@ impl Identities {
         if forwarded.len() != 1 || exact != 1 {
             return Err(denied("The gateway must forward exactly one principal."));
         }
-        let principal: ForwardedPrincipal = serde_json::from_str(forwarded[0])
-            .map_err(|_| denied("The forwarded principal is unreadable."))?;
+        let principal: ForwardedPrincipal =
+            serde_json::from_str(forwarded[0]).map_err(|_| denied("The forwarded principal is unreadable."))?;
         principal.validate().map_err(|_| denied("The forwarded principal is not valid."))?;
         let source = SourceV1 {
             transport: transport::HTTP,
@@ -304,12 +308,18 @@ mod tests {
         assert_eq!(caller.account, "111122223333");
         assert_eq!(caller.principal.kind, principal_kind::NATS_USER);
         assert_eq!(caller.principal.arn, "arn:aws:iam::111122223333:user/dev");
-        assert_eq!(source, SourceV1 { transport: transport::NATS, client_name: "my-app".into(), client_addr: "10.0.0.7".into() });
+        assert_eq!(
+            source,
+            SourceV1 { transport: transport::NATS, client_name: "my-app".into(), client_addr: "10.0.0.7".into() }
+        );
     }
 
     #[test]
     fn the_gateway_account_forwards_a_sigv4_principal_with_http_transport() {
-        let h = headers(r#"{"acc":"GATEWAY","user":"gateway"}"#, &[(FORWARDED_PRINCIPAL_HEADER, principal().to_header_value())]);
+        let h = headers(
+            r#"{"acc":"GATEWAY","user":"gateway"}"#,
+            &[(FORWARDED_PRINCIPAL_HEADER, principal().to_header_value())],
+        );
         let (caller, source) = identities().caller_and_source(Some(&h)).unwrap();
         assert_eq!(caller.account, "444455556666");
         assert_eq!(caller.principal.kind, principal_kind::SIGV4);
@@ -336,7 +346,13 @@ mod tests {
         let gw = r#"{"acc":"GATEWAY","user":"gateway"}"#;
         let none = headers(gw, &[]);
         assert_eq!(identities().caller(Some(&none)).unwrap_err().kind, ErrorKind::AccessDenied);
-        let two = headers(gw, &[(FORWARDED_PRINCIPAL_HEADER, principal().to_header_value()), (FORWARDED_PRINCIPAL_HEADER, principal().to_header_value())]);
+        let two = headers(
+            gw,
+            &[
+                (FORWARDED_PRINCIPAL_HEADER, principal().to_header_value()),
+                (FORWARDED_PRINCIPAL_HEADER, principal().to_header_value()),
+            ],
+        );
         assert_eq!(identities().caller(Some(&two)).unwrap_err().kind, ErrorKind::AccessDenied);
         let mut other_account = principal();
         other_account.principal_arn = "arn:aws:iam::111122223333:user/alice".into();
@@ -348,14 +364,20 @@ mod tests {
             let h = headers(gw, &[(FORWARDED_PRINCIPAL_HEADER, p.to_header_value())]);
             assert_eq!(identities().caller(Some(&h)).unwrap_err().kind, ErrorKind::AccessDenied, "{p:?}");
         }
-        let extra = headers(gw, &[(FORWARDED_PRINCIPAL_HEADER, principal().to_header_value().replacen('{', r#"{"admin":true,"#, 1))]);
+        let extra = headers(
+            gw,
+            &[(FORWARDED_PRINCIPAL_HEADER, principal().to_header_value().replacen('{', r#"{"admin":true,"#, 1))],
+        );
         assert_eq!(identities().caller(Some(&extra)).unwrap_err().kind, ErrorKind::AccessDenied);
     }
 
     #[test]
     fn with_no_gateway_account_nobody_may_forward() {
         let ids = identities().with_gateway_account(None);
-        let h = headers(r#"{"acc":"GATEWAY","user":"gateway"}"#, &[(FORWARDED_PRINCIPAL_HEADER, principal().to_header_value())]);
+        let h = headers(
+            r#"{"acc":"GATEWAY","user":"gateway"}"#,
+            &[(FORWARDED_PRINCIPAL_HEADER, principal().to_header_value())],
+        );
         assert_eq!(ids.caller(Some(&h)).unwrap_err().kind, ErrorKind::AccessDenied);
     }
 

@@ -27,7 +27,13 @@ use crate::roles::{RoleCtx, Success};
 ///
 /// A request that appends an event is recorded by that event; `facts` is told so. A request
 /// that changes nothing (or fails) is recorded by the caller as a usage record.
-pub async fn handle(ctx: &RoleCtx, caller: &Caller, request: Request, request_id: uuid::Uuid, facts: &mut Facts) -> Result<Success, KmsError> {
+pub async fn handle(
+    ctx: &RoleCtx,
+    caller: &Caller,
+    request: Request,
+    request_id: uuid::Uuid,
+    facts: &mut Facts,
+) -> Result<Success, KmsError> {
     let command = Command::Request(request);
     let (seq, decision) = execute(ctx, caller, &command, *request_id.as_bytes()).await?;
     facts.record.decided_at_seq = seq;
@@ -40,7 +46,12 @@ pub async fn handle(ctx: &RoleCtx, caller: &Caller, request: Request, request_id
 
 /// Decides and appends `command`. Returns the log sequence that reflects it (the appended
 /// event's, or the projection's when nothing had to change) and the decision, if any.
-pub async fn execute(ctx: &RoleCtx, caller: &Caller, command: &Command, request_id: [u8; 16]) -> Result<(u64, Option<Decision>), KmsError> {
+pub async fn execute(
+    ctx: &RoleCtx,
+    caller: &Caller,
+    command: &Command,
+    request_id: [u8; 16],
+) -> Result<(u64, Option<Decision>), KmsError> {
     let new_key_id = KeyId::from_uuid(uuid::Uuid::new_v4());
     let mut prepared: Option<(String, String, keyledger_events::MaterialRefV1)> = None;
     let mut last_conflict = None;
@@ -60,7 +71,8 @@ pub async fn execute(ctx: &RoleCtx, caller: &Caller, command: &Command, request_
                     if let Some((acct, key, m)) = prepared.take() {
                         ctx.cache.discard(&acct, &key, &m).await;
                     }
-                    let m = ctx.cache.prepare(&target.account, target.key_id.as_bytes(), &key_text, target.version).await?;
+                    let m =
+                        ctx.cache.prepare(&target.account, target.key_id.as_bytes(), &key_text, target.version).await?;
                     prepared = Some((target.account.clone(), key_text, m));
                 }
                 prepared.as_ref().map(|(_, _, m)| m.clone())
@@ -81,8 +93,15 @@ pub async fn execute(ctx: &RoleCtx, caller: &Caller, command: &Command, request_
             } else {
                 let decide_ctx = Ctx { now_unix_ms: now, new_key_id, new_material: material.clone() };
                 Some(
-                    keyledger_kms::decide(&projection, &ctx.config.realm, caller, command, &decide_ctx, &ctx.config.limits)
-                        .map(|d| (d, projection.last_applied_seq())),
+                    keyledger_kms::decide(
+                        &projection,
+                        &ctx.config.realm,
+                        caller,
+                        command,
+                        &decide_ctx,
+                        &ctx.config.limits,
+                    )
+                    .map(|d| (d, projection.last_applied_seq())),
                 )
             }
         };
@@ -130,7 +149,10 @@ pub async fn execute(ctx: &RoleCtx, caller: &Caller, command: &Command, request_
                 tracing::warn!(error = %e, "cannot append event");
                 // The event may still have been stored (a timed-out publish is not a failure
                 // to store): keep the prepared material, it is erased with the key if unused.
-                return Err(KmsError::new(ErrorKind::DependencyTimeout, "The key log did not acknowledge the change in time; retry the request."));
+                return Err(KmsError::new(
+                    ErrorKind::DependencyTimeout,
+                    "The key log did not acknowledge the change in time; retry the request.",
+                ));
             }
         }
     }

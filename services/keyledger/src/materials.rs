@@ -27,7 +27,10 @@ pub struct MaterialCache {
 }
 
 fn unavailable(what: &str) -> KmsError {
-    KmsError::new(ErrorKind::DependencyTimeout, format!("The key material store is not reachable ({what}); retry the request."))
+    KmsError::new(
+        ErrorKind::DependencyTimeout,
+        format!("The key material store is not reachable ({what}); retry the request."),
+    )
 }
 
 impl MaterialCache {
@@ -39,24 +42,23 @@ impl MaterialCache {
     /// Generates fresh material for `(account, key_id, version)`, wraps it under the root key
     /// and stores the wrapped bytes in the material stream. Returns the commitment the event
     /// will carry. Nothing secret leaves this function.
-    pub async fn prepare(&self, account: &str, key_id: &[u8; 16], key_id_text: &str, version: u32) -> Result<MaterialRefV1, KmsError> {
+    pub async fn prepare(
+        &self,
+        account: &str,
+        key_id: &[u8; 16],
+        key_id_text: &str,
+        version: u32,
+    ) -> Result<MaterialRefV1, KmsError> {
         let material = KeyMaterial::generate();
         let aad = MaterialAad { account, key_id: *key_id, version };
         let wrapped = self.root.wrap(&aad, &material);
         let material_id = self.root.material_id(&material);
-        let reference = MaterialRefV1 {
-            version,
-            material_id,
-            root_key_id: self.root.id(),
-            wrapped_digest: wrapped.digest(),
-        };
-        self.store
-            .put(account, key_id_text, version, &material_id, wrapped.as_bytes())
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "cannot store prepared key material");
-                unavailable("put")
-            })?;
+        let reference =
+            MaterialRefV1 { version, material_id, root_key_id: self.root.id(), wrapped_digest: wrapped.digest() };
+        self.store.put(account, key_id_text, version, &material_id, wrapped.as_bytes()).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot store prepared key material");
+            unavailable("put")
+        })?;
         Ok(reference)
     }
 
@@ -73,7 +75,13 @@ impl MaterialCache {
     /// Errors: `DependencyTimeoutException` when the store is unreachable;
     /// `KMSInternalException` when the stored bytes are missing or do not match the commitment
     /// (the log says the material exists, so this is an integrity failure, never a client error).
-    pub async fn get(&self, account: &str, key_id: &[u8; 16], key_id_text: &str, reference: &MaterialRefV1) -> Result<Arc<KeyMaterial>, KmsError> {
+    pub async fn get(
+        &self,
+        account: &str,
+        key_id: &[u8; 16],
+        key_id_text: &str,
+        reference: &MaterialRefV1,
+    ) -> Result<Arc<KeyMaterial>, KmsError> {
         if let Some(m) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&(*key_id, reference.version)) {
             return Ok(m.clone());
         }
@@ -91,7 +99,11 @@ impl MaterialCache {
                 integrity()
             })?;
         if *blake3::hash(&bytes).as_bytes() != reference.wrapped_digest {
-            tracing::error!(key_id = key_id_text, version = reference.version, "stored key material does not match its commitment");
+            tracing::error!(
+                key_id = key_id_text,
+                version = reference.version,
+                "stored key material does not match its commitment"
+            );
             return Err(integrity());
         }
         let aad = MaterialAad { account, key_id: *key_id, version: reference.version };

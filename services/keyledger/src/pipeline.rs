@@ -112,8 +112,7 @@ struct Info {
 
 /// The server-stamped request info, as far as it is readable (empty fields otherwise).
 fn request_info(msg: &async_nats::Message) -> Info {
-    msg
-        .headers
+    msg.headers
         .as_ref()
         .and_then(|h| h.get(crate::identity::REQUEST_INFO_HEADER))
         .and_then(|v| serde_json::from_str(v.as_str()).ok())
@@ -129,7 +128,12 @@ fn error_outcome(e: &KmsError) -> u16 {
 }
 
 /// Handles one request end to end and returns the answer to send.
-pub async fn handle(ctx: &RoleCtx, op: Operation, msg: &async_nats::Message, request_id: uuid::Uuid) -> Result<Success, KmsError> {
+pub async fn handle(
+    ctx: &RoleCtx,
+    op: Operation,
+    msg: &async_nats::Message,
+    request_id: uuid::Uuid,
+) -> Result<Success, KmsError> {
     let now = ctx.config.clock.now_unix_ms();
     let mut facts = Facts::new(op.name(), request_id, now, nats_source(msg));
     if let Ok((_, source)) = ctx.identities.caller_and_source(msg.headers.as_ref()) {
@@ -149,7 +153,11 @@ pub async fn handle(ctx: &RoleCtx, op: Operation, msg: &async_nats::Message, req
 }
 
 /// Records the request (unless its event did) and releases the answer only after that.
-async fn finish(ctx: &RoleCtx, facts: Facts, result: Result<(Success, Option<Recheck>), KmsError>) -> Result<Success, KmsError> {
+async fn finish(
+    ctx: &RoleCtx,
+    facts: Facts,
+    result: Result<(Success, Option<Recheck>), KmsError>,
+) -> Result<Success, KmsError> {
     if facts.recorded_elsewhere || ctx.config.benchmark_only_skip_audit {
         return result.map(|(s, _)| s);
     }
@@ -190,7 +198,12 @@ pub enum Recheck {
 impl Recheck {
     fn run(&self, p: &Projection, ctx: &RoleCtx) -> Result<(), KmsError> {
         let realm = &ctx.config.realm;
-        let changed = || KmsError::new(ErrorKind::KMSInvalidState, "The key changed while the request was processed; retry the request.");
+        let changed = || {
+            KmsError::new(
+                ErrorKind::KMSInvalidState,
+                "The key changed while the request was processed; retry the request.",
+            )
+        };
         match self {
             Recheck::Key { input, op, key_arn } => {
                 // The caller's account is embedded in the ARN the first decision resolved.
@@ -203,7 +216,14 @@ impl Recheck {
             }
             Recheck::Blob { key_id, material_version, supplied, key_arn } => {
                 let caller = caller_for(key_arn);
-                let key = keyledger_kms::resolve_for_decrypt(p, realm, &caller, *key_id, *material_version, supplied.as_deref())?;
+                let key = keyledger_kms::resolve_for_decrypt(
+                    p,
+                    realm,
+                    &caller,
+                    *key_id,
+                    *material_version,
+                    supplied.as_deref(),
+                )?;
                 if key.arn != *key_arn {
                     return Err(changed());
                 }
@@ -221,10 +241,19 @@ impl Recheck {
 /// the caller's account alone until key policies exist).
 fn caller_for(key_arn: &str) -> Caller {
     let account = key_arn.split(':').nth(4).unwrap_or_default().to_owned();
-    Caller { account: account.clone(), principal: keyledger_events::PrincipalV1 { account, ..keyledger_events::PrincipalV1::service() } }
+    Caller {
+        account: account.clone(),
+        principal: keyledger_events::PrincipalV1 { account, ..keyledger_events::PrincipalV1::service() },
+    }
 }
 
-async fn run(ctx: &RoleCtx, op: Operation, msg: &async_nats::Message, request_id: uuid::Uuid, facts: &mut Facts) -> Result<(Success, Option<Recheck>), KmsError> {
+async fn run(
+    ctx: &RoleCtx,
+    op: Operation,
+    msg: &async_nats::Message,
+    request_id: uuid::Uuid,
+    facts: &mut Facts,
+) -> Result<(Success, Option<Recheck>), KmsError> {
     let caller = ctx.identities.caller(msg.headers.as_ref())?;
     facts.record.principal = caller.principal.clone();
     tracing::Span::current().record("account", caller.account.as_str());
@@ -232,7 +261,10 @@ async fn run(ctx: &RoleCtx, op: Operation, msg: &async_nats::Message, request_id
         // Dropped before any work: counted into a SuppressedRequests summary, not recorded one
         // by one (that is what a flood must not be able to force).
         facts.recorded_elsewhere = true;
-        return Err(KmsError::new(ErrorKind::Throttling, "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."));
+        return Err(KmsError::new(
+            ErrorKind::Throttling,
+            "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.",
+        ));
     }
     let min_seq = match msg.headers.as_ref().and_then(|h| h.get(MIN_SEQ_HEADER)) {
         None => 0,
@@ -339,8 +371,18 @@ pub const SUPPRESSED_FLUSH: Duration = crate::audit::RateLimiter::FLUSH_EVERY;
 
 /// Records a request for an operation no endpoint serves; returns the error to answer (or a
 /// retryable error if it could not be recorded).
-pub async fn record_unknown(ctx: &RoleCtx, msg: &async_nats::Message, name: &str, error: KmsError) -> Result<KmsError, KmsError> {
-    let mut facts = Facts::new(&truncate(name.to_owned(), 64), uuid::Uuid::new_v4(), ctx.config.clock.now_unix_ms(), nats_source(msg));
+pub async fn record_unknown(
+    ctx: &RoleCtx,
+    msg: &async_nats::Message,
+    name: &str,
+    error: KmsError,
+) -> Result<KmsError, KmsError> {
+    let mut facts = Facts::new(
+        &truncate(name.to_owned(), 64),
+        uuid::Uuid::new_v4(),
+        ctx.config.clock.now_unix_ms(),
+        nats_source(msg),
+    );
     if let Ok(caller) = ctx.identities.caller(msg.headers.as_ref()) {
         facts.record.principal = caller.principal;
     }

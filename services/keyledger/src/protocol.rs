@@ -110,14 +110,8 @@ impl KmsClient {
         }
         let subject = keyledger_events::names::api_subject(operation);
         let req = async_nats::Request::new().payload(body).headers(headers).timeout(Some(self.timeout));
-        let msg = self
-            .client
-            .send_request(subject, req)
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        let header = |name: &str| {
-            msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned())
-        };
+        let msg = self.client.send_request(subject, req).await.map_err(|e| CallError::Transport(e.to_string()))?;
+        let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
         let log_seq = header(LOG_SEQ_HEADER).and_then(|s| s.parse::<u64>().ok());
         if let Some(seq) = log_seq {
             self.min_seq.fetch_max(seq, std::sync::atomic::Ordering::AcqRel);

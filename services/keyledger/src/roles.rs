@@ -187,7 +187,12 @@ impl RunningRoles {
 ///
 /// Creates the streams if they do not exist, and refuses to start on streams whose
 /// configuration is weaker than expected (invariant 8).
-pub async fn start(roles: &[Role], profile: &ServiceProfile, root: Arc<RootKey>, config: RoleConfig) -> anyhow::Result<RunningRoles> {
+pub async fn start(
+    roles: &[Role],
+    profile: &ServiceProfile,
+    root: Arc<RootKey>,
+    config: RoleConfig,
+) -> anyhow::Result<RunningRoles> {
     let connect = |name: &'static str| async move {
         keyledger_log::connect(&profile.url, &profile.user, profile.password.expose(), &profile.inbox_prefix, name)
             .await
@@ -201,7 +206,8 @@ pub async fn start(roles: &[Role], profile: &ServiceProfile, root: Arc<RootKey>,
     check_root_key(&follower, &root).await?;
     let lane_role = roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>().join("-");
     let audit_config = AuditConfig { replicas: config.replicas, ..config.audit.clone() };
-    let (audit, audit_task) = AuditWriter::start(js.clone(), log.clone(), &lane_role, config.clock.clone(), audit_config);
+    let (audit, audit_task) =
+        AuditWriter::start(js.clone(), log.clone(), &lane_role, config.clock.clone(), audit_config);
     let limiter = RateLimiter::new(config.rate_limit_per_principal_per_sec, config.rate_limit_burst);
     let ctx = Arc::new(RoleCtx {
         nats: nats.clone(),
@@ -236,7 +242,9 @@ pub async fn start(roles: &[Role], profile: &ServiceProfile, root: Arc<RootKey>,
                 // audit log takes records (if not, every request fails closed).
                 match health_ctx_audit.health() {
                     crate::audit::AuditHealth::Writing => serde_json::json!({"audit": "writing"}),
-                    crate::audit::AuditHealth::Failing(reason) => serde_json::json!({"audit": "failing", "reason": reason}),
+                    crate::audit::AuditHealth::Failing(reason) => {
+                        serde_json::json!({"audit": "failing", "reason": reason})
+                    }
                 }
             })
             .description(format!("Keyledger {role:?}"))
@@ -285,12 +293,36 @@ pub async fn start(roles: &[Role], profile: &ServiceProfile, root: Arc<RootKey>,
 /// AWS KMS operations Keyledger does not offer yet: answered with UnsupportedOperationException
 /// rather than UnknownOperationException, so a client can tell "not yet" from "no such thing".
 const AWS_OPERATIONS_NOT_YET: &[&str] = &[
-    "ConnectCustomKeyStore", "CreateCustomKeyStore", "CreateGrant", "DeleteCustomKeyStore",
-    "DeleteImportedKeyMaterial", "DeriveSharedSecret", "DescribeCustomKeyStores", "DisconnectCustomKeyStore",
-    "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "GetKeyLastUsage", "GetKeyPolicy",
-    "GetParametersForImport", "GetPublicKey", "ImportKeyMaterial", "ListGrants", "ListKeyPolicies",
-    "ListRetirableGrants", "PutKeyPolicy", "ReplicateKey", "RetireGrant", "RevokeGrant", "Sign",
-    "UpdateCustomKeyStore", "UpdatePrimaryRegion", "Verify", "VerifyMac", "Encapsulate", "Decapsulate",
+    "ConnectCustomKeyStore",
+    "CreateCustomKeyStore",
+    "CreateGrant",
+    "DeleteCustomKeyStore",
+    "DeleteImportedKeyMaterial",
+    "DeriveSharedSecret",
+    "DescribeCustomKeyStores",
+    "DisconnectCustomKeyStore",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateMac",
+    "GetKeyLastUsage",
+    "GetKeyPolicy",
+    "GetParametersForImport",
+    "GetPublicKey",
+    "ImportKeyMaterial",
+    "ListGrants",
+    "ListKeyPolicies",
+    "ListRetirableGrants",
+    "PutKeyPolicy",
+    "ReplicateKey",
+    "RetireGrant",
+    "RevokeGrant",
+    "Sign",
+    "UpdateCustomKeyStore",
+    "UpdatePrimaryRegion",
+    "Verify",
+    "VerifyMac",
+    "Encapsulate",
+    "Decapsulate",
 ];
 
 /// Answers requests for operations no endpoint serves. This subscription sees every request
@@ -377,7 +409,11 @@ async fn check_root_key(follower: &Follower, root: &RootKey) -> anyhow::Result<(
     let ours = root.id();
     let foreign = {
         let p = follower.read();
-        let found = p.all_keys().flat_map(|k| k.materials.iter()).find(|m| m.material.root_key_id != ours).map(|m| m.material.root_key_id);
+        let found = p
+            .all_keys()
+            .flat_map(|k| k.materials.iter())
+            .find(|m| m.material.root_key_id != ours)
+            .map(|m| m.material.root_key_id);
         found
     };
     if let Some(theirs) = foreign {

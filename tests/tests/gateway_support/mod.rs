@@ -45,7 +45,12 @@ pub fn python_venv() -> PathBuf {
     let ready = || fs::read_to_string(&marker).ok().as_deref() == Some(REQUIREMENTS);
     if !ready() {
         fs::create_dir_all(&tools).expect("create the tools dir");
-        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(tools.join("py.lock")).expect("open py.lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(tools.join("py.lock"))
+            .expect("open py.lock");
         lock.lock().expect("lock py.lock");
         if !ready() {
             if venv.exists() {
@@ -69,7 +74,12 @@ pub fn python_venv() -> PathBuf {
 fn run_checked(cmd: &mut std::process::Command) {
     let shown = format!("{cmd:?}");
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    assert!(out.status.success(), "{shown} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{shown} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A dev environment with the AWS endpoint and two credentials: the dev one (account
@@ -93,8 +103,13 @@ impl GatewayEnv {
         let mut h = Harness::start_with_clock(Clock::shifted(0)).await;
         let env = h.env.as_mut().expect("environment");
         let root = env.roles.as_ref().expect("roles").ctx.root.clone();
-        let (record, secret) =
-            keyledger::gateway::create_access_key(&root, &env.data_dir.join(DEV_ACCESS_KEYS_FILE), OTHER_ACCOUNT, "other").expect("second credential");
+        let (record, secret) = keyledger::gateway::create_access_key(
+            &root,
+            &env.data_dir.join(DEV_ACCESS_KEYS_FILE),
+            OTHER_ACCOUNT,
+            "other",
+        )
+        .expect("second credential");
         let other = (record.access_key_id, secret.expose().to_owned());
         let gateway = env.start_gateway(0).await.expect("the gateway starts");
         let endpoint = gateway.url();
@@ -141,7 +156,14 @@ impl GatewayEnv {
         let venv = python_venv();
         let mut cmd = tokio::process::Command::new(venv.join("bin").join("python"));
         cmd.arg(scripts_dir().join(script)).args(args).current_dir(self.h.dir.path()).kill_on_drop(true);
-        for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE"] {
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_ENDPOINT_URL",
+            "AWS_CA_BUNDLE",
+        ] {
             cmd.env_remove(var);
         }
         cmd.envs(self.client_env());
@@ -154,7 +176,13 @@ impl GatewayEnv {
 
     /// Runs a script that must pass; returns its stdout. Fails the test with both outputs
     /// otherwise, or when it printed fewer than `min_checks` "ok:" lines.
-    pub async fn python_passes(&self, script: &str, args: &[&str], extra: &[(&str, &str)], min_checks: usize) -> String {
+    pub async fn python_passes(
+        &self,
+        script: &str,
+        args: &[&str],
+        extra: &[(&str, &str)],
+        min_checks: usize,
+    ) -> String {
         let out = self.python(script, args, extra).await;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -186,13 +214,20 @@ impl RawResponse {
     }
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
 /// Sends one HTTP/1.1 request (exactly these headers, plus `Content-Length` when absent and
 /// `Connection: close`) and reads the whole response.
-pub async fn send_raw(addr: SocketAddr, method: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> RawResponse {
+pub async fn send_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> RawResponse {
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -228,7 +263,13 @@ pub async fn send_raw(addr: SocketAddr, method: &str, path: &str, headers: &[(St
 
 /// Headers of a `POST /` KMS request signed with SigV4 (region us-east-1, now per `clock`):
 /// Host, Content-Type, X-Amz-Target, X-Amz-Date, Authorization.
-pub fn signed_headers(addr: SocketAddr, key: &(String, String), operation: &str, body: &[u8], now_unix_s: i64) -> Vec<(String, String)> {
+pub fn signed_headers(
+    addr: SocketAddr,
+    key: &(String, String),
+    operation: &str,
+    body: &[u8],
+    now_unix_s: i64,
+) -> Vec<(String, String)> {
     let amz_date = sigv4::format_amz_date(now_unix_s);
     let mut headers = vec![
         ("host".to_owned(), addr.to_string()),
@@ -238,7 +279,8 @@ pub fn signed_headers(addr: SocketAddr, key: &(String, String), operation: &str,
     ];
     let raw: Vec<(String, Vec<u8>)> = headers.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
     let parts = sigv4::RequestParts { method: "POST", path: "/", query: "", headers: &raw, body };
-    let names: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let names: Vec<String> =
+        headers.iter().map(|(k, _)| k.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let canonical = sigv4::canonical_request(&parts, &names);
     let scope = format!("{}/us-east-1/kms/aws4_request", &amz_date[..8]);
     let to_sign = sigv4::string_to_sign(&amz_date, &scope, &canonical);
@@ -246,7 +288,11 @@ pub fn signed_headers(addr: SocketAddr, key: &(String, String), operation: &str,
     let signature = hex::encode(sigv4::signature(&signing_key, &to_sign));
     headers.push((
         "authorization".to_owned(),
-        format!("AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={signature}", key.0, names.join(";")),
+        format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
+            key.0,
+            names.join(";")
+        ),
     ));
     headers
 }

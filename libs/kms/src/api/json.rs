@@ -84,9 +84,7 @@ impl Members {
     pub fn integer(&mut self, member: &str) -> Result<Option<i64>, KmsError> {
         match self.take(member) {
             None => Ok(None),
-            Some(Value::Number(n)) => {
-                n.as_i64().map(Some).ok_or_else(|| wrong_type(member, "an integer"))
-            }
+            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| wrong_type(member, "an integer")),
             Some(mut v) => {
                 scrub(&mut v);
                 Err(wrong_type(member, "an integer"))
@@ -120,10 +118,9 @@ impl Members {
     pub fn blob(&mut self, member: &str) -> Result<Option<Vec<u8>>, KmsError> {
         match self.string(member)? {
             None => Ok(None),
-            Some(text) => BASE64
-                .decode(text.as_bytes())
-                .map(Some)
-                .map_err(|_| wrong_type(member, "a base64-encoded blob")),
+            Some(text) => {
+                BASE64.decode(text.as_bytes()).map(Some).map_err(|_| wrong_type(member, "a base64-encoded blob"))
+            }
         }
     }
 
@@ -270,7 +267,13 @@ impl Checks {
     }
 
     /// An enum member: parses `text` with `parse`, or records the value-set violation.
-    pub fn enum_value<E>(&mut self, text: Option<String>, member: &str, parse: fn(&str) -> Option<E>, value_set: String) -> Option<E> {
+    pub fn enum_value<E>(
+        &mut self,
+        text: Option<String>,
+        member: &str,
+        parse: fn(&str) -> Option<E>,
+        value_set: String,
+    ) -> Option<E> {
         let text = text?;
         let parsed = parse(&text);
         if parsed.is_none() {

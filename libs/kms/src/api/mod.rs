@@ -131,15 +131,15 @@ impl Operation {
     pub fn role(self) -> Role {
         use Operation::*;
         match self {
-            CreateKey | UpdateKeyDescription | EnableKey | DisableKey | ScheduleKeyDeletion
-            | CancelKeyDeletion | EnableKeyRotation | DisableKeyRotation | RotateKeyOnDemand
-            | TagResource | UntagResource | CreateAlias | UpdateAlias | DeleteAlias => {
-                Role::Management
+            CreateKey | UpdateKeyDescription | EnableKey | DisableKey | ScheduleKeyDeletion | CancelKeyDeletion
+            | EnableKeyRotation | DisableKeyRotation | RotateKeyOnDemand | TagResource | UntagResource
+            | CreateAlias | UpdateAlias | DeleteAlias => Role::Management,
+            DescribeKey | ListKeys | ListAliases | GetKeyRotationStatus | ListKeyRotations | ListResourceTags => {
+                Role::Read
             }
-            DescribeKey | ListKeys | ListAliases | GetKeyRotationStatus | ListKeyRotations
-            | ListResourceTags => Role::Read,
-            Encrypt | Decrypt | ReEncrypt | GenerateDataKey | GenerateDataKeyWithoutPlaintext
-            | GenerateRandom => Role::Crypto,
+            Encrypt | Decrypt | ReEncrypt | GenerateDataKey | GenerateDataKeyWithoutPlaintext | GenerateRandom => {
+                Role::Crypto
+            }
         }
     }
 }

@@ -475,14 +475,25 @@ pub fn parse_request(op: Operation, body: &[u8]) -> Result<Request, KmsError> {
                 c.str_len(d, "description", 0, limits::MAX_DESCRIPTION_CHARS);
             }
             c.finish()?;
-            Request::UpdateKeyDescription(UpdateKeyDescriptionRequest { key_id: key_id.unwrap(), description: description.unwrap() })
+            Request::UpdateKeyDescription(UpdateKeyDescriptionRequest {
+                key_id: key_id.unwrap(),
+                description: description.unwrap(),
+            })
         }
         Operation::EnableKey => Request::EnableKey(EnableKeyRequest { key_id: only_key_id(&mut m, c)? }),
         Operation::DisableKey => Request::DisableKey(DisableKeyRequest { key_id: only_key_id(&mut m, c)? }),
-        Operation::CancelKeyDeletion => Request::CancelKeyDeletion(CancelKeyDeletionRequest { key_id: only_key_id(&mut m, c)? }),
-        Operation::DisableKeyRotation => Request::DisableKeyRotation(DisableKeyRotationRequest { key_id: only_key_id(&mut m, c)? }),
-        Operation::RotateKeyOnDemand => Request::RotateKeyOnDemand(RotateKeyOnDemandRequest { key_id: only_key_id(&mut m, c)? }),
-        Operation::GetKeyRotationStatus => Request::GetKeyRotationStatus(GetKeyRotationStatusRequest { key_id: only_key_id(&mut m, c)? }),
+        Operation::CancelKeyDeletion => {
+            Request::CancelKeyDeletion(CancelKeyDeletionRequest { key_id: only_key_id(&mut m, c)? })
+        }
+        Operation::DisableKeyRotation => {
+            Request::DisableKeyRotation(DisableKeyRotationRequest { key_id: only_key_id(&mut m, c)? })
+        }
+        Operation::RotateKeyOnDemand => {
+            Request::RotateKeyOnDemand(RotateKeyOnDemandRequest { key_id: only_key_id(&mut m, c)? })
+        }
+        Operation::GetKeyRotationStatus => {
+            Request::GetKeyRotationStatus(GetKeyRotationStatusRequest { key_id: only_key_id(&mut m, c)? })
+        }
         Operation::ScheduleKeyDeletion => {
             let key_id = key_id(&mut m, &mut c, "KeyId")?;
             let window = m.integer("PendingWindowInDays")?;
@@ -566,7 +577,8 @@ pub fn parse_request(op: Operation, body: &[u8]) -> Result<Request, KmsError> {
         Operation::ListKeyRotations => {
             let key_id = key_id(&mut m, &mut c, "KeyId")?;
             let include = m.string("IncludeKeyMaterial")?;
-            let include = c.enum_value(include, "includeKeyMaterial", IncludeKeyMaterial::parse, IncludeKeyMaterial::value_set());
+            let include =
+                c.enum_value(include, "includeKeyMaterial", IncludeKeyMaterial::parse, IncludeKeyMaterial::value_set());
             let (limit, marker) = paging(&mut m, &mut c, limits::LIST_KEYS_LIMIT)?;
             c.finish()?;
             Request::ListKeyRotations(ListKeyRotationsRequest {
@@ -652,7 +664,9 @@ pub fn parse_request(op: Operation, body: &[u8]) -> Result<Request, KmsError> {
             let blob = if ignore { blob } else { c.required(blob, "ciphertextBlob") };
             c.finish()?;
             if ignore && source_key_id.is_none() {
-                return Err(KmsError::validation("SourceKeyId is required when DryRunModifiers contains IGNORE_CIPHERTEXT."));
+                return Err(KmsError::validation(
+                    "SourceKeyId is required when DryRunModifiers contains IGNORE_CIPHERTEXT.",
+                ));
             }
             Request::ReEncrypt(ReEncryptRequest {
                 ciphertext_blob: blob,
@@ -793,7 +807,10 @@ pub(crate) fn check_alias_name(name: &str) -> Result<(), KmsError> {
         return Err(KmsError::validation(format!("{name} contains invalid characters for an alias")));
     }
     if name == "alias/" {
-        return Err(KmsError::new(crate::ErrorKind::InvalidAliasName, "Alias name must have a name after the alias/ prefix."));
+        return Err(KmsError::new(
+            crate::ErrorKind::InvalidAliasName,
+            "Alias name must have a name after the alias/ prefix.",
+        ));
     }
     if name.starts_with("alias/aws/") {
         return Err(KmsError::new(
@@ -813,7 +830,11 @@ fn grant_tokens(m: &mut Members, c: &mut Checks) -> Result<Vec<String>, KmsError
     Ok(tokens)
 }
 
-fn paging(m: &mut Members, c: &mut Checks, (min, max, default): (i64, i64, u32)) -> Result<(u32, Option<String>), KmsError> {
+fn paging(
+    m: &mut Members,
+    c: &mut Checks,
+    (min, max, default): (i64, i64, u32),
+) -> Result<(u32, Option<String>), KmsError> {
     let limit = m.integer("Limit")?;
     if let Some(l) = limit {
         c.range(l, "limit", min, max);
@@ -870,7 +891,10 @@ fn encryption_context(m: &mut Members, c: &mut Checks, member: &str) -> Result<E
         c.push(violation(
             Shown::Hidden,
             &name,
-            &format!("have values of length less than or equal to {} bytes", limits::MAX_ENCRYPTION_CONTEXT_VALUE_BYTES),
+            &format!(
+                "have values of length less than or equal to {} bytes",
+                limits::MAX_ENCRYPTION_CONTEXT_VALUE_BYTES
+            ),
         ));
     }
     let total: usize = ec.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -878,7 +902,10 @@ fn encryption_context(m: &mut Members, c: &mut Checks, member: &str) -> Result<E
         c.push(violation(
             Shown::Hidden,
             &name,
-            &format!("have a total size of keys and values less than or equal to {} bytes", limits::MAX_ENCRYPTION_CONTEXT_TOTAL_BYTES),
+            &format!(
+                "have a total size of keys and values less than or equal to {} bytes",
+                limits::MAX_ENCRYPTION_CONTEXT_TOTAL_BYTES
+            ),
         ));
     }
     Ok(ec)
@@ -944,7 +971,9 @@ fn create_key(m: &mut Members, c: &mut Checks) -> Result<CreateKeyRequest, KmsEr
     // Semantic validation (AWS's texts).
     let key_spec = match (spec, cmk_spec) {
         (Some(a), Some(b)) if a != b => {
-            return Err(KmsError::validation("You cannot specify KeySpec and CustomerMasterKeySpec in the same request."))
+            return Err(KmsError::validation(
+                "You cannot specify KeySpec and CustomerMasterKeySpec in the same request.",
+            ))
         }
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => KeySpec::SymmetricDefault,

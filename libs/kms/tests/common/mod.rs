@@ -3,9 +3,7 @@
 //! that run requests the way keyd and cryptod do.
 #![allow(dead_code)]
 
-use keyledger_events::{
-    codes, decode, encode, AggregateKind, Body, Event, KeyCreatedV1, MaterialRefV1, PrincipalV1,
-};
+use keyledger_events::{codes, decode, encode, AggregateKind, Body, Event, KeyCreatedV1, MaterialRefV1, PrincipalV1};
 use keyledger_kms::{
     decide, due_actions, management_response, material_needed, parse_request, query, AggregateHead, Caller, Command,
     Ctx, Decision, ErrorKind, KeyId, KmsError, Limits, Operation, Projection, Realm, Role,
@@ -160,11 +158,7 @@ impl World {
     pub fn decide_command(&mut self, command: &Command) -> Result<Option<Decision>, KmsError> {
         let new_key_id = self.fresh_key_id();
         let need = material_needed(&self.p, &self.realm, &self.caller, command, &new_key_id)?;
-        let ctx = Ctx {
-            now_unix_ms: self.now,
-            new_key_id,
-            new_material: need.map(|n| material(&n.key_id, n.version)),
-        };
+        let ctx = Ctx { now_unix_ms: self.now, new_key_id, new_material: need.map(|n| material(&n.key_id, n.version)) };
         decide(&self.p, &self.realm, &self.caller, command, &ctx, &self.limits)
     }
 

@@ -81,8 +81,12 @@ impl TokenEntry {
 impl TokenFile {
     /// A fresh file: an auditor token and one token per `(name, account)`.
     pub fn generate(url: &str, accounts: &[(&str, &str)]) -> Self {
-        let mut tokens =
-            vec![TokenEntry { name: "auditor".to_owned(), token: Password::generate(), role: Some("auditor".to_owned()), account: None }];
+        let mut tokens = vec![TokenEntry {
+            name: "auditor".to_owned(),
+            token: Password::generate(),
+            role: Some("auditor".to_owned()),
+            account: None,
+        }];
         for (name, account) in accounts {
             tokens.push(TokenEntry {
                 name: (*name).to_owned(),
@@ -100,7 +104,8 @@ impl TokenFile {
     /// Unreadable or invalid file.
     pub fn read_from(path: &Path) -> anyhow::Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let file: Self = serde_json::from_slice(&bytes).with_context(|| format!("{} is not a token file", path.display()))?;
+        let file: Self =
+            serde_json::from_slice(&bytes).with_context(|| format!("{} is not a token file", path.display()))?;
         for t in &file.tokens {
             t.scope()?;
         }

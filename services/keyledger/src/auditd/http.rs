@@ -253,7 +253,11 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let permit = tokio::time::timeout(SEARCH_QUEUE_WAIT, state.searches.clone().acquire_owned())
         .await
-        .map_err(|_| ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code: "Busy", message: "too many searches; retry".into() })?
+        .map_err(|_| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "Busy",
+            message: "too many searches; retry".into(),
+        })?
         .map_err(|_| ApiError::internal("search slots closed"))?;
     let index = state.index.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -265,11 +269,17 @@ async fn blocking<T: Send + 'static>(
     Ok(result?)
 }
 
-async fn search(State(state): State<ApiState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn search(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let scope = state.auth.authenticate(&headers)?;
     let request = parse_search(raw.as_deref())?;
     let scope_text = scope_text(&scope);
-    let page = blocking(&state, move |index| index.search(&scope, &request.query, request.limit, request.cursor.as_deref())).await?;
+    let page =
+        blocking(&state, move |index| index.search(&scope, &request.query, request.limit, request.cursor.as_deref()))
+            .await?;
     Ok(Json(json!({
         "scope": scope_text,
         "total": page.total,
@@ -286,7 +296,11 @@ fn scope_text(scope: &Scope) -> String {
     }
 }
 
-async fn record(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn record(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let scope = state.auth.authenticate(&headers)?;
     if id.is_empty() || id.len() > 128 {
         return Err(ApiError::bad("record id must be 1 to 128 characters"));
@@ -309,7 +323,11 @@ async fn key_usage(
         match name.as_str() {
             "principals" => match value.parse::<usize>() {
                 Ok(n) if (1..=MAX_RECENT_PRINCIPALS).contains(&n) => principals = n,
-                _ => return Err(ApiError::bad(format!("principals must be an integer between 1 and {MAX_RECENT_PRINCIPALS}"))),
+                _ => {
+                    return Err(ApiError::bad(format!(
+                        "principals must be an integer between 1 and {MAX_RECENT_PRINCIPALS}"
+                    )))
+                }
             },
             other => {
                 let shown: String = other.chars().take(64).collect();
@@ -389,9 +407,24 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             }
         }
     };
-    gauge("keyledger_audit_indexed_records", "Audit records in the index (committed).", "gauge", vec![(None, writer.docs_committed.to_string())]);
-    gauge("keyledger_audit_records_added_total", "Audit records added since start.", "counter", vec![(None, writer.docs_added.to_string())]);
-    gauge("keyledger_audit_commits_total", "Index commits since start.", "counter", vec![(None, writer.commits.to_string())]);
+    gauge(
+        "keyledger_audit_indexed_records",
+        "Audit records in the index (committed).",
+        "gauge",
+        vec![(None, writer.docs_committed.to_string())],
+    );
+    gauge(
+        "keyledger_audit_records_added_total",
+        "Audit records added since start.",
+        "counter",
+        vec![(None, writer.docs_added.to_string())],
+    );
+    gauge(
+        "keyledger_audit_commits_total",
+        "Index commits since start.",
+        "counter",
+        vec![(None, writer.commits.to_string())],
+    );
     gauge(
         "keyledger_audit_last_commit_timestamp_seconds",
         "Wall-clock time of the last commit.",
@@ -404,7 +437,12 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         "gauge",
         vec![(None, u8::from(writer.running && writer.failure.is_none()).to_string())],
     );
-    gauge("keyledger_audit_duplicates_dropped_total", "Re-delivered messages dropped by the writer.", "counter", vec![(None, writer.duplicates_dropped.to_string())]);
+    gauge(
+        "keyledger_audit_duplicates_dropped_total",
+        "Re-delivered messages dropped by the writer.",
+        "counter",
+        vec![(None, writer.duplicates_dropped.to_string())],
+    );
     gauge(
         "keyledger_audit_stream_head_sequence",
         "Last sequence of the stream at the last check.",
@@ -427,7 +465,10 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         "keyledger_audit_stream_failed",
         "1 when the stream's follower stopped on a gap or an undecodable record.",
         "gauge",
-        streams.iter().map(|s| (Some(s.stream.as_str()), u8::from(s.state == FollowState::Failed).to_string())).collect(),
+        streams
+            .iter()
+            .map(|s| (Some(s.stream.as_str()), u8::from(s.state == FollowState::Failed).to_string()))
+            .collect(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
@@ -462,7 +503,11 @@ mod tests {
             values: vec!["Encrypt".into(), "Decrypt".into()],
             exclude: false
         }));
-        assert!(r.query.conditions.contains(&Condition { field: TermFilter::Outcome, values: vec!["ok".into()], exclude: true }));
+        assert!(r.query.conditions.contains(&Condition {
+            field: TermFilter::Outcome,
+            values: vec!["ok".into()],
+            exclude: true
+        }));
         assert_eq!(r.query.context[0], ContextCondition { key: "app.id".into(), value: "7".into(), exclude: false });
         assert!(r.query.context[1].exclude);
         assert_eq!(parse_search(None).unwrap().limit, DEFAULT_LIMIT);

@@ -72,7 +72,8 @@ pub struct RunningAuditd {
 pub async fn start(nats: async_nats::Client, config: AuditdConfig) -> anyhow::Result<RunningAuditd> {
     let index_dir = config.index_dir.clone();
     let (index, writer) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let index = AuditIndex::open(&index_dir).with_context(|| format!("cannot open the audit index {}", index_dir.display()))?;
+        let index = AuditIndex::open(&index_dir)
+            .with_context(|| format!("cannot open the audit index {}", index_dir.display()))?;
         let writer = index.writer(config.writer).context("cannot start the audit index writer")?;
         Ok((index, writer))
     })

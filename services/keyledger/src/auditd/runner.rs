@@ -85,7 +85,11 @@ pub struct RunnerTimings {
 
 impl Default for RunnerTimings {
     fn default() -> Self {
-        Self { discover_every: Duration::from_secs(5), lag_every: Duration::from_secs(1), max_backoff: Duration::from_secs(30) }
+        Self {
+            discover_every: Duration::from_secs(5),
+            lag_every: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
     }
 }
 
@@ -183,7 +187,14 @@ enum Stop {
     Fatal(String),
 }
 
-async fn follow(js: Context, stream: String, writer: Arc<AuditWriter>, state: Arc<RunnerState>, realm: Realm, max_backoff: Duration) {
+async fn follow(
+    js: Context,
+    stream: String,
+    writer: Arc<AuditWriter>,
+    state: Arc<RunnerState>,
+    realm: Realm,
+    max_backoff: Duration,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let from = writer.status().received.last(&stream) + 1;
@@ -203,7 +214,14 @@ async fn follow(js: Context, stream: String, writer: Arc<AuditWriter>, state: Ar
     }
 }
 
-async fn follow_from(js: &Context, stream: &str, from: u64, writer: &AuditWriter, state: &RunnerState, realm: &Realm) -> Stop {
+async fn follow_from(
+    js: &Context,
+    stream: &str,
+    from: u64,
+    writer: &AuditWriter,
+    state: &RunnerState,
+    realm: &Realm,
+) -> Stop {
     let handle = match js.get_stream(stream).await {
         Ok(s) => s,
         Err(e) => return Stop::Retry(format!("get stream: {e}")),

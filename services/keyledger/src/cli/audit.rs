@@ -290,7 +290,8 @@ async fn get(client: &ClientArgs, path: &str) -> anyhow::Result<(u16, serde_json
         .map_err(|e| anyhow::anyhow!("cannot read the audit API's answer: {e}"))?
         .to_bytes();
     driver.abort();
-    let json = serde_json::from_slice(&body).unwrap_or_else(|_| serde_json::json!({"raw": String::from_utf8_lossy(&body)}));
+    let json =
+        serde_json::from_slice(&body).unwrap_or_else(|_| serde_json::json!({"raw": String::from_utf8_lossy(&body)}));
     Ok((code, json))
 }
 

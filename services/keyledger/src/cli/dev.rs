@@ -326,13 +326,15 @@ pub async fn run(data_dir: &Path, nats_port: u16, gateway_port: u16) -> anyhow::
         .parse()
         .context("KEYLEDGER_HEALTH_ADDR is not an address like 127.0.0.1:4281")?;
     let health = match &env.roles {
-        Some(r) => match crate::health::serve(r.ctx.clone(), health_listen).await {
-            Ok(h) => Some(h),
-            Err(e) => {
-                eprintln!("warning: the health endpoint is not running: {e:#} (set KEYLEDGER_HEALTH_ADDR to another address)");
-                None
+        Some(r) => {
+            match crate::health::serve(r.ctx.clone(), health_listen).await {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    eprintln!("warning: the health endpoint is not running: {e:#} (set KEYLEDGER_HEALTH_ADDR to another address)");
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     let region = env.roles.as_ref().map(|r| r.ctx.config.realm.region.clone()).unwrap_or_default();
@@ -343,12 +345,23 @@ pub async fn run(data_dir: &Path, nats_port: u16, gateway_port: u16) -> anyhow::
     }
     println!("  NATS server   {} (log: {})", env.server.url(), env.server.log_path().display());
     println!("  data dir      {}", data_dir.display());
-    println!("  client        {}  (tenant account DEV → Keyledger account {})", profile.display(), env.client_profile.keyledger_account);
+    println!(
+        "  client        {}  (tenant account DEV → Keyledger account {})",
+        profile.display(),
+        env.client_profile.keyledger_account
+    );
     if let Some(a) = &auditd {
-        println!("  audit API     http://{}  (tokens: {})", a.addr, data_dir.join(crate::auditd::TOKENS_FILE).display());
+        println!(
+            "  audit API     http://{}  (tokens: {})",
+            a.addr,
+            data_dir.join(crate::auditd::TOKENS_FILE).display()
+        );
     }
     if let Some(endpoint) = &endpoint {
-        println!("  AWS endpoint  {endpoint}  (SigV4 credential: profile {DEV_AWS_PROFILE} in {})", env.aws_credentials_path().display());
+        println!(
+            "  AWS endpoint  {endpoint}  (SigV4 credential: profile {DEV_AWS_PROFILE} in {})",
+            env.aws_credentials_path().display()
+        );
     }
     println!();
     println!("Try, in another terminal:");

@@ -72,7 +72,8 @@ async fn write_atomically(
         let n = write(&mut out)?;
         out.flush()?;
         out.get_ref().sync_all()?;
-        std::fs::rename(&tmp_in, &target_in).with_context(|| format!("cannot move the result to {}", target_in.display()))?;
+        std::fs::rename(&tmp_in, &target_in)
+            .with_context(|| format!("cannot move the result to {}", target_in.display()))?;
         Ok(n)
     });
     let result = tokio::select! {
@@ -88,18 +89,28 @@ async fn write_atomically(
 fn decode_b64_secret(value: &serde_json::Value, member: &str) -> anyhow::Result<DataKey> {
     let text = value.get(member).and_then(|v| v.as_str()).with_context(|| format!("the reply has no {member}"))?;
     let bytes = Zeroizing::new(
-        base64::engine::general_purpose::STANDARD.decode(text).with_context(|| format!("the reply's {member} is not base64"))?,
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .with_context(|| format!("the reply's {member} is not base64"))?,
     );
     Ok(DataKey::from_vec(bytes.to_vec()))
 }
 
 fn decode_b64(value: &serde_json::Value, member: &str) -> anyhow::Result<Vec<u8>> {
     let text = value.get(member).and_then(|v| v.as_str()).with_context(|| format!("the reply has no {member}"))?;
-    base64::engine::general_purpose::STANDARD.decode(text).with_context(|| format!("the reply's {member} is not base64"))
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .with_context(|| format!("the reply's {member} is not base64"))
 }
 
 /// Encrypts `input` into `output` under a fresh data key of `key_id`.
-pub async fn encrypt(client: &KmsClient, key_id: &str, context: EncryptionContext, input: &Path, output: &Path) -> anyhow::Result<u64> {
+pub async fn encrypt(
+    client: &KmsClient,
+    key_id: &str,
+    context: EncryptionContext,
+    input: &Path,
+    output: &Path,
+) -> anyhow::Result<u64> {
     let source = File::open(input).with_context(|| format!("cannot open --in {}", input.display()))?;
     if source.metadata().map(|m| m.is_dir()).unwrap_or(false) {
         bail!("--in {} is a directory", input.display());

@@ -35,12 +35,28 @@ pub struct KmsInvocation {
 pub fn members(operation: &str) -> Option<&'static [&'static str]> {
     const KEY: &[&str] = &["KeyId"];
     Some(match operation {
-        "CreateKey" => &["Policy", "Description", "KeyUsage", "CustomerMasterKeySpec", "KeySpec", "Origin", "CustomKeyStoreId",
-            "BypassPolicyLockoutSafetyCheck", "Tags", "MultiRegion", "XksKeyId"],
+        "CreateKey" => &[
+            "Policy",
+            "Description",
+            "KeyUsage",
+            "CustomerMasterKeySpec",
+            "KeySpec",
+            "Origin",
+            "CustomKeyStoreId",
+            "BypassPolicyLockoutSafetyCheck",
+            "Tags",
+            "MultiRegion",
+            "XksKeyId",
+        ],
         "DescribeKey" => &["KeyId", "GrantTokens"],
         "ListKeys" => &["Limit", "Marker"],
         "UpdateKeyDescription" => &["KeyId", "Description"],
-        "EnableKey" | "DisableKey" | "CancelKeyDeletion" | "RotateKeyOnDemand" | "DisableKeyRotation" | "GetKeyRotationStatus" => KEY,
+        "EnableKey"
+        | "DisableKey"
+        | "CancelKeyDeletion"
+        | "RotateKeyOnDemand"
+        | "DisableKeyRotation"
+        | "GetKeyRotationStatus" => KEY,
         "ScheduleKeyDeletion" => &["KeyId", "PendingWindowInDays"],
         "EnableKeyRotation" => &["KeyId", "RotationPeriodInDays"],
         "ListKeyRotations" => &["KeyId", "IncludeKeyMaterial", "Limit", "Marker"],
@@ -51,12 +67,34 @@ pub fn members(operation: &str) -> Option<&'static [&'static str]> {
         "DeleteAlias" => &["AliasName"],
         "ListAliases" => &["KeyId", "Limit", "Marker"],
         "Encrypt" => &["KeyId", "Plaintext", "EncryptionContext", "GrantTokens", "EncryptionAlgorithm", "DryRun"],
-        "Decrypt" => &["CiphertextBlob", "EncryptionContext", "GrantTokens", "KeyId", "EncryptionAlgorithm", "Recipient", "DryRun",
-            "DryRunModifiers"],
-        "ReEncrypt" => &["CiphertextBlob", "SourceEncryptionContext", "SourceKeyId", "DestinationKeyId", "DestinationEncryptionContext",
-            "SourceEncryptionAlgorithm", "DestinationEncryptionAlgorithm", "GrantTokens", "DryRun", "DryRunModifiers"],
-        "GenerateDataKey" => &["KeyId", "EncryptionContext", "NumberOfBytes", "KeySpec", "GrantTokens", "Recipient", "DryRun"],
-        "GenerateDataKeyWithoutPlaintext" => &["KeyId", "EncryptionContext", "KeySpec", "NumberOfBytes", "GrantTokens", "DryRun"],
+        "Decrypt" => &[
+            "CiphertextBlob",
+            "EncryptionContext",
+            "GrantTokens",
+            "KeyId",
+            "EncryptionAlgorithm",
+            "Recipient",
+            "DryRun",
+            "DryRunModifiers",
+        ],
+        "ReEncrypt" => &[
+            "CiphertextBlob",
+            "SourceEncryptionContext",
+            "SourceKeyId",
+            "DestinationKeyId",
+            "DestinationEncryptionContext",
+            "SourceEncryptionAlgorithm",
+            "DestinationEncryptionAlgorithm",
+            "GrantTokens",
+            "DryRun",
+            "DryRunModifiers",
+        ],
+        "GenerateDataKey" => {
+            &["KeyId", "EncryptionContext", "NumberOfBytes", "KeySpec", "GrantTokens", "Recipient", "DryRun"]
+        }
+        "GenerateDataKeyWithoutPlaintext" => {
+            &["KeyId", "EncryptionContext", "KeySpec", "NumberOfBytes", "GrantTokens", "DryRun"]
+        }
         "GenerateRandom" => &["NumberOfBytes", "CustomKeyStoreId", "Recipient"],
         _ => return None,
     })
@@ -65,10 +103,28 @@ pub fn members(operation: &str) -> Option<&'static [&'static str]> {
 /// AWS KMS operations Keyledger does not offer yet: sent as they are (the service answers
 /// UnsupportedOperationException) instead of being refused as unknown.
 const NOT_YET: &[&str] = &[
-    "CreateGrant", "ListGrants", "ListRetirableGrants", "RetireGrant", "RevokeGrant", "GetKeyPolicy", "PutKeyPolicy",
-    "ListKeyPolicies", "GetParametersForImport", "ImportKeyMaterial", "DeleteImportedKeyMaterial", "Sign", "Verify",
-    "GetPublicKey", "GenerateMac", "VerifyMac", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
-    "DeriveSharedSecret", "ReplicateKey", "UpdatePrimaryRegion", "GetKeyLastUsage",
+    "CreateGrant",
+    "ListGrants",
+    "ListRetirableGrants",
+    "RetireGrant",
+    "RevokeGrant",
+    "GetKeyPolicy",
+    "PutKeyPolicy",
+    "ListKeyPolicies",
+    "GetParametersForImport",
+    "ImportKeyMaterial",
+    "DeleteImportedKeyMaterial",
+    "Sign",
+    "Verify",
+    "GetPublicKey",
+    "GenerateMac",
+    "VerifyMac",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "DeriveSharedSecret",
+    "ReplicateKey",
+    "UpdatePrimaryRegion",
+    "GetKeyLastUsage",
 ];
 
 /// aws CLI global switches that take no value and change nothing here.
@@ -287,9 +343,11 @@ pub fn render(inv: &KmsInvocation, body: &Value) -> Result<String, String> {
     Ok(match (&selected, inv.text_output) {
         (Value::Null, true) => "None".to_owned(),
         (Value::String(s), true) => s.clone(),
-        (Value::Array(items), true) if items.iter().all(|v| !v.is_object() && !v.is_array()) => {
-            items.iter().map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join("\t")
-        }
+        (Value::Array(items), true) if items.iter().all(|v| !v.is_object() && !v.is_array()) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+            .collect::<Vec<_>>()
+            .join("\t"),
         (v, true) if !v.is_object() && !v.is_array() => v.to_string(),
         (v, _) => serde_json::to_string_pretty(v).unwrap_or_default(),
     })
@@ -305,15 +363,26 @@ mod tests {
 
     #[test]
     fn operation_and_members_are_pascal_cased() {
-        let inv = parse(&args(&["generate-data-key-without-plaintext", "--key-id", "alias/x", "--key-spec", "AES_256"])).unwrap();
+        let inv =
+            parse(&args(&["generate-data-key-without-plaintext", "--key-id", "alias/x", "--key-spec", "AES_256"]))
+                .unwrap();
         assert_eq!(inv.operation, "GenerateDataKeyWithoutPlaintext");
         assert_eq!(inv.request, serde_json::json!({"KeyId": "alias/x", "KeySpec": "AES_256"}));
     }
 
     #[test]
     fn encryption_context_and_integers_and_switches_are_typed() {
-        let inv = parse(&args(&["generate-data-key", "--key-id", "k", "--number-of-bytes", "32",
-            "--encryption-context", "b=2,a=1", "--dry-run"])).unwrap();
+        let inv = parse(&args(&[
+            "generate-data-key",
+            "--key-id",
+            "k",
+            "--number-of-bytes",
+            "32",
+            "--encryption-context",
+            "b=2,a=1",
+            "--dry-run",
+        ]))
+        .unwrap();
         assert_eq!(inv.request["NumberOfBytes"], 32);
         assert_eq!(inv.request["EncryptionContext"], serde_json::json!({"a": "1", "b": "2"}));
         assert_eq!(inv.request["DryRun"], true);
@@ -333,8 +402,13 @@ mod tests {
 
     #[test]
     fn tags_and_lists_take_several_values() {
-        let inv = parse(&args(&["tag-resource", "--key-id", "k", "--tags", "TagKey=a,TagValue=1", "TagKey=b,TagValue=2"])).unwrap();
-        assert_eq!(inv.request["Tags"], serde_json::json!([{"TagKey":"a","TagValue":"1"},{"TagKey":"b","TagValue":"2"}]));
+        let inv =
+            parse(&args(&["tag-resource", "--key-id", "k", "--tags", "TagKey=a,TagValue=1", "TagKey=b,TagValue=2"]))
+                .unwrap();
+        assert_eq!(
+            inv.request["Tags"],
+            serde_json::json!([{"TagKey":"a","TagValue":"1"},{"TagKey":"b","TagValue":"2"}])
+        );
         let inv = parse(&args(&["untag-resource", "--key-id", "k", "--tag-keys", "a", "b"])).unwrap();
         assert_eq!(inv.request["TagKeys"], serde_json::json!(["a", "b"]));
     }
@@ -364,7 +438,9 @@ mod tests {
     fn query_with_text_output_prints_the_bare_value() {
         let inv = parse(&args(&["describe-key", "--key-id", "k", "--query", "KeyId", "--output", "text"])).unwrap();
         assert_eq!(render(&inv, &serde_json::json!({"KeyId": "arn:x"})).unwrap(), "arn:x");
-        let inv = parse(&args(&["describe-key", "--key-id", "k", "--query", "KeyMetadata.KeyState", "--output", "text"])).unwrap();
+        let inv =
+            parse(&args(&["describe-key", "--key-id", "k", "--query", "KeyMetadata.KeyState", "--output", "text"]))
+                .unwrap();
         assert_eq!(render(&inv, &serde_json::json!({"KeyMetadata": {"KeyState": "Enabled"}})).unwrap(), "Enabled");
         let inv = parse(&args(&["list-keys", "--query", "Keys[*].KeyId", "--output", "text"])).unwrap();
         assert_eq!(render(&inv, &serde_json::json!({"Keys": [{"KeyId": "a"}, {"KeyId": "b"}]})).unwrap(), "a\tb");

@@ -176,7 +176,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Kms { profile, args } => {
             if args.iter().any(|a| a == "--help" || a == "-h") || args.is_empty() {
-                println!("usage: keyledger kms <operation> [--member value ...]\n\nOperations (AWS names in kebab case): {}", keyledger_kms::Operation::all().map(|o| kms_args::kebab_case(o.name())).collect::<Vec<_>>().join(", "));
+                println!(
+                    "usage: keyledger kms <operation> [--member value ...]\n\nOperations (AWS names in kebab case): {}",
+                    keyledger_kms::Operation::all()
+                        .map(|o| kms_args::kebab_case(o.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 return Ok(std::process::ExitCode::SUCCESS);
             }
             let invocation = match kms_args::parse(&args) {
@@ -204,7 +210,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     Ok(std::process::ExitCode::SUCCESS)
                 }
                 Err(CallError::Service(e)) => {
-                    eprintln!("An error occurred ({}) when calling the {} operation: {}", e.name, invocation.operation, e.message);
+                    eprintln!(
+                        "An error occurred ({}) when calling the {} operation: {}",
+                        e.name, invocation.operation, e.message
+                    );
                     Ok(std::process::ExitCode::from(EXIT_SERVICE_ERROR))
                 }
                 Err(e) => Err(e.into()),
@@ -212,12 +221,19 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Gateway { action: GatewayAction::CreateAccessKey { config, account, user } } => {
             let text = std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))?;
-            let serve: ServeConfig = toml::from_str(&text).with_context(|| format!("invalid configuration {}", config.display()))?;
-            let root_file = serve.root_key_file.as_ref().context("create-access-key needs root_key_file in the configuration")?;
+            let serve: ServeConfig =
+                toml::from_str(&text).with_context(|| format!("invalid configuration {}", config.display()))?;
+            let root_file =
+                serve.root_key_file.as_ref().context("create-access-key needs root_key_file in the configuration")?;
             let section = serve.gateway.as_ref().context("the configuration has no [gateway] section")?;
             let root = keyledger_crypto::RootKey::load(root_file)?;
-            let (record, secret) = crate::gateway::create_access_key(&root, &section.access_keys_file, &account, &user)?;
-            println!("[{user}]\naws_access_key_id = {}\naws_secret_access_key = {}", record.access_key_id, secret.expose());
+            let (record, secret) =
+                crate::gateway::create_access_key(&root, &section.access_keys_file, &account, &user)?;
+            println!(
+                "[{user}]\naws_access_key_id = {}\naws_secret_access_key = {}",
+                record.access_key_id,
+                secret.expose()
+            );
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Audit { action } => audit::run(*action).await,
@@ -229,7 +245,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     let context = match encryption_context {
                         None => BTreeMap::new(),
                         Some(raw) => {
-                            let v = kms_args::parse_map(&raw).map_err(|e| anyhow::anyhow!("--encryption-context: {e}"))?;
+                            let v =
+                                kms_args::parse_map(&raw).map_err(|e| anyhow::anyhow!("--encryption-context: {e}"))?;
                             serde_json::from_value(v).context("--encryption-context values must be strings")?
                         }
                     };
@@ -255,19 +272,21 @@ pub fn default_profile_path() -> PathBuf {
 /// Connects a tenant client from a profile file.
 pub async fn connect(profile: Option<&Path>) -> anyhow::Result<KmsClient> {
     let path = profile.map(Path::to_path_buf).unwrap_or_else(default_profile_path);
-    let profile = ClientProfile::read_from(&path)
-        .with_context(|| format!("cannot read the client profile {} (start `keyledger dev` first, or pass --profile)", path.display()))?;
+    let profile = ClientProfile::read_from(&path).with_context(|| {
+        format!("cannot read the client profile {} (start `keyledger dev` first, or pass --profile)", path.display())
+    })?;
     connect_profile(&profile).await
 }
 
 /// Connects a tenant client with a profile.
 pub async fn connect_profile(profile: &ClientProfile) -> anyhow::Result<KmsClient> {
-    let client = async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned())
-        .custom_inbox_prefix(profile.inbox_prefix.clone())
-        .name("keyledger-cli")
-        .connect(profile.url.as_str())
-        .await
-        .with_context(|| format!("cannot connect to {}", profile.url))?;
+    let client =
+        async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned())
+            .custom_inbox_prefix(profile.inbox_prefix.clone())
+            .name("keyledger-cli")
+            .connect(profile.url.as_str())
+            .await
+            .with_context(|| format!("cannot connect to {}", profile.url))?;
     Ok(KmsClient::new(client, Duration::from_secs(30)))
 }
 
@@ -301,7 +320,8 @@ pub struct ServeConfig {
 
 async fn serve(path: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config: ServeConfig = toml::from_str(&text).with_context(|| format!("invalid configuration {}", path.display()))?;
+    let config: ServeConfig =
+        toml::from_str(&text).with_context(|| format!("invalid configuration {}", path.display()))?;
     keyledger_crypto::harden_process().context("cannot harden the process")?;
     let root = match (&config.root_key_file, config.root_key_fd) {
         (Some(file), None) => keyledger_crypto::RootKey::load(file)?,
@@ -342,9 +362,15 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
 
 /// Connects a role to NATS with its service profile.
 pub async fn connect_service(profile: &keyledger_nats_server::ServiceProfile) -> anyhow::Result<async_nats::Client> {
-    keyledger_log::connect(&profile.url, &profile.user, profile.password.expose(), &profile.inbox_prefix, "keyledger-service")
-        .await
-        .with_context(|| format!("cannot connect to {}", profile.url))
+    keyledger_log::connect(
+        &profile.url,
+        &profile.user,
+        profile.password.expose(),
+        &profile.inbox_prefix,
+        "keyledger-service",
+    )
+    .await
+    .with_context(|| format!("cannot connect to {}", profile.url))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

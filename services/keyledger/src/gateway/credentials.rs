@@ -157,7 +157,11 @@ impl AccessKeyRecord {
     /// If a field is invalid, or the wrapped secret does not unwrap under `root` for exactly
     /// this id, account and user (another root key, or a record edited by hand).
     pub fn unwrap(&self, root: &RootKey) -> anyhow::Result<AccessKey> {
-        anyhow::ensure!(valid_access_key_id(&self.access_key_id), "access key id {:?} is not valid", self.access_key_id);
+        anyhow::ensure!(
+            valid_access_key_id(&self.access_key_id),
+            "access key id {:?} is not valid",
+            self.access_key_id
+        );
         anyhow::ensure!(valid_account(&self.account), "access key {}: account must be 12 digits", self.access_key_id);
         anyhow::ensure!(valid_user_name(&self.user), "access key {}: user name is not valid", self.access_key_id);
         let wrapped = hex::decode(&self.wrapped_secret)
@@ -200,7 +204,12 @@ impl AccessKeysFile {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let file: AccessKeysFile =
             serde_json::from_slice(&bytes).with_context(|| format!("{} is not an access keys file", path.display()))?;
-        anyhow::ensure!(file.version == ACCESS_KEYS_FILE_VERSION, "{}: unsupported version {}", path.display(), file.version);
+        anyhow::ensure!(
+            file.version == ACCESS_KEYS_FILE_VERSION,
+            "{}: unsupported version {}",
+            path.display(),
+            file.version
+        );
         Ok(file)
     }
 

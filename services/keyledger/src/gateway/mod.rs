@@ -76,9 +76,20 @@ pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 /// AWS KMS operations whose output shape is empty: HTTP 200 with an empty body
 /// (aws-kms-api.md §1.2).
 pub const NO_OUTPUT_OPERATIONS: &[&str] = &[
-    "CreateAlias", "DeleteAlias", "DisableKey", "DisableKeyRotation", "EnableKey", "EnableKeyRotation",
-    "PutKeyPolicy", "RetireGrant", "RevokeGrant", "TagResource", "UntagResource", "UpdateAlias",
-    "UpdateKeyDescription", "UpdatePrimaryRegion",
+    "CreateAlias",
+    "DeleteAlias",
+    "DisableKey",
+    "DisableKeyRotation",
+    "EnableKey",
+    "EnableKeyRotation",
+    "PutKeyPolicy",
+    "RetireGrant",
+    "RevokeGrant",
+    "TagResource",
+    "UntagResource",
+    "UpdateAlias",
+    "UpdateKeyDescription",
+    "UpdatePrimaryRegion",
 ];
 
 /// Bounds of the endpoint. Units are in the names.
@@ -186,12 +197,15 @@ struct State {
 /// # Errors
 /// If NATS is unreachable, the address cannot be bound, or the TLS files are unusable.
 pub async fn start(config: GatewayConfig, nats_profile: &ServiceProfile) -> anyhow::Result<RunningGateway> {
-    let nats = async_nats::ConnectOptions::with_user_and_password(nats_profile.user.clone(), nats_profile.password.expose().to_owned())
-        .custom_inbox_prefix(nats_profile.inbox_prefix.clone())
-        .name("keyledger-gateway")
-        .connect(nats_profile.url.as_str())
-        .await
-        .map_err(|e| anyhow::anyhow!("the gateway cannot connect to {}: {e}", nats_profile.url))?;
+    let nats = async_nats::ConnectOptions::with_user_and_password(
+        nats_profile.user.clone(),
+        nats_profile.password.expose().to_owned(),
+    )
+    .custom_inbox_prefix(nats_profile.inbox_prefix.clone())
+    .name("keyledger-gateway")
+    .connect(nats_profile.url.as_str())
+    .await
+    .map_err(|e| anyhow::anyhow!("the gateway cannot connect to {}: {e}", nats_profile.url))?;
     let acceptor = match &config.tls {
         Some(files) => Some(tls::acceptor(files)?),
         None => None,
@@ -309,7 +323,12 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
     handle_inner(state, peer, req, request_id).instrument(span).await
 }
 
-async fn handle_inner(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>, request_id: uuid::Uuid) -> Response<Full<Bytes>> {
+async fn handle_inner(
+    state: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    request_id: uuid::Uuid,
+) -> Response<Full<Bytes>> {
     let rid = request_id.to_string();
     let Ok(_permit) = state.in_flight.clone().acquire_owned().await else {
         return error_response(503, &rid, "ServiceUnavailable", "The gateway is shutting down.");
@@ -323,7 +342,12 @@ async fn handle_inner(state: Arc<State>, peer: SocketAddr, req: Request<Incoming
     let limit = state.limits.max_body_bytes;
     let too_large = || {
         tracing::info!(status = 413, "request body too large");
-        error_response(413, &rid, "RequestEntityTooLargeException", &format!("Request body is larger than {limit} bytes."))
+        error_response(
+            413,
+            &rid,
+            "RequestEntityTooLargeException",
+            &format!("Request body is larger than {limit} bytes."),
+        )
     };
     if declared_len.is_some_and(|n| n > limit as u64) {
         return too_large();
@@ -338,7 +362,8 @@ async fn handle_inner(state: Arc<State>, peer: SocketAddr, req: Request<Incoming
     let headers: Vec<(String, Vec<u8>)> =
         parts.headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec())).collect();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let user_agent = printable_ascii(parts.headers.get(hyper::header::USER_AGENT).map(|v| v.as_bytes()).unwrap_or_default(), 256);
+    let user_agent =
+        printable_ascii(parts.headers.get(hyper::header::USER_AGENT).map(|v| v.as_bytes()).unwrap_or_default(), 256);
     let target = header("x-amz-target");
     let operation = operation_from_target(target);
     if let Some(op) = operation {
@@ -350,7 +375,8 @@ async fn handle_inner(state: Arc<State>, peer: SocketAddr, req: Request<Incoming
     let query = parts.uri.query().unwrap_or("");
     let now_unix_s = (state.clock.now_unix_ms() / 1000) as i64;
     let expect = sigv4::Expectations { region: &state.realm.region, service: SIGNING_NAME, now_unix_s };
-    let request_parts = sigv4::RequestParts { method: parts.method.as_str(), path, query, headers: &headers, body: &body };
+    let request_parts =
+        sigv4::RequestParts { method: parts.method.as_str(), path, query, headers: &headers, body: &body };
     let mut matched = None;
     let verified = sigv4::verify(&request_parts, &expect, |akid| {
         let key = state.access_keys.get(akid)?;
@@ -382,7 +408,12 @@ async fn handle_inner(state: Arc<State>, peer: SocketAddr, req: Request<Incoming
 
     // 2. What is asked.
     if parts.method != hyper::Method::POST || path != "/" {
-        return error_response(400, &rid, "UnknownOperationException", "Keyledger's AWS KMS endpoint answers POST / only.");
+        return error_response(
+            400,
+            &rid,
+            "UnknownOperationException",
+            "Keyledger's AWS KMS endpoint answers POST / only.",
+        );
     }
     let Some(operation) = operation else {
         return error_response(400, &rid, "UnknownOperationException", "");
@@ -403,14 +434,17 @@ async fn handle_inner(state: Arc<State>, peer: SocketAddr, req: Request<Incoming
         nats_headers.insert(MIN_SEQ_HEADER, min_seq.to_string().as_str());
     }
     let subject = keyledger_events::names::api_subject(operation);
-    let nats_request = async_nats::Request::new().payload(body).headers(nats_headers).timeout(Some(state.limits.nats_timeout));
+    let nats_request =
+        async_nats::Request::new().payload(body).headers(nats_headers).timeout(Some(state.limits.nats_timeout));
     let reply = match state.nats.send_request(subject, nats_request).await {
         Ok(m) => m,
         Err(e) => {
             use async_nats::RequestErrorKind;
             let (status, name, message) = match e.kind() {
                 RequestErrorKind::TimedOut => (503, "DependencyTimeoutException", "Keyledger did not answer in time."),
-                RequestErrorKind::NoResponders => (503, "DependencyTimeoutException", "No Keyledger worker is available."),
+                RequestErrorKind::NoResponders => {
+                    (503, "DependencyTimeoutException", "No Keyledger worker is available.")
+                }
                 _ => (500, "KMSInternalException", "The request could not be forwarded."),
             };
             tracing::warn!(error = %e, status, "forwarding failed");
@@ -506,7 +540,8 @@ pub fn create_access_key(
     account: &str,
     user: &str,
 ) -> anyhow::Result<(credentials::AccessKeyRecord, credentials::SecretAccessKey)> {
-    let mut file = if path.exists() { credentials::AccessKeysFile::read(path)? } else { credentials::AccessKeysFile::default() };
+    let mut file =
+        if path.exists() { credentials::AccessKeysFile::read(path)? } else { credentials::AccessKeysFile::default() };
     // Every existing key must still unwrap with this root key: refuse to extend a file of
     // another deployment.
     file.unwrap_all(root)?;
@@ -537,7 +572,14 @@ mod tests {
     #[test]
     fn only_well_formed_trent_service_targets_name_an_operation() {
         assert_eq!(operation_from_target(Some("TrentService.ListKeys")), Some("ListKeys"));
-        for bad in ["TrentService.", "TrentService.List.Keys", "TrentService.>", "TrentService.a b", "Other.ListKeys", "ListKeys"] {
+        for bad in [
+            "TrentService.",
+            "TrentService.List.Keys",
+            "TrentService.>",
+            "TrentService.a b",
+            "Other.ListKeys",
+            "ListKeys",
+        ] {
             assert_eq!(operation_from_target(Some(bad)), None, "{bad}");
         }
         assert_eq!(operation_from_target(None), None);

@@ -123,7 +123,10 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, Rejection> {
             continue;
         }
         let Some((k, v)) = part.split_once('=') else {
-            return Err(incomplete(format!("'{}' not a valid key=value pair (missing equal-sign) in Authorization header", printable(part, 64))));
+            return Err(incomplete(format!(
+                "'{}' not a valid key=value pair (missing equal-sign) in Authorization header",
+                printable(part, 64)
+            )));
         };
         match k {
             "Credential" => credential = Some(v),
@@ -225,16 +228,22 @@ where
     if parts.header_values("authorization").count() > 1 {
         return Err(incomplete("Only one Authorization header is allowed."));
     }
-    let auth_value = std::str::from_utf8(auth_value).map_err(|_| incomplete("The Authorization header is not valid UTF-8."))?;
+    let auth_value =
+        std::str::from_utf8(auth_value).map_err(|_| incomplete("The Authorization header is not valid UTF-8."))?;
     let auth = parse_authorization(auth_value)?;
     let akid = auth.access_key_id.as_str();
     let reject = |r: Rejection| r.with_key(akid);
 
     let Some(amz_date) = parts.header_str("x-amz-date") else {
-        return Err(reject(incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")));
+        return Err(reject(incomplete(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+        )));
     };
     let Some(request_unix_s) = parse_amz_date(amz_date) else {
-        return Err(reject(incomplete(format!("Date must be in ISO-8601 'basic format'. Got '{}'.", printable(amz_date, 32)))));
+        return Err(reject(incomplete(format!(
+            "Date must be in ISO-8601 'basic format'. Got '{}'.",
+            printable(amz_date, 32)
+        ))));
     };
     for required in ["host", "x-amz-date", "x-amz-target"] {
         // The operation is bound whenever the request names one; a request without a target
@@ -253,7 +262,10 @@ where
     }
     for name in &auth.signed_headers {
         if parts.header_values(name).next().is_none() {
-            return Err(reject(incomplete(format!("The signed header '{}' is missing from the request.", printable(name, 64)))));
+            return Err(reject(incomplete(format!(
+                "The signed header '{}' is missing from the request.",
+                printable(name, 64)
+            ))));
         }
     }
     if auth.date != amz_date[..8] {
@@ -268,7 +280,10 @@ where
         )));
     }
     if auth.service != expect.service {
-        return Err(reject(invalid("scope", format!("Credential should be scoped to correct service: '{}'.", expect.service))));
+        return Err(reject(invalid(
+            "scope",
+            format!("Credential should be scoped to correct service: '{}'.", expect.service),
+        )));
     }
     if auth.region != expect.region {
         return Err(reject(invalid(
@@ -279,7 +294,10 @@ where
     if auth.terminator != TERMINATOR {
         return Err(reject(invalid(
             "scope",
-            format!("Credential should be scoped with a valid terminator: '{TERMINATOR}', not '{}'.", printable(&auth.terminator, 64)),
+            format!(
+                "Credential should be scoped with a valid terminator: '{TERMINATOR}', not '{}'.",
+                printable(&auth.terminator, 64)
+            ),
         )));
     }
     let now = expect.now_unix_s;
@@ -588,7 +606,13 @@ mod tests {
             ("Host", "iam.amazonaws.com"),
             ("X-Amz-Date", "20150830T123600Z"),
         ]);
-        let p = RequestParts { method: "GET", path: "/", query: "Action=ListUsers&Version=2010-05-08", headers: &h, body: b"" };
+        let p = RequestParts {
+            method: "GET",
+            path: "/",
+            query: "Action=ListUsers&Version=2010-05-08",
+            headers: &h,
+            body: b"",
+        };
         let signed: Vec<String> = ["content-type", "host", "x-amz-date"].map(String::from).to_vec();
         let canonical = canonical_request(&p, &signed);
         assert_eq!(
@@ -598,7 +622,10 @@ mod tests {
         let key = signing_key(SECRET.as_bytes(), "20150830", "us-east-1", "iam");
         assert_eq!(hex::encode(*key), "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9");
         let sts = string_to_sign("20150830T123600Z", "20150830/us-east-1/iam/aws4_request", &canonical);
-        assert_eq!(hex::encode(signature(&key, &sts)), "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7");
+        assert_eq!(
+            hex::encode(signature(&key, &sts)),
+            "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
+        );
     }
 
     #[test]
@@ -617,7 +644,13 @@ mod tests {
             ("X-Amz-Date", "20150830T123600Z"),
             ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/eu-west-3/kms/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target;x-custom, Signature=d67e96df8be962dce79b51f005bb5a5973b46a9c8464adef54b986c889b7018d"),
         ]);
-        let p = RequestParts { method: "POST", path: "/a%20b/./c/../d/", query: "z=1&a=b&a=%2F&c", headers: &h, body: b"{}" };
+        let p = RequestParts {
+            method: "POST",
+            path: "/a%20b/./c/../d/",
+            query: "z=1&a=b&a=%2F&c",
+            headers: &h,
+            body: b"{}",
+        };
         let e = Expectations { region: "eu-west-3", service: "kms", now_unix_s: WHEN };
         verify(&p, &e, secret_for).unwrap();
         assert_eq!(canonical_uri("/a%20b/./c/../d/"), "/a%2520b/d/");
@@ -629,7 +662,8 @@ mod tests {
     fn any_change_to_a_signed_part_breaks_the_signature() {
         let base = botocore_kms_request();
         let body = br#"{"Limit": 5}"#;
-        let bad = |h: &[(String, Vec<u8>)], body: &[u8]| verify(&parts(h, body), &expect(WHEN), secret_for).unwrap_err();
+        let bad =
+            |h: &[(String, Vec<u8>)], body: &[u8]| verify(&parts(h, body), &expect(WHEN), secret_for).unwrap_err();
         assert_eq!(bad(&base, br#"{"Limit": 6}"#).reason, "bad_signature");
         let mut target = base.clone();
         target[2].1 = b"TrentService.ScheduleKeyDeletion".to_vec();
@@ -637,7 +671,8 @@ mod tests {
         let mut host = base.clone();
         host[0].1 = b"evil.example".to_vec();
         assert_eq!(bad(&host, body).reason, "bad_signature");
-        let r = verify(&parts(&base, body), &expect(WHEN), |_| Some(Zeroizing::new("wrong secret".to_owned()))).unwrap_err();
+        let r = verify(&parts(&base, body), &expect(WHEN), |_| Some(Zeroizing::new("wrong secret".to_owned())))
+            .unwrap_err();
         assert_eq!(r.aws_name, "InvalidSignatureException");
         assert_eq!(r.access_key_id.as_deref(), Some("AKIDEXAMPLE"));
         assert!(!r.message.contains("dcc231cd"), "the signature is never echoed");
@@ -651,9 +686,16 @@ mod tests {
         verify(&parts(&h, body), &expect(WHEN - 300), secret_for).unwrap();
         let late = verify(&parts(&h, body), &expect(WHEN + 301), secret_for).unwrap_err();
         assert_eq!((late.aws_name, late.reason), ("InvalidSignatureException", "clock_skew"));
-        assert_eq!(late.message, "Signature expired: 20150830T123600Z is now earlier than 20150830T123601Z (20150830T124101Z - 5 min.)");
+        assert_eq!(
+            late.message,
+            "Signature expired: 20150830T123600Z is now earlier than 20150830T123601Z (20150830T124101Z - 5 min.)"
+        );
         let early = verify(&parts(&h, body), &expect(WHEN - 301), secret_for).unwrap_err();
-        assert!(early.message.starts_with("Signature not yet current: 20150830T123600Z is still later than"), "{}", early.message);
+        assert!(
+            early.message.starts_with("Signature not yet current: 20150830T123600Z is still later than"),
+            "{}",
+            early.message
+        );
     }
 
     #[test]
@@ -661,7 +703,10 @@ mod tests {
         let body = br#"{"Limit": 5}"#;
         let unsigned = headers(&[("Host", "x"), ("X-Amz-Target", "TrentService.ListKeys")]);
         let r = verify(&parts(&unsigned, body), &expect(WHEN), secret_for).unwrap_err();
-        assert_eq!((r.aws_name, r.message.as_str()), ("MissingAuthenticationTokenException", "Missing Authentication Token"));
+        assert_eq!(
+            (r.aws_name, r.message.as_str()),
+            ("MissingAuthenticationTokenException", "Missing Authentication Token")
+        );
         let h = botocore_kms_request();
         let r = verify(&parts(&h, body), &expect(WHEN), |_| None).unwrap_err();
         assert_eq!((r.aws_name, r.reason), ("UnrecognizedClientException", "unknown_access_key"));
@@ -707,7 +752,10 @@ mod tests {
             let e = parse_authorization(value).unwrap_err();
             assert_eq!(e.aws_name, "IncompleteSignatureException", "{value}");
         }
-        let ok = parse_authorization("AWS4-HMAC-SHA256 SignedHeaders=Host;X-Amz-Date,Signature=ab, Credential=K/20150830/r/kms/aws4_request").unwrap();
+        let ok = parse_authorization(
+            "AWS4-HMAC-SHA256 SignedHeaders=Host;X-Amz-Date,Signature=ab, Credential=K/20150830/r/kms/aws4_request",
+        )
+        .unwrap();
         assert_eq!(ok.signed_headers, ["host", "x-amz-date"]);
         assert_eq!(ok.region, "r");
     }
@@ -718,7 +766,14 @@ mod tests {
         assert_eq!(format_amz_date(WHEN), "20150830T123600Z");
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(format_amz_date(951_782_400), "20000229T000000Z");
-        for bad in ["20150230T000000Z", "20151330T000000Z", "2015-08-30T12:36:00Z", "20150830T123600", "20150830T246000Z", "2015083aT123600Z"] {
+        for bad in [
+            "20150230T000000Z",
+            "20151330T000000Z",
+            "2015-08-30T12:36:00Z",
+            "20150830T123600",
+            "20150830T246000Z",
+            "2015083aT123600Z",
+        ] {
             assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
     }
