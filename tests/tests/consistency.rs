@@ -24,6 +24,26 @@ async fn mutating_replies_carry_increasing_log_positions() {
     assert_eq!(follower.catch_up(Duration::from_secs(5)).await.unwrap(), b, "the no-op appended nothing");
 }
 
+/// DescribeKey sent raw with these headers; the JSON reply body.
+async fn describe_with_headers(h: &Harness, key: &str, headers: HeaderMap) -> serde_json::Value {
+    let body = serde_json::to_vec(&json!({"KeyId": key})).unwrap();
+    let reply =
+        h.client.nats().request_with_headers(names::api_subject("DescribeKey"), headers, body.into()).await.unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+/// How many material messages (committed or not) a key has in the material stream.
+async fn material_messages(material: &async_nats::jetstream::stream::Stream, key: &str) -> usize {
+    let filter = names::material_filter(ACCOUNT, key);
+    let mut count = 0;
+    let mut from = 1u64;
+    while let Ok(msg) = material.direct_get_next_for_subject(filter.clone(), Some(from)).await {
+        count += 1;
+        from = msg.sequence + 1;
+    }
+    count
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minimum_sequence_beyond_the_head_cannot_stall_a_worker() {
     let h = Harness::start().await;
@@ -31,33 +51,13 @@ async fn a_minimum_sequence_beyond_the_head_cannot_stall_a_worker() {
     let mut headers = HeaderMap::new();
     headers.insert(keyledger::protocol::MIN_SEQ_HEADER, "18446744073709551615");
     let started = Instant::now();
-    let reply = h
-        .client
-        .nats()
-        .request_with_headers(
-            names::api_subject("DescribeKey"),
-            headers,
-            serde_json::to_vec(&json!({"KeyId": key})).unwrap().into(),
-        )
-        .await
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    let body = describe_with_headers(&h, &key, headers).await;
     assert_eq!(body["KeyMetadata"]["KeyId"], key, "answered from the head: {body}");
     assert!(started.elapsed() < Duration::from_secs(2), "the minimum is capped at the stream's head");
 
     let mut headers = HeaderMap::new();
     headers.insert(keyledger::protocol::MIN_SEQ_HEADER, "not-a-number");
-    let reply = h
-        .client
-        .nats()
-        .request_with_headers(
-            names::api_subject("DescribeKey"),
-            headers,
-            serde_json::to_vec(&json!({"KeyId": key})).unwrap().into(),
-        )
-        .await
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    let body = describe_with_headers(&h, &key, headers).await;
     assert_eq!(body["__type"], "ValidationException");
 }
 
@@ -100,14 +100,7 @@ async fn two_keyd_instances_racing_on_a_due_rotation_rotate_once_and_leave_no_or
         let r = h.ok("ListKeyRotations", json!({"KeyId": key})).await;
         assert_eq!(r["Rotations"].as_array().unwrap().len(), 1, "exactly one rotation of {key}");
         // Count the material messages of the key: the first and the rotated one, no orphan.
-        let filter = names::material_filter(ACCOUNT, key);
-        let mut count = 0;
-        let mut from = 1u64;
-        while let Ok(msg) = material.direct_get_next_for_subject(filter.clone(), Some(from)).await {
-            count += 1;
-            from = msg.sequence + 1;
-        }
-        assert_eq!(count, 2, "{key}: one material per committed version");
+        assert_eq!(material_messages(&material, key).await, 2, "{key}: one material per committed version");
     }
 
     // Now force the race: two more keyd instances whose clock is 91 days ahead (the others'
@@ -149,14 +142,7 @@ async fn two_keyd_instances_racing_on_a_due_rotation_rotate_once_and_leave_no_or
         1,
         "exactly one instance appended the rotation"
     );
-    let filter = names::material_filter(ACCOUNT, &key);
-    let mut count = 0;
-    let mut from = 1u64;
-    while let Ok(msg) = material.direct_get_next_for_subject(filter.clone(), Some(from)).await {
-        count += 1;
-        from = msg.sequence + 1;
-    }
-    assert_eq!(count, 2, "the loser discarded the material it prepared");
+    assert_eq!(material_messages(&material, &key).await, 2, "the loser discarded the material it prepared");
     r1.stop().await;
     r2.stop().await;
     second.stop().await;

@@ -89,22 +89,10 @@ pub fn usage_stream_config(period: &str, replicas: usize, max_bytes: Option<i64>
         name: names::usage_stream(period),
         description: Some(format!("Keyledger usage records v1, period {period} (immutable, lane-chained)")),
         subjects: vec![names::usage_stream_subjects(period)],
-        storage: StorageType::File,
-        retention: RetentionPolicy::Limits,
-        num_replicas: replicas,
-        duplicate_window: DUPLICATE_WINDOW,
-        deny_delete: true,
-        deny_purge: true,
-        allow_rollup: false,
-        discard: DiscardPolicy::New,
-        max_age: Duration::ZERO,
-        max_messages: -1,
         max_bytes: max_bytes.unwrap_or(-1),
-        max_messages_per_subject: -1,
-        allow_direct: true,
         max_message_size: i32::try_from(keyledger_events::MAX_USAGE_RECORD_BYTES + HEADER_ALLOWANCE_BYTES)
             .unwrap_or(i32::MAX),
-        ..Default::default()
+        ..control_stream_config(replicas)
     }
 }
 

@@ -25,5 +25,6 @@ pub mod identity;
 pub mod keyd;
 pub mod materials;
 pub mod pipeline;
+pub mod private_file;
 pub mod protocol;
 pub mod roles;

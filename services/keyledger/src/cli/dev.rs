@@ -29,6 +29,7 @@ use keyledger_crypto::RootKey;
 use keyledger_nats_server::{ClientProfile, DevTopology, NatsServer, Password, ServerSettings, ServiceProfile};
 
 use crate::clock::Clock;
+use crate::private_file::write_private;
 use crate::roles::{Role, RoleConfig, RunningRoles};
 
 /// The dev credential's profile name in `aws-credentials`.
@@ -121,22 +122,6 @@ fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict {}", dir.display()))?;
-    Ok(())
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode_0600()
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
     Ok(())
 }
 

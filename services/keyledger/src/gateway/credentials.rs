@@ -265,26 +265,7 @@ impl AccessKeys {
     }
 }
 
-/// Writes `bytes` to `path` with mode 0600 (temp file + rename).
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut name = path.file_name().context("not a file path")?.to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
-    Ok(())
-}
+pub(crate) use crate::private_file::write_private;
 
 #[cfg(test)]
 mod tests {
