@@ -74,11 +74,21 @@ impl NatsVersion {
 /// # Errors
 /// [`Error::Binary`] if it cannot run or prints no version.
 pub fn server_version(binary: &Path) -> Result<NatsVersion, Error> {
-    let out = Command::new(binary)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| Error::Binary(format!("cannot run {} --version: {e}", binary.display())))?;
+    // A binary written a moment ago (by the installer, or by a test) can still be open for
+    // writing in a child that another thread is forking (the descriptor closes only at its
+    // exec): running it then fails with ETXTBSY ("Text file busy"). That passes at once; retry.
+    let mut attempts = 0;
+    let out = loop {
+        match Command::new(binary).arg("--version").stdin(Stdio::null()).output() {
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32) && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => {
+                break other.map_err(|e| Error::Binary(format!("cannot run {} --version: {e}", binary.display())))?
+            }
+        }
+    };
     let text = format!("{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     NatsVersion::parse_banner(&text)
         .ok_or_else(|| Error::Binary(format!("{} --version printed no version: {}", binary.display(), text.trim())))
