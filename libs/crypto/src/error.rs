@@ -47,6 +47,39 @@ pub enum CryptoError {
     #[error("envelope: {0}")]
     Envelope(String),
 
+    /// Encrypted key material (AWS ImportKeyMaterial `EncryptedKeyMaterial`) could not be
+    /// unwrapped with the import wrapping key: wrong length, RSA-OAEP decoding failure, AES key
+    /// wrap integrity failure, empty result, or the wrong wrapping algorithm or key. One variant
+    /// with a fixed message for every cause, so a failed import reveals nothing about which step
+    /// failed (no padding oracle). Maps to AWS `InvalidCiphertextException` (AWS KMS API
+    /// reference, ImportKeyMaterial).
+    #[error("the encrypted key material could not be unwrapped with the wrapping key")]
+    ImportUnwrap,
+
+    /// An import token (AWS GetParametersForImport `ImportToken`) is malformed, of an unknown
+    /// version, forged or altered, made under another root key, or made for another account or
+    /// KMS key. No further detail. Maps to AWS `InvalidImportTokenException`. Expiry is not
+    /// checked here (see [`RootKey::verify_import_token`](crate::RootKey::verify_import_token)).
+    #[error("invalid import token")]
+    InvalidImportToken,
+
+    /// Import parameters could not be used: a public key that is not an RSA
+    /// SubjectPublicKeyInfo of a supported size, a private key that is not an RSA PKCS#8 key of a
+    /// supported size, or key material that is empty or too long for the wrapping algorithm. The
+    /// message names the problem, never key or material bytes.
+    #[error("import parameters: {0}")]
+    ImportParameters(String),
+
+    /// Key material of the wrong length (symmetric key material is exactly
+    /// [`KEY_MATERIAL_LEN`](crate::KEY_MATERIAL_LEN) bytes). Lengths are not secret.
+    #[error("key material must be {expected} bytes, got {actual}")]
+    InvalidKeyMaterialLength {
+        /// The required length in bytes.
+        expected: usize,
+        /// The length given.
+        actual: usize,
+    },
+
     /// Process hardening (`prctl`, `setrlimit`) failed.
     #[error("process hardening failed: {0}")]
     Harden(String),

@@ -10,6 +10,11 @@
 //!   key material at rest is XChaCha20-Poly1305-wrapped under a key derived from the root key,
 //!   with AAD binding the root key id, account, key id, material version and purpose; events
 //!   carry only the keyed BLAKE3 commitment [`RootKey::material_id`] (the AWS `KeyMaterialId`).
+//! - **Imported key material** ([`ImportWrappingKey`], [`wrap_for_import`],
+//!   [`RootKey::import_token`]): the RSA wrapping keys of AWS GetParametersForImport, the
+//!   unwrapping of ImportKeyMaterial's `EncryptedKeyMaterial` (RSAES-OAEP, and RSA-OAEP + AES
+//!   Key Wrap with Padding), wrapping keys stored under the root key, and authenticated import
+//!   tokens. Read the [`import`] module notes on RUSTSEC-2023-0071 before exposing it.
 //! - **Encryption context** ([`EncryptionContext`], [`canonical_context`]): a collision-free,
 //!   order-independent encoding used as AAD.
 //! - **Ciphertext blobs** ([`blob`]): the versioned, key-committing format that `Encrypt`
@@ -49,6 +54,7 @@ mod context;
 pub mod envelope;
 mod error;
 mod harden;
+pub mod import;
 mod root;
 mod secret;
 
@@ -56,6 +62,11 @@ pub use blob::{open, parse_header, seal, BlobHeader, BLOB_OVERHEAD};
 pub use context::{canonical_context, parse_canonical_context, EncryptionContext};
 pub use error::{CryptoError, Result};
 pub use harden::harden_process;
+pub use import::{
+    wrap_for_import, ImportKeyAad, ImportTokenFields, ImportWrappingKey, WrappingAlgorithm, WrappingKeySpec,
+    IMPORT_AES_KEY_LEN, IMPORT_KEY_AAD_LABEL, IMPORT_KEY_PURPOSE, IMPORT_TOKEN_BODY_LEN, IMPORT_TOKEN_LABEL,
+    IMPORT_TOKEN_LEN, IMPORT_TOKEN_TAG_LEN, IMPORT_TOKEN_VERSION, WRAPPED_IMPORT_KEY_VERSION,
+};
 pub use root::{
     MaterialAad, RootKey, WrappedMaterial, MATERIAL_AAD_LABEL, MATERIAL_PURPOSE, WRAPPED_MATERIAL_LEN,
     WRAPPED_MATERIAL_VERSION,

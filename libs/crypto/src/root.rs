@@ -9,6 +9,10 @@ use chacha20poly1305::{AeadInOut, XNonce};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::import::{
+    ImportKeyAad, ImportTokenFields, ImportWrappingKey, IMPORT_TOKEN_BODY_LEN, IMPORT_TOKEN_LEN, IMPORT_TOKEN_VERSION,
+    WRAPPED_IMPORT_KEY_VERSION,
+};
 use crate::secret::{KeyMaterial, KEY_MATERIAL_LEN};
 use crate::{fill_random, xchacha, CryptoError, Result, TAG_LEN, XNONCE_LEN};
 
@@ -18,6 +22,10 @@ const CTX_ROOT_KEY_ID: &str = "keyledger 2026-11-29 root key id v1";
 const CTX_WRAPPING: &str = "keyledger 2026-11-29 key material wrapping v1";
 /// BLAKE3 `derive_key` context for the key-material commitment (material id) key.
 const CTX_COMMITMENT: &str = "keyledger 2026-11-29 key material commitment v1";
+/// BLAKE3 `derive_key` context for the key that wraps import wrapping keys (RSA private keys).
+const CTX_IMPORT_KEY_WRAPPING: &str = "keyledger 2026-11-29 import wrapping key wrapping v1";
+/// BLAKE3 `derive_key` context for the import token tag key.
+const CTX_IMPORT_TOKEN: &str = "keyledger 2026-11-29 import token v1";
 
 /// Fixed label that starts the canonical AAD of wrapped key material.
 pub const MATERIAL_AAD_LABEL: &str = "keyledger material aad v1";
@@ -46,11 +54,16 @@ const ROOT_FILE_LEN: usize = 65;
 /// **Derived keys.** Each purpose has its own key, `BLAKE3 derive_key(context, root)`:
 /// - id: first 16 bytes of `derive_key("keyledger 2026-11-29 root key id v1", root)`;
 /// - wrapping key: `derive_key("keyledger 2026-11-29 key material wrapping v1", root)`;
-/// - commitment key: `derive_key("keyledger 2026-11-29 key material commitment v1", root)`.
+/// - commitment key: `derive_key("keyledger 2026-11-29 key material commitment v1", root)`;
+/// - import wrapping key wrapping key:
+///   `derive_key("keyledger 2026-11-29 import wrapping key wrapping v1", root)`;
+/// - import token key: `derive_key("keyledger 2026-11-29 import token v1", root)`.
 pub struct RootKey {
     id: [u8; 16],
     wrapping_key: Zeroizing<[u8; 32]>,
     commitment_key: Zeroizing<[u8; 32]>,
+    import_key_wrapping_key: Zeroizing<[u8; 32]>,
+    import_token_key: Zeroizing<[u8; 32]>,
 }
 
 impl RootKey {
@@ -67,6 +80,8 @@ impl RootKey {
             id,
             wrapping_key: Zeroizing::new(blake3::derive_key(CTX_WRAPPING, bytes.as_ref())),
             commitment_key: Zeroizing::new(blake3::derive_key(CTX_COMMITMENT, bytes.as_ref())),
+            import_key_wrapping_key: Zeroizing::new(blake3::derive_key(CTX_IMPORT_KEY_WRAPPING, bytes.as_ref())),
+            import_token_key: Zeroizing::new(blake3::derive_key(CTX_IMPORT_TOKEN, bytes.as_ref())),
         };
         bytes.zeroize();
         key
@@ -307,6 +322,125 @@ impl RootKey {
         } else {
             Err(CryptoError::MaterialIdMismatch)
         }
+    }
+
+    /// Wraps an import wrapping key's private key for storage until ImportKeyMaterial (at
+    /// most the token's 24-hour validity).
+    ///
+    /// XChaCha20-Poly1305 under the import-key wrapping key
+    /// (`derive_key("keyledger 2026-11-29 import wrapping key wrapping v1", root)`) of the
+    /// key's DER PKCS#8 ([`ImportWrappingKey::to_pkcs8_der`]), with a fresh random 24-byte nonce
+    /// and AAD [`ImportKeyAad::canonical_bytes`]. Layout (format v1), byte by byte:
+    ///
+    /// | offset | length | field |
+    /// |-------:|-------:|-------|
+    /// | 0      | 1      | format version, `0x01` |
+    /// | 1      | 16     | root key id ([`RootKey::id`]) |
+    /// | 17     | 24     | XChaCha20-Poly1305 nonce, random per wrap |
+    /// | 41     | n      | ciphertext of the PKCS#8 DER (n ≈ 1.2 KB for RSA_2048, 2.4 KB for RSA_4096) |
+    /// | 41 + n | 16     | Poly1305 tag |
+    ///
+    /// # Panics
+    /// If the OS random number generator fails.
+    #[must_use]
+    pub fn wrap_import_key(&self, aad: &ImportKeyAad<'_>, key: &ImportWrappingKey) -> Vec<u8> {
+        let mut nonce = [0u8; XNONCE_LEN];
+        fill_random(&mut nonce);
+        let cipher = xchacha(&self.import_key_wrapping_key);
+        let mut buf = key.to_pkcs8_der();
+        cipher
+            .encrypt_in_place(&XNonce::from(nonce), &aad.canonical_bytes(&self.id), &mut *buf)
+            .expect("XChaCha20-Poly1305 accepts messages of a few kilobytes");
+        let mut out = Vec::with_capacity(1 + 16 + XNONCE_LEN + buf.len());
+        out.push(WRAPPED_IMPORT_KEY_VERSION);
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// Unwraps bytes produced by [`RootKey::wrap_import_key`] with the same AAD.
+    ///
+    /// # Errors
+    /// - [`CryptoError::WrongRootKey`] if the bytes name another root key id;
+    /// - [`CryptoError::UnwrapFailed`] if the bytes are too short or of another version, the
+    ///   tag does not verify (tampered bytes, or another account, key id or token id than at
+    ///   wrapping), or the decrypted bytes are not a supported RSA PKCS#8 key.
+    pub fn unwrap_import_key(&self, aad: &ImportKeyAad<'_>, wrapped: &[u8]) -> Result<ImportWrappingKey> {
+        const HEADER: usize = 1 + 16 + XNONCE_LEN;
+        if wrapped.len() < HEADER + TAG_LEN || wrapped[0] != WRAPPED_IMPORT_KEY_VERSION {
+            return Err(CryptoError::UnwrapFailed);
+        }
+        let root_id: [u8; 16] = wrapped[1..17].try_into().expect("length checked above");
+        if root_id != self.id {
+            return Err(CryptoError::WrongRootKey { wrapped_by: root_id, loaded: self.id });
+        }
+        let nonce: [u8; XNONCE_LEN] = wrapped[17..HEADER].try_into().expect("length checked above");
+        let cipher = xchacha(&self.import_key_wrapping_key);
+        let mut buf = Zeroizing::new(wrapped[HEADER..].to_vec());
+        cipher
+            .decrypt_in_place(&XNonce::from(nonce), &aad.canonical_bytes(&self.id), &mut *buf)
+            .map_err(|_| CryptoError::UnwrapFailed)?;
+        ImportWrappingKey::from_pkcs8_der(&buf).map_err(|_| CryptoError::UnwrapFailed)
+    }
+
+    /// Makes an AWS `ImportToken` for `fields`: an authenticated (not encrypted) token of
+    /// [`IMPORT_TOKEN_LEN`](crate::IMPORT_TOKEN_LEN) = 93 bytes, all integers big-endian:
+    ///
+    /// | offset | length | field |
+    /// |-------:|-------:|-------|
+    /// | 0      | 1      | format version, `0x01` |
+    /// | 1      | 16     | token id |
+    /// | 17     | 8      | valid to, Unix milliseconds (u64) |
+    /// | 25     | 2      | wrapping key spec code ([`WrappingKeySpec::code`](crate::WrappingKeySpec::code)) |
+    /// | 27     | 2      | wrapping algorithm code ([`WrappingAlgorithm::code`](crate::WrappingAlgorithm::code)) |
+    /// | 29     | 32     | SHA-256 of the wrapping public key's DER SubjectPublicKeyInfo |
+    /// | 61     | 32     | tag |
+    ///
+    /// tag = `BLAKE3 keyed_hash(derive_key("keyledger 2026-11-29 import token v1", root), m)`
+    /// with `m = "keyledger import token v1" ‖ u32 account length ‖ account ‖ key id (16) ‖
+    /// bytes 0..61`. Account and key id are not in the token but are covered by the tag, so a
+    /// token presented for another account or key fails [`RootKey::verify_import_token`].
+    ///
+    /// # Panics
+    /// If the account name is longer than 4 GiB − 1 bytes.
+    #[must_use]
+    pub fn import_token(&self, fields: &ImportTokenFields) -> Vec<u8> {
+        let body = fields.body();
+        let tag = self.import_token_tag(&fields.account, &fields.key_id, &body);
+        let mut out = Vec::with_capacity(IMPORT_TOKEN_LEN);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&tag);
+        out
+    }
+
+    /// Checks an import token made by [`RootKey::import_token`] for this `account` and `key_id`
+    /// and returns its fields. The tag is compared in constant time.
+    ///
+    /// Expiry is **not** checked: the caller compares
+    /// [`valid_to_unix_ms`](ImportTokenFields::valid_to_unix_ms) with its own clock and answers
+    /// AWS `ExpiredImportTokenException` when it has passed. Nor is single use: the caller
+    /// tracks burnt token ids.
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidImportToken`] if the token is not exactly 93 bytes, has another
+    /// version byte, its tag does not verify (altered, forged, made under another root key, or
+    /// for another account or key id), or it holds an unknown spec or algorithm code.
+    pub fn verify_import_token(&self, account: &str, key_id: [u8; 16], token: &[u8]) -> Result<ImportTokenFields> {
+        if token.len() != IMPORT_TOKEN_LEN || token[0] != IMPORT_TOKEN_VERSION {
+            return Err(CryptoError::InvalidImportToken);
+        }
+        let (body, tag) = token.split_at(IMPORT_TOKEN_BODY_LEN);
+        let expected = self.import_token_tag(account, &key_id, body);
+        if !bool::from(expected.ct_eq(tag)) {
+            return Err(CryptoError::InvalidImportToken);
+        }
+        ImportTokenFields::from_body(account, key_id, body).ok_or(CryptoError::InvalidImportToken)
+    }
+
+    fn import_token_tag(&self, account: &str, key_id: &[u8; 16], body: &[u8]) -> [u8; 32] {
+        let input = ImportTokenFields::mac_input(account, key_id, body);
+        *blake3::keyed_hash(&self.import_token_key, &input).as_bytes()
     }
 }
 

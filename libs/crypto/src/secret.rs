@@ -4,7 +4,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-use crate::fill_random;
+use crate::{fill_random, CryptoError, Result};
 
 /// Length of a symmetric key material version in bytes (AWS `SYMMETRIC_DEFAULT` keys are
 /// 256-bit; AWS KMS API reference, ImportKeyMaterial: "symmetric = 32 raw bytes").
@@ -34,6 +34,22 @@ impl KeyMaterial {
     #[must_use]
     pub fn from_bytes(bytes: [u8; KEY_MATERIAL_LEN]) -> Self {
         KeyMaterial(Zeroizing::new(bytes))
+    }
+
+    /// Material from a slice that must be exactly [`KEY_MATERIAL_LEN`] (32) bytes long, such as
+    /// the result of [`ImportWrappingKey::unwrap_material`](crate::ImportWrappingKey::unwrap_material)
+    /// for a symmetric key (AWS KMS API reference, ImportKeyMaterial: symmetric key material is
+    /// 256 bits). The bytes are copied into a zeroizing buffer; the caller should zeroize its own.
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidKeyMaterialLength`] if `bytes` is not 32 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() != KEY_MATERIAL_LEN {
+            return Err(CryptoError::InvalidKeyMaterialLength { expected: KEY_MATERIAL_LEN, actual: bytes.len() });
+        }
+        let mut material = Zeroizing::new([0u8; KEY_MATERIAL_LEN]);
+        material.copy_from_slice(bytes);
+        Ok(KeyMaterial(material))
     }
 
     /// The 32 secret bytes. Do not copy them out of zeroizing memory.
@@ -190,6 +206,18 @@ mod tests {
             assert!(!s.to_lowercase().contains("cdcd"), "{s}");
             assert!(!s.contains("canary"), "{s}");
             assert!(s.contains("redacted"), "{s}");
+        }
+    }
+
+    #[test]
+    fn material_from_slice_takes_exactly_32_bytes() {
+        let m = KeyMaterial::from_slice(&[9; 32]).unwrap();
+        assert_eq!(m.as_bytes(), &[9; 32]);
+        for len in [0, 16, 31, 33, 64] {
+            match KeyMaterial::from_slice(&vec![1; len]) {
+                Err(CryptoError::InvalidKeyMaterialLength { expected: 32, actual }) => assert_eq!(actual, len),
+                other => panic!("{len} bytes: {other:?}"),
+            }
         }
     }
 
