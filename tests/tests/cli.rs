@@ -429,3 +429,137 @@ impl CharDevice for std::fs::FileType {
         self.is_char_device()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `kms schedule-key-deletion` shows the key's use from the audit index first, and
+// `--require-unused-days` refuses a key used inside the window.
+
+impl Dev {
+    fn key_state(&self, key: &str) -> String {
+        self.kms(&["describe-key", "--key-id", key])["KeyMetadata"]["KeyState"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls `keyledger audit usage KEY` until `done` holds for the answer.
+    fn wait_for_usage(&self, key: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let data = self.dir.path().join("kl");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new(CLI).args(["audit", "usage", key, "--data-dir"]).arg(&data).output().unwrap();
+            let usage: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if out.status.success() && done(&usage) {
+                return usage;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the audit index never showed {what}: {usage} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A loopback URL nothing listens on.
+fn dead_audit_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn schedule_key_deletion_shows_the_keys_use_and_refuses_a_key_used_within_require_unused_days() {
+    let dev = Dev::start();
+    let key = dev.kms(&["create-key", "--description", "in use"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    dev.kms(&["encrypt", "--key-id", &key, "--plaintext", "aGVsbG8="]);
+    dev.wait_for_usage(&key, "the Encrypt", |u| u["by_operation"]["Encrypt"] == 1);
+
+    let (code, out, err) = dev.run(&[
+        "kms",
+        "schedule-key-deletion",
+        "--key-id",
+        &key,
+        "--pending-window-in-days",
+        "7",
+        "--require-unused-days",
+        "1",
+    ]);
+    assert_eq!(code, 3, "a key used just now is refused with exit code 3: {err}");
+    assert_eq!(out, "", "nothing is printed as if scheduled");
+    assert!(err.contains(&format!("Usage of arn:aws:kms:us-east-1:111122223333:key/{key}")), "{err}");
+    assert!(err.contains("Encrypt 1"), "the evidence counts the Encrypt: {err}");
+    assert!(err.contains("versions:    v1 "), "the evidence counts material version 1: {err}");
+    let last_used = err.lines().find(|l| l.trim_start().starts_with("last used:")).unwrap_or_default();
+    assert!(last_used.contains("s ago), Encrypt by arn:aws:iam::111122223333:user/"), "{err}");
+    assert!(err.contains("within --require-unused-days 1") && err.contains("nothing was sent"), "{err}");
+    assert_eq!(dev.key_state(&key), "Enabled", "the deletion was not scheduled");
+
+    // Used again and checked at once, with no wait: the check itself waits until the index
+    // covers its own request, so the second Encrypt is counted.
+    dev.kms(&["encrypt", "--key-id", &key, "--plaintext", "aGVsbG8="]);
+    let (code, _, err) = dev.run(&["kms", "schedule-key-deletion", "--key-id", &key, "--require-unused-days", "30"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("Encrypt 2"), "{err}");
+    assert_eq!(dev.key_state(&key), "Enabled");
+
+    // Without --require-unused-days the evidence is advisory and stdout is the AWS response.
+    let (code, out, err) =
+        dev.run(&["kms", "schedule-key-deletion", "--key-id", &key, "--pending-window-in-days", "7"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Encrypt 2"), "{err}");
+    let response: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(response["KeyState"], "PendingDeletion");
+    assert_eq!(response["PendingWindowInDays"], 7);
+    assert_eq!(dev.key_state(&key), "PendingDeletion");
+    dev.stop();
+}
+
+#[test]
+fn schedule_key_deletion_schedules_an_unused_key_and_refuses_when_auditd_cannot_answer() {
+    let dev = Dev::start();
+    let unused =
+        dev.kms(&["create-key", "--description", "never used"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    dev.wait_for_usage(&unused, "the CreateKey", |u| u["by_operation"]["CreateKey"] == 1);
+    let (code, out, err) = dev.run(&[
+        "kms",
+        "schedule-key-deletion",
+        "--key-id",
+        &unused,
+        "--require-unused-days",
+        "30",
+        "--query",
+        "KeyState",
+        "--output",
+        "text",
+    ]);
+    assert_eq!(code, 0, "a never-used key is scheduled: {err}");
+    assert_eq!(out.trim(), "PendingDeletion", "--query and --output still apply to the response");
+    assert!(err.contains("last used:   never used (per the audit index, which covers every record up to"), "{err}");
+    assert!(err.contains("CreateKey 1"), "{err}");
+    assert_eq!(dev.key_state(&unused), "PendingDeletion");
+
+    // auditd unreachable: refused with --require-unused-days, a warning without it.
+    let key = dev.kms(&["create-key"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let dead = dead_audit_url();
+    let (code, out, err) = dev.run(&[
+        "kms",
+        "schedule-key-deletion",
+        "--key-id",
+        &key,
+        "--require-unused-days",
+        "1",
+        "--audit-url",
+        &dead,
+    ]);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(out, "");
+    assert!(err.contains("no usage evidence") && err.contains("cannot connect to the audit API"), "{err}");
+    assert_eq!(dev.key_state(&key), "Enabled");
+    let (code, _, err) =
+        dev.run(&["kms", "schedule-key-deletion", "--key-id", &key, "--no-usage-check", "--require-unused-days", "1"]);
+    assert_eq!(code, 252, "{err}");
+    assert_eq!(dev.key_state(&key), "Enabled");
+    let (code, out, err) = dev.run(&["kms", "schedule-key-deletion", "--key-id", &key, "--audit-url", &dead]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: no usage evidence"), "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["KeyState"], "PendingDeletion");
+    dev.stop();
+}

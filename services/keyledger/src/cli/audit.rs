@@ -7,7 +7,7 @@
 //! what a loopback dev API needs.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -223,7 +223,7 @@ pub async fn run(action: AuditAction) -> anyhow::Result<std::process::ExitCode> 
 }
 
 /// Percent-encodes a path segment (ids and ARNs hold `:` and `/`).
-fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -246,53 +246,86 @@ fn print(code: u16, body: &serde_json::Value) -> std::process::ExitCode {
     }
 }
 
-fn credentials(client: &ClientArgs) -> anyhow::Result<(String, Password)> {
-    let path = client.data_dir.join(TOKENS_FILE);
-    let file = TokenFile::read_from(&path).ok();
-    let url = match (&client.url, &file) {
-        (Some(u), _) => u.clone(),
-        (None, Some(f)) => f.url.clone(),
-        (None, None) => anyhow::bail!("cannot read {} (start `keyledger dev` first, or pass --url)", path.display()),
-    };
-    if let Ok(token) = std::env::var("KEYLEDGER_AUDIT_TOKEN") {
-        return Ok((url, Password::new(token)));
-    }
-    let file = file.with_context(|| format!("cannot read {}", path.display()))?;
-    let entry = file
-        .token(&client.token_name)
-        .with_context(|| format!("no token named {:?} in {}", client.token_name, path.display()))?;
-    Ok((url, entry.token.clone()))
+/// The audit API as a client sees it: base URL and bearer token.
+pub(crate) struct AuditApi {
+    base: String,
+    token: Password,
 }
 
-/// `GET base+path` with the bearer token; returns status and JSON body.
+impl AuditApi {
+    /// Finds the API: `url` (else the URL in `<data_dir>/audit-tokens.json`), and the token
+    /// from `$KEYLEDGER_AUDIT_TOKEN`, else the token named `token_name` in that file.
+    ///
+    /// # Errors
+    /// No URL, an unreadable token file, or no such token.
+    pub(crate) fn locate(data_dir: &Path, url: Option<&str>, token_name: &str) -> anyhow::Result<Self> {
+        let path = data_dir.join(TOKENS_FILE);
+        let file = TokenFile::read_from(&path).ok();
+        let base = match (url, &file) {
+            (Some(u), _) => u.to_owned(),
+            (None, Some(f)) => f.url.clone(),
+            (None, None) => {
+                anyhow::bail!("cannot read {} (start `keyledger dev` first, or pass --url)", path.display())
+            }
+        };
+        if let Ok(token) = std::env::var("KEYLEDGER_AUDIT_TOKEN") {
+            return Ok(Self { base, token: Password::new(token) });
+        }
+        let file = file.with_context(|| format!("cannot read {}", path.display()))?;
+        let entry =
+            file.token(token_name).with_context(|| format!("no token named {token_name:?} in {}", path.display()))?;
+        Ok(Self { base, token: entry.token.clone() })
+    }
+
+    fn from_args(client: &ClientArgs) -> anyhow::Result<Self> {
+        Self::locate(&client.data_dir, client.url.as_deref(), &client.token_name)
+    }
+
+    /// The base URL.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET base+path` with the bearer token; returns status and JSON body.
+    ///
+    /// # Errors
+    /// An invalid URL, no connection, or an unreadable answer.
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        let base = &self.base;
+        let uri: hyper::Uri =
+            format!("{}{path}", base.trim_end_matches('/')).parse().context("invalid audit API URL")?;
+        anyhow::ensure!(uri.scheme_str() == Some("http"), "the audit API URL must be http:// (loopback)");
+        let host = uri.host().context("the audit API URL has no host")?.to_owned();
+        let port = uri.port_u16().unwrap_or(80);
+        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_else(|| host.clone());
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .with_context(|| format!("cannot connect to the audit API at {base} (is `keyledger dev` running?)"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let driver = tokio::spawn(connection);
+        let request = hyper::Request::get(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+            .header(hyper::header::HOST, authority)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token.expose()))
+            .header(hyper::header::ACCEPT, "application/json")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let response = sender.send_request(request).await.context("the audit API did not answer")?;
+        let code = response.status().as_u16();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the audit API's answer: {e}"))?
+            .to_bytes();
+        driver.abort();
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| serde_json::json!({"raw": String::from_utf8_lossy(&body)}));
+        Ok((code, json))
+    }
+}
+
+/// `GET base+path` with the client's token.
 async fn get(client: &ClientArgs, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-    let (base, token) = credentials(client)?;
-    let uri: hyper::Uri = format!("{}{path}", base.trim_end_matches('/')).parse().context("invalid audit API URL")?;
-    anyhow::ensure!(uri.scheme_str() == Some("http"), "the audit API URL must be http:// (loopback)");
-    let host = uri.host().context("the audit API URL has no host")?.to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_else(|| host.clone());
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .with_context(|| format!("cannot connect to the audit API at {base} (is `keyledger dev` running?)"))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(connection);
-    let request = hyper::Request::get(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {}", token.expose()))
-        .header(hyper::header::ACCEPT, "application/json")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
-    let response = sender.send_request(request).await.context("the audit API did not answer")?;
-    let code = response.status().as_u16();
-    let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-        .collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read the audit API's answer: {e}"))?
-        .to_bytes();
-    driver.abort();
-    let json =
-        serde_json::from_slice(&body).unwrap_or_else(|_| serde_json::json!({"raw": String::from_utf8_lossy(&body)}));
-    Ok((code, json))
+    AuditApi::from_args(client)?.get(path).await
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The `keyledger` command line.
 
 pub mod audit;
+pub mod deletion;
 pub mod dev;
 pub mod envelope;
 pub mod kms_args;
@@ -48,7 +49,9 @@ enum Command {
         config: PathBuf,
     },
     /// Calls an AWS KMS operation, like `aws kms` (e.g. `keyledger kms create-key
-    /// --description demo`). Prints the JSON response.
+    /// --description demo`). Prints the JSON response. `schedule-key-deletion` first shows the
+    /// key's use from the audit index; `--require-unused-days D` refuses a key used in the last
+    /// D days (see `keyledger kms schedule-key-deletion --help`).
     #[command(disable_help_flag = true)]
     Kms {
         /// Client profile written by `keyledger dev` (default: $KEYLEDGER_PROFILE or
@@ -175,9 +178,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Kms { profile, args } => {
+            let schedules_deletion = args.first().is_some_and(|op| kms_args::pascal(op) == "ScheduleKeyDeletion");
             if args.iter().any(|a| a == "--help" || a == "-h") || args.is_empty() {
+                if schedules_deletion {
+                    println!("{}", deletion::HELP);
+                    return Ok(std::process::ExitCode::SUCCESS);
+                }
                 println!(
-                    "usage: keyledger kms <operation> [--member value ...]\n\nOperations (AWS names in kebab case): {}",
+                    "usage: keyledger kms <operation> [--member value ...]\n\nOperations (AWS names in kebab case): {}\n\n\
+                     schedule-key-deletion first shows the key's use from the audit index and takes\n\
+                     --require-unused-days D to refuse a key used in the last D days\n\
+                     (`keyledger kms schedule-key-deletion --help`).",
                     keyledger_kms::Operation::all()
                         .map(|o| kms_args::kebab_case(o.name()))
                         .collect::<Vec<_>>()
@@ -185,6 +196,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 );
                 return Ok(std::process::ExitCode::SUCCESS);
             }
+            let (args, deletion_flags) = if schedules_deletion {
+                match deletion::take_flags(&args) {
+                    Ok((rest, flags)) => (rest, Some(flags)),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Ok(std::process::ExitCode::from(EXIT_USAGE));
+                    }
+                }
+            } else {
+                (args, None)
+            };
             let invocation = match kms_args::parse(&args) {
                 Ok(i) => i,
                 Err(e) => {
@@ -194,6 +216,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             };
             let profile = invocation.profile.clone().or(profile);
             let client = connect(profile.as_deref()).await?;
+            if let Some(flags) = &deletion_flags {
+                let check = deletion::preflight(&client, &invocation.request, flags, profile.as_deref()).await;
+                if let deletion::Preflight::Refuse(code) = check {
+                    return Ok(std::process::ExitCode::from(code));
+                }
+            }
             match client.call(&invocation.operation, &invocation.request).await {
                 Ok(reply) => {
                     // Like the aws CLI, operations without output print nothing.
