@@ -18,6 +18,7 @@ use serde_json::json;
 
 struct Figures {
     max_lag_messages: Option<u64>,
+    max_lag_seconds: Option<f64>,
     drain_ms: Option<u128>,
     requests: usize,
     errors: usize,
@@ -75,10 +76,13 @@ async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize)
         }));
     }
     let mut max_lag = 0u64;
+    let mut max_lag_seconds = 0f64;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        max_lag = max_lag.max(lag(health_addr).await);
+        let (messages, seconds) = lag(health_addr).await;
+        max_lag = max_lag.max(messages);
+        max_lag_seconds = max_lag_seconds.max(seconds);
     }
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
@@ -90,7 +94,7 @@ async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize)
     }
     let elapsed = started.elapsed().as_secs_f64();
     let drain_started = Instant::now();
-    while lag(health_addr).await > 0 && drain_started.elapsed() < Duration::from_secs(60) {
+    while lag(health_addr).await.0 > 0 && drain_started.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drain_ms = drain_started.elapsed().as_millis();
@@ -111,6 +115,7 @@ async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize)
     auditd.stop().await;
     Figures {
         max_lag_messages: Some(max_lag),
+        max_lag_seconds: Some(max_lag_seconds),
         drain_ms: Some(drain_ms),
         requests: all.len(),
         errors,
@@ -122,16 +127,18 @@ async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize)
     }
 }
 
-/// auditd's lag (messages behind the stream heads) from its /healthz.
-async fn lag(addr: std::net::SocketAddr) -> u64 {
+/// auditd's lag from its /healthz: messages behind the stream heads, and the age in seconds of
+/// the oldest stored message not yet searchable (both refreshed by auditd once a second).
+async fn lag(addr: std::net::SocketAddr) -> (u64, f64) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return u64::MAX };
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return (u64::MAX, f64::INFINITY) };
     let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await;
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf).await;
     let text = String::from_utf8_lossy(&buf);
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("{}");
-    serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v["lag"].as_u64()).unwrap_or(u64::MAX)
+    let v = serde_json::from_str::<serde_json::Value>(body).unwrap_or_default();
+    (v["lag"].as_u64().unwrap_or(u64::MAX), v["lag_seconds"].as_f64().unwrap_or(f64::INFINITY))
 }
 
 #[tokio::main]
@@ -141,12 +148,12 @@ async fn main() {
     let seconds = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     let payload = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(256);
     println!("Encrypt over NATS, concurrency {concurrency}, {seconds} s per mode, {payload}-byte plaintexts");
-    println!("| mode | requests | errors | req/s | p50 µs | p99 µs | p99.9 µs | usage bytes/record | auditd max lag (msgs) | drain after load (ms) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| mode | requests | errors | req/s | p50 µs | p99 µs | p99.9 µs | usage bytes/record | auditd max lag (msgs) | auditd max lag (s) | drain after load (ms) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, skip) in [("audit-first (shipped)", false), ("audit off (benchmark only)", true)] {
         let f = run(skip, concurrency, seconds, payload).await;
         println!(
-            "| {name} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             f.requests,
             f.errors,
             f.per_sec,
@@ -155,6 +162,7 @@ async fn main() {
             f.p999_us,
             f.bytes_per_record.map(|b| format!("{b:.0}")).unwrap_or_else(|| "-".into()),
             f.max_lag_messages.map(|v| v.to_string()).unwrap_or_default(),
+            f.max_lag_seconds.map(|v| format!("{v:.2}")).unwrap_or_default(),
             f.drain_ms.map(|v| v.to_string()).unwrap_or_default(),
         );
     }

@@ -645,6 +645,7 @@ async fn health_and_metrics_report_lag_and_a_stopped_writer_turns_health_503() {
     assert_eq!(code, 200);
     assert_eq!(health["status"], "ok");
     assert_eq!(health["lag"], 0);
+    assert_eq!(health["lag_seconds"], 0.0);
     let streams = health["streams"].as_array().unwrap();
     assert!(streams.iter().any(|s| s["stream"] == "KL_CONTROL_V1" && s["state"] == "following"));
     let (code, text) = http_get(a, "/metrics", None).await;
@@ -652,6 +653,7 @@ async fn health_and_metrics_report_lag_and_a_stopped_writer_turns_health_503() {
     let text = text.as_str().unwrap().to_owned();
     assert!(text.contains(&format!("keyledger_audit_indexed_records {}", f.stored.len())), "{text}");
     assert!(text.contains("keyledger_audit_stream_lag_messages{stream=\"KL_CONTROL_V1\"} 0"), "{text}");
+    assert!(text.contains("keyledger_audit_stream_lag_seconds{stream=\"KL_CONTROL_V1\"} 0.000"), "{text}");
     assert!(
         text.contains(&format!("keyledger_audit_stream_indexed_sequence{{stream=\"KL_USAGE_V1_{PERIOD}\"}} 9")),
         "{text}"
@@ -662,6 +664,7 @@ async fn health_and_metrics_report_lag_and_a_stopped_writer_turns_health_503() {
     let (code, health) = http_get(a, "/healthz", None).await;
     assert_eq!(code, 503, "{health}");
     assert_eq!(health["status"], "stopped");
+    let before_create = std::time::Instant::now();
     f.h.ok("CreateKey", json!({})).await;
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -671,6 +674,19 @@ async fn health_and_metrics_report_lag_and_a_stopped_writer_turns_health_503() {
         .await,
         "the lag shows records not indexed"
     );
+    // ... and the lag in seconds is the age of the oldest one, so it keeps growing.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let (_, h) = http_get(a, "/healthz", None).await;
+            h["lag_seconds"].as_f64().unwrap_or(0.0) >= 0.5
+        })
+        .await,
+        "the lag in seconds grows while nothing is indexed"
+    );
+    let (_, h) = http_get(a, "/healthz", None).await;
+    let reported = h["lag_seconds"].as_f64().unwrap();
+    // Server and test share the machine's clock; allow a little for rounding.
+    assert!(reported <= before_create.elapsed().as_secs_f64() + 0.05, "the age is the record's, not older: {h}");
     f.auditd.abort().await;
 }
 

@@ -360,12 +360,14 @@ fn health(state: &ApiState) -> (StatusCode, serde_json::Value) {
     };
     let code = if matches!(status, "stopped" | "failing") { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let lag: u64 = streams.iter().map(|s| s.lag).sum();
+    let lag_seconds = streams.iter().map(|s| s.lag_seconds).fold(0.0_f64, f64::max);
     (
         code,
         json!({
             "status": status,
             "indexed_records": writer.docs_committed,
             "lag": lag,
+            "lag_seconds": lag_seconds,
             "streams": streams,
             "writer": {
                 "running": writer.running,
@@ -460,6 +462,12 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         "Messages in the stream not yet searchable.",
         "gauge",
         streams.iter().map(|s| (Some(s.stream.as_str()), s.lag.to_string())).collect(),
+    );
+    gauge(
+        "keyledger_audit_stream_lag_seconds",
+        "Age of the oldest stored message not yet searchable (0 when fully indexed).",
+        "gauge",
+        streams.iter().map(|s| (Some(s.stream.as_str()), format!("{:.3}", s.lag_seconds))).collect(),
     );
     gauge(
         "keyledger_audit_stream_failed",
