@@ -36,6 +36,12 @@ pub mod body_type {
     pub const KEY_TAGS_ADDED: u16 = 11;
     /// [`super::KeyTagsRemovedV1`]
     pub const KEY_TAGS_REMOVED: u16 = 12;
+    /// [`super::ImportParametersIssuedV1`]
+    pub const IMPORT_PARAMETERS_ISSUED: u16 = 13;
+    /// [`super::KeyMaterialImportedV1`]
+    pub const KEY_MATERIAL_IMPORTED: u16 = 14;
+    /// [`super::KeyMaterialDeletedV1`]
+    pub const KEY_MATERIAL_DELETED: u16 = 15;
     /// [`super::AliasCreatedV1`]
     pub const ALIAS_CREATED: u16 = 20;
     /// [`super::AliasUpdatedV1`]
@@ -85,6 +91,40 @@ pub mod codes {
         pub const HTTP: u16 = 2;
         /// Keyledger itself (rate-limiter summaries, time-driven actions).
         pub const SERVICE: u16 = 3;
+    }
+    /// WrappingKeySpec codes (AWS GetParametersForImport `WrappingKeySpec`).
+    pub mod wrapping_key_spec {
+        /// `RSA_2048`
+        pub const RSA_2048: u16 = 1;
+        /// `RSA_3072`
+        pub const RSA_3072: u16 = 2;
+        /// `RSA_4096`
+        pub const RSA_4096: u16 = 3;
+    }
+    /// WrappingAlgorithm codes (AWS GetParametersForImport `WrappingAlgorithm`).
+    pub mod wrapping_algorithm {
+        /// `RSAES_OAEP_SHA_1`
+        pub const RSAES_OAEP_SHA_1: u16 = 1;
+        /// `RSAES_OAEP_SHA_256`
+        pub const RSAES_OAEP_SHA_256: u16 = 2;
+        /// `RSA_AES_KEY_WRAP_SHA_1`
+        pub const RSA_AES_KEY_WRAP_SHA_1: u16 = 3;
+        /// `RSA_AES_KEY_WRAP_SHA_256`
+        pub const RSA_AES_KEY_WRAP_SHA_256: u16 = 4;
+    }
+    /// ExpirationModel codes (AWS ImportKeyMaterial `ExpirationModel`).
+    pub mod expiration_model {
+        /// `KEY_MATERIAL_EXPIRES` (with a `ValidTo`).
+        pub const KEY_MATERIAL_EXPIRES: u16 = 1;
+        /// `KEY_MATERIAL_DOES_NOT_EXPIRE`
+        pub const KEY_MATERIAL_DOES_NOT_EXPIRE: u16 = 2;
+    }
+    /// Why imported material was deleted.
+    pub mod material_deletion {
+        /// DeleteImportedKeyMaterial.
+        pub const ON_REQUEST: u16 = 1;
+        /// Its `ValidTo` passed (AWS's service event `DeleteExpiredKeyMaterial`).
+        pub const EXPIRED: u16 = 2;
     }
     /// RotationType codes (AWS `RotationType`).
     pub mod rotation_type {
@@ -221,6 +261,62 @@ pub struct KeyTagsRemovedV1 {
     pub tag_keys: Vec<String>,
 }
 
+/// GetParametersForImport: a fresh RSA wrapping key pair and an import token, valid until
+/// `valid_to_unix_ms` (24 h, AWS API reference GetParametersForImport). The private key is
+/// stored root-wrapped in the material stream under
+/// `kl.v1.mat.<account>.<key_id>.imp.<token_id hex>` (erasable); this event commits to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportParametersIssuedV1 {
+    /// The import token's id (16 random bytes); the token is authenticated by the root key.
+    pub token_id: [u8; 16],
+    /// [`codes::wrapping_key_spec`] code.
+    pub wrapping_key_spec: u16,
+    /// [`codes::wrapping_algorithm`] code.
+    pub wrapping_algorithm: u16,
+    /// SHA-256 of the wrapping public key (X.509 SubjectPublicKeyInfo DER), 32 bytes.
+    pub public_key_digest: [u8; 32],
+    /// Id of the root key that wrapped the private key (16 bytes).
+    pub root_key_id: [u8; 16],
+    /// BLAKE3 of the wrapped private key bytes in the material stream (32 bytes).
+    pub wrapped_key_digest: [u8; 32],
+    /// `ParametersValidTo`, ms since the epoch.
+    pub valid_to_unix_ms: u64,
+}
+
+/// ImportKeyMaterial succeeded: the key's material (first import or byte-identical reimport,
+/// checked by `material.material_id`) is stored and the key is usable until `valid_to_unix_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyMaterialImportedV1 {
+    /// The imported material, re-wrapped under the root key (its version is the key's
+    /// imported version, 1). A reimport while the material is present keeps the stored copy
+    /// (same commitment); after a deletion it stores a fresh wrapping of the same material.
+    pub material: MaterialRefV1,
+    /// `KeyMaterialDescription`, 0–256 characters of `[a-zA-Z0-9:/_\s.-]`.
+    pub description: String,
+    /// The import token that carried it.
+    pub token_id: [u8; 16],
+    /// [`codes::expiration_model`] code.
+    pub expiration_model: u16,
+    /// `ValidTo`, ms since the epoch (set exactly when the model is KEY_MATERIAL_EXPIRES).
+    pub valid_to_unix_ms: Option<u64>,
+}
+
+/// The imported material of a key was deleted (DeleteImportedKeyMaterial, or its `ValidTo`
+/// passed): the key returns to PendingImport (unless PendingDeletion) and the wrapped bytes
+/// are erased from the material stream after this event is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyMaterialDeletedV1 {
+    /// The material deleted (the commitment it had). The eraser removes the stored message
+    /// only if its bytes still hash to `material.wrapped_digest`, so a reimport stored after
+    /// this event (fresh nonce, other bytes) is never erased by it.
+    pub material: MaterialRefV1,
+    /// [`codes::material_deletion`] code.
+    pub reason: u16,
+    /// For an expiry: the `ValidTo` this event answers (ms since the epoch), so two instances
+    /// racing on one expiry append the same decision and only one lands.
+    pub due_unix_ms: Option<u64>,
+}
+
 /// CreateAlias. Aggregate id = the alias name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AliasCreatedV1 {
@@ -336,6 +432,9 @@ pub enum Body {
     KeyDeleted(KeyDeletedV1),
     KeyTagsAdded(KeyTagsAddedV1),
     KeyTagsRemoved(KeyTagsRemovedV1),
+    ImportParametersIssued(ImportParametersIssuedV1),
+    KeyMaterialImported(KeyMaterialImportedV1),
+    KeyMaterialDeleted(KeyMaterialDeletedV1),
     AliasCreated(AliasCreatedV1),
     AliasUpdated(AliasUpdatedV1),
     AliasDeleted(AliasDeletedV1),
@@ -375,6 +474,9 @@ impl Body {
             Body::KeyDeleted(_) => KEY_DELETED,
             Body::KeyTagsAdded(_) => KEY_TAGS_ADDED,
             Body::KeyTagsRemoved(_) => KEY_TAGS_REMOVED,
+            Body::ImportParametersIssued(_) => IMPORT_PARAMETERS_ISSUED,
+            Body::KeyMaterialImported(_) => KEY_MATERIAL_IMPORTED,
+            Body::KeyMaterialDeleted(_) => KEY_MATERIAL_DELETED,
             Body::AliasCreated(_) => ALIAS_CREATED,
             Body::AliasUpdated(_) => ALIAS_UPDATED,
             Body::AliasDeleted(_) => ALIAS_DELETED,
@@ -402,6 +504,9 @@ impl Body {
             Body::KeyDeleted(_) => "KeyDeleted",
             Body::KeyTagsAdded(_) => "KeyTagsAdded",
             Body::KeyTagsRemoved(_) => "KeyTagsRemoved",
+            Body::ImportParametersIssued(_) => "ImportParametersIssued",
+            Body::KeyMaterialImported(_) => "KeyMaterialImported",
+            Body::KeyMaterialDeleted(_) => "KeyMaterialDeleted",
             Body::AliasCreated(_) => "AliasCreated",
             Body::AliasUpdated(_) => "AliasUpdated",
             Body::AliasDeleted(_) => "AliasDeleted",
@@ -424,6 +529,9 @@ impl Body {
             Body::KeyDeleted(b) => enc(b),
             Body::KeyTagsAdded(b) => enc(b),
             Body::KeyTagsRemoved(b) => enc(b),
+            Body::ImportParametersIssued(b) => enc(b),
+            Body::KeyMaterialImported(b) => enc(b),
+            Body::KeyMaterialDeleted(b) => enc(b),
             Body::AliasCreated(b) => enc(b),
             Body::AliasUpdated(b) => enc(b),
             Body::AliasDeleted(b) => enc(b),
@@ -451,6 +559,9 @@ impl Body {
             (KEY_DELETED, 1) => Body::KeyDeleted(dec(bytes)?),
             (KEY_TAGS_ADDED, 1) => Body::KeyTagsAdded(dec(bytes)?),
             (KEY_TAGS_REMOVED, 1) => Body::KeyTagsRemoved(dec(bytes)?),
+            (IMPORT_PARAMETERS_ISSUED, 1) => Body::ImportParametersIssued(dec(bytes)?),
+            (KEY_MATERIAL_IMPORTED, 1) => Body::KeyMaterialImported(dec(bytes)?),
+            (KEY_MATERIAL_DELETED, 1) => Body::KeyMaterialDeleted(dec(bytes)?),
             (ALIAS_CREATED, 1) => Body::AliasCreated(dec(bytes)?),
             (ALIAS_UPDATED, 1) => Body::AliasUpdated(dec(bytes)?),
             (ALIAS_DELETED, 1) => Body::AliasDeleted(dec(bytes)?),

@@ -46,6 +46,17 @@ pub fn material_subject(account: &str, key_id: &str, version: u32, material_id: 
     format!("{MATERIAL_SUBJECT_PREFIX}.{account}.{key_id}.{version}.{id}")
 }
 
+/// Subject of the root-wrapped private half of an import wrapping key (GetParametersForImport):
+/// `kl.v1.mat.<account>.<key_id>.imp.<token_id hex>` (32 lowercase hex). Inside
+/// [`material_filter`], so it is erased with the key.
+pub fn import_key_subject(account: &str, key_id: &str, token_id: &[u8; 16]) -> String {
+    let mut id = String::with_capacity(32);
+    for b in token_id {
+        id.push_str(&format!("{b:02x}"));
+    }
+    format!("{MATERIAL_SUBJECT_PREFIX}.{account}.{key_id}.imp.{id}")
+}
+
 /// Filter matching every material (every version, committed or not) of a key.
 pub fn material_filter(account: &str, key_id: &str) -> String {
     format!("{MATERIAL_SUBJECT_PREFIX}.{account}.{key_id}.>")

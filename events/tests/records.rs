@@ -102,6 +102,39 @@ fn samples() -> Vec<(&'static str, AggregateKind, Body)> {
             AggregateKind::Key,
             Body::KeyTagsRemoved(KeyTagsRemovedV1 { tag_keys: vec!["team".into()] }),
         ),
+        (
+            "import_parameters_issued",
+            AggregateKind::Key,
+            Body::ImportParametersIssued(ImportParametersIssuedV1 {
+                token_id: [0x71; 16],
+                wrapping_key_spec: codes::wrapping_key_spec::RSA_4096,
+                wrapping_algorithm: codes::wrapping_algorithm::RSA_AES_KEY_WRAP_SHA_256,
+                public_key_digest: [0x72; 32],
+                root_key_id: [0x73; 16],
+                wrapped_key_digest: [0x74; 32],
+                valid_to_unix_ms: 1_767_312_000_000,
+            }),
+        ),
+        (
+            "key_material_imported",
+            AggregateKind::Key,
+            Body::KeyMaterialImported(KeyMaterialImportedV1 {
+                material: material(1),
+                description: "hsm export 2026-11".into(),
+                token_id: [0x71; 16],
+                expiration_model: codes::expiration_model::KEY_MATERIAL_EXPIRES,
+                valid_to_unix_ms: Some(1_798_761_600_000),
+            }),
+        ),
+        (
+            "key_material_deleted",
+            AggregateKind::Key,
+            Body::KeyMaterialDeleted(KeyMaterialDeletedV1 {
+                material: material(1),
+                reason: codes::material_deletion::EXPIRED,
+                due_unix_ms: Some(1_798_761_600_000),
+            }),
+        ),
         ("alias_created", AggregateKind::Alias, Body::AliasCreated(AliasCreatedV1 { target_key_id: [0x12; 16] })),
         (
             "alias_updated",

@@ -155,6 +155,28 @@ fn valid_records() -> Vec<Vec<u8>> {
             Body::KeyRotationEnabled(KeyRotationEnabledV1 { rotation_period_days: 2560, next_rotation_unix_ms: 128 }),
         ),
         (
+            AggregateKind::Key,
+            "k",
+            8,
+            Body::KeyMaterialImported(KeyMaterialImportedV1 {
+                material: material(1),
+                description: String::new(),
+                token_id: [0x44; 16],
+                expiration_model: codes::expiration_model::KEY_MATERIAL_DOES_NOT_EXPIRE,
+                valid_to_unix_ms: None,
+            }),
+        ),
+        (
+            AggregateKind::Key,
+            "k",
+            9,
+            Body::KeyMaterialDeleted(KeyMaterialDeletedV1 {
+                material: material(1),
+                reason: codes::material_deletion::ON_REQUEST,
+                due_unix_ms: None,
+            }),
+        ),
+        (
             AggregateKind::Alias,
             "alias/orders",
             0,

@@ -24,6 +24,12 @@ async fn boto3_covers_every_operation_family_and_the_common_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_and_openssl_import_key_material_as_aws_documents_it() {
+    let g = GatewayEnv::start().await;
+    g.python_passes("boto3_import.py", &[], &[], 25).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_creates_aliases_encrypts_decrypts_with_fileb_and_paginates() {
     let g = GatewayEnv::start().await;
     g.python_passes("aws_cli.py", &[], &[], 10).await;

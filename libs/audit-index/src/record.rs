@@ -275,6 +275,14 @@ pub fn control_operation(body: &Body, principal: &PrincipalV1) -> Option<(&'stat
         Body::KeyDeleted(_) => return Some(("DeleteKey", true)),
         Body::KeyTagsAdded(_) => "TagResource",
         Body::KeyTagsRemoved(_) => "UntagResource",
+        Body::ImportParametersIssued(_) => "GetParametersForImport",
+        Body::KeyMaterialImported(_) => "ImportKeyMaterial",
+        Body::KeyMaterialDeleted(d) => {
+            if d.reason == codes::material_deletion::EXPIRED {
+                return Some(("DeleteExpiredKeyMaterial", true));
+            }
+            "DeleteImportedKeyMaterial"
+        }
         Body::AliasCreated(_) => "CreateAlias",
         Body::AliasUpdated(_) => "UpdateAlias",
         Body::AliasDeleted(_) => "DeleteAlias",
@@ -287,6 +295,25 @@ fn key_spec_name(code: u16) -> String {
     match code {
         codes::key_spec::SYMMETRIC_DEFAULT => "SYMMETRIC_DEFAULT".to_owned(),
         other => format!("key_spec_{other}"),
+    }
+}
+
+fn wrapping_key_spec_name(code: u16) -> String {
+    match code {
+        codes::wrapping_key_spec::RSA_2048 => "RSA_2048".to_owned(),
+        codes::wrapping_key_spec::RSA_3072 => "RSA_3072".to_owned(),
+        codes::wrapping_key_spec::RSA_4096 => "RSA_4096".to_owned(),
+        other => format!("wrapping_key_spec_{other}"),
+    }
+}
+
+fn wrapping_algorithm_name(code: u16) -> String {
+    match code {
+        codes::wrapping_algorithm::RSAES_OAEP_SHA_1 => "RSAES_OAEP_SHA_1".to_owned(),
+        codes::wrapping_algorithm::RSAES_OAEP_SHA_256 => "RSAES_OAEP_SHA_256".to_owned(),
+        codes::wrapping_algorithm::RSA_AES_KEY_WRAP_SHA_1 => "RSA_AES_KEY_WRAP_SHA_1".to_owned(),
+        codes::wrapping_algorithm::RSA_AES_KEY_WRAP_SHA_256 => "RSA_AES_KEY_WRAP_SHA_256".to_owned(),
+        other => format!("wrapping_algorithm_{other}"),
     }
 }
 
@@ -352,6 +379,32 @@ fn control_details(op: &str, body: &Body) -> (String, u32) {
         Body::KeyTagsRemoved(t) => {
             for k in &t.tag_keys {
                 add(format!("TagKey {k}"));
+            }
+        }
+        Body::ImportParametersIssued(i) => add(format!(
+            "WrappingKeySpec={} WrappingAlgorithm={} ParametersValidTo={} ImportTokenId={}",
+            wrapping_key_spec_name(i.wrapping_key_spec),
+            wrapping_algorithm_name(i.wrapping_algorithm),
+            ms_text(i.valid_to_unix_ms),
+            hex::encode(i.token_id)
+        )),
+        Body::KeyMaterialImported(i) => {
+            version = i.material.version;
+            let model = if i.expiration_model == codes::expiration_model::KEY_MATERIAL_DOES_NOT_EXPIRE {
+                "KEY_MATERIAL_DOES_NOT_EXPIRE"
+            } else {
+                "KEY_MATERIAL_EXPIRES"
+            };
+            add(format!("ExpirationModel={model} KeyMaterialId={}", hex::encode(i.material.material_id)));
+            if let Some(t) = i.valid_to_unix_ms {
+                add(format!("ValidTo={}", ms_text(t)));
+            }
+            add(format!("ImportTokenId={}", hex::encode(i.token_id)));
+        }
+        Body::KeyMaterialDeleted(d) => {
+            version = d.material.version;
+            if let Some(t) = d.due_unix_ms {
+                add(format!("ValidTo={}", ms_text(t)));
             }
         }
         Body::AliasCreated(a) => add(format!("TargetKeyId={}", uuid_text(&a.target_key_id))),

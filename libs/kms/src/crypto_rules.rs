@@ -64,6 +64,15 @@ impl CryptoKey {
     }
 }
 
+/// Imported material past its `ValidTo` (by the worker's own clock) → `KMSInvalidStateException:
+/// <arn> is pending import.`, as once the expiry event is applied.
+fn not_expired(realm: &Realm, key: &Key, now_unix_ms: u64) -> Result<(), KmsError> {
+    if key.material_expired_at(now_unix_ms) {
+        return Err(KmsError::pending_import(&key.arn(realm)));
+    }
+    Ok(())
+}
+
 fn usage_ok(realm: &Realm, key: &Key, op: Operation) -> Result<(), KmsError> {
     if key.key_usage != KeyUsage::EncryptDecrypt {
         return Err(KmsError::invalid_key_usage(&key.arn(realm), key.key_usage.as_str(), op.name()));
@@ -79,15 +88,20 @@ fn usage_ok(realm: &Realm, key: &Key, op: Operation) -> Result<(), KmsError> {
 /// `DisabledException: <arn> is disabled.`, `KMSInvalidStateException: <arn> is pending
 /// deletion.` / `is pending import.` / `is unavailable.`, `InvalidKeyUsageException` for a key
 /// that does not encrypt, `KMSInternalException` if an Enabled key has no material.
+///
+/// `now_unix_ms` is the worker's clock: imported material whose `ValidTo` it has reached is
+/// treated as gone (`is pending import.`) even before the expiry event is in the log.
 pub fn resolve_for_crypto(
     p: &Projection,
     realm: &Realm,
     caller: &Caller,
     key_id_input: &str,
     op: Operation,
+    now_unix_ms: u64,
 ) -> Result<CryptoKey, KmsError> {
     let key = resolve_key(p, realm, caller, key_id_input, true, op)?;
     usable_state(realm, key)?;
+    not_expired(realm, key, now_unix_ms)?;
     usage_ok(realm, key, op)?;
     if key.current_material().is_none() {
         return Err(KmsError::internal("The key has no current material."));
@@ -112,6 +126,7 @@ pub fn resolve_for_decrypt(
     blob_key_id: [u8; 16],
     material_version: u32,
     supplied_key_id: Option<&str>,
+    now_unix_ms: u64,
 ) -> Result<CryptoKey, KmsError> {
     let supplied = supplied_key_id.map(|s| parse_key_ref(s, realm, &caller.account, true)).transpose()?;
     let blob_key = KeyId::from_bytes(blob_key_id);
@@ -131,6 +146,7 @@ pub fn resolve_for_decrypt(
         }
     }
     usable_state(realm, key)?;
+    not_expired(realm, key, now_unix_ms)?;
     usage_ok(realm, key, Operation::Decrypt)?;
     if key.material(material_version).is_none() {
         return Err(KmsError::invalid_ciphertext());

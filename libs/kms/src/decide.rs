@@ -22,16 +22,19 @@
 //! that are not (or no longer) due.
 
 use keyledger_events::{
-    codes, AggregateKind, AliasCreatedV1, AliasDeletedV1, AliasUpdatedV1, Body, Draft, KeyCreatedV1, KeyDeletedV1,
-    KeyDeletionCancelledV1, KeyDeletionScheduledV1, KeyDescriptionUpdatedV1, KeyDisabledV1, KeyEnabledV1,
-    KeyMaterialRotatedV1, KeyRotationDisabledV1, KeyRotationEnabledV1, KeyTagsAddedV1, KeyTagsRemovedV1, MaterialRefV1,
-    PrincipalV1, TagV1, MAX_BODY_BYTES,
+    codes, AggregateKind, AliasCreatedV1, AliasDeletedV1, AliasUpdatedV1, Body, Draft, ImportParametersIssuedV1,
+    KeyCreatedV1, KeyDeletedV1, KeyDeletionCancelledV1, KeyDeletionScheduledV1, KeyDescriptionUpdatedV1, KeyDisabledV1,
+    KeyEnabledV1, KeyMaterialDeletedV1, KeyMaterialImportedV1, KeyMaterialRotatedV1, KeyRotationDisabledV1,
+    KeyRotationEnabledV1, KeyTagsAddedV1, KeyTagsRemovedV1, MaterialRefV1, PrincipalV1, TagV1, MAX_BODY_BYTES,
 };
 
-use crate::api::{KeySpec, Operation, Origin, Request};
+use crate::api::{
+    GetParametersForImportRequest, ImportKeyMaterialRequest, ImportType, KeySpec, Operation, Origin, Request,
+    WrappingAlgorithm, WrappingKeySpec,
+};
 use crate::error::{ErrorKind, KmsError};
 use crate::ids::{parse_key_ref, KeyId, KeyRef, Realm};
-use crate::state::{days_ms, AggregateHead, AutoRotation, DueKind, Key, KeyState, Projection};
+use crate::state::{days_ms, AggregateHead, AutoRotation, DueKind, Key, KeyState, Projection, DAY_MS};
 
 /// Who is asking: the authenticated account and principal (never a claimed one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +55,37 @@ pub struct Ctx {
     /// Freshly generated, wrapped and stored material, for the commands [`material_needed`]
     /// names; its version must be the one `material_needed` asked for.
     pub new_material: Option<MaterialRefV1>,
+    /// GetParametersForImport: the wrapping key pair the shell generated and stored (checked
+    /// first with [`import_parameters_target`]).
+    pub import_parameters: Option<ImportParametersIssuedV1>,
+    /// ImportKeyMaterial: the material the shell unwrapped with the token's wrapping key,
+    /// re-wrapped under the root key and stored (see [`import_target`]).
+    pub imported: Option<ImportedMaterial>,
 }
+
+impl Ctx {
+    /// A context with only the clock and a fresh key id (nothing prepared).
+    pub fn new(now_unix_ms: u64, new_key_id: KeyId) -> Self {
+        Self { now_unix_ms, new_key_id, new_material: None, import_parameters: None, imported: None }
+    }
+}
+
+/// Material that ImportKeyMaterial brought, as the shell prepared it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedMaterial {
+    /// The commitment to the unwrapped material, stored root-wrapped (version 1).
+    pub material: MaterialRefV1,
+    /// The id of the import token that carried it (authenticated by the shell).
+    pub token_id: [u8; 16],
+}
+
+/// How long import parameters stay valid: 24 hours (AWS API reference
+/// GetParametersForImport, `ParametersValidTo`).
+pub const IMPORT_PARAMETERS_VALIDITY_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Latest `ValidTo` ImportKeyMaterial accepts: 365 days ahead (AWS API reference
+/// ImportKeyMaterial).
+pub const MAX_IMPORT_VALIDITY_MS: u64 = 365 * DAY_MS;
 
 /// Resource quotas (aws-kms-api.md §12.1). Configurable; defaults are AWS's.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -95,6 +128,15 @@ pub enum Command {
         /// The key.
         key_id: KeyId,
         /// The due time found (ms since the epoch).
+        due_unix_ms: u64,
+    },
+    /// The `ValidTo` of a key's imported material passed.
+    MaterialExpiryDue {
+        /// Owning account.
+        account: String,
+        /// The key.
+        key_id: KeyId,
+        /// The `ValidTo` found (ms since the epoch).
         due_unix_ms: u64,
     },
     /// The deletion window of a key ended.
@@ -164,7 +206,7 @@ pub fn material_needed(
     new_key_id: &KeyId,
 ) -> Result<Option<MaterialNeed>, KmsError> {
     Ok(match command {
-        Command::Request(Request::CreateKey(_)) => {
+        Command::Request(Request::CreateKey(r)) if r.origin != Origin::External => {
             Some(MaterialNeed { account: caller.account.clone(), key_id: *new_key_id, version: 1 })
         }
         Command::Request(Request::RotateKeyOnDemand(r)) => {
@@ -200,6 +242,9 @@ pub fn decide(
         Command::Request(request) => decide_request(p, realm, caller, request, ctx, limits)?,
         Command::RotationDue { account, key_id, due_unix_ms } => rotation_due(p, account, key_id, *due_unix_ms, ctx)?,
         Command::DeletionDue { account, key_id, due_unix_ms } => deletion_due(p, account, key_id, *due_unix_ms, ctx),
+        Command::MaterialExpiryDue { account, key_id, due_unix_ms } => {
+            material_expiry_due(p, account, key_id, *due_unix_ms, ctx)
+        }
     };
     if let Some(d) = &decision {
         let size = d.body.encode().map_err(|_| KmsError::internal("The change could not be encoded."))?.len();
@@ -224,6 +269,9 @@ pub fn due_actions(p: &Projection, now_unix_ms: u64, max: usize) -> Vec<Command>
         .map(|(due, kind, account, key_id)| match kind {
             DueKind::Rotation => Command::RotationDue { account: account.clone(), key_id: *key_id, due_unix_ms: *due },
             DueKind::Deletion => Command::DeletionDue { account: account.clone(), key_id: *key_id, due_unix_ms: *due },
+            DueKind::MaterialExpiry => {
+                Command::MaterialExpiryDue { account: account.clone(), key_id: *key_id, due_unix_ms: *due }
+            }
         })
         .collect()
 }
@@ -351,7 +399,7 @@ fn decide_request(
             else {
                 return Err(KmsError::unsupported(format!("KeySpec {} is not supported yet.", r.key_spec)));
             };
-            if r.origin != Origin::AwsKms {
+            if !matches!(r.origin, Origin::AwsKms | Origin::External) {
                 return Err(KmsError::unsupported(format!("Origin {} is not supported yet.", r.origin)));
             }
             check_new_tags(&[], &r.tags, limits)?;
@@ -369,7 +417,8 @@ fn decide_request(
             if head.next_aggregate_seq != 0 {
                 return Err(KmsError::internal("The generated key id is already in use; retry the request."));
             }
-            let material = fresh_material(ctx, 1)?;
+            // EXTERNAL keys start without material, in PendingImport.
+            let material = if r.origin == Origin::External { None } else { Some(fresh_material(ctx, 1)?) };
             Ok(Some(Decision {
                 aggregate_kind: AggregateKind::Key,
                 account: caller.account.clone(),
@@ -382,7 +431,7 @@ fn decide_request(
                     description: r.description.clone(),
                     tags: r.tags.clone(),
                     multi_region: false,
-                    material: Some(material),
+                    material,
                 }),
             }))
         }
@@ -508,6 +557,70 @@ fn decide_request(
                 }),
             ))
         }
+        Request::GetParametersForImport(r) => {
+            let key = import_parameters_target(p, realm, caller, r)?;
+            let Some(params) = &ctx.import_parameters else {
+                return Err(KmsError::internal("No wrapping key was prepared for this request; retry the request."));
+            };
+            if Some(params.wrapping_key_spec) != r.wrapping_key_spec.code()
+                || Some(params.wrapping_algorithm) != r.wrapping_algorithm.code()
+            {
+                return Err(KmsError::internal("The prepared wrapping key does not match the request; retry."));
+            }
+            Ok(key_decision(p, key, Body::ImportParametersIssued(params.clone())))
+        }
+        Request::ImportKeyMaterial(r) => {
+            check_valid_to(r, ctx.now_unix_ms)?;
+            let key = import_target(p, realm, caller, r, ctx.now_unix_ms)?;
+            let Some(imported) = &ctx.imported else {
+                return Err(KmsError::internal(
+                    "The key material was not prepared for this request; retry the request.",
+                ));
+            };
+            let params = key.import().parameters(&imported.token_id).ok_or_else(invalid_import_token)?;
+            if params.valid_to_unix_ms <= ctx.now_unix_ms {
+                return Err(expired_import_token());
+            }
+            check_bound_material(realm, key, &imported.material.material_id)?;
+            Ok(key_decision(
+                p,
+                key,
+                Body::KeyMaterialImported(KeyMaterialImportedV1 {
+                    material: imported.material.clone(),
+                    description: r.key_material_description.clone(),
+                    token_id: imported.token_id,
+                    expiration_model: r.expiration_model.code(),
+                    valid_to_unix_ms: r.valid_to_unix_ms,
+                }),
+            ))
+        }
+        Request::DeleteImportedKeyMaterial(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            if key.origin != Origin::External {
+                return Err(KmsError::origin_not_valid(&key.arn(realm), key.origin.as_str()));
+            }
+            let Some(current) = key.current_material() else {
+                // PendingImport: nothing to delete (AWS: "no effect").
+                return match &r.key_material_id {
+                    Some(id) => Err(material_id_not_found(realm, key, id)),
+                    None => Ok(None),
+                };
+            };
+            if let Some(id) = &r.key_material_id {
+                if *id != hex::encode(current.material_id) {
+                    return Err(material_id_not_found(realm, key, id));
+                }
+            }
+            Ok(key_decision(
+                p,
+                key,
+                Body::KeyMaterialDeleted(KeyMaterialDeletedV1 {
+                    material: current.clone(),
+                    reason: codes::material_deletion::ON_REQUEST,
+                    due_unix_ms: None,
+                }),
+            ))
+        }
         Request::TagResource(r) => {
             let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
             not_pending_deletion(realm, key)?;
@@ -591,6 +704,172 @@ fn decide_request(
         }
         other => Err(KmsError::internal(format!("{} is not a management operation.", other.operation().name()))),
     }
+}
+
+fn invalid_import_token() -> KmsError {
+    KmsError::new(
+        ErrorKind::InvalidImportToken,
+        "The import token is not valid for this KMS key: use the ImportToken and PublicKey of one GetParametersForImport response for this key.",
+    )
+}
+
+fn expired_import_token() -> KmsError {
+    KmsError::new(
+        ErrorKind::ExpiredImportToken,
+        "The import token has expired (import parameters are valid for 24 hours); call GetParametersForImport again.",
+    )
+}
+
+fn material_id_not_found(realm: &Realm, key: &Key, id: &str) -> KmsError {
+    KmsError::new(
+        ErrorKind::NotFound,
+        format!("Key material {} is not associated with KMS key {}.", crate::error::shorten(id), key.arn(realm)),
+    )
+}
+
+/// GetParametersForImport's checks, everything but the wrapping key (which the shell generates
+/// only when these pass): the key resolves and may be managed by the caller, its origin is
+/// EXTERNAL (else `UnsupportedOperationException: <arn> origin is AWS_KMS which is not valid
+/// for this operation.`), it is not pending deletion (`KMSInvalidStateException`), and the
+/// algorithm and spec are ones this service offers (RSAES_PKCS1_V1_5, SM2PKE and SM2 →
+/// `UnsupportedOperationException`).
+pub fn import_parameters_target<'p>(
+    p: &'p Projection,
+    realm: &Realm,
+    caller: &Caller,
+    r: &GetParametersForImportRequest,
+) -> Result<&'p Key, KmsError> {
+    let key = resolve_managed(p, realm, caller, &r.key_id, Operation::GetParametersForImport)?;
+    if key.origin != Origin::External {
+        return Err(KmsError::origin_not_valid(&key.arn(realm), key.origin.as_str()));
+    }
+    not_pending_deletion(realm, key)?;
+    match r.wrapping_algorithm {
+        WrappingAlgorithm::RsaesPkcs1V15 => {
+            return Err(KmsError::unsupported(
+                "RSAES_PKCS1_V1_5 is no longer accepted for importing key material; use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256.",
+            ))
+        }
+        WrappingAlgorithm::Sm2pke => {
+            return Err(KmsError::unsupported("SM2PKE is only available in the AWS China Regions."))
+        }
+        _ => {}
+    }
+    if r.wrapping_key_spec == WrappingKeySpec::Sm2 {
+        return Err(KmsError::unsupported("SM2 wrapping keys are only available in the AWS China Regions."));
+    }
+    Ok(key)
+}
+
+/// `ValidTo` must be in the future and at most 365 days ahead (AWS API reference
+/// ImportKeyMaterial) → `ValidationException`.
+fn check_valid_to(r: &ImportKeyMaterialRequest, now_unix_ms: u64) -> Result<(), KmsError> {
+    if let Some(t) = r.valid_to_unix_ms {
+        if t <= now_unix_ms {
+            return Err(KmsError::validation("ValidTo must be in the future."));
+        }
+        if t > now_unix_ms + MAX_IMPORT_VALIDITY_MS {
+            return Err(KmsError::validation("ValidTo must be at most 365 days in the future."));
+        }
+    }
+    Ok(())
+}
+
+fn check_bound_material(realm: &Realm, key: &Key, material_id: &[u8; 32]) -> Result<(), KmsError> {
+    match key.import().bound_material_id {
+        Some(bound) if bound != *material_id => Err(KmsError::new(
+            ErrorKind::IncorrectKeyMaterial,
+            format!(
+                "The key material does not match the key material previously imported into {}: a KMS key is permanently associated with its key material.",
+                key.arn(realm)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// ImportKeyMaterial's checks that need no cryptography, in AWS's order after validation:
+/// `ValidTo` in the future and within 365 days (`ValidationException`); the key resolves and
+/// may be managed (`NotFoundException`, `AccessDeniedException`); origin EXTERNAL
+/// (`UnsupportedOperationException`); not pending deletion (`KMSInvalidStateException`);
+/// `ImportType` NEW_KEY_MATERIAL on a key that already has material (a rotation with imported
+/// material, not offered: `UnsupportedOperationException`) and EXISTING_KEY_MATERIAL or a
+/// `KeyMaterialId` on a key that never had any (`ValidationException`); a `KeyMaterialId`
+/// other than the bound one (`IncorrectKeyMaterialException`). The shell then checks the
+/// token (against `key.import().parameters` and `now_unix_ms`), unwraps, and calls [`decide`],
+/// which repeats these checks and compares the material with the bound one.
+pub fn import_target<'p>(
+    p: &'p Projection,
+    realm: &Realm,
+    caller: &Caller,
+    r: &ImportKeyMaterialRequest,
+    now_unix_ms: u64,
+) -> Result<&'p Key, KmsError> {
+    check_valid_to(r, now_unix_ms)?;
+    let key = resolve_managed(p, realm, caller, &r.key_id, Operation::ImportKeyMaterial)?;
+    if key.origin != Origin::External {
+        return Err(KmsError::origin_not_valid(&key.arn(realm), key.origin.as_str()));
+    }
+    not_pending_deletion(realm, key)?;
+    match (r.import_type, key.import().bound_material_id) {
+        (Some(ImportType::NewKeyMaterial), Some(_)) => {
+            return Err(KmsError::unsupported(format!(
+                "{} already has key material: importing new key material for on-demand rotation is not supported.",
+                key.arn(realm)
+            )))
+        }
+        (Some(ImportType::ExistingKeyMaterial), None) => {
+            return Err(KmsError::validation(format!(
+                "ImportType EXISTING_KEY_MATERIAL needs key material previously imported into {}.",
+                key.arn(realm)
+            )))
+        }
+        _ => {}
+    }
+    if let Some(id) = &r.key_material_id {
+        match key.import().bound_material_id {
+            None => {
+                return Err(KmsError::validation(format!(
+                    "KeyMaterialId must not be set: no key material was imported into {} yet.",
+                    key.arn(realm)
+                )))
+            }
+            Some(bound) if *id != hex::encode(bound) => {
+                return Err(KmsError::new(
+                    ErrorKind::IncorrectKeyMaterial,
+                    format!(
+                        "Key material {} is not associated with KMS key {}.",
+                        crate::error::shorten(id),
+                        key.arn(realm)
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(key)
+}
+
+/// The `ValidTo` of a key's imported material passed: the material is deleted (the key goes to
+/// PendingImport). Only when the key still has that material with exactly that `ValidTo`, at
+/// or before both the command's due time and the writer clock (readers apply it only once the
+/// server time has reached it).
+fn material_expiry_due(p: &Projection, account: &str, key_id: &KeyId, due_unix_ms: u64, ctx: &Ctx) -> Option<Decision> {
+    let key = p.key(account, key_id)?;
+    let valid_to = key.import().valid_to_unix_ms?;
+    let current = key.current_material()?;
+    if valid_to > due_unix_ms || valid_to > ctx.now_unix_ms {
+        return None;
+    }
+    key_decision(
+        p,
+        key,
+        Body::KeyMaterialDeleted(KeyMaterialDeletedV1 {
+            material: current.clone(),
+            reason: codes::material_deletion::EXPIRED,
+            due_unix_ms: Some(valid_to),
+        }),
+    )
 }
 
 fn check_alias_quota(realm: &Realm, key: &Key, limits: &Limits) -> Result<(), KmsError> {

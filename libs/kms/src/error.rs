@@ -62,11 +62,19 @@ pub enum ErrorKind {
     DependencyTimeout,
     /// `KeyUnavailableException`: the key is temporarily unavailable (HTTP 500, retryable).
     KeyUnavailable,
+    /// `InvalidImportTokenException`: the import token is malformed, forged, or belongs to
+    /// another key or wrapping key.
+    InvalidImportToken,
+    /// `ExpiredImportTokenException`: the import token's 24 hours have passed.
+    ExpiredImportToken,
+    /// `IncorrectKeyMaterialException`: reimported material differs from the key's, or the
+    /// material is not valid for the key spec.
+    IncorrectKeyMaterial,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 24] = [
+    pub const ALL: [ErrorKind; 27] = [
         ErrorKind::NotFound,
         ErrorKind::InvalidArn,
         ErrorKind::AlreadyExists,
@@ -91,6 +99,9 @@ impl ErrorKind {
         ErrorKind::KMSInternal,
         ErrorKind::DependencyTimeout,
         ErrorKind::KeyUnavailable,
+        ErrorKind::InvalidImportToken,
+        ErrorKind::ExpiredImportToken,
+        ErrorKind::IncorrectKeyMaterial,
     ];
 
     /// The AWS error name sent as `__type`, e.g. `"NotFoundException"`.
@@ -120,6 +131,9 @@ impl ErrorKind {
             ErrorKind::KMSInternal => "KMSInternalException",
             ErrorKind::DependencyTimeout => "DependencyTimeoutException",
             ErrorKind::KeyUnavailable => "KeyUnavailableException",
+            ErrorKind::InvalidImportToken => "InvalidImportTokenException",
+            ErrorKind::ExpiredImportToken => "ExpiredImportTokenException",
+            ErrorKind::IncorrectKeyMaterial => "IncorrectKeyMaterialException",
         }
     }
 

@@ -15,11 +15,15 @@
 //!   delete early); the key then becomes a tombstone, its aliases are removed and its
 //!   material refs dropped;
 //! - a rotation must carry the key's next material version;
+//! - import parameters, imported material and its deletion apply only to EXTERNAL keys; an
+//!   import must carry version 1 and, after the first, the key's bound material id; it is
+//!   refused while PendingDeletion; a deletion must name the current material, and an expiry
+//!   takes effect only once the server time has reached its `ValidTo` (like `KeyDeleted`);
 //! - an alias is created or moved only onto a live key of its own account.
 
 use keyledger_events::{codes, AggregateKind, Body, Event};
 
-use crate::api::{KeySpec, KeyUsage, Origin};
+use crate::api::{ExpirationModel, KeySpec, KeyUsage, Origin, WrappingAlgorithm, WrappingKeySpec};
 use crate::ids::KeyId;
 use crate::state::*;
 
@@ -59,6 +63,21 @@ pub(crate) fn check_fits(kind: AggregateKind, event: &Event) -> Result<(), Apply
             if !matches!(b.rotation_type, codes::rotation_type::AUTOMATIC | codes::rotation_type::ON_DEMAND) =>
         {
             return Err(ApplyError::UnknownCode("rotation type", b.rotation_type));
+        }
+        Body::ImportParametersIssued(b) => {
+            WrappingKeySpec::from_code(b.wrapping_key_spec)
+                .ok_or(ApplyError::UnknownCode("wrapping key spec", b.wrapping_key_spec))?;
+            WrappingAlgorithm::from_code(b.wrapping_algorithm)
+                .ok_or(ApplyError::UnknownCode("wrapping algorithm", b.wrapping_algorithm))?;
+        }
+        Body::KeyMaterialImported(b) => {
+            ExpirationModel::from_code(b.expiration_model)
+                .ok_or(ApplyError::UnknownCode("expiration model", b.expiration_model))?;
+        }
+        Body::KeyMaterialDeleted(b)
+            if !matches!(b.reason, codes::material_deletion::ON_REQUEST | codes::material_deletion::EXPIRED) =>
+        {
+            return Err(ApplyError::UnknownCode("material deletion reason", b.reason));
         }
         _ => {}
     }
@@ -157,6 +176,7 @@ fn fold_key(
             current_version,
             on_demand_rotations: 0,
             aliases: Vec::new(),
+            import: None,
         }));
         return (Folded, None, true);
     }
@@ -235,7 +255,13 @@ fn fold_key(
             if key.state != KeyState::PendingDeletion {
                 return (Ignored, None, false);
             }
-            key.state = KeyState::Disabled;
+            // An EXTERNAL key whose material is gone (never imported, expired or deleted while
+            // pending deletion) has nothing to be Disabled with: it waits for an import.
+            key.state = if key.origin == Origin::External && key.current_version == 0 {
+                KeyState::PendingImport
+            } else {
+                KeyState::Disabled
+            };
             key.deletion = None;
             Folded
         }
@@ -260,6 +286,66 @@ fn fold_key(
         }
         Body::KeyTagsRemoved(b) => {
             key.tags.retain(|t| !b.tag_keys.contains(&t.key));
+            Folded
+        }
+        Body::ImportParametersIssued(b) => {
+            if key.origin != Origin::External || key.state == KeyState::PendingDeletion {
+                return (Ignored, None, false);
+            }
+            let params = &mut key.import_mut().parameters;
+            params.retain(|p| p.valid_to_unix_ms > r.time_unix_ms);
+            params.push(b.clone());
+            if params.len() > MAX_OPEN_IMPORT_PARAMETERS {
+                params.remove(0);
+            }
+            Folded
+        }
+        Body::KeyMaterialImported(b) => {
+            let bound_ok = key.import().bound_material_id.is_none_or(|id| id == b.material.material_id);
+            if key.origin != Origin::External
+                || key.state == KeyState::PendingDeletion
+                || b.material.version != 1
+                || !bound_ok
+            {
+                return (Ignored, None, false);
+            }
+            key.materials = vec![MaterialVersion {
+                material: b.material.clone(),
+                created_unix_ms: r.time_unix_ms,
+                source: MaterialSource::Imported,
+            }];
+            key.current_version = b.material.version;
+            key.import_mut().bound_material_id = Some(b.material.material_id);
+            key.import_mut().expiration_model = ExpirationModel::from_code(b.expiration_model);
+            key.import_mut().valid_to_unix_ms = b.valid_to_unix_ms;
+            key.import_mut().description = b.description.clone();
+            key.import_mut().imported_unix_ms = Some(r.time_unix_ms);
+            if key.state == KeyState::PendingImport {
+                key.state = KeyState::Enabled;
+            }
+            Folded
+        }
+        Body::KeyMaterialDeleted(b) => {
+            let current = key.current_material().is_some_and(|m| *m == b.material);
+            let expiry_ok = match b.reason {
+                codes::material_deletion::EXPIRED => {
+                    key.import().valid_to_unix_ms == b.due_unix_ms
+                        && b.due_unix_ms.is_some_and(|due| server_time_unix_ms >= due)
+                }
+                _ => true,
+            };
+            if key.origin != Origin::External || !current || !expiry_ok {
+                return (Ignored, None, false);
+            }
+            key.materials.clear();
+            key.current_version = 0;
+            key.import_mut().expiration_model = None;
+            key.import_mut().valid_to_unix_ms = None;
+            key.import_mut().imported_unix_ms = None;
+            key.import_mut().last_deleted = Some(b.material.clone());
+            if key.state != KeyState::PendingDeletion {
+                key.state = KeyState::PendingImport;
+            }
             Folded
         }
         Body::AliasCreated(_) | Body::AliasUpdated(_) | Body::AliasDeleted(_) | Body::UsageBlock(_) => {

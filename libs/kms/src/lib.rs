@@ -34,9 +34,14 @@ pub mod state;
 pub use api::response;
 pub use api::{parse_request, EncryptionContext, Operation, Request, Role};
 pub use crypto_rules::{check_encryption_algorithm, resolve_for_crypto, resolve_for_decrypt, CryptoKey};
-pub use decide::{decide, due_actions, material_needed, Caller, Command, Ctx, Decision, Limits, MaterialNeed};
+pub use decide::{
+    decide, due_actions, import_parameters_target, import_target, material_needed, Caller, Command, Ctx, Decision,
+    ImportedMaterial, Limits, MaterialNeed, IMPORT_PARAMETERS_VALIDITY_MS, MAX_IMPORT_VALIDITY_MS,
+};
 pub use error::{ErrorKind, KmsError};
 pub use ids::{parse_key_ref, KeyId, KeyRef, Realm};
 pub use query::{management_response, query};
 pub use secret::Secret;
-pub use state::{AggregateHead, Applied, ApplyError, Key, KeyState, Projection};
+pub use state::{
+    AggregateHead, Applied, ApplyError, ImportState, Key, KeyState, Projection, MAX_OPEN_IMPORT_PARAMETERS,
+};

@@ -154,7 +154,8 @@ pub fn query(p: &Projection, realm: &Realm, caller: &Caller, request: &Request) 
                 .iter()
                 .filter(|m| m.material.version > after)
                 .filter(|m| {
-                    r.include_key_material == IncludeKeyMaterial::AllKeyMaterial || m.source != MaterialSource::Created
+                    r.include_key_material == IncludeKeyMaterial::AllKeyMaterial
+                        || !matches!(m.source, MaterialSource::Created | MaterialSource::Imported)
                 })
                 .take(limit + 1)
                 .collect();
@@ -168,8 +169,20 @@ pub fn query(p: &Projection, realm: &Realm, caller: &Caller, request: &Request) 
                     o.insert("KeyMaterialId".into(), json!(hex::encode(m.material.material_id)));
                     let state = if m.material.version == key.current_version { "CURRENT" } else { "NON_CURRENT" };
                     o.insert("KeyMaterialState".into(), json!(state));
+                    if m.source == MaterialSource::Imported {
+                        o.insert("ImportState".into(), json!("IMPORTED"));
+                        if !key.import().description.is_empty() {
+                            o.insert("KeyMaterialDescription".into(), json!(key.import().description));
+                        }
+                        if let Some(model) = key.import().expiration_model {
+                            o.insert("ExpirationModel".into(), json!(model.as_str()));
+                        }
+                        if let Some(t) = key.import().valid_to_unix_ms {
+                            o.insert("ValidTo".into(), epoch_seconds(t));
+                        }
+                    }
                     let rotation_type = match m.source {
-                        MaterialSource::Created => None,
+                        MaterialSource::Created | MaterialSource::Imported => None,
                         MaterialSource::Automatic => Some("AUTOMATIC"),
                         MaterialSource::OnDemand => Some("ON_DEMAND"),
                     };
@@ -231,7 +244,9 @@ fn page(member: &str, items: Vec<Value>, truncated: bool, next: Option<String>) 
 /// keyd's reply to a management request, built after its event (if any) was applied:
 /// CreateKey → `{KeyMetadata}` of the key `decision` created; ScheduleKeyDeletion →
 /// `{KeyId, DeletionDate, KeyState, PendingWindowInDays}`; CancelKeyDeletion and
-/// RotateKeyOnDemand → `{KeyId}` (ARN); every other management operation → `{}`.
+/// RotateKeyOnDemand → `{KeyId}` (ARN); ImportKeyMaterial and DeleteImportedKeyMaterial →
+/// `{KeyId, KeyMaterialId}`; every other management operation → `{}` (GetParametersForImport's
+/// response holds the token and public key, which only keyd has: keyd builds it).
 ///
 /// Errors: `KMSInternalException` if the decision's effect is not (yet) in `p`, or for a read
 /// or crypto request; resolution errors as in `decide`.
@@ -268,6 +283,24 @@ pub fn management_response(
         Request::RotateKeyOnDemand(r) => {
             let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
             Ok(json!({ "KeyId": key.arn(realm) }))
+        }
+        Request::ImportKeyMaterial(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let m = key.current_material().ok_or_else(not_applied)?;
+            Ok(json!({ "KeyId": key.arn(realm), "KeyMaterialId": hex::encode(m.material_id) }))
+        }
+        Request::DeleteImportedKeyMaterial(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let mut out = Map::new();
+            out.insert("KeyId".into(), json!(key.arn(realm)));
+            let deleted = match decision.map(|d| &d.body) {
+                Some(keyledger_events::Body::KeyMaterialDeleted(b)) => Some(b.material.material_id),
+                _ => key.import().last_deleted.as_ref().map(|m| m.material_id),
+            };
+            if let Some(id) = deleted {
+                out.insert("KeyMaterialId".into(), json!(hex::encode(id)));
+            }
+            Ok(Value::Object(out))
         }
         _ if op.role() == crate::api::Role::Management => Ok(json!({})),
         other => Err(KmsError::internal(format!("{} is not a management operation.", other.operation().name()))),

@@ -7,10 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keyledger_events::{genesis_hash, AggregateKind, Event, MaterialRefV1, TagV1};
+use keyledger_events::{genesis_hash, AggregateKind, Event, ImportParametersIssuedV1, MaterialRefV1, TagV1};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{KeySpec, KeyUsage, Origin};
+use crate::api::{ExpirationModel, KeySpec, KeyUsage, Origin};
 use crate::ids::{KeyId, Realm};
 
 /// One day in milliseconds.
@@ -77,6 +77,42 @@ pub enum MaterialSource {
     Automatic,
     /// RotateKeyOnDemand (`RotationType` ON_DEMAND).
     OnDemand,
+    /// ImportKeyMaterial (Origin EXTERNAL).
+    Imported,
+}
+
+/// Most import parameters (GetParametersForImport responses) a key keeps open at once; a
+/// newer one pushes out the oldest, whose token then answers InvalidImportTokenException.
+/// Expired ones are dropped as later events apply.
+pub const MAX_OPEN_IMPORT_PARAMETERS: usize = 10;
+
+/// The imported-material state of an EXTERNAL key (empty for AWS_KMS keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportState {
+    /// Open import parameters, oldest first (at most [`MAX_OPEN_IMPORT_PARAMETERS`]).
+    pub parameters: Vec<ImportParametersIssuedV1>,
+    /// The material id the key is bound to since its first import; every reimport must carry
+    /// the same material (AWS: a KMS key is permanently tied to its material).
+    pub bound_material_id: Option<[u8; 32]>,
+    /// While material is present: its `ExpirationModel`.
+    pub expiration_model: Option<ExpirationModel>,
+    /// While material is present and expires: `ValidTo`, ms since the epoch.
+    pub valid_to_unix_ms: Option<u64>,
+    /// `KeyMaterialDescription` of the last import.
+    pub description: String,
+    /// When the material present was (last) imported, ms since the epoch.
+    pub imported_unix_ms: Option<u64>,
+    /// The last material deleted (expired or DeleteImportedKeyMaterial), so an interrupted
+    /// erase can be finished: its stored bytes are erased only if they still hash to
+    /// `wrapped_digest`.
+    pub last_deleted: Option<MaterialRefV1>,
+}
+
+impl ImportState {
+    /// The open parameters of `token_id`, if any.
+    pub fn parameters(&self, token_id: &[u8; 16]) -> Option<&ImportParametersIssuedV1> {
+        self.parameters.iter().find(|p| &p.token_id == token_id)
+    }
 }
 
 /// One version of a key's material: the event's commitment plus when and how it appeared.
@@ -150,9 +186,32 @@ pub struct Key {
     pub on_demand_rotations: u32,
     /// Names of the aliases pointing at this key, in creation order.
     pub aliases: Vec<String>,
+    /// Imported material (Origin EXTERNAL keys only; boxed so AWS_KMS keys pay 8 bytes).
+    pub(crate) import: Option<Box<ImportState>>,
 }
 
+/// What [`Key::import`] returns for keys without imported-material state.
+static NO_IMPORT: ImportState = ImportState {
+    parameters: Vec::new(),
+    bound_material_id: None,
+    expiration_model: None,
+    valid_to_unix_ms: None,
+    description: String::new(),
+    imported_unix_ms: None,
+    last_deleted: None,
+};
+
 impl Key {
+    /// The imported-material state (empty for AWS_KMS keys and EXTERNAL keys never imported
+    /// into).
+    pub fn import(&self) -> &ImportState {
+        self.import.as_deref().unwrap_or(&NO_IMPORT)
+    }
+
+    pub(crate) fn import_mut(&mut self) -> &mut ImportState {
+        self.import.get_or_insert_with(Default::default)
+    }
+
     /// The key ARN in `realm`.
     pub fn arn(&self, realm: &Realm) -> String {
         realm.key_arn(&self.account, &self.id)
@@ -181,14 +240,28 @@ impl Key {
         matches!(self.rotation, AutoRotation::On { .. }) && self.state != KeyState::PendingDeletion
     }
 
-    /// The time-driven action this key waits for, if any.
+    /// Whether the key's imported material has reached its `ValidTo` at `now_unix_ms` (the
+    /// workers' own check, before the expiry event is in the log).
+    pub fn material_expired_at(&self, now_unix_ms: u64) -> bool {
+        self.current_version != 0 && self.import().valid_to_unix_ms.is_some_and(|t| t <= now_unix_ms)
+    }
+
+    /// The time-driven action this key waits for next, if any (the earliest when several).
     fn due(&self) -> Option<(u64, DueKind)> {
-        match (self.state, self.rotation, self.deletion) {
+        let lifecycle = match (self.state, self.rotation, self.deletion) {
             (KeyState::Enabled, AutoRotation::On { next_rotation_unix_ms, .. }, _) => {
                 Some((next_rotation_unix_ms, DueKind::Rotation))
             }
             (KeyState::PendingDeletion, _, Some(d)) => Some((d.deletion_unix_ms, DueKind::Deletion)),
             _ => None,
+        };
+        let expiry = match self.import().valid_to_unix_ms {
+            Some(t) if self.current_version != 0 => Some((t, DueKind::MaterialExpiry)),
+            _ => None,
+        };
+        match (lifecycle, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }
@@ -247,6 +320,8 @@ pub enum DueKind {
     Deletion,
     /// An Enabled key's next automatic rotation.
     Rotation,
+    /// The `ValidTo` of a key's imported material.
+    MaterialExpiry,
 }
 
 /// Why an event could not be applied. The projection is unchanged when this is returned.

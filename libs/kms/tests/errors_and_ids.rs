@@ -35,6 +35,9 @@ fn every_error_kind_has_its_aws_name_and_round_trips() {
             "KMSInternalException",
             "DependencyTimeoutException",
             "KeyUnavailableException",
+            "InvalidImportTokenException",
+            "ExpiredImportTokenException",
+            "IncorrectKeyMaterialException",
         ]
     );
     for k in ErrorKind::ALL {

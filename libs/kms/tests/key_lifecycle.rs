@@ -361,7 +361,7 @@ fn create_key_without_prepared_material_is_an_internal_error() {
     let command = Command::Request(parse_request(Operation::CreateKey, b"{}").unwrap());
     let id = KeyId::from_bytes([0x11; 16]);
     for material in [None, Some(material(&id, 2))] {
-        let ctx = Ctx { now_unix_ms: T0, new_key_id: id, new_material: material };
+        let ctx = Ctx { new_material: material, ..Ctx::new(T0, id) };
         let e = decide(&w.p, &w.realm, &w.caller, &command, &ctx, &w.limits).unwrap_err();
         assert_eq!(e.kind, ErrorKind::KMSInternal);
     }
@@ -386,7 +386,7 @@ fn decide_refuses_read_and_crypto_requests() {
     let w = World::new();
     for (op, body) in [(Operation::ListKeys, "{}"), (Operation::GenerateRandom, r#"{"NumberOfBytes":8}"#)] {
         let command = Command::Request(parse_request(op, body.as_bytes()).unwrap());
-        let ctx = Ctx { now_unix_ms: T0, new_key_id: KeyId::from_bytes([1; 16]), new_material: None };
+        let ctx = Ctx::new(T0, KeyId::from_bytes([1; 16]));
         let e = decide(&w.p, &w.realm, &w.caller, &command, &ctx, &w.limits).unwrap_err();
         assert_eq!(e.kind, ErrorKind::KMSInternal);
         let Command::Request(r) = &command else { unreachable!() };

@@ -597,7 +597,6 @@ fn create_key_validation_and_unsupported_values() {
         (r#"{"KeyUsage":"SIGN_VERIFY"}"#, (ErrorKind::Validation, "KeyUsage SIGN_VERIFY is not compatible with KeySpec SYMMETRIC_DEFAULT".into())),
         (r#"{"KeySpec":"RSA_2048","KeyUsage":"SIGN_VERIFY"}"#, unsupported("KeySpec RSA_2048 is not supported yet: Keyledger creates only SYMMETRIC_DEFAULT keys so far.")),
         (r#"{"KeySpec":"HMAC_256","KeyUsage":"GENERATE_VERIFY_MAC"}"#, unsupported("KeySpec HMAC_256 is not supported yet: Keyledger creates only SYMMETRIC_DEFAULT keys so far.")),
-        (r#"{"Origin":"EXTERNAL"}"#, unsupported("Origin EXTERNAL (imported key material) is not supported yet; it comes in a later release.")),
         (r#"{"Origin":"AWS_CLOUDHSM"}"#, unsupported("Origin AWS_CLOUDHSM is not supported: Keyledger has no custom key stores.")),
         (r#"{"CustomKeyStoreId":"cks-1234567890abcdef0"}"#, unsupported("Custom key stores (CustomKeyStoreId) are not supported.")),
         (r#"{"MultiRegion":true}"#, unsupported("Multi-Region keys (MultiRegion true) are not supported yet.")),
@@ -629,7 +628,7 @@ fn recipient_is_not_supported_yet() {
 
 #[test]
 fn every_operation_has_a_parser_and_names_round_trip() {
-    assert_eq!(Operation::ALL.len(), 26);
+    assert_eq!(Operation::ALL.len(), 29);
     for op in Operation::all() {
         assert_eq!(Operation::from_name(op.name()), Some(op));
         // Every parser rejects a non-object body the same way.
@@ -639,7 +638,7 @@ fn every_operation_has_a_parser_and_names_round_trip() {
     assert_eq!(Operation::from_name("generatedatakey"), None);
     use keyledger_kms::Role::*;
     let roles: Vec<(Operation, keyledger_kms::Role)> = Operation::all().map(|op| (op, op.role())).collect();
-    assert_eq!(roles.iter().filter(|(_, r)| *r == Management).count(), 14);
+    assert_eq!(roles.iter().filter(|(_, r)| *r == Management).count(), 17);
     assert_eq!(roles.iter().filter(|(_, r)| *r == Read).count(), 6);
     assert_eq!(roles.iter().filter(|(_, r)| *r == Crypto).count(), 6);
     assert_eq!(Operation::DescribeKey.role(), Read);

@@ -79,6 +79,17 @@ fn valid_bodies() -> Vec<(Operation, String)> {
         (Operation::EnableKeyRotation, format!(r#"{{"KeyId":"{KEY}","RotationPeriodInDays":365}}"#)),
         (Operation::DisableKeyRotation, key_only.clone()),
         (Operation::RotateKeyOnDemand, key_only.clone()),
+        (
+            Operation::GetParametersForImport,
+            format!(r#"{{"KeyId":"{KEY}","WrappingAlgorithm":"RSAES_OAEP_SHA_256","WrappingKeySpec":"RSA_2048"}}"#),
+        ),
+        (
+            Operation::ImportKeyMaterial,
+            format!(
+                r#"{{"KeyId":"{KEY}","ImportToken":"AQ==","EncryptedKeyMaterial":"AQ==","ExpirationModel":"KEY_MATERIAL_DOES_NOT_EXPIRE"}}"#
+            ),
+        ),
+        (Operation::DeleteImportedKeyMaterial, key_only.clone()),
         (Operation::TagResource, format!(r#"{{"KeyId":"{KEY}","Tags":[{{"TagKey":"a","TagValue":"b"}},{{"TagKey":"c","TagValue":""}}]}}"#)),
         (Operation::UntagResource, format!(r#"{{"KeyId":"{KEY}","TagKeys":["a","c"]}}"#)),
         (Operation::CreateAlias, format!(r#"{{"AliasName":"alias/orders","TargetKeyId":"{KEY}"}}"#)),

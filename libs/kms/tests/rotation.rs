@@ -103,7 +103,7 @@ fn a_due_rotation_makes_new_material_current_and_keeps_every_old_version() {
     );
     // Old ciphertexts still resolve to their own material; new ones use the current one.
     for v in [1, 2] {
-        let k = resolve_for_decrypt(&w.p, &w.realm, &w.caller, *id.as_bytes(), v, None).unwrap();
+        let k = resolve_for_decrypt(&w.p, &w.realm, &w.caller, *id.as_bytes(), v, None, w.now).unwrap();
         assert_eq!(k.material(v), Some(&material(&id, v)));
         assert_eq!(k.current_version, 2);
     }

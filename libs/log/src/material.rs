@@ -74,10 +74,102 @@ impl MaterialStore {
     ) -> Result<u64, LogError> {
         check_token(account)?;
         check_token(key_id)?;
+        self.put_once(names::material_subject(account, key_id, version, material_id), wrapped).await
+    }
+
+    /// Stores the root-wrapped private half of an import wrapping key (GetParametersForImport)
+    /// under [`names::import_key_subject`], once, with the same guarantees as
+    /// [`MaterialStore::put`].
+    ///
+    /// # Errors
+    /// As [`MaterialStore::put`].
+    pub async fn put_import_key(
+        &self,
+        account: &str,
+        key_id: &str,
+        token_id: &[u8; 16],
+        wrapped: &[u8],
+    ) -> Result<u64, LogError> {
+        check_token(account)?;
+        check_token(key_id)?;
+        self.put_once(names::import_key_subject(account, key_id, token_id), wrapped).await
+    }
+
+    /// The wrapped import wrapping key of `token_id`; `None` if never stored or erased.
+    ///
+    /// # Errors
+    /// As [`MaterialStore::get`].
+    pub async fn get_import_key(
+        &self,
+        account: &str,
+        key_id: &str,
+        token_id: &[u8; 16],
+    ) -> Result<Option<Vec<u8>>, LogError> {
+        check_token(account)?;
+        check_token(key_id)?;
+        self.get_subject(names::import_key_subject(account, key_id, token_id)).await
+    }
+
+    /// Securely erases the wrapped import wrapping key of `token_id`; false if already gone.
+    ///
+    /// # Errors
+    /// As [`MaterialStore::erase_key`].
+    pub async fn erase_import_key(&self, account: &str, key_id: &str, token_id: &[u8; 16]) -> Result<bool, LogError> {
+        check_token(account)?;
+        check_token(key_id)?;
+        self.erase_last(names::import_key_subject(account, key_id, token_id), None).await
+    }
+
+    /// Securely erases one material only if the stored bytes still hash (BLAKE3) to
+    /// `wrapped_digest`: the erase that follows a KeyMaterialDeleted event, which must never
+    /// remove a later reimport of the same material (stored under the same subject with a
+    /// fresh nonce, so other bytes). Returns whether a message was erased; idempotent.
+    ///
+    /// # Errors
+    /// As [`MaterialStore::erase_key`].
+    pub async fn erase_if_digest(
+        &self,
+        account: &str,
+        key_id: &str,
+        version: u32,
+        material_id: &[u8; 32],
+        wrapped_digest: &[u8; 32],
+    ) -> Result<bool, LogError> {
+        check_token(account)?;
+        check_token(key_id)?;
+        self.erase_last(names::material_subject(account, key_id, version, material_id), Some(wrapped_digest)).await
+    }
+
+    /// Erases the last message of `subject`, if its payload hashes to `digest` (when given).
+    async fn erase_last(&self, subject: String, digest: Option<&[u8; 32]>) -> Result<bool, LogError> {
+        let found = self.stream.raw_message_builder().last_by_subject(subject.clone()).send().await;
+        let message = match found {
+            Ok(m) => m,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(false),
+            Err(e) => return Err(LogError::Unavailable(format!("looking up {subject}: {e}"))),
+        };
+        if digest.is_some_and(|d| blake3::hash(&message.payload).as_bytes() != d) {
+            return Ok(false);
+        }
+        self.erase_message(message.sequence).await
+    }
+
+    async fn get_subject(&self, subject: String) -> Result<Option<Vec<u8>>, LogError> {
+        match self.stream.direct_get_last_for_subject(subject).await {
+            Ok(m) => Ok(Some(m.payload.to_vec())),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => match e.kind() {
+                DirectGetErrorKind::TimedOut | DirectGetErrorKind::Request => Err(LogError::Unavailable(e.to_string())),
+                _ => Err(LogError::Nats(e.to_string())),
+            },
+        }
+    }
+
+    /// Publishes `wrapped` to an empty `subject` (see [`MaterialStore::put`]).
+    async fn put_once(&self, subject: String, wrapped: &[u8]) -> Result<u64, LogError> {
         if wrapped.len() > MAX_MATERIAL_BYTES {
             return Err(LogError::TooLarge { bytes: wrapped.len(), max: MAX_MATERIAL_BYTES });
         }
-        let subject = names::material_subject(account, key_id, version, material_id);
         let payload = Bytes::copy_from_slice(wrapped);
         let attempts = self.retry.max_attempts.max(1);
         let mut last_error = String::new();

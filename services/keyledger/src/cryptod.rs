@@ -50,7 +50,8 @@ pub async fn handle_read(
 
 /// The key a crypto operation will use, copied out of the projection.
 async fn crypto_key(ctx: &RoleCtx, caller: &Caller, key_id: &str, op: Operation) -> Result<(CryptoKey, u64), KmsError> {
-    with_catch_up(ctx, |p| keyledger_kms::resolve_for_crypto(p, &ctx.config.realm, caller, key_id, op)).await
+    let now = ctx.config.clock.now_unix_ms();
+    with_catch_up(ctx, |p| keyledger_kms::resolve_for_crypto(p, &ctx.config.realm, caller, key_id, op, now)).await
 }
 
 fn dry_run() -> KmsError {
@@ -82,6 +83,7 @@ async fn decrypt_key(
     supplied_key_id: Option<&str>,
 ) -> Result<(CryptoKey, u32, u64), KmsError> {
     let header = crypto::parse_header(blob).map_err(|_| invalid_ciphertext())?;
+    let now = ctx.config.clock.now_unix_ms();
     let (key, seq) = with_catch_up(ctx, |p| {
         keyledger_kms::resolve_for_decrypt(
             p,
@@ -90,6 +92,7 @@ async fn decrypt_key(
             header.key_id,
             header.material_version,
             supplied_key_id,
+            now,
         )
     })
     .await?;
@@ -257,13 +260,22 @@ pub async fn handle_crypto(
     }
 }
 
-/// cryptod's background task: evicts unwrapped material of deleted keys from the cache.
+/// cryptod's background task: evicts unwrapped material of deleted keys, and of imported
+/// material that expired or was deleted, from the cache.
 pub fn background(ctx: Arc<RoleCtx>) -> Vec<JoinHandle<()>> {
     let mut events = ctx.follower.subscribe();
     vec![tokio::spawn(async move {
         loop {
             match events.recv().await {
                 Ok(applied) => {
+                    if applied.event.aggregate_kind() == AggregateKind::Key
+                        && matches!(applied.event.body, Body::KeyMaterialDeleted(_))
+                    {
+                        // Imported material expired or deleted: forget the unwrapped copy.
+                        if let Ok(key_id) = applied.event.record.aggregate_id.parse::<KeyId>() {
+                            ctx.cache.evict_key(key_id.as_bytes());
+                        }
+                    }
                     if applied.event.aggregate_kind() == AggregateKind::Key
                         && matches!(applied.event.body, Body::KeyDeleted(_))
                     {

@@ -8,15 +8,22 @@
 //! 4. on a conflict, catch the projection up and decide again (bounded); 5. wait until the
 //!    projection has applied the event, answer from it, with the event's stream sequence.
 //!
-//! Time-driven actions (rotation due, deletion due) run the same path on a timer, as the
-//! service principal. Two keyd instances racing on one due action are decided by the subject
+//! Time-driven actions (rotation due, imported material expiry, deletion due) run the same
+//! path on a timer, as the service principal. Two keyd instances racing on one due action are decided by the subject
 //! sequence; the loser discards the material it prepared. When a deletion has taken effect,
-//! the key's material is erased from the material stream (the event is appended first).
+//! the key's material is erased from the material stream (the event is appended first); when
+//! imported material expired or was deleted, that material's stored copy is erased likewise.
+//!
+//! Imported key material (GetParametersForImport, ImportKeyMaterial) is prepared here too:
+//! the RSA wrapping key is generated and the customer's material unwrapped in keyd only; the
+//! wrapping private key is stored root-wrapped in the material stream and never leaves it.
 
 use std::sync::Arc;
 
-use keyledger_events::{names, AggregateKind, Body, Draft, PrincipalV1};
-use keyledger_kms::{Caller, Command, Ctx, Decision, ErrorKind, KeyId, KmsError, Request};
+use base64::Engine as _;
+use keyledger_crypto as crypto;
+use keyledger_events::{names, AggregateKind, Body, Draft, ImportParametersIssuedV1, PrincipalV1};
+use keyledger_kms::{Caller, Command, Ctx, Decision, ErrorKind, ImportedMaterial, KeyId, KmsError, Request};
 use keyledger_log::AppendError;
 use tokio::task::JoinHandle;
 
@@ -34,14 +41,278 @@ pub async fn handle(
     request_id: uuid::Uuid,
     facts: &mut Facts,
 ) -> Result<Success, KmsError> {
+    let prepared = match &request {
+        Request::GetParametersForImport(r) => {
+            return get_parameters_for_import(ctx, caller, r, request_id, facts).await;
+        }
+        Request::ImportKeyMaterial(r) => prepare_import(ctx, caller, r).await?,
+        _ => Prepared::default(),
+    };
     let command = Command::Request(request);
-    let (seq, decision) = execute(ctx, caller, &command, *request_id.as_bytes()).await?;
+    let result = execute_with(ctx, caller, &command, *request_id.as_bytes(), &prepared).await;
+    if result.is_err() {
+        prepared.discard(ctx).await;
+    }
+    let (seq, decision) = result?;
+    if let (Some(imported), Some(d)) = (&prepared.imported, &decision) {
+        spend_import_token(ctx, &d.account, &d.aggregate_id, imported.token_id).await;
+    }
     facts.record.decided_at_seq = seq;
     facts.recorded_elsewhere = decision.is_some();
     let Command::Request(request) = &command else { unreachable!("built above") };
     let projection = ctx.follower.read();
     let body = keyledger_kms::management_response(&projection, &ctx.config.realm, caller, request, decision.as_ref())?;
     Ok(Success::json(body, Some(seq)))
+}
+
+/// What the shell prepared for an import operation before deciding.
+#[derive(Default)]
+struct Prepared {
+    /// GetParametersForImport: the issued parameters (the wrapping key is stored).
+    import_parameters: Option<ImportParametersIssuedV1>,
+    /// ImportKeyMaterial: the material, root-wrapped and stored.
+    imported: Option<ImportedMaterial>,
+    /// Whether `imported` was stored by this request (and so must be erased if not committed).
+    stored_now: Option<(String, [u8; 16], String)>,
+}
+
+impl Prepared {
+    /// Erases what this request stored when no event committed it.
+    async fn discard(&self, ctx: &RoleCtx) {
+        if let (Some((account, key_id, key_text)), Some(imported)) = (&self.stored_now, &self.imported) {
+            if let Err(e) = ctx.cache.erase_deleted(account, key_id, key_text, &imported.material).await {
+                tracing::warn!(error = %e, "cannot erase uncommitted imported material; it is erased with the key");
+            }
+        }
+    }
+}
+
+fn invalid_import_token() -> KmsError {
+    KmsError::new(
+        ErrorKind::InvalidImportToken,
+        "The import token is not valid for this KMS key: use the ImportToken and PublicKey of one GetParametersForImport response for this key.",
+    )
+}
+
+/// Failed unwraps a token tolerates before its wrapping key is destroyed (RUSTSEC-2023-0071:
+/// RSA decryption in the `rsa` crate is not constant time, so the number of decryption
+/// attempts per wrapping key is what bounds a timing attack).
+pub const MAX_FAILED_UNWRAPS_PER_TOKEN: u32 = 3;
+
+fn failed_unwraps() -> &'static std::sync::Mutex<std::collections::HashMap<[u8; 16], u32>> {
+    static FAILED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<[u8; 16], u32>>> =
+        std::sync::OnceLock::new();
+    FAILED.get_or_init(Default::default)
+}
+
+/// GetParametersForImport: checks the request, generates an RSA wrapping key pair off the
+/// async threads, stores its private half root-wrapped in the material stream, appends
+/// `ImportParametersIssued` and answers with the public key (DER), the authenticated import
+/// token and `ParametersValidTo` (now + 24 h).
+async fn get_parameters_for_import(
+    ctx: &RoleCtx,
+    caller: &Caller,
+    r: &keyledger_kms::api::GetParametersForImportRequest,
+    request_id: uuid::Uuid,
+    facts: &mut crate::pipeline::Facts,
+) -> Result<Success, KmsError> {
+    let realm = &ctx.config.realm;
+    let (account, key_id, arn) = {
+        let projection = ctx.follower.read();
+        let key = keyledger_kms::import_parameters_target(&projection, realm, caller, r)?;
+        (key.account.clone(), key.id, key.arn(realm))
+    };
+    let internal = || KmsError::internal("The import parameters could not be prepared; retry the request.");
+    let spec = r.wrapping_key_spec.code().and_then(crypto::WrappingKeySpec::from_code).ok_or_else(internal)?;
+    let algorithm = r.wrapping_algorithm.code().and_then(crypto::WrappingAlgorithm::from_code).ok_or_else(internal)?;
+    let wrapping =
+        tokio::task::spawn_blocking(move || crypto::ImportWrappingKey::generate(spec)).await.map_err(|_| internal())?;
+    let token_id = *uuid::Uuid::new_v4().as_bytes();
+    let key_text = key_id.to_string();
+    let aad = crypto::ImportKeyAad { account: &account, key_id: *key_id.as_bytes(), token_id };
+    let wrapped = ctx.root.wrap_import_key(&aad, &wrapping);
+    ctx.materials.put_import_key(&account, &key_text, &token_id, &wrapped).await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot store the import wrapping key");
+        KmsError::new(ErrorKind::DependencyTimeout, "The key material store is not reachable; retry the request.")
+    })?;
+    let valid_to = ctx.config.clock.now_unix_ms() + keyledger_kms::IMPORT_PARAMETERS_VALIDITY_MS;
+    let params = ImportParametersIssuedV1 {
+        token_id,
+        wrapping_key_spec: spec.code(),
+        wrapping_algorithm: algorithm.code(),
+        public_key_digest: wrapping.public_key_digest(),
+        root_key_id: ctx.root.id(),
+        wrapped_key_digest: *blake3::hash(&wrapped).as_bytes(),
+        valid_to_unix_ms: valid_to,
+    };
+    let prepared = Prepared { import_parameters: Some(params), ..Prepared::default() };
+    let command = Command::Request(Request::GetParametersForImport(r.clone()));
+    let (seq, decision) = match execute_with(ctx, caller, &command, *request_id.as_bytes(), &prepared).await {
+        Ok(v) => v,
+        Err(e) => {
+            if let Err(erase) = ctx.materials.erase_import_key(&account, &key_text, &token_id).await {
+                tracing::warn!(error = %erase, "cannot erase an unused import wrapping key; it is erased with the key");
+            }
+            return Err(e);
+        }
+    };
+    facts.record.decided_at_seq = seq;
+    facts.recorded_elsewhere = decision.is_some();
+    let token = ctx.root.import_token(&crypto::ImportTokenFields {
+        account: account.clone(),
+        key_id: *key_id.as_bytes(),
+        token_id,
+        wrapping_key_spec: spec,
+        wrapping_algorithm: algorithm,
+        public_key_digest: wrapping.public_key_digest(),
+        valid_to_unix_ms: valid_to,
+    });
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(Success::json(
+        serde_json::json!({
+            "KeyId": arn,
+            "ImportToken": b64.encode(token),
+            "PublicKey": b64.encode(wrapping.public_key_der()),
+            "ParametersValidTo": valid_to as f64 / 1000.0,
+        }),
+        Some(seq),
+    ))
+}
+
+/// ImportKeyMaterial before deciding: the rulebook's checks ([`keyledger_kms::import_target`]),
+/// the token (authenticated by the root key, bound to this key, open in the projection, not
+/// expired), the stored wrapping key (its digest as committed, unwrapped by the root key, its
+/// public key the token's), the RSA unwrap (`InvalidCiphertextException`; after
+/// [`MAX_FAILED_UNWRAPS_PER_TOKEN`] failures the wrapping key is erased), the material's
+/// length (32 bytes for SYMMETRIC_DEFAULT, else `IncorrectKeyMaterialException`) and its
+/// commitment against the key's bound material. The material is then stored root-wrapped
+/// (or, when the key still holds it, the stored copy is kept).
+async fn prepare_import(
+    ctx: &RoleCtx,
+    caller: &Caller,
+    r: &keyledger_kms::api::ImportKeyMaterialRequest,
+) -> Result<Prepared, KmsError> {
+    let realm = &ctx.config.realm;
+    let now = ctx.config.clock.now_unix_ms();
+    let (account, key_id, import, current) = {
+        let projection = ctx.follower.read();
+        let key = keyledger_kms::import_target(&projection, realm, caller, r, now)?;
+        (key.account.clone(), key.id, key.import().clone(), key.current_material().cloned())
+    };
+    let key_text = key_id.to_string();
+    let fields = ctx
+        .root
+        .verify_import_token(&account, *key_id.as_bytes(), &r.import_token)
+        .map_err(|_| invalid_import_token())?;
+    let params = import.parameters(&fields.token_id).ok_or_else(invalid_import_token)?;
+    if params.public_key_digest != fields.public_key_digest
+        || params.valid_to_unix_ms != fields.valid_to_unix_ms
+        || params.wrapping_key_spec != fields.wrapping_key_spec.code()
+        || params.wrapping_algorithm != fields.wrapping_algorithm.code()
+    {
+        return Err(invalid_import_token());
+    }
+    if params.valid_to_unix_ms <= now {
+        return Err(KmsError::new(
+            ErrorKind::ExpiredImportToken,
+            "The import token has expired (import parameters are valid for 24 hours); call GetParametersForImport again.",
+        ));
+    }
+    let integrity = || KmsError::new(ErrorKind::KMSInternal, "The import wrapping key failed its integrity check.");
+    let wrapped = ctx
+        .materials
+        .get_import_key(&account, &key_text, &fields.token_id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot fetch the import wrapping key");
+            KmsError::new(ErrorKind::DependencyTimeout, "The key material store is not reachable; retry the request.")
+        })?
+        // Erased after too many failed unwraps: the token is spent.
+        .ok_or_else(invalid_import_token)?;
+    if *blake3::hash(&wrapped).as_bytes() != params.wrapped_key_digest {
+        tracing::error!(key_id = %key_text, "stored import wrapping key does not match its commitment");
+        return Err(integrity());
+    }
+    let aad = crypto::ImportKeyAad { account: &account, key_id: *key_id.as_bytes(), token_id: fields.token_id };
+    let wrapping = ctx.root.unwrap_import_key(&aad, &wrapped).map_err(|e| {
+        tracing::error!(key_id = %key_text, error = %e, "cannot unwrap the import wrapping key");
+        integrity()
+    })?;
+    if wrapping.public_key_digest() != params.public_key_digest {
+        return Err(integrity());
+    }
+    let algorithm = fields.wrapping_algorithm;
+    let encrypted = r.encrypted_key_material.clone();
+    let unwrapped = tokio::task::spawn_blocking(move || wrapping.unwrap_material(algorithm, &encrypted))
+        .await
+        .map_err(|_| KmsError::internal("The key material could not be unwrapped; retry the request."))?;
+    let unwrapped = match unwrapped {
+        Ok(m) => {
+            failed_unwraps().lock().unwrap_or_else(|p| p.into_inner()).remove(&fields.token_id);
+            m
+        }
+        Err(_) => {
+            let spent = {
+                let mut failed = failed_unwraps().lock().unwrap_or_else(|p| p.into_inner());
+                let n = failed.entry(fields.token_id).or_insert(0);
+                *n += 1;
+                *n >= MAX_FAILED_UNWRAPS_PER_TOKEN
+            };
+            if spent {
+                tracing::warn!(key_id = %key_text, "import token spent after repeated failed unwraps; wrapping key erased");
+                if let Err(e) = ctx.materials.erase_import_key(&account, &key_text, &fields.token_id).await {
+                    tracing::warn!(error = %e, "cannot erase a spent import wrapping key");
+                }
+            }
+            return Err(KmsError::new(
+                ErrorKind::InvalidCiphertext,
+                "The encrypted key material could not be unwrapped with the wrapping key of this import token and its WrappingAlgorithm.",
+            ));
+        }
+    };
+    let material = crypto::KeyMaterial::from_slice(&unwrapped).map_err(|_| {
+        KmsError::new(
+            ErrorKind::IncorrectKeyMaterial,
+            format!(
+                "The key material must be 32 bytes (256 bits) for a SYMMETRIC_DEFAULT key; it is {} bytes.",
+                unwrapped.len()
+            ),
+        )
+    })?;
+    drop(unwrapped);
+    let material_id = ctx.root.material_id(&material);
+    if import.bound_material_id.is_some_and(|bound| bound != material_id) {
+        return Err(KmsError::new(
+            ErrorKind::IncorrectKeyMaterial,
+            "The key material does not match the key material previously imported into this KMS key: a KMS key is permanently associated with its key material.",
+        ));
+    }
+    // Reimport while the material is present (e.g. to change ValidTo): keep the stored copy.
+    if let Some(current) = current.filter(|c| c.material_id == material_id) {
+        return Ok(Prepared {
+            imported: Some(ImportedMaterial { material: current, token_id: fields.token_id }),
+            ..Prepared::default()
+        });
+    }
+    // After a deletion whose erase has not run yet, the old copy still occupies the subject.
+    if let Some(old) = &import.last_deleted {
+        let _ = ctx.cache.erase_deleted(&account, key_id.as_bytes(), &key_text, old).await;
+    }
+    let reference = ctx.cache.store_material(&account, key_id.as_bytes(), &key_text, 1, &material).await?;
+    Ok(Prepared {
+        imported: Some(ImportedMaterial { material: reference, token_id: fields.token_id }),
+        stored_now: Some((account, *key_id.as_bytes(), key_text)),
+        ..Prepared::default()
+    })
+}
+
+/// An import token is single use: once its material is imported, its wrapping key is erased
+/// (the token then answers InvalidImportTokenException). Fewer live RSA private keys, and no
+/// decryption oracle left open for the rest of the 24 hours (RUSTSEC-2023-0071).
+async fn spend_import_token(ctx: &RoleCtx, account: &str, key_text: &str, token_id: [u8; 16]) {
+    if let Err(e) = ctx.materials.erase_import_key(account, key_text, &token_id).await {
+        tracing::warn!(error = %e, "cannot erase a spent import wrapping key; it is erased with the key");
+    }
 }
 
 /// Decides and appends `command`. Returns the log sequence that reflects it (the appended
@@ -51,6 +322,16 @@ pub async fn execute(
     caller: &Caller,
     command: &Command,
     request_id: [u8; 16],
+) -> Result<(u64, Option<Decision>), KmsError> {
+    execute_with(ctx, caller, command, request_id, &Prepared::default()).await
+}
+
+async fn execute_with(
+    ctx: &RoleCtx,
+    caller: &Caller,
+    command: &Command,
+    request_id: [u8; 16],
+    extra: &Prepared,
 ) -> Result<(u64, Option<Decision>), KmsError> {
     let new_key_id = KeyId::from_uuid(uuid::Uuid::new_v4());
     let mut prepared: Option<(String, String, keyledger_events::MaterialRefV1)> = None;
@@ -91,7 +372,13 @@ pub async fn execute(
             if !same {
                 None
             } else {
-                let decide_ctx = Ctx { now_unix_ms: now, new_key_id, new_material: material.clone() };
+                let decide_ctx = Ctx {
+                    now_unix_ms: now,
+                    new_key_id,
+                    new_material: material.clone(),
+                    import_parameters: extra.import_parameters.clone(),
+                    imported: extra.imported.clone(),
+                };
                 Some(
                     keyledger_kms::decide(
                         &projection,
@@ -187,7 +474,9 @@ pub fn background(ctx: Arc<RoleCtx>) -> Vec<JoinHandle<()>> {
                 // local clock from appending such ignored events every tick).
                 let mut server_now: Option<u64> = None;
                 for command in due {
-                    if let Command::DeletionDue { due_unix_ms, .. } = &command {
+                    if let Command::DeletionDue { due_unix_ms, .. } | Command::MaterialExpiryDue { due_unix_ms, .. } =
+                        &command
+                    {
                         if server_now.is_none() {
                             match ctx.log.server_time_unix_ms().await {
                                 Ok(t) => server_now = Some(t),
@@ -219,10 +508,26 @@ pub fn background(ctx: Arc<RoleCtx>) -> Vec<JoinHandle<()>> {
             for (account, key_id) in tombstones {
                 erase(&ctx, &account, &key_id).await;
             }
+            // Imported material deleted or expired before this instance started: erased only
+            // if the stored bytes are still the deleted ones (a reimport is never touched).
+            let deleted_materials: Vec<_> = ctx
+                .follower
+                .read()
+                .all_keys()
+                .filter_map(|k| k.import().last_deleted.clone().map(|m| (k.account.clone(), k.id, m)))
+                .collect();
+            for (account, key_id, material) in deleted_materials {
+                erase_deleted(&ctx, &account, &key_id, &material).await;
+            }
             loop {
                 match events.recv().await {
                     Ok(applied) => {
                         if applied.event.aggregate_kind() != AggregateKind::Key {
+                            continue;
+                        }
+                        if let Body::KeyMaterialDeleted(b) = &applied.event.body {
+                            let Ok(key_id) = applied.event.record.aggregate_id.parse::<KeyId>() else { continue };
+                            erase_deleted(&ctx, &applied.event.record.account, &key_id, &b.material).await;
                             continue;
                         }
                         if !matches!(applied.event.body, Body::KeyDeleted(_)) {
@@ -246,6 +551,14 @@ pub fn background(ctx: Arc<RoleCtx>) -> Vec<JoinHandle<()>> {
         })
     };
     vec![scheduler, eraser]
+}
+
+async fn erase_deleted(ctx: &RoleCtx, account: &str, key_id: &KeyId, material: &keyledger_events::MaterialRefV1) {
+    match ctx.cache.erase_deleted(account, key_id.as_bytes(), &key_id.to_string(), material).await {
+        Ok(false) => {}
+        Ok(true) => tracing::info!(key_id = %key_id, version = material.version, "imported key material erased"),
+        Err(e) => tracing::warn!(key_id = %key_id, error = %e, "imported key material not erased yet"),
+    }
 }
 
 async fn erase(ctx: &RoleCtx, account: &str, key_id: &KeyId) {

@@ -49,15 +49,37 @@ impl MaterialCache {
         key_id_text: &str,
         version: u32,
     ) -> Result<MaterialRefV1, KmsError> {
-        let material = KeyMaterial::generate();
+        self.store_material(account, key_id, key_id_text, version, &KeyMaterial::generate()).await
+    }
+
+    /// Wraps `material` (generated here, or imported) under the root key for
+    /// `(account, key_id, version)` and stores it in the material stream once. Returns the
+    /// commitment the event will carry.
+    ///
+    /// Errors: `DependencyTimeoutException` when the store is unreachable;
+    /// `KMSInternalException` when the subject already holds other bytes.
+    pub async fn store_material(
+        &self,
+        account: &str,
+        key_id: &[u8; 16],
+        key_id_text: &str,
+        version: u32,
+        material: &KeyMaterial,
+    ) -> Result<MaterialRefV1, KmsError> {
         let aad = MaterialAad { account, key_id: *key_id, version };
-        let wrapped = self.root.wrap(&aad, &material);
-        let material_id = self.root.material_id(&material);
+        let wrapped = self.root.wrap(&aad, material);
+        let material_id = self.root.material_id(material);
         let reference =
             MaterialRefV1 { version, material_id, root_key_id: self.root.id(), wrapped_digest: wrapped.digest() };
-        self.store.put(account, key_id_text, version, &material_id, wrapped.as_bytes()).await.map_err(|e| {
-            tracing::warn!(error = %e, "cannot store prepared key material");
-            unavailable("put")
+        self.store.put(account, key_id_text, version, &material_id, wrapped.as_bytes()).await.map_err(|e| match e {
+            keyledger_log::LogError::MaterialConflict { .. } => {
+                tracing::error!(key_id = key_id_text, version, "the material subject already holds other bytes");
+                KmsError::new(ErrorKind::KMSInternal, "The key material could not be stored; retry the request.")
+            }
+            e => {
+                tracing::warn!(error = %e, "cannot store prepared key material");
+                unavailable("put")
+            }
         })?;
         Ok(reference)
     }
@@ -118,6 +140,26 @@ impl MaterialCache {
         }
         cache.insert((*key_id, reference.version), material.clone());
         Ok(material)
+    }
+
+    /// Erases the stored copy of one deleted material (imported material that expired or was
+    /// deleted), only if the stored bytes are still the ones `reference` committed to, and
+    /// drops the key from the cache. Returns whether a message was erased.
+    pub async fn erase_deleted(
+        &self,
+        account: &str,
+        key_id: &[u8; 16],
+        key_id_text: &str,
+        reference: &MaterialRefV1,
+    ) -> Result<bool, KmsError> {
+        self.evict_key(key_id);
+        self.store
+            .erase_if_digest(account, key_id_text, reference.version, &reference.material_id, &reference.wrapped_digest)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot erase deleted key material");
+                unavailable("erase")
+            })
     }
 
     /// Drops every cached version of a key.

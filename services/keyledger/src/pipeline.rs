@@ -198,6 +198,8 @@ pub enum Recheck {
 impl Recheck {
     fn run(&self, p: &Projection, ctx: &RoleCtx) -> Result<(), KmsError> {
         let realm = &ctx.config.realm;
+        // The clock after the record is stored: material that expired meanwhile is withheld.
+        let now = ctx.config.clock.now_unix_ms();
         let changed = || {
             KmsError::new(
                 ErrorKind::KMSInvalidState,
@@ -208,7 +210,7 @@ impl Recheck {
             Recheck::Key { input, op, key_arn } => {
                 // The caller's account is embedded in the ARN the first decision resolved.
                 let caller = caller_for(key_arn);
-                let key = keyledger_kms::resolve_for_crypto(p, realm, &caller, input, *op)?;
+                let key = keyledger_kms::resolve_for_crypto(p, realm, &caller, input, *op, now)?;
                 if key.arn != *key_arn {
                     return Err(changed());
                 }
@@ -223,6 +225,7 @@ impl Recheck {
                     *key_id,
                     *material_version,
                     supplied.as_deref(),
+                    now,
                 )?;
                 if key.arn != *key_arn {
                     return Err(changed());

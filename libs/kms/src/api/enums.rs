@@ -219,3 +219,94 @@ aws_enum!(
         IgnoreCiphertext = "IGNORE_CIPHERTEXT",
     }
 );
+
+aws_enum!(
+    /// AWS `AlgorithmSpec` (GetParametersForImport `WrappingAlgorithm`). `RSAES_PKCS1_V1_5`
+    /// (refused by AWS since 2023-10-10) and `SM2PKE` (China Regions) are answered with
+    /// UnsupportedOperationException.
+    WrappingAlgorithm {
+        RsaesPkcs1V15 = "RSAES_PKCS1_V1_5",
+        RsaesOaepSha1 = "RSAES_OAEP_SHA_1",
+        RsaesOaepSha256 = "RSAES_OAEP_SHA_256",
+        RsaAesKeyWrapSha1 = "RSA_AES_KEY_WRAP_SHA_1",
+        RsaAesKeyWrapSha256 = "RSA_AES_KEY_WRAP_SHA_256",
+        Sm2pke = "SM2PKE",
+    }
+);
+
+impl WrappingAlgorithm {
+    /// The event code ([`codes::wrapping_algorithm`]); `None` for the refused algorithms.
+    pub fn code(self) -> Option<u16> {
+        match self {
+            WrappingAlgorithm::RsaesOaepSha1 => Some(codes::wrapping_algorithm::RSAES_OAEP_SHA_1),
+            WrappingAlgorithm::RsaesOaepSha256 => Some(codes::wrapping_algorithm::RSAES_OAEP_SHA_256),
+            WrappingAlgorithm::RsaAesKeyWrapSha1 => Some(codes::wrapping_algorithm::RSA_AES_KEY_WRAP_SHA_1),
+            WrappingAlgorithm::RsaAesKeyWrapSha256 => Some(codes::wrapping_algorithm::RSA_AES_KEY_WRAP_SHA_256),
+            WrappingAlgorithm::RsaesPkcs1V15 | WrappingAlgorithm::Sm2pke => None,
+        }
+    }
+
+    /// The algorithm of an event code.
+    pub fn from_code(code: u16) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.code() == Some(code))
+    }
+}
+
+aws_enum!(
+    /// AWS `WrappingKeySpec` (GetParametersForImport). `SM2` (China Regions) is answered with
+    /// UnsupportedOperationException.
+    WrappingKeySpec {
+        Rsa2048 = "RSA_2048",
+        Rsa3072 = "RSA_3072",
+        Rsa4096 = "RSA_4096",
+        Sm2 = "SM2",
+    }
+);
+
+impl WrappingKeySpec {
+    /// The event code ([`codes::wrapping_key_spec`]); `None` for SM2.
+    pub fn code(self) -> Option<u16> {
+        match self {
+            WrappingKeySpec::Rsa2048 => Some(codes::wrapping_key_spec::RSA_2048),
+            WrappingKeySpec::Rsa3072 => Some(codes::wrapping_key_spec::RSA_3072),
+            WrappingKeySpec::Rsa4096 => Some(codes::wrapping_key_spec::RSA_4096),
+            WrappingKeySpec::Sm2 => None,
+        }
+    }
+
+    /// The spec of an event code.
+    pub fn from_code(code: u16) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.code() == Some(code))
+    }
+}
+
+aws_enum!(
+    /// AWS `ExpirationModelType` (ImportKeyMaterial `ExpirationModel`).
+    ExpirationModel {
+        KeyMaterialExpires = "KEY_MATERIAL_EXPIRES",
+        KeyMaterialDoesNotExpire = "KEY_MATERIAL_DOES_NOT_EXPIRE",
+    }
+);
+
+impl ExpirationModel {
+    /// The event code ([`codes::expiration_model`]).
+    pub fn code(self) -> u16 {
+        match self {
+            ExpirationModel::KeyMaterialExpires => codes::expiration_model::KEY_MATERIAL_EXPIRES,
+            ExpirationModel::KeyMaterialDoesNotExpire => codes::expiration_model::KEY_MATERIAL_DOES_NOT_EXPIRE,
+        }
+    }
+
+    /// The model of an event code.
+    pub fn from_code(code: u16) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.code() == code)
+    }
+}
+
+aws_enum!(
+    /// AWS `ImportType` (ImportKeyMaterial).
+    ImportType {
+        NewKeyMaterial = "NEW_KEY_MATERIAL",
+        ExistingKeyMaterial = "EXISTING_KEY_MATERIAL",
+    }
+);

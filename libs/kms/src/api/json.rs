@@ -92,6 +92,23 @@ impl Members {
         }
     }
 
+    /// An AWS JSON timestamp: a number of seconds since the epoch (fractions allowed, as boto3
+    /// and the AWS CLI send it), returned in whole milliseconds. Negative or non-finite
+    /// numbers are refused.
+    pub fn timestamp_ms(&mut self, member: &str) -> Result<Option<u64>, KmsError> {
+        match self.take(member) {
+            None => Ok(None),
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(secs) if (0.0..1e13).contains(&secs) => Ok(Some((secs * 1000.0).round() as u64)),
+                _ => Err(wrong_type(member, "a timestamp (seconds since the epoch)")),
+            },
+            Some(mut v) => {
+                scrub(&mut v);
+                Err(wrong_type(member, "a timestamp (seconds since the epoch)"))
+            }
+        }
+    }
+
     pub fn boolean(&mut self, member: &str) -> Result<Option<bool>, KmsError> {
         match self.take(member) {
             None => Ok(None),

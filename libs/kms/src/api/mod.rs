@@ -33,6 +33,9 @@ pub enum Operation {
     EnableKeyRotation,
     DisableKeyRotation,
     RotateKeyOnDemand,
+    GetParametersForImport,
+    ImportKeyMaterial,
+    DeleteImportedKeyMaterial,
     TagResource,
     UntagResource,
     CreateAlias,
@@ -54,7 +57,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation in scope.
-    pub const ALL: [Operation; 26] = [
+    pub const ALL: [Operation; 29] = [
         Operation::CreateKey,
         Operation::UpdateKeyDescription,
         Operation::EnableKey,
@@ -64,6 +67,9 @@ impl Operation {
         Operation::EnableKeyRotation,
         Operation::DisableKeyRotation,
         Operation::RotateKeyOnDemand,
+        Operation::GetParametersForImport,
+        Operation::ImportKeyMaterial,
+        Operation::DeleteImportedKeyMaterial,
         Operation::TagResource,
         Operation::UntagResource,
         Operation::CreateAlias,
@@ -101,6 +107,9 @@ impl Operation {
             Operation::EnableKeyRotation => "EnableKeyRotation",
             Operation::DisableKeyRotation => "DisableKeyRotation",
             Operation::RotateKeyOnDemand => "RotateKeyOnDemand",
+            Operation::GetParametersForImport => "GetParametersForImport",
+            Operation::ImportKeyMaterial => "ImportKeyMaterial",
+            Operation::DeleteImportedKeyMaterial => "DeleteImportedKeyMaterial",
             Operation::TagResource => "TagResource",
             Operation::UntagResource => "UntagResource",
             Operation::CreateAlias => "CreateAlias",
@@ -131,9 +140,23 @@ impl Operation {
     pub fn role(self) -> Role {
         use Operation::*;
         match self {
-            CreateKey | UpdateKeyDescription | EnableKey | DisableKey | ScheduleKeyDeletion | CancelKeyDeletion
-            | EnableKeyRotation | DisableKeyRotation | RotateKeyOnDemand | TagResource | UntagResource
-            | CreateAlias | UpdateAlias | DeleteAlias => Role::Management,
+            CreateKey
+            | UpdateKeyDescription
+            | EnableKey
+            | DisableKey
+            | ScheduleKeyDeletion
+            | CancelKeyDeletion
+            | EnableKeyRotation
+            | DisableKeyRotation
+            | RotateKeyOnDemand
+            | GetParametersForImport
+            | ImportKeyMaterial
+            | DeleteImportedKeyMaterial
+            | TagResource
+            | UntagResource
+            | CreateAlias
+            | UpdateAlias
+            | DeleteAlias => Role::Management,
             DescribeKey | ListKeys | ListAliases | GetKeyRotationStatus | ListKeyRotations | ListResourceTags => {
                 Role::Read
             }

@@ -54,6 +54,10 @@ pub mod limits {
     pub const MAX_PENDING_WINDOW_DAYS: i64 = 30;
     /// See [`MIN_PENDING_WINDOW_DAYS`].
     pub const DEFAULT_PENDING_WINDOW_DAYS: u16 = 30;
+    /// `KeyMaterialDescription`: 0..256 characters of `[a-zA-Z0-9:/_\s.-]` (API model).
+    pub const MAX_KEY_MATERIAL_DESCRIPTION_CHARS: usize = 256;
+    /// `KeyMaterialId`: 64 lowercase hex characters (API model `KeyMaterialIdType`).
+    pub const KEY_MATERIAL_ID_CHARS: usize = 64;
     /// `AliasName`: 1..256 characters (API model).
     pub const MAX_ALIAS_NAME_CHARS: usize = 256;
     /// `Marker`: 1..1024 characters of U+0020..U+00FF (API model).
@@ -133,6 +137,49 @@ key_only_request!(
     /// GetKeyRotationStatus.
     GetKeyRotationStatusRequest,
 );
+
+/// GetParametersForImport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetParametersForImportRequest {
+    /// `KeyId` (key id or key ARN) of an EXTERNAL key.
+    pub key_id: String,
+    /// `WrappingAlgorithm`.
+    pub wrapping_algorithm: WrappingAlgorithm,
+    /// `WrappingKeySpec`.
+    pub wrapping_key_spec: WrappingKeySpec,
+}
+
+/// ImportKeyMaterial. The two blobs are not secret (the material inside is wrapped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportKeyMaterialRequest {
+    /// `KeyId` (key id or key ARN) of an EXTERNAL key.
+    pub key_id: String,
+    /// `ImportToken` from GetParametersForImport, 1..6144 bytes.
+    pub import_token: Vec<u8>,
+    /// `EncryptedKeyMaterial`, 1..6144 bytes, wrapped with the public key of that response.
+    pub encrypted_key_material: Vec<u8>,
+    /// `ExpirationModel`, default KEY_MATERIAL_EXPIRES.
+    pub expiration_model: ExpirationModel,
+    /// `ValidTo` in ms since the epoch; present exactly when the model is KEY_MATERIAL_EXPIRES
+    /// (checked here); that it is in the future and at most 365 days ahead is checked when
+    /// deciding, against the clock.
+    pub valid_to_unix_ms: Option<u64>,
+    /// `ImportType`, if given (the default depends on the key: see `decide`).
+    pub import_type: Option<ImportType>,
+    /// `KeyMaterialDescription`, 0..256 characters.
+    pub key_material_description: String,
+    /// `KeyMaterialId` (64 lowercase hex), if given.
+    pub key_material_id: Option<String>,
+}
+
+/// DeleteImportedKeyMaterial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteImportedKeyMaterialRequest {
+    /// `KeyId` (key id or key ARN) of an EXTERNAL key.
+    pub key_id: String,
+    /// `KeyMaterialId` (64 lowercase hex); default: the current material.
+    pub key_material_id: Option<String>,
+}
 
 /// ScheduleKeyDeletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,6 +423,9 @@ pub enum Request {
     EnableKeyRotation(EnableKeyRotationRequest),
     DisableKeyRotation(DisableKeyRotationRequest),
     RotateKeyOnDemand(RotateKeyOnDemandRequest),
+    GetParametersForImport(GetParametersForImportRequest),
+    ImportKeyMaterial(ImportKeyMaterialRequest),
+    DeleteImportedKeyMaterial(DeleteImportedKeyMaterialRequest),
     TagResource(TagResourceRequest),
     UntagResource(UntagResourceRequest),
     CreateAlias(CreateAliasRequest),
@@ -408,6 +458,9 @@ impl Request {
             Request::EnableKeyRotation(_) => Operation::EnableKeyRotation,
             Request::DisableKeyRotation(_) => Operation::DisableKeyRotation,
             Request::RotateKeyOnDemand(_) => Operation::RotateKeyOnDemand,
+            Request::GetParametersForImport(_) => Operation::GetParametersForImport,
+            Request::ImportKeyMaterial(_) => Operation::ImportKeyMaterial,
+            Request::DeleteImportedKeyMaterial(_) => Operation::DeleteImportedKeyMaterial,
             Request::TagResource(_) => Operation::TagResource,
             Request::UntagResource(_) => Operation::UntagResource,
             Request::CreateAlias(_) => Operation::CreateAlias,
@@ -442,6 +495,9 @@ impl Request {
             Request::EnableKeyRotation(r) => Some(&r.key_id),
             Request::DisableKeyRotation(r) => Some(&r.key_id),
             Request::RotateKeyOnDemand(r) => Some(&r.key_id),
+            Request::GetParametersForImport(r) => Some(&r.key_id),
+            Request::ImportKeyMaterial(r) => Some(&r.key_id),
+            Request::DeleteImportedKeyMaterial(r) => Some(&r.key_id),
             Request::TagResource(r) => Some(&r.key_id),
             Request::UntagResource(r) => Some(&r.key_id),
             Request::CreateAlias(r) => Some(&r.target_key_id),
@@ -490,6 +546,93 @@ pub fn parse_request(op: Operation, body: &[u8]) -> Result<Request, KmsError> {
         }
         Operation::RotateKeyOnDemand => {
             Request::RotateKeyOnDemand(RotateKeyOnDemandRequest { key_id: only_key_id(&mut m, c)? })
+        }
+        Operation::GetParametersForImport => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let alg = m.string("WrappingAlgorithm")?;
+            let alg = c.required(alg, "wrappingAlgorithm");
+            let alg = c.enum_value(alg, "wrappingAlgorithm", WrappingAlgorithm::parse, WrappingAlgorithm::value_set());
+            let spec = m.string("WrappingKeySpec")?;
+            let spec = c.required(spec, "wrappingKeySpec");
+            let spec = c.enum_value(spec, "wrappingKeySpec", WrappingKeySpec::parse, WrappingKeySpec::value_set());
+            c.finish()?;
+            Request::GetParametersForImport(GetParametersForImportRequest {
+                key_id: key_id.unwrap(),
+                wrapping_algorithm: alg.unwrap(),
+                wrapping_key_spec: spec.unwrap(),
+            })
+        }
+        Operation::ImportKeyMaterial => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let token = m.blob("ImportToken")?;
+            let token = c.required(token, "importToken");
+            if let Some(t) = &token {
+                c.hidden_len(t.len(), "importToken", 1, limits::MAX_CIPHERTEXT_BYTES);
+            }
+            let material = m.blob("EncryptedKeyMaterial")?;
+            let material = c.required(material, "encryptedKeyMaterial");
+            if let Some(b) = &material {
+                c.hidden_len(b.len(), "encryptedKeyMaterial", 1, limits::MAX_CIPHERTEXT_BYTES);
+            }
+            let valid_to = m.timestamp_ms("ValidTo")?;
+            let model = m.string("ExpirationModel")?;
+            let model = c.enum_value(model, "expirationModel", ExpirationModel::parse, ExpirationModel::value_set());
+            let import_type = m.string("ImportType")?;
+            let import_type = c.enum_value(import_type, "importType", ImportType::parse, ImportType::value_set());
+            let description = m.string("KeyMaterialDescription")?.unwrap_or_default();
+            c.str_len(&description, "keyMaterialDescription", 0, limits::MAX_KEY_MATERIAL_DESCRIPTION_CHARS);
+            let ok = description.chars().all(|ch| {
+                ch.is_ascii_alphanumeric() || ch.is_whitespace() || matches!(ch, ':' | '/' | '_' | '.' | '-')
+            });
+            c.pattern(&description, "keyMaterialDescription", ok, "^[a-zA-Z0-9:/_\\s.-]+$");
+            let material_id = m.string("KeyMaterialId")?;
+            if let Some(id) = &material_id {
+                c.str_len(id, "keyMaterialId", limits::KEY_MATERIAL_ID_CHARS, limits::KEY_MATERIAL_ID_CHARS);
+                let ok = id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                c.pattern(id, "keyMaterialId", ok, "^[a-f0-9]+$");
+            }
+            c.finish()?;
+            let expiration_model = model.unwrap_or(ExpirationModel::KeyMaterialExpires);
+            match (expiration_model, valid_to) {
+                (ExpirationModel::KeyMaterialExpires, None) => {
+                    return Err(KmsError::validation(
+                        "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES",
+                    ))
+                }
+                (ExpirationModel::KeyMaterialDoesNotExpire, Some(_)) => {
+                    return Err(KmsError::validation(
+                        "A validTo date must not be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE",
+                    ))
+                }
+                _ => {}
+            }
+            if import_type == Some(ImportType::NewKeyMaterial) && material_id.is_some() {
+                return Err(KmsError::validation("KeyMaterialId must not be set when ImportType is NEW_KEY_MATERIAL"));
+            }
+            Request::ImportKeyMaterial(ImportKeyMaterialRequest {
+                key_id: key_id.unwrap(),
+                import_token: token.unwrap(),
+                encrypted_key_material: material.unwrap(),
+                expiration_model,
+                valid_to_unix_ms: valid_to,
+                import_type,
+                key_material_description: description,
+                key_material_id: material_id,
+            })
+        }
+        Operation::DeleteImportedKeyMaterial => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let material_id = m.string("KeyMaterialId")?;
+            if let Some(id) = &material_id {
+                c.str_len(id, "keyMaterialId", limits::KEY_MATERIAL_ID_CHARS, limits::KEY_MATERIAL_ID_CHARS);
+                let ok = id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                c.pattern(id, "keyMaterialId", ok, "^[a-f0-9]+$");
+            }
+            c.finish()?;
+            Request::DeleteImportedKeyMaterial(DeleteImportedKeyMaterialRequest {
+                key_id: key_id.unwrap(),
+                key_material_id: material_id,
+            })
         }
         Operation::GetKeyRotationStatus => {
             Request::GetKeyRotationStatus(GetKeyRotationStatusRequest { key_id: only_key_id(&mut m, c)? })
@@ -999,12 +1142,7 @@ fn create_key(m: &mut Members, c: &mut Checks) -> Result<CreateKeyRequest, KmsEr
         )));
     }
     match origin {
-        Origin::AwsKms => {}
-        Origin::External => {
-            return Err(KmsError::unsupported(
-                "Origin EXTERNAL (imported key material) is not supported yet; it comes in a later release.",
-            ))
-        }
+        Origin::AwsKms | Origin::External => {}
         other => {
             return Err(KmsError::unsupported(format!(
                 "Origin {other} is not supported: Keyledger has no custom key stores."

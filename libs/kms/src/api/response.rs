@@ -48,6 +48,14 @@ pub fn key_metadata(key: &Key, realm: &Realm) -> Value {
     if let Some(mat) = key.current_material() {
         m.insert("CurrentKeyMaterialId".into(), json!(hex::encode(mat.material_id)));
     }
+    if key.origin == crate::api::Origin::External {
+        if let Some(model) = key.import().expiration_model {
+            m.insert("ExpirationModel".into(), json!(model.as_str()));
+        }
+        if let Some(t) = key.import().valid_to_unix_ms {
+            m.insert("ValidTo".into(), epoch_seconds(t));
+        }
+    }
     if let Some(d) = key.deletion {
         m.insert("DeletionDate".into(), epoch_seconds(d.deletion_unix_ms));
         m.insert("PendingDeletionWindowInDays".into(), json!(d.window_days));

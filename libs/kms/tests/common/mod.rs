@@ -3,10 +3,13 @@
 //! that run requests the way keyd and cryptod do.
 #![allow(dead_code)]
 
-use keyledger_events::{codes, decode, encode, AggregateKind, Body, Event, KeyCreatedV1, MaterialRefV1, PrincipalV1};
+use keyledger_events::{
+    codes, decode, encode, AggregateKind, Body, Event, ImportParametersIssuedV1, KeyCreatedV1, MaterialRefV1,
+    PrincipalV1,
+};
 use keyledger_kms::{
     decide, due_actions, management_response, material_needed, parse_request, query, AggregateHead, Caller, Command,
-    Ctx, Decision, ErrorKind, KeyId, KmsError, Limits, Operation, Projection, Realm, Role,
+    Ctx, Decision, ErrorKind, ImportedMaterial, KeyId, KmsError, Limits, Operation, Projection, Realm, Role,
 };
 use serde_json::Value;
 
@@ -61,6 +64,10 @@ pub struct World {
     pub server_skew: i64,
     pub log: Vec<Stored>,
     pub next_key: u64,
+    /// What the shell would have prepared for the next GetParametersForImport.
+    pub prepared_import_parameters: Option<ImportParametersIssuedV1>,
+    /// What the shell would have prepared for the next ImportKeyMaterial.
+    pub prepared_import: Option<ImportedMaterial>,
 }
 
 impl Default for World {
@@ -80,6 +87,8 @@ impl World {
             server_skew: 0,
             log: Vec::new(),
             next_key: 1,
+            prepared_import_parameters: None,
+            prepared_import: None,
         }
     }
 
@@ -158,7 +167,12 @@ impl World {
     pub fn decide_command(&mut self, command: &Command) -> Result<Option<Decision>, KmsError> {
         let new_key_id = self.fresh_key_id();
         let need = material_needed(&self.p, &self.realm, &self.caller, command, &new_key_id)?;
-        let ctx = Ctx { now_unix_ms: self.now, new_key_id, new_material: need.map(|n| material(&n.key_id, n.version)) };
+        let ctx = Ctx {
+            new_material: need.map(|n| material(&n.key_id, n.version)),
+            import_parameters: self.prepared_import_parameters.clone(),
+            imported: self.prepared_import.clone(),
+            ..Ctx::new(self.now, new_key_id)
+        };
         decide(&self.p, &self.realm, &self.caller, command, &ctx, &self.limits)
     }
 

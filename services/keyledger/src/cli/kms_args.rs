@@ -58,6 +58,18 @@ pub fn members(operation: &str) -> Option<&'static [&'static str]> {
         | "DisableKeyRotation"
         | "GetKeyRotationStatus" => KEY,
         "ScheduleKeyDeletion" => &["KeyId", "PendingWindowInDays"],
+        "GetParametersForImport" => &["KeyId", "WrappingAlgorithm", "WrappingKeySpec"],
+        "ImportKeyMaterial" => &[
+            "KeyId",
+            "ImportToken",
+            "EncryptedKeyMaterial",
+            "ValidTo",
+            "ExpirationModel",
+            "ImportType",
+            "KeyMaterialDescription",
+            "KeyMaterialId",
+        ],
+        "DeleteImportedKeyMaterial" => &["KeyId", "KeyMaterialId"],
         "EnableKeyRotation" => &["KeyId", "RotationPeriodInDays"],
         "ListKeyRotations" => &["KeyId", "IncludeKeyMaterial", "Limit", "Marker"],
         "TagResource" => &["KeyId", "Tags"],
@@ -111,9 +123,6 @@ const NOT_YET: &[&str] = &[
     "GetKeyPolicy",
     "PutKeyPolicy",
     "ListKeyPolicies",
-    "GetParametersForImport",
-    "ImportKeyMaterial",
-    "DeleteImportedKeyMaterial",
     "Sign",
     "Verify",
     "GetPublicKey",
@@ -131,7 +140,10 @@ const NOT_YET: &[&str] = &[
 const IGNORED_SWITCHES: &[&str] = &["no-cli-pager", "no-paginate", "no-verify-ssl"];
 
 /// Members that are blobs (base64 in JSON).
-const BLOB_MEMBERS: &[&str] = &["Plaintext", "CiphertextBlob"];
+const BLOB_MEMBERS: &[&str] = &["Plaintext", "CiphertextBlob", "ImportToken", "EncryptedKeyMaterial"];
+/// Members that are timestamps: epoch seconds or RFC 3339 (`2027-01-01T00:00:00Z`), as the aws
+/// CLI accepts them; sent as epoch seconds.
+const TIMESTAMP_MEMBERS: &[&str] = &["ValidTo"];
 /// Members that are integers.
 const INT_MEMBERS: &[&str] = &["NumberOfBytes", "Limit", "PendingWindowInDays", "RotationPeriodInDays"];
 /// Members that are booleans.
@@ -140,6 +152,17 @@ const BOOL_MEMBERS: &[&str] = &["DryRun", "BypassPolicyLockoutSafetyCheck", "Mul
 const MAP_MEMBERS: &[&str] = &["EncryptionContext", "SourceEncryptionContext", "DestinationEncryptionContext"];
 /// Members that are lists of strings.
 const LIST_MEMBERS: &[&str] = &["GrantTokens", "TagKeys", "DryRunModifiers"];
+
+/// A timestamp flag: epoch seconds (`1798761600`, fractions allowed) or RFC 3339.
+fn timestamp_value(raw: &str) -> Result<Value, String> {
+    if let Ok(secs) = raw.parse::<f64>() {
+        return serde_json::Number::from_f64(secs).map(Value::Number).ok_or_else(|| format!("'{raw}' is not a time"));
+    }
+    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("'{raw}' is neither epoch seconds nor an RFC 3339 time (2027-01-01T00:00:00Z)"))?;
+    let secs = t.unix_timestamp() as f64 + f64::from(t.nanosecond()) / 1e9;
+    serde_json::Number::from_f64(secs).map(Value::Number).ok_or_else(|| format!("'{raw}' is not a time"))
+}
 
 /// Kebab case → PascalCase (`key-id` → `KeyId`).
 pub fn pascal(kebab: &str) -> String {
@@ -293,6 +316,8 @@ pub fn parse(args: &[String]) -> Result<KmsInvocation, String> {
                 } else if INT_MEMBERS.contains(&member.as_str()) {
                     let raw = single(flag, &values)?;
                     Value::from(raw.parse::<i64>().map_err(|_| format!("--{flag}: expected an integer, got '{raw}'"))?)
+                } else if TIMESTAMP_MEMBERS.contains(&member.as_str()) {
+                    timestamp_value(single(flag, &values)?).map_err(|e| format!("--{flag}: {e}"))?
                 } else if MAP_MEMBERS.contains(&member.as_str()) {
                     parse_map(single(flag, &values)?).map_err(|e| format!("--{flag}: {e}"))?
                 } else if LIST_MEMBERS.contains(&member.as_str()) {
@@ -424,6 +449,31 @@ mod tests {
         let inv = parse(&args(&["list-keys", "--profile", "/x.json", "--no-cli-pager"])).unwrap();
         assert_eq!(inv.profile.as_deref(), Some(std::path::Path::new("/x.json")));
         assert_eq!(inv.request, serde_json::json!({}));
+    }
+
+    #[test]
+    fn import_flags_take_blobs_and_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("material.bin");
+        std::fs::write(&path, [1u8, 2, 3]).unwrap();
+        let inv = parse(&args(&[
+            "import-key-material",
+            "--key-id",
+            "k",
+            "--import-token",
+            "AAEC",
+            "--encrypted-key-material",
+            &format!("fileb://{}", path.display()),
+            "--valid-to",
+            "2027-01-01T00:00:00Z",
+        ]))
+        .unwrap();
+        assert_eq!(inv.request["EncryptedKeyMaterial"], "AQID");
+        assert_eq!(inv.request["ImportToken"], "AAEC");
+        assert_eq!(inv.request["ValidTo"].as_f64(), Some(1_798_761_600.0));
+        let inv = parse(&args(&["import-key-material", "--valid-to", "1798761600.5"])).unwrap();
+        assert_eq!(inv.request["ValidTo"].as_f64(), Some(1_798_761_600.5));
+        assert!(parse(&args(&["import-key-material", "--valid-to", "tomorrow"])).unwrap_err().contains("RFC 3339"));
     }
 
     #[test]
