@@ -1,6 +1,7 @@
 //! The `keyledger` command line.
 
 pub mod audit;
+pub mod bench;
 pub mod dev;
 pub mod envelope;
 pub mod kms_args;
@@ -70,6 +71,10 @@ enum Command {
         #[command(subcommand)]
         action: Box<audit::AuditAction>,
     },
+    /// Measures throughput and latency of Encrypt, Decrypt and GenerateDataKey (over NATS and
+    /// the AWS endpoint) against a raw NATS echo and, optionally, OpenBao's transit engine, in
+    /// an environment of its own; `bench memory` measures cryptod's memory per key.
+    Bench(Box<bench::BenchCommand>),
     /// Envelope-encrypts or decrypts a file of any size under a fresh data key.
     Envelope {
         /// Client profile (as for `kms`).
@@ -237,6 +242,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Audit { action } => audit::run(*action).await,
+        Command::Bench(command) => {
+            bench::run(*command).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Envelope { profile, action } => {
             let client = connect(profile.as_deref()).await?;
             match action {
