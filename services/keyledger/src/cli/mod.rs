@@ -141,7 +141,9 @@ enum EnvelopeAction {
 /// Entry point of the binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // A benchmark's roles log warnings only (unless KEYLEDGER_LOG says otherwise): one info
+    // line per request would be measured too, and would scroll over the progress bar.
+    init_tracing(if matches!(cli.command, Command::Bench(_)) { "warn" } else { "warn,keyledger=info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -158,9 +160,9 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("KEYLEDGER_LOG").unwrap_or_else(|_| EnvFilter::new("warn,keyledger=info"));
+    let filter = EnvFilter::try_from_env("KEYLEDGER_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
