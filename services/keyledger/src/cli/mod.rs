@@ -1,6 +1,7 @@
 //! The `keyledger` command line.
 
 pub mod audit;
+pub mod bench;
 pub mod deletion;
 pub mod dev;
 pub mod envelope;
@@ -73,6 +74,10 @@ enum Command {
         #[command(subcommand)]
         action: Box<audit::AuditAction>,
     },
+    /// Measures throughput and latency of Encrypt, Decrypt and GenerateDataKey (over NATS and
+    /// the AWS endpoint) against a raw NATS echo and, optionally, OpenBao's transit engine, in
+    /// an environment of its own; `bench memory` measures cryptod's memory per key.
+    Bench(Box<bench::BenchCommand>),
     /// Envelope-encrypts or decrypts a file of any size under a fresh data key.
     Envelope {
         /// Client profile (as for `kms`).
@@ -139,7 +144,9 @@ enum EnvelopeAction {
 /// Entry point of the binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // A benchmark's roles log warnings only (unless KEYLEDGER_LOG says otherwise): one info
+    // line per request would be measured too, and would scroll over the progress bar.
+    init_tracing(if matches!(cli.command, Command::Bench(_)) { "warn" } else { "warn,keyledger=info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -156,9 +163,9 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("KEYLEDGER_LOG").unwrap_or_else(|_| EnvFilter::new("warn,keyledger=info"));
+    let filter = EnvFilter::try_from_env("KEYLEDGER_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -265,6 +272,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Audit { action } => audit::run(*action).await,
+        Command::Bench(command) => {
+            bench::run(*command).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Envelope { profile, action } => {
             let client = connect(profile.as_deref()).await?;
             match action {

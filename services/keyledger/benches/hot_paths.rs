@@ -1,0 +1,202 @@
+//! The hot paths of a request, one criterion group each:
+//!
+//! * `event`: encode + BLAKE3 hash of a control event (KeyCreated), and its byte-exact decode;
+//! * `projection`: `Projection::apply` of KeyCreated events (chain check included) into an
+//!   empty projection, 10,000 per iteration;
+//! * `usage_block`: encode + hash of a usage block of 1, 64 and 256 records (what an audit
+//!   lane does per block);
+//! * `blob`: the ciphertext blob of a 256-byte plaintext: seal (encode + AEAD), open (decode +
+//!   AEAD), header parse;
+//! * `material`: wrap and unwrap of key material under the root key (XChaCha20-Poly1305).
+//!
+//! Policy evaluation is not here: key policies are not built yet.
+//!
+//! `cargo bench -p keyledger --bench hot_paths`
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use keyledger_crypto::{EncryptionContext, KeyMaterial, MaterialAad, RootKey};
+use keyledger_events::{
+    codes, AggregateKind, Body, Draft, Event, KeyCreatedV1, MaterialRefV1, PrincipalV1, SourceV1, UsageBlockV1,
+    UsageRecordV1,
+};
+use keyledger_kms::{AggregateHead, Decision, Projection};
+
+const ACCOUNT: &str = "111122223333";
+/// 2023-11-14T22:13:20Z, ms.
+const T0: u64 = 1_700_000_000_000;
+
+fn principal() -> PrincipalV1 {
+    PrincipalV1 {
+        kind: keyledger_events::principal_kind::NATS_USER,
+        account: ACCOUNT.to_owned(),
+        arn: format!("arn:aws:iam::{ACCOUNT}:user/dev"),
+        nats_account: "DEV".to_owned(),
+        user: "dev".to_owned(),
+    }
+}
+
+fn key_id(n: u64) -> uuid::Uuid {
+    let mut b = [0u8; 16];
+    b[8..].copy_from_slice(&n.to_be_bytes());
+    b[6] = 0x40;
+    b[8] |= 0x80;
+    uuid::Uuid::from_bytes(b)
+}
+
+/// The stored bytes of the KeyCreated event of key number `n`.
+fn key_created(n: u64) -> Vec<u8> {
+    let id = key_id(n).to_string();
+    let body = Body::KeyCreated(KeyCreatedV1 {
+        key_spec: codes::key_spec::SYMMETRIC_DEFAULT,
+        key_usage: codes::key_usage::ENCRYPT_DECRYPT,
+        origin: codes::origin::AWS_KMS,
+        description: "orders".to_owned(),
+        tags: vec![],
+        multi_region: false,
+        material: Some(MaterialRefV1 {
+            version: 1,
+            material_id: *blake3::hash(id.as_bytes()).as_bytes(),
+            root_key_id: [7; 16],
+            wrapped_digest: *blake3::hash(&n.to_le_bytes()).as_bytes(),
+        }),
+    });
+    let decision = Decision {
+        aggregate_kind: AggregateKind::Key,
+        account: ACCOUNT.to_owned(),
+        aggregate_id: id.clone(),
+        head: AggregateHead::genesis(AggregateKind::Key, ACCOUNT, &id),
+        body,
+    };
+    let draft = decision.draft(*uuid::Uuid::now_v7().as_bytes(), T0, principal(), [9; 16]);
+    keyledger_events::encode(&draft, &decision.body).expect("encodes").0
+}
+
+fn usage_record(n: u64) -> UsageRecordV1 {
+    UsageRecordV1 {
+        request_id: *key_id(n).as_bytes(),
+        time_unix_ms: T0 + n,
+        operation: "Encrypt".to_owned(),
+        principal: principal(),
+        source: SourceV1 {
+            transport: codes::transport::NATS,
+            client_name: "keyledger-bench".to_owned(),
+            client_addr: "127.0.0.1:50000".to_owned(),
+        },
+        key_id_supplied: format!("arn:aws:kms:us-east-1:{ACCOUNT}:key/{}", key_id(1)),
+        key_arn: format!("arn:aws:kms:us-east-1:{ACCOUNT}:key/{}", key_id(1)),
+        material_version: 1,
+        encryption_context: vec![("app".to_owned(), "orders".to_owned())],
+        authorized_by: String::new(),
+        outcome: codes::outcome::OK,
+        error_name: String::new(),
+        decided_at_seq: 42,
+        ciphertext_digest: Some([3; 32]),
+        pending_deletion_alarm: false,
+    }
+}
+
+fn event_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("event");
+    let id = key_id(1).to_string();
+    let decision = Decision {
+        aggregate_kind: AggregateKind::Key,
+        account: ACCOUNT.to_owned(),
+        aggregate_id: id.clone(),
+        head: AggregateHead::genesis(AggregateKind::Key, ACCOUNT, &id),
+        body: keyledger_events::decode(&key_created(1)).expect("decodes").body,
+    };
+    let draft = decision.draft([1; 16], T0, principal(), [9; 16]);
+    group.bench_function("key_created/encode+hash", |b| {
+        b.iter(|| keyledger_events::encode(black_box(&draft), black_box(&decision.body)).expect("encodes"));
+    });
+    let stored = key_created(1);
+    group.throughput(Throughput::Bytes(stored.len() as u64));
+    group.bench_function("key_created/decode", |b| {
+        b.iter(|| keyledger_events::decode(black_box(&stored)).expect("decodes"));
+    });
+    group.finish();
+}
+
+fn projection_benches(c: &mut Criterion) {
+    const N: u64 = 10_000;
+    let events: Vec<Event> =
+        (1..=N).map(|n| keyledger_events::decode(&key_created(n)).expect("decodes")).collect::<Vec<_>>();
+    let mut group = c.benchmark_group("projection");
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(20);
+    group.bench_function("apply/key_created x10000", |b| {
+        b.iter_batched(
+            Projection::new,
+            |mut p| {
+                for (i, e) in events.iter().enumerate() {
+                    p.apply(i as u64 + 1, T0, e).expect("applies");
+                }
+                p
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+fn usage_block_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("usage_block");
+    for records in [1usize, 64, 256] {
+        let body = Body::UsageBlock(UsageBlockV1 {
+            records: (0..records as u64).map(usage_record).collect(),
+            suppressed: vec![],
+        });
+        let draft = Draft {
+            event_id: [1; 16],
+            account: String::new(),
+            aggregate_kind: AggregateKind::UsageLane,
+            aggregate_id: "cryptod-bench".to_owned(),
+            aggregate_seq: 7,
+            time_unix_ms: T0,
+            principal: PrincipalV1::service(),
+            request_id: [0; 16],
+            prev_hash: [5; 32],
+        };
+        group.throughput(Throughput::Elements(records as u64));
+        group.bench_function(format!("encode+hash/{records} records"), |b| {
+            b.iter(|| keyledger_events::encode(black_box(&draft), black_box(&body)).expect("encodes"));
+        });
+    }
+    group.finish();
+}
+
+fn crypto_benches(c: &mut Criterion) {
+    let material = KeyMaterial::generate();
+    let mut ec = EncryptionContext::new();
+    ec.insert("app".into(), "orders".into());
+    let plaintext = vec![0xA5u8; 256];
+    let kid = *key_id(1).as_bytes();
+    let mut group = c.benchmark_group("blob");
+    group.throughput(Throughput::Bytes(256));
+    group.bench_function("seal/256B", |b| {
+        b.iter(|| keyledger_crypto::seal(&material, kid, 1, black_box(&ec), black_box(&plaintext)));
+    });
+    let blob = keyledger_crypto::seal(&material, kid, 1, &ec, &plaintext);
+    group.bench_function("open/256B", |b| {
+        b.iter(|| keyledger_crypto::open(&material, black_box(&blob), black_box(&ec)).expect("opens"));
+    });
+    group.bench_function("parse_header", |b| {
+        b.iter(|| keyledger_crypto::parse_header(black_box(&blob)).expect("parses"));
+    });
+    group.finish();
+
+    let root = RootKey::generate();
+    let aad = MaterialAad { account: ACCOUNT, key_id: kid, version: 1 };
+    let mut group = c.benchmark_group("material");
+    group.bench_function("wrap", |b| b.iter(|| root.wrap(black_box(&aad), black_box(&material))));
+    let wrapped = root.wrap(&aad, &material);
+    group.bench_function("unwrap", |b| {
+        b.iter(|| root.unwrap(black_box(&aad), black_box(wrapped.as_bytes())).expect("unwraps"));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, event_benches, projection_benches, usage_block_benches, crypto_benches);
+criterion_main!(benches);
