@@ -5,7 +5,8 @@
 //! ```sh
 //! cargo run --release -p keyledger-tests --example audit_bench -- [concurrency] [seconds] [payload bytes]
 //! ```
-//! Defaults: 64 requests in flight, 10 s per mode, 256-byte plaintexts. Each mode gets its own
+//! Defaults: 64 requests in flight, 10 s per mode, 256-byte plaintexts. With
+//! `AUDIT_BENCH_TRACE=1` every auditd lag sample is printed to stderr. Each mode gets its own
 //! fresh server (sync_interval: always, as shipped) and roles, started by the test harness.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +82,9 @@ async fn run(skip_audit: bool, concurrency: usize, seconds: u64, payload: usize)
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let (messages, seconds) = lag(health_addr).await;
+        if std::env::var_os("AUDIT_BENCH_TRACE").is_some() {
+            eprintln!("t={:.1}s lag {messages} msgs {seconds:.2} s", started.elapsed().as_secs_f64());
+        }
         max_lag = max_lag.max(messages);
         max_lag_seconds = max_lag_seconds.max(seconds);
     }

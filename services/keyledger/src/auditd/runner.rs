@@ -93,8 +93,10 @@ pub struct RunnerTimings {
 impl Default for RunnerTimings {
     fn default() -> Self {
         Self {
-            discover_every: Duration::from_secs(5),
-            lag_every: Duration::from_secs(1),
+            // A new usage stream (first start, each month) waits at most this long to be
+            // followed: its records are that much behind, so it is well under a second.
+            discover_every: Duration::from_millis(250),
+            lag_every: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
         }
     }
