@@ -9,8 +9,8 @@
 //!    projection has applied the event, answer from it, with the event's stream sequence.
 //!
 //! Time-driven actions (rotation due, imported material expiry, deletion due) run the same
-//! path on a timer, as the service principal. Two keyd instances racing on one due action are decided by the subject
-//! sequence; the loser discards the material it prepared. When a deletion has taken effect,
+//! path on a timer, as the service principal. Two keyd instances racing on one due action are
+//! decided by the subject sequence; the loser discards the material it prepared. When a deletion has taken effect,
 //! the key's material is erased from the material stream (the event is appended first); when
 //! imported material expired or was deleted, that material's stored copy is erased likewise.
 //!
@@ -50,7 +50,9 @@ pub async fn handle(
     };
     let command = Command::Request(request);
     let result = execute_with(ctx, caller, &command, *request_id.as_bytes(), &prepared).await;
-    if result.is_err() {
+    // A timed-out append may still have stored the event that commits the material: keep it
+    // then (an unreferenced copy is erased with the key), as for generated material.
+    if matches!(&result, Err(e) if e.kind != ErrorKind::DependencyTimeout) {
         prepared.discard(ctx).await;
     }
     let (seq, decision) = result?;

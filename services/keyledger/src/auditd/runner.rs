@@ -121,6 +121,7 @@ pub(crate) async fn run(
                 match discover_streams(&js).await {
                     Ok(found) => {
                         *state.discovery_error.lock().expect("discovery") = None;
+                        let mut any_new = false;
                         for stream in found {
                             let new = {
                                 let mut streams = state.streams.lock().expect("streams");
@@ -136,9 +137,14 @@ pub(crate) async fn run(
                                 }
                             };
                             if new {
+                                any_new = true;
                                 tracing::info!(%stream, "auditd: following stream");
                                 followers.spawn(follow(js.clone(), stream, writer.clone(), state.clone(), realm.clone(), timings.max_backoff));
                             }
+                        }
+                        // A new stream's backlog shows in the lag at once, not at the next check.
+                        if any_new {
+                            update_lag(&js, &writer, &state).await;
                         }
                     }
                     Err(e) => {
