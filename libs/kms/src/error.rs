@@ -70,11 +70,14 @@ pub enum ErrorKind {
     /// `IncorrectKeyMaterialException`: reimported material differs from the key's, or the
     /// material is not valid for the key spec.
     IncorrectKeyMaterial,
+    /// `MalformedPolicyDocumentException`: a key policy that is not valid JSON or policy
+    /// grammar, names an invalid principal, or fails the lockout safety check.
+    MalformedPolicyDocument,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 27] = [
+    pub const ALL: [ErrorKind; 28] = [
         ErrorKind::NotFound,
         ErrorKind::InvalidArn,
         ErrorKind::AlreadyExists,
@@ -102,6 +105,7 @@ impl ErrorKind {
         ErrorKind::InvalidImportToken,
         ErrorKind::ExpiredImportToken,
         ErrorKind::IncorrectKeyMaterial,
+        ErrorKind::MalformedPolicyDocument,
     ];
 
     /// The AWS error name sent as `__type`, e.g. `"NotFoundException"`.
@@ -134,6 +138,7 @@ impl ErrorKind {
             ErrorKind::InvalidImportToken => "InvalidImportTokenException",
             ErrorKind::ExpiredImportToken => "ExpiredImportTokenException",
             ErrorKind::IncorrectKeyMaterial => "IncorrectKeyMaterialException",
+            ErrorKind::MalformedPolicyDocument => "MalformedPolicyDocumentException",
         }
     }
 

@@ -12,7 +12,9 @@
 //! - [`decide`](mod@decide): management commands and time-driven actions → at most one event
 //!   ([`decide()`], [`due_actions`], [`material_needed`]);
 //! - [`query`](mod@query): read operations and management replies;
-//! - [`crypto_rules`]: which key and material a crypto request may use.
+//! - [`crypto_rules`]: which key and material a crypto request may use;
+//! - [`policy`]: key policies — parsing, evaluation, the default policy and the lockout
+//!   safety check ([`KeyPolicy`], [`RequestContext`]; not yet wired into `decide`).
 //!
 //! Invariants: this crate does no I/O, reads no clock and makes no randomness — time, fresh ids
 //! and freshly wrapped material come in through [`Ctx`]. No secret reaches an error message or
@@ -27,6 +29,7 @@ pub mod decide;
 pub mod error;
 mod evolve;
 pub mod ids;
+pub mod policy;
 pub mod query;
 pub mod secret;
 pub mod state;
@@ -40,6 +43,7 @@ pub use decide::{
 };
 pub use error::{ErrorKind, KmsError};
 pub use ids::{parse_key_ref, KeyId, KeyRef, Realm};
+pub use policy::{default_key_policy, lockout_check, KeyPolicy, RequestContext};
 pub use query::{management_response, query};
 pub use secret::Secret;
 pub use state::{

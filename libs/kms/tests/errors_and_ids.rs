@@ -38,6 +38,7 @@ fn every_error_kind_has_its_aws_name_and_round_trips() {
             "InvalidImportTokenException",
             "ExpiredImportTokenException",
             "IncorrectKeyMaterialException",
+            "MalformedPolicyDocumentException",
         ]
     );
     for k in ErrorKind::ALL {
