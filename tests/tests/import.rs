@@ -207,7 +207,7 @@ async fn reimport_restores_old_ciphertexts_and_other_material_or_tokens_are_refu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_is_spent_after_three_failed_unwraps() {
+async fn a_token_allows_three_unwrap_attempts_in_all() {
     let h = Harness::start().await;
     let key = external_key(&h).await;
     let (public_key, token, _) = parameters(&h, &key, "RSAES_OAEP_SHA_1", "RSA_2048").await;
@@ -226,6 +226,37 @@ async fn a_token_is_spent_after_three_failed_unwraps() {
     // of decryption attempts per wrapping key is bounded, then the key is destroyed.
     assert_eq!(h.err("ImportKeyMaterial", req(good)).await.0, "InvalidImportTokenException");
     assert_eq!(state(&h, &key).await, "PendingImport");
+
+    // Attempts whose unwrap succeeds but import nothing (wrong length) count too: no reset.
+    let (public_key, token, _) = parameters(&h, &key, "RSAES_OAEP_SHA_1", "RSA_2048").await;
+    let req = |wrapped: Vec<u8>| {
+        json!({"KeyId": key, "ImportToken": token, "EncryptedKeyMaterial": b64(&wrapped),
+               "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"})
+    };
+    let alg = WrappingAlgorithm::RsaesOaepSha1;
+    let mut junk = wrap_for_import(&public_key, alg, &material).unwrap();
+    junk[0] ^= 1;
+    let short = wrap_for_import(&public_key, alg, &material[..16]).unwrap();
+    assert_eq!(h.err("ImportKeyMaterial", req(junk.clone())).await.0, "InvalidCiphertextException");
+    assert_eq!(h.err("ImportKeyMaterial", req(short)).await.0, "IncorrectKeyMaterialException");
+    assert_eq!(h.err("ImportKeyMaterial", req(junk)).await.0, "InvalidCiphertextException");
+    let good = wrap_for_import(&public_key, alg, &material).unwrap();
+    assert_eq!(h.err("ImportKeyMaterial", req(good)).await.0, "InvalidImportTokenException");
+
+    // Parallel attempts on one token cannot overrun the bound.
+    let (public_key, token, _) = parameters(&h, &key, "RSAES_OAEP_SHA_256", "RSA_2048").await;
+    let mut junk = wrap_for_import(&public_key, WrappingAlgorithm::RsaesOaepSha256, &material).unwrap();
+    junk[1] ^= 1;
+    let attempts = (0..12).map(|_| {
+        let req = json!({"KeyId": key, "ImportToken": token, "EncryptedKeyMaterial": b64(&junk),
+                         "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"});
+        let h = &h;
+        async move { h.err("ImportKeyMaterial", req).await.0 }
+    });
+    let names = futures::future::join_all(attempts).await;
+    let decrypted = names.iter().filter(|n| *n == "InvalidCiphertextException").count();
+    assert!(decrypted <= 3, "at most 3 of 12 parallel attempts reached the RSA decryption: {names:?}");
+    assert!(names.iter().all(|n| n == "InvalidCiphertextException" || n == "InvalidImportTokenException"), "{names:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

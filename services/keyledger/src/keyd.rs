@@ -76,6 +76,8 @@ struct Prepared {
     imported: Option<ImportedMaterial>,
     /// Whether `imported` was stored by this request (and so must be erased if not committed).
     stored_now: Option<(String, [u8; 16], String)>,
+    /// The import token held until the request ends.
+    _token: Option<TokenGuard>,
 }
 
 impl Prepared {
@@ -96,15 +98,65 @@ fn invalid_import_token() -> KmsError {
     )
 }
 
-/// Failed unwraps a token tolerates before its wrapping key is destroyed (RUSTSEC-2023-0071:
-/// RSA decryption in the `rsa` crate is not constant time, so the number of decryption
-/// attempts per wrapping key is what bounds a timing attack).
-pub const MAX_FAILED_UNWRAPS_PER_TOKEN: u32 = 3;
+/// RSA decryptions a token's wrapping key performs at most, successful or not: the `rsa`
+/// crate's decryption is not constant time (RUSTSEC-2023-0071), so the number of decryptions
+/// per wrapping key is what bounds a timing attack. A token is single use in any case (its
+/// wrapping key is erased once material is imported with it); after this many attempts that do
+/// not import, its wrapping key is erased too. Counted per keyd process, reserved before the
+/// decryption (parallel requests cannot overrun it).
+pub const MAX_UNWRAP_ATTEMPTS_PER_TOKEN: u32 = 3;
 
-fn failed_unwraps() -> &'static std::sync::Mutex<std::collections::HashMap<[u8; 16], u32>> {
-    static FAILED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<[u8; 16], u32>>> =
-        std::sync::OnceLock::new();
-    FAILED.get_or_init(Default::default)
+#[derive(Default)]
+struct TokenUse {
+    attempts: std::collections::HashMap<[u8; 16], u32>,
+    busy: std::collections::HashSet<[u8; 16]>,
+}
+
+fn token_use() -> &'static std::sync::Mutex<TokenUse> {
+    static USE: std::sync::OnceLock<std::sync::Mutex<TokenUse>> = std::sync::OnceLock::new();
+    USE.get_or_init(Default::default)
+}
+
+fn spent_import_token() -> KmsError {
+    KmsError::new(
+        ErrorKind::InvalidImportToken,
+        format!(
+            "The import token was already used, or had {MAX_UNWRAP_ATTEMPTS_PER_TOKEN} unwrap attempts, and cannot be used again; call GetParametersForImport for new parameters."
+        ),
+    )
+}
+
+/// One ImportKeyMaterial holding a token: no other request may use it meanwhile.
+struct TokenGuard {
+    token_id: [u8; 16],
+    /// This was the token's last permitted unwrap attempt.
+    last_attempt: bool,
+}
+
+impl TokenGuard {
+    fn acquire(token_id: [u8; 16]) -> Result<Self, KmsError> {
+        let mut u = token_use().lock().unwrap_or_else(|p| p.into_inner());
+        if u.busy.contains(&token_id) {
+            return Err(KmsError::new(
+                ErrorKind::InvalidImportToken,
+                "The import token is being used by another ImportKeyMaterial request.",
+            ));
+        }
+        let attempts = u.attempts.entry(token_id).or_insert(0);
+        if *attempts >= MAX_UNWRAP_ATTEMPTS_PER_TOKEN {
+            return Err(spent_import_token());
+        }
+        *attempts += 1;
+        let last_attempt = *attempts >= MAX_UNWRAP_ATTEMPTS_PER_TOKEN;
+        u.busy.insert(token_id);
+        Ok(Self { token_id, last_attempt })
+    }
+}
+
+impl Drop for TokenGuard {
+    fn drop(&mut self) {
+        token_use().lock().unwrap_or_else(|p| p.into_inner()).busy.remove(&self.token_id);
+    }
 }
 
 /// GetParametersForImport: checks the request, generates an RSA wrapping key pair off the
@@ -184,8 +236,8 @@ async fn get_parameters_for_import(
 /// ImportKeyMaterial before deciding: the rulebook's checks ([`keyledger_kms::import_target`]),
 /// the token (authenticated by the root key, bound to this key, open in the projection, not
 /// expired), the stored wrapping key (its digest as committed, unwrapped by the root key, its
-/// public key the token's), the RSA unwrap (`InvalidCiphertextException`; after
-/// [`MAX_FAILED_UNWRAPS_PER_TOKEN`] failures the wrapping key is erased), the material's
+/// public key the token's), the RSA unwrap (`InvalidCiphertextException`; at most
+/// [`MAX_UNWRAP_ATTEMPTS_PER_TOKEN`] attempts per token, one request at a time), the material's
 /// length (32 bytes for SYMMETRIC_DEFAULT, else `IncorrectKeyMaterialException`) and its
 /// commitment against the key's bound material. The material is then stored root-wrapped
 /// (or, when the key still holds it, the stored copy is kept).
@@ -220,22 +272,56 @@ async fn prepare_import(
             "The import token has expired (import parameters are valid for 24 hours); call GetParametersForImport again.",
         ));
     }
+    let guard = TokenGuard::acquire(fields.token_id)?;
+    let last_attempt = guard.last_attempt;
+    let result = unwrap_and_store(ctx, r, &account, key_id, &import, current, &fields, params).await;
+    match result {
+        Ok(mut prepared) => {
+            prepared._token = Some(guard);
+            Ok(prepared)
+        }
+        Err(e) => {
+            if last_attempt {
+                tracing::warn!(key_id = %key_text, "import token spent after its last unwrap attempt; wrapping key erased");
+                if let Err(erase) = ctx.materials.erase_import_key(&account, &key_text, &fields.token_id).await {
+                    tracing::warn!(error = %erase, "cannot erase a spent import wrapping key");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The part of [`prepare_import`] that holds the token: fetch and unwrap the wrapping key,
+/// unwrap the material, check it, store it.
+#[allow(clippy::too_many_arguments)]
+async fn unwrap_and_store(
+    ctx: &RoleCtx,
+    r: &keyledger_kms::api::ImportKeyMaterialRequest,
+    account: &str,
+    key_id: KeyId,
+    import: &keyledger_kms::ImportState,
+    current: Option<keyledger_events::MaterialRefV1>,
+    fields: &crypto::ImportTokenFields,
+    params: &ImportParametersIssuedV1,
+) -> Result<Prepared, KmsError> {
+    let key_text = key_id.to_string();
     let integrity = || KmsError::new(ErrorKind::KMSInternal, "The import wrapping key failed its integrity check.");
     let wrapped = ctx
         .materials
-        .get_import_key(&account, &key_text, &fields.token_id)
+        .get_import_key(account, &key_text, &fields.token_id)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "cannot fetch the import wrapping key");
             KmsError::new(ErrorKind::DependencyTimeout, "The key material store is not reachable; retry the request.")
         })?
-        // Erased after too many failed unwraps: the token is spent.
-        .ok_or_else(invalid_import_token)?;
+        // Erased once used, or after its last unwrap attempt: the token is spent.
+        .ok_or_else(spent_import_token)?;
     if *blake3::hash(&wrapped).as_bytes() != params.wrapped_key_digest {
         tracing::error!(key_id = %key_text, "stored import wrapping key does not match its commitment");
         return Err(integrity());
     }
-    let aad = crypto::ImportKeyAad { account: &account, key_id: *key_id.as_bytes(), token_id: fields.token_id };
+    let aad = crypto::ImportKeyAad { account, key_id: *key_id.as_bytes(), token_id: fields.token_id };
     let wrapping = ctx.root.unwrap_import_key(&aad, &wrapped).map_err(|e| {
         tracing::error!(key_id = %key_text, error = %e, "cannot unwrap the import wrapping key");
         integrity()
@@ -248,30 +334,12 @@ async fn prepare_import(
     let unwrapped = tokio::task::spawn_blocking(move || wrapping.unwrap_material(algorithm, &encrypted))
         .await
         .map_err(|_| KmsError::internal("The key material could not be unwrapped; retry the request."))?;
-    let unwrapped = match unwrapped {
-        Ok(m) => {
-            failed_unwraps().lock().unwrap_or_else(|p| p.into_inner()).remove(&fields.token_id);
-            m
-        }
-        Err(_) => {
-            let spent = {
-                let mut failed = failed_unwraps().lock().unwrap_or_else(|p| p.into_inner());
-                let n = failed.entry(fields.token_id).or_insert(0);
-                *n += 1;
-                *n >= MAX_FAILED_UNWRAPS_PER_TOKEN
-            };
-            if spent {
-                tracing::warn!(key_id = %key_text, "import token spent after repeated failed unwraps; wrapping key erased");
-                if let Err(e) = ctx.materials.erase_import_key(&account, &key_text, &fields.token_id).await {
-                    tracing::warn!(error = %e, "cannot erase a spent import wrapping key");
-                }
-            }
-            return Err(KmsError::new(
-                ErrorKind::InvalidCiphertext,
-                "The encrypted key material could not be unwrapped with the wrapping key of this import token and its WrappingAlgorithm.",
-            ));
-        }
-    };
+    let unwrapped = unwrapped.map_err(|_| {
+        KmsError::new(
+            ErrorKind::InvalidCiphertext,
+            "The encrypted key material could not be unwrapped with the wrapping key of this import token and its WrappingAlgorithm.",
+        )
+    })?;
     let material = crypto::KeyMaterial::from_slice(&unwrapped).map_err(|_| {
         KmsError::new(
             ErrorKind::IncorrectKeyMaterial,
@@ -298,12 +366,12 @@ async fn prepare_import(
     }
     // After a deletion whose erase has not run yet, the old copy still occupies the subject.
     if let Some(old) = &import.last_deleted {
-        let _ = ctx.cache.erase_deleted(&account, key_id.as_bytes(), &key_text, old).await;
+        let _ = ctx.cache.erase_deleted(account, key_id.as_bytes(), &key_text, old).await;
     }
-    let reference = ctx.cache.store_material(&account, key_id.as_bytes(), &key_text, 1, &material).await?;
+    let reference = ctx.cache.store_material(account, key_id.as_bytes(), &key_text, 1, &material).await?;
     Ok(Prepared {
         imported: Some(ImportedMaterial { material: reference, token_id: fields.token_id }),
-        stored_now: Some((account, *key_id.as_bytes(), key_text)),
+        stored_now: Some((account.to_owned(), *key_id.as_bytes(), key_text)),
         ..Prepared::default()
     })
 }

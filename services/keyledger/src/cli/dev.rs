@@ -351,7 +351,7 @@ pub async fn run(data_dir: &Path, nats_port: u16, gateway_port: u16) -> anyhow::
     println!();
     println!("Try, in another terminal:");
     println!("  keyledger kms create-key --description demo");
-    println!("  keyledger kms encrypt --key-id <KeyId> --plaintext fileb://README.md");
+    println!("  keyledger kms encrypt --key-id <KeyId> --plaintext fileb://Cargo.toml   # at most 4096 bytes");
     if auditd.is_some() {
         println!("  keyledger audit search --limit 5");
     }

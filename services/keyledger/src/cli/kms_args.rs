@@ -141,8 +141,8 @@ const IGNORED_SWITCHES: &[&str] = &["no-cli-pager", "no-paginate", "no-verify-ss
 
 /// Members that are blobs (base64 in JSON).
 const BLOB_MEMBERS: &[&str] = &["Plaintext", "CiphertextBlob", "ImportToken", "EncryptedKeyMaterial"];
-/// Members that are timestamps: epoch seconds or RFC 3339 (`2027-01-01T00:00:00Z`), as the aws
-/// CLI accepts them; sent as epoch seconds.
+/// Members that are timestamps: epoch seconds, a date or RFC 3339 (`2027-01-01T00:00:00Z`), as
+/// the aws CLI accepts them; sent as epoch seconds.
 const TIMESTAMP_MEMBERS: &[&str] = &["ValidTo"];
 /// Members that are integers.
 const INT_MEMBERS: &[&str] = &["NumberOfBytes", "Limit", "PendingWindowInDays", "RotationPeriodInDays"];
@@ -153,13 +153,20 @@ const MAP_MEMBERS: &[&str] = &["EncryptionContext", "SourceEncryptionContext", "
 /// Members that are lists of strings.
 const LIST_MEMBERS: &[&str] = &["GrantTokens", "TagKeys", "DryRunModifiers"];
 
-/// A timestamp flag: epoch seconds (`1798761600`, fractions allowed) or RFC 3339.
+/// A timestamp flag: epoch seconds (`1798761600`, fractions allowed), a date (midnight UTC) or
+/// RFC 3339.
 fn timestamp_value(raw: &str) -> Result<Value, String> {
     if let Ok(secs) = raw.parse::<f64>() {
         return serde_json::Number::from_f64(secs).map(Value::Number).ok_or_else(|| format!("'{raw}' is not a time"));
     }
-    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| format!("'{raw}' is neither epoch seconds nor an RFC 3339 time (2027-01-01T00:00:00Z)"))?;
+    // A bare date (`2027-01-01`) is midnight UTC, as the aws CLI reads it.
+    let date_only = time::macros::format_description!("[year]-[month]-[day]");
+    let t = match time::Date::parse(raw, &date_only) {
+        Ok(d) => d.midnight().assume_utc(),
+        Err(_) => time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).map_err(|_| {
+            format!("'{raw}' is neither epoch seconds, a date (2027-01-01) nor an RFC 3339 time (2027-01-01T00:00:00Z)")
+        })?,
+    };
     let secs = t.unix_timestamp() as f64 + f64::from(t.nanosecond()) / 1e9;
     serde_json::Number::from_f64(secs).map(Value::Number).ok_or_else(|| format!("'{raw}' is not a time"))
 }
@@ -470,6 +477,8 @@ mod tests {
         .unwrap();
         assert_eq!(inv.request["EncryptedKeyMaterial"], "AQID");
         assert_eq!(inv.request["ImportToken"], "AAEC");
+        assert_eq!(inv.request["ValidTo"].as_f64(), Some(1_798_761_600.0));
+        let inv = parse(&args(&["import-key-material", "--valid-to", "2027-01-01"])).unwrap();
         assert_eq!(inv.request["ValidTo"].as_f64(), Some(1_798_761_600.0));
         let inv = parse(&args(&["import-key-material", "--valid-to", "1798761600.5"])).unwrap();
         assert_eq!(inv.request["ValidTo"].as_f64(), Some(1_798_761_600.5));
