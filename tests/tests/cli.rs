@@ -536,6 +536,18 @@ fn schedule_key_deletion_schedules_an_unused_key_and_refuses_when_auditd_cannot_
     assert!(err.contains("CreateKey 1"), "{err}");
     assert_eq!(dev.key_state(&unused), "PendingDeletion");
 
+    // An unknown key: the service's own error (exit 254, as any service error), not exit 4.
+    let (code, _, err) = dev.run(&[
+        "kms",
+        "schedule-key-deletion",
+        "--key-id",
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+        "--require-unused-days",
+        "1",
+    ]);
+    assert_eq!(code, 254, "{err}");
+    assert!(err.contains("NotFoundException"), "{err}");
+
     // auditd unreachable: refused with --require-unused-days, a warning without it.
     let key = dev.kms(&["create-key"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
     let dead = dead_audit_url();

@@ -364,6 +364,9 @@ pub async fn preflight(
     };
     let evidence = match gather(client, request, flags, profile).await {
         Ok(e) => e,
+        // No such key for this caller: nothing can be deleted, so sending the request is safe
+        // and its AWS error (exit 254) is the honest answer.
+        Err(e) if e.downcast_ref::<KeyRefused>().is_some() => return Preflight::Proceed,
         Err(e) => {
             return match require {
                 Some(_) => refuse(&Refusal::no_evidence(format!("no usage evidence: {e:#}"))),
@@ -393,6 +396,19 @@ pub async fn preflight(
     }
 }
 
+/// DescribeKey answered an error that ScheduleKeyDeletion would answer too (unknown key,
+/// malformed ARN, another account's key).
+#[derive(Debug)]
+struct KeyRefused(String);
+
+impl std::fmt::Display for KeyRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DescribeKey answered {}", self.0)
+    }
+}
+
+impl std::error::Error for KeyRefused {}
+
 fn refuse(r: &Refusal) -> Preflight {
     eprintln!("refused: {}. The deletion was not scheduled (nothing was sent).", r.reason);
     Preflight::Refuse(r.code)
@@ -407,10 +423,15 @@ async fn gather(
     profile: Option<&Path>,
 ) -> anyhow::Result<(Evidence, String)> {
     let key_id = request.get("KeyId").cloned().unwrap_or(Value::Null);
-    let described = client
-        .call("DescribeKey", &json!({ "KeyId": key_id }))
-        .await
-        .map_err(|e| anyhow::anyhow!("DescribeKey failed: {e}"))?;
+    let described = client.call("DescribeKey", &json!({ "KeyId": key_id })).await.map_err(|e| {
+        match e.aws_name() {
+            // The service would refuse the deletion itself, with the same error: let it answer.
+            Some(name @ ("NotFoundException" | "InvalidArnException" | "AccessDeniedException")) => {
+                anyhow::Error::new(KeyRefused(name.to_owned()))
+            }
+            _ => anyhow::anyhow!("DescribeKey failed: {e}"),
+        }
+    })?;
     let key_arn = described.body["KeyMetadata"]["Arn"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("DescribeKey answered no KeyMetadata.Arn"))?
