@@ -39,22 +39,19 @@ pub fn control_subject(account: &str, kind: AggregateKind, id: &str) -> String {
 /// version never collide, and material that was prepared but never committed by an event
 /// (a writer that lost a race, or crashed) cannot block a later one.
 pub fn material_subject(account: &str, key_id: &str, version: u32, material_id: &[u8; 32]) -> String {
-    let mut id = String::with_capacity(64);
-    for b in material_id {
-        id.push_str(&format!("{b:02x}"));
-    }
-    format!("{MATERIAL_SUBJECT_PREFIX}.{account}.{key_id}.{version}.{id}")
+    format!("{MATERIAL_SUBJECT_PREFIX}.{account}.{key_id}.{version}.{}", lower_hex(material_id))
 }
 
 /// Subject of the root-wrapped private half of an import wrapping key (GetParametersForImport):
 /// `kl.v1.mat.<account>.<key_id>.imp.<token_id hex>` (32 lowercase hex). Inside
 /// [`material_filter`], so it is erased with the key.
 pub fn import_key_subject(account: &str, key_id: &str, token_id: &[u8; 16]) -> String {
-    let mut id = String::with_capacity(32);
-    for b in token_id {
-        id.push_str(&format!("{b:02x}"));
-    }
-    format!("{MATERIAL_SUBJECT_PREFIX}.{account}.{key_id}.imp.{id}")
+    format!("{MATERIAL_SUBJECT_PREFIX}.{account}.{key_id}.imp.{}", lower_hex(token_id))
+}
+
+/// Lowercase hex of `bytes` (a subject token).
+fn lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Filter matching every material (every version, committed or not) of a key.

@@ -577,9 +577,9 @@ fn decide_request(
                     "The key material was not prepared for this request; retry the request.",
                 ));
             };
-            let params = key.import().parameters(&imported.token_id).ok_or_else(invalid_import_token)?;
+            let params = key.import().parameters(&imported.token_id).ok_or_else(KmsError::invalid_import_token)?;
             if params.valid_to_unix_ms <= ctx.now_unix_ms {
-                return Err(expired_import_token());
+                return Err(KmsError::expired_import_token());
             }
             check_bound_material(realm, key, &imported.material.material_id)?;
             Ok(key_decision(
@@ -704,20 +704,6 @@ fn decide_request(
         }
         other => Err(KmsError::internal(format!("{} is not a management operation.", other.operation().name()))),
     }
-}
-
-fn invalid_import_token() -> KmsError {
-    KmsError::new(
-        ErrorKind::InvalidImportToken,
-        "The import token is not valid for this KMS key: use the ImportToken and PublicKey of one GetParametersForImport response for this key.",
-    )
-}
-
-fn expired_import_token() -> KmsError {
-    KmsError::new(
-        ErrorKind::ExpiredImportToken,
-        "The import token has expired (import parameters are valid for 24 hours); call GetParametersForImport again.",
-    )
 }
 
 fn material_id_not_found(realm: &Realm, key: &Key, id: &str) -> KmsError {

@@ -227,6 +227,23 @@ impl KmsError {
         Self::new(ErrorKind::KMSInvalidState, format!("{key_arn} is not pending deletion."))
     }
 
+    /// `InvalidImportTokenException`: the token is malformed, forged, for another key, or no
+    /// longer open for this key.
+    pub fn invalid_import_token() -> Self {
+        Self::new(
+            ErrorKind::InvalidImportToken,
+            "The import token is not valid for this KMS key: use the ImportToken and PublicKey of one GetParametersForImport response for this key.",
+        )
+    }
+
+    /// `ExpiredImportTokenException`: the import parameters' 24 hours have passed.
+    pub fn expired_import_token() -> Self {
+        Self::new(
+            ErrorKind::ExpiredImportToken,
+            "The import token has expired (import parameters are valid for 24 hours); call GetParametersForImport again.",
+        )
+    }
+
     /// `KMSInvalidStateException: <arn> is pending import.` (matrix "PI").
     pub fn pending_import(key_arn: &str) -> Self {
         Self::new(ErrorKind::KMSInvalidState, format!("{key_arn} is pending import."))

@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod calendar;
 pub mod crypto_rules;
 pub mod decide;
 pub mod error;

@@ -39,6 +39,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::calendar::{civil_from_days, days_from_civil, days_in_month};
 use crate::decide::Caller;
 use crate::error::{shorten, validation_error, violation, ErrorKind, KmsError, Shown};
 use crate::ids::Realm;
@@ -918,31 +919,7 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-// ---- dates (no clock: pure calendar arithmetic) ----
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01 (inverse of [`days_from_civil`]).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
+// ---- dates (no clock: pure calendar arithmetic, crate::calendar) ----
 
 /// `2026-11-30T02:15:12.345Z` for ms since the epoch (`aws:CurrentTime`).
 fn format_iso8601_ms(ms: u64) -> String {
@@ -1015,15 +992,6 @@ pub fn parse_date_ms(s: &str) -> Option<i64> {
             Some(if *sign == b'+' { ms - offset } else { ms + offset })
         }
         _ => None,
-    }
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
     }
 }
 

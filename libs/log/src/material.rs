@@ -231,15 +231,7 @@ impl MaterialStore {
     ) -> Result<Option<Vec<u8>>, LogError> {
         check_token(account)?;
         check_token(key_id)?;
-        let subject = names::material_subject(account, key_id, version, material_id);
-        match self.stream.direct_get_last_for_subject(subject).await {
-            Ok(m) => Ok(Some(m.payload.to_vec())),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-            Err(e) => match e.kind() {
-                DirectGetErrorKind::TimedOut | DirectGetErrorKind::Request => Err(LogError::Unavailable(e.to_string())),
-                _ => Err(LogError::Nats(e.to_string())),
-            },
-        }
+        self.get_subject(names::material_subject(account, key_id, version, material_id)).await
     }
 
     /// Securely erases one prepared material (a version that no event will commit: the decision
@@ -256,14 +248,7 @@ impl MaterialStore {
     ) -> Result<bool, LogError> {
         check_token(account)?;
         check_token(key_id)?;
-        let subject = names::material_subject(account, key_id, version, material_id);
-        let found = self.stream.raw_message_builder().last_by_subject(subject.clone()).send().await;
-        let message = match found {
-            Ok(m) => m,
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(false),
-            Err(e) => return Err(LogError::Unavailable(format!("looking up {subject}: {e}"))),
-        };
-        self.erase_message(message.sequence).await
+        self.erase_last(names::material_subject(account, key_id, version, material_id), None).await
     }
 
     /// Securely erases every material of a key (every version, committed or not): finds each message on

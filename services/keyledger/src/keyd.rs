@@ -91,13 +91,6 @@ impl Prepared {
     }
 }
 
-fn invalid_import_token() -> KmsError {
-    KmsError::new(
-        ErrorKind::InvalidImportToken,
-        "The import token is not valid for this KMS key: use the ImportToken and PublicKey of one GetParametersForImport response for this key.",
-    )
-}
-
 /// RSA decryptions a token's wrapping key performs at most, successful or not: the `rsa`
 /// crate's decryption is not constant time (RUSTSEC-2023-0071), so the number of decryptions
 /// per wrapping key is what bounds a timing attack. A token is single use in any case (its
@@ -257,20 +250,17 @@ async fn prepare_import(
     let fields = ctx
         .root
         .verify_import_token(&account, *key_id.as_bytes(), &r.import_token)
-        .map_err(|_| invalid_import_token())?;
-    let params = import.parameters(&fields.token_id).ok_or_else(invalid_import_token)?;
+        .map_err(|_| KmsError::invalid_import_token())?;
+    let params = import.parameters(&fields.token_id).ok_or_else(KmsError::invalid_import_token)?;
     if params.public_key_digest != fields.public_key_digest
         || params.valid_to_unix_ms != fields.valid_to_unix_ms
         || params.wrapping_key_spec != fields.wrapping_key_spec.code()
         || params.wrapping_algorithm != fields.wrapping_algorithm.code()
     {
-        return Err(invalid_import_token());
+        return Err(KmsError::invalid_import_token());
     }
     if params.valid_to_unix_ms <= now {
-        return Err(KmsError::new(
-            ErrorKind::ExpiredImportToken,
-            "The import token has expired (import parameters are valid for 24 hours); call GetParametersForImport again.",
-        ));
+        return Err(KmsError::expired_import_token());
     }
     let guard = TokenGuard::acquire(fields.token_id)?;
     let last_attempt = guard.last_attempt;

@@ -585,12 +585,7 @@ pub fn parse_request(op: Operation, body: &[u8]) -> Result<Request, KmsError> {
                 ch.is_ascii_alphanumeric() || ch.is_whitespace() || matches!(ch, ':' | '/' | '_' | '.' | '-')
             });
             c.pattern(&description, "keyMaterialDescription", ok, "^[a-zA-Z0-9:/_\\s.-]+$");
-            let material_id = m.string("KeyMaterialId")?;
-            if let Some(id) = &material_id {
-                c.str_len(id, "keyMaterialId", limits::KEY_MATERIAL_ID_CHARS, limits::KEY_MATERIAL_ID_CHARS);
-                let ok = id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                c.pattern(id, "keyMaterialId", ok, "^[a-f0-9]+$");
-            }
+            let material_id = key_material_id(&mut m, &mut c)?;
             c.finish()?;
             let expiration_model = model.unwrap_or(ExpirationModel::KeyMaterialExpires);
             match (expiration_model, valid_to) {
@@ -622,12 +617,7 @@ pub fn parse_request(op: Operation, body: &[u8]) -> Result<Request, KmsError> {
         }
         Operation::DeleteImportedKeyMaterial => {
             let key_id = key_id(&mut m, &mut c, "KeyId")?;
-            let material_id = m.string("KeyMaterialId")?;
-            if let Some(id) = &material_id {
-                c.str_len(id, "keyMaterialId", limits::KEY_MATERIAL_ID_CHARS, limits::KEY_MATERIAL_ID_CHARS);
-                let ok = id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                c.pattern(id, "keyMaterialId", ok, "^[a-f0-9]+$");
-            }
+            let material_id = key_material_id(&mut m, &mut c)?;
             c.finish()?;
             Request::DeleteImportedKeyMaterial(DeleteImportedKeyMaterialRequest {
                 key_id: key_id.unwrap(),
@@ -915,6 +905,18 @@ fn optional_key_id(m: &mut Members, c: &mut Checks, member: &str) -> Result<Opti
     let v = m.string(member)?;
     if let Some(s) = &v {
         c.str_len(s, &camel(member), 1, limits::MAX_KEY_ID_CHARS);
+    }
+    Ok(v)
+}
+
+/// An optional `KeyMaterialId` member: 64 characters of `[a-f0-9]` (API model
+/// `KeyMaterialIdType`).
+fn key_material_id(m: &mut Members, c: &mut Checks) -> Result<Option<String>, KmsError> {
+    let v = m.string("KeyMaterialId")?;
+    if let Some(id) = &v {
+        c.str_len(id, "keyMaterialId", limits::KEY_MATERIAL_ID_CHARS, limits::KEY_MATERIAL_ID_CHARS);
+        let ok = id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        c.pattern(id, "keyMaterialId", ok, "^[a-f0-9]+$");
     }
     Ok(v)
 }
