@@ -42,6 +42,14 @@ pub mod body_type {
     pub const KEY_MATERIAL_IMPORTED: u16 = 14;
     /// [`super::KeyMaterialDeletedV1`]
     pub const KEY_MATERIAL_DELETED: u16 = 15;
+    /// [`super::KeyPolicyPutV1`]
+    pub const KEY_POLICY_PUT: u16 = 16;
+    /// [`super::GrantCreatedV1`]
+    pub const GRANT_CREATED: u16 = 17;
+    /// [`super::GrantRetiredV1`]
+    pub const GRANT_RETIRED: u16 = 18;
+    /// [`super::GrantRevokedV1`]
+    pub const GRANT_REVOKED: u16 = 19;
     /// [`super::AliasCreatedV1`]
     pub const ALIAS_CREATED: u16 = 20;
     /// [`super::AliasUpdatedV1`]
@@ -133,6 +141,57 @@ pub mod codes {
         /// `ON_DEMAND`: RotateKeyOnDemand.
         pub const ON_DEMAND: u16 = 2;
     }
+    /// GrantOperation codes (AWS `GrantOperation`), in the API model's order.
+    pub mod grant_operation {
+        /// `Decrypt`
+        pub const DECRYPT: u16 = 1;
+        /// `Encrypt`
+        pub const ENCRYPT: u16 = 2;
+        /// `GenerateDataKey`
+        pub const GENERATE_DATA_KEY: u16 = 3;
+        /// `GenerateDataKeyWithoutPlaintext`
+        pub const GENERATE_DATA_KEY_WITHOUT_PLAINTEXT: u16 = 4;
+        /// `ReEncryptFrom`
+        pub const RE_ENCRYPT_FROM: u16 = 5;
+        /// `ReEncryptTo`
+        pub const RE_ENCRYPT_TO: u16 = 6;
+        /// `Sign`
+        pub const SIGN: u16 = 7;
+        /// `Verify`
+        pub const VERIFY: u16 = 8;
+        /// `GetPublicKey`
+        pub const GET_PUBLIC_KEY: u16 = 9;
+        /// `CreateGrant`
+        pub const CREATE_GRANT: u16 = 10;
+        /// `RetireGrant`
+        pub const RETIRE_GRANT: u16 = 11;
+        /// `DescribeKey`
+        pub const DESCRIBE_KEY: u16 = 12;
+        /// `GenerateDataKeyPair`
+        pub const GENERATE_DATA_KEY_PAIR: u16 = 13;
+        /// `GenerateDataKeyPairWithoutPlaintext`
+        pub const GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT: u16 = 14;
+        /// `GenerateMac`
+        pub const GENERATE_MAC: u16 = 15;
+        /// `VerifyMac`
+        pub const VERIFY_MAC: u16 = 16;
+        /// `DeriveSharedSecret`
+        pub const DERIVE_SHARED_SECRET: u16 = 17;
+    }
+    /// How a grant's encryption-context constraint compares (AWS `GrantConstraints`).
+    pub mod grant_constraint {
+        /// `EncryptionContextEquals`: the request's context equals the constraint exactly.
+        pub const EQUALS: u16 = 1;
+        /// `EncryptionContextSubset`: the request's context contains every constraint pair.
+        pub const SUBSET: u16 = 2;
+    }
+    /// How a grant ended.
+    pub mod grant_end {
+        /// RetireGrant by the grant's token.
+        pub const RETIRED_BY_TOKEN: u16 = 1;
+        /// RetireGrant by key ARN and grant id.
+        pub const RETIRED_BY_ID: u16 = 2;
+    }
 }
 
 /// A tag (AWS `Tag`): key 1–128 characters, value 0–256 characters.
@@ -177,6 +236,97 @@ pub struct KeyCreatedV1 {
     pub multi_region: bool,
     /// The first material (`None` for Origin EXTERNAL, which starts in PendingImport).
     pub material: Option<MaterialRefV1>,
+}
+
+/// CreateKey succeeded (version 2: with the key policy). Written by this build; version 1
+/// bodies keep decoding and stand for keys with the default key policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCreatedV2 {
+    /// [`codes::key_spec`] code.
+    pub key_spec: u16,
+    /// [`codes::key_usage`] code.
+    pub key_usage: u16,
+    /// [`codes::origin`] code.
+    pub origin: u16,
+    /// Description, 0–8192 characters.
+    pub description: String,
+    /// Tags set at creation (at most 50, unique keys).
+    pub tags: Vec<TagV1>,
+    /// `MultiRegion` (always false for now).
+    pub multi_region: bool,
+    /// The first material (`None` for Origin EXTERNAL, which starts in PendingImport).
+    pub material: Option<MaterialRefV1>,
+    /// The key policy document exactly as CreateKey received it (at most 32,768 bytes);
+    /// `None` when the request had no `Policy` and the default key policy applies.
+    pub policy: Option<String>,
+    /// `BypassPolicyLockoutSafetyCheck` of the request.
+    pub bypass_policy_lockout_safety_check: bool,
+}
+
+/// PutKeyPolicy: the key's policy is replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPolicyPutV1 {
+    /// `PolicyName` (always `default`).
+    pub policy_name: String,
+    /// The policy document exactly as received (at most 32,768 bytes).
+    pub policy: String,
+    /// `BypassPolicyLockoutSafetyCheck` of the request.
+    pub bypass_policy_lockout_safety_check: bool,
+}
+
+/// One encryption-context pair of a grant constraint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextPairV1 {
+    /// Context key.
+    pub key: String,
+    /// Context value.
+    pub value: String,
+}
+
+/// A grant's encryption-context constraint (AWS `GrantConstraints`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantConstraintV1 {
+    /// [`codes::grant_constraint`] code.
+    pub kind: u16,
+    /// The pairs (at most 8), sorted by key.
+    pub pairs: Vec<ContextPairV1>,
+}
+
+/// CreateGrant: a grant on the key (the record header names the principal who created it).
+/// Grant tokens are never logged: they are derived from the grant id and this event's log
+/// position by keyd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantCreatedV1 {
+    /// `GrantId`: 32 random bytes (AWS shows 64 hex characters).
+    pub grant_id: [u8; 32],
+    /// `Name` (empty when none), 1–256 characters of `[a-zA-Z0-9:/_-]`.
+    pub name: String,
+    /// `GranteePrincipal`, a principal ARN (at most 256 characters).
+    pub grantee_principal: String,
+    /// `RetiringPrincipal` (empty when none).
+    pub retiring_principal: String,
+    /// The [`codes::grant_operation`] codes, ascending, without duplicates.
+    pub operations: Vec<u16>,
+    /// `Constraints`, when given.
+    pub constraint: Option<GrantConstraintV1>,
+    /// The account that created the grant (AWS `IssuingAccount` is its root ARN), 12 digits.
+    pub issuing_account: String,
+}
+
+/// RetireGrant: the grant is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRetiredV1 {
+    /// The grant id.
+    pub grant_id: [u8; 32],
+    /// [`codes::grant_end`] code: by token or by key ARN and grant id.
+    pub how: u16,
+}
+
+/// RevokeGrant: the grant is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRevokedV1 {
+    /// The grant id.
+    pub grant_id: [u8; 32],
 }
 
 /// UpdateKeyDescription.
@@ -421,6 +571,7 @@ pub struct UsageBlockV1 {
 #[allow(missing_docs)]
 pub enum Body {
     KeyCreated(KeyCreatedV1),
+    KeyCreatedV2(KeyCreatedV2),
     KeyDescriptionUpdated(KeyDescriptionUpdatedV1),
     KeyEnabled(KeyEnabledV1),
     KeyDisabled(KeyDisabledV1),
@@ -435,6 +586,10 @@ pub enum Body {
     ImportParametersIssued(ImportParametersIssuedV1),
     KeyMaterialImported(KeyMaterialImportedV1),
     KeyMaterialDeleted(KeyMaterialDeletedV1),
+    KeyPolicyPut(KeyPolicyPutV1),
+    GrantCreated(GrantCreatedV1),
+    GrantRetired(GrantRetiredV1),
+    GrantRevoked(GrantRevokedV1),
     AliasCreated(AliasCreatedV1),
     AliasUpdated(AliasUpdatedV1),
     AliasDeleted(AliasDeletedV1),
@@ -462,7 +617,7 @@ impl Body {
     pub fn body_type(&self) -> u16 {
         use body_type::*;
         match self {
-            Body::KeyCreated(_) => KEY_CREATED,
+            Body::KeyCreated(_) | Body::KeyCreatedV2(_) => KEY_CREATED,
             Body::KeyDescriptionUpdated(_) => KEY_DESCRIPTION_UPDATED,
             Body::KeyEnabled(_) => KEY_ENABLED,
             Body::KeyDisabled(_) => KEY_DISABLED,
@@ -477,6 +632,10 @@ impl Body {
             Body::ImportParametersIssued(_) => IMPORT_PARAMETERS_ISSUED,
             Body::KeyMaterialImported(_) => KEY_MATERIAL_IMPORTED,
             Body::KeyMaterialDeleted(_) => KEY_MATERIAL_DELETED,
+            Body::KeyPolicyPut(_) => KEY_POLICY_PUT,
+            Body::GrantCreated(_) => GRANT_CREATED,
+            Body::GrantRetired(_) => GRANT_RETIRED,
+            Body::GrantRevoked(_) => GRANT_REVOKED,
             Body::AliasCreated(_) => ALIAS_CREATED,
             Body::AliasUpdated(_) => ALIAS_UPDATED,
             Body::AliasDeleted(_) => ALIAS_DELETED,
@@ -484,15 +643,18 @@ impl Body {
         }
     }
 
-    /// The schema version this build writes for this body (all 1 so far).
+    /// The schema version of this body (1, or 2 for [`KeyCreatedV2`]).
     pub fn body_version(&self) -> u16 {
-        1
+        match self {
+            Body::KeyCreatedV2(_) => 2,
+            _ => 1,
+        }
     }
 
     /// A short, stable name for logs and the audit index (e.g. `KeyCreated`).
     pub fn name(&self) -> &'static str {
         match self {
-            Body::KeyCreated(_) => "KeyCreated",
+            Body::KeyCreated(_) | Body::KeyCreatedV2(_) => "KeyCreated",
             Body::KeyDescriptionUpdated(_) => "KeyDescriptionUpdated",
             Body::KeyEnabled(_) => "KeyEnabled",
             Body::KeyDisabled(_) => "KeyDisabled",
@@ -507,6 +669,10 @@ impl Body {
             Body::ImportParametersIssued(_) => "ImportParametersIssued",
             Body::KeyMaterialImported(_) => "KeyMaterialImported",
             Body::KeyMaterialDeleted(_) => "KeyMaterialDeleted",
+            Body::KeyPolicyPut(_) => "KeyPolicyPut",
+            Body::GrantCreated(_) => "GrantCreated",
+            Body::GrantRetired(_) => "GrantRetired",
+            Body::GrantRevoked(_) => "GrantRevoked",
             Body::AliasCreated(_) => "AliasCreated",
             Body::AliasUpdated(_) => "AliasUpdated",
             Body::AliasDeleted(_) => "AliasDeleted",
@@ -518,6 +684,7 @@ impl Body {
     pub fn encode(&self) -> Result<Vec<u8>, EventError> {
         match self {
             Body::KeyCreated(b) => enc(b),
+            Body::KeyCreatedV2(b) => enc(b),
             Body::KeyDescriptionUpdated(b) => enc(b),
             Body::KeyEnabled(b) => enc(b),
             Body::KeyDisabled(b) => enc(b),
@@ -532,6 +699,10 @@ impl Body {
             Body::ImportParametersIssued(b) => enc(b),
             Body::KeyMaterialImported(b) => enc(b),
             Body::KeyMaterialDeleted(b) => enc(b),
+            Body::KeyPolicyPut(b) => enc(b),
+            Body::GrantCreated(b) => enc(b),
+            Body::GrantRetired(b) => enc(b),
+            Body::GrantRevoked(b) => enc(b),
             Body::AliasCreated(b) => enc(b),
             Body::AliasUpdated(b) => enc(b),
             Body::AliasDeleted(b) => enc(b),
@@ -548,6 +719,7 @@ impl Body {
         use body_type::*;
         Ok(match (body_type, body_version) {
             (KEY_CREATED, 1) => Body::KeyCreated(dec(bytes)?),
+            (KEY_CREATED, 2) => Body::KeyCreatedV2(dec(bytes)?),
             (KEY_DESCRIPTION_UPDATED, 1) => Body::KeyDescriptionUpdated(dec(bytes)?),
             (KEY_ENABLED, 1) => Body::KeyEnabled(dec(bytes)?),
             (KEY_DISABLED, 1) => Body::KeyDisabled(dec(bytes)?),
@@ -562,6 +734,10 @@ impl Body {
             (IMPORT_PARAMETERS_ISSUED, 1) => Body::ImportParametersIssued(dec(bytes)?),
             (KEY_MATERIAL_IMPORTED, 1) => Body::KeyMaterialImported(dec(bytes)?),
             (KEY_MATERIAL_DELETED, 1) => Body::KeyMaterialDeleted(dec(bytes)?),
+            (KEY_POLICY_PUT, 1) => Body::KeyPolicyPut(dec(bytes)?),
+            (GRANT_CREATED, 1) => Body::GrantCreated(dec(bytes)?),
+            (GRANT_RETIRED, 1) => Body::GrantRetired(dec(bytes)?),
+            (GRANT_REVOKED, 1) => Body::GrantRevoked(dec(bytes)?),
             (ALIAS_CREATED, 1) => Body::AliasCreated(dec(bytes)?),
             (ALIAS_UPDATED, 1) => Body::AliasUpdated(dec(bytes)?),
             (ALIAS_DELETED, 1) => Body::AliasDeleted(dec(bytes)?),

@@ -96,7 +96,7 @@ fn samples() -> Vec<(&'static str, AggregateKind, Body)> {
         ),
         ("key_deletion_cancelled", AggregateKind::Key, Body::KeyDeletionCancelled(KeyDeletionCancelledV1 {})),
         ("key_deleted", AggregateKind::Key, Body::KeyDeleted(KeyDeletedV1 { due_unix_ms: 1_767_830_400_000 })),
-        ("key_tags_added", AggregateKind::Key, Body::KeyTagsAdded(KeyTagsAddedV1 { tags })),
+        ("key_tags_added", AggregateKind::Key, Body::KeyTagsAdded(KeyTagsAddedV1 { tags: tags.clone() })),
         (
             "key_tags_removed",
             AggregateKind::Key,
@@ -175,6 +175,52 @@ fn samples() -> Vec<(&'static str, AggregateKind, Body)> {
                 }],
             }),
         ),
+        (
+            "key_created_v2",
+            AggregateKind::Key,
+            Body::KeyCreatedV2(KeyCreatedV2 {
+                key_spec: codes::key_spec::SYMMETRIC_DEFAULT,
+                key_usage: codes::key_usage::ENCRYPT_DECRYPT,
+                origin: codes::origin::AWS_KMS,
+                description: "orders".into(),
+                tags: tags.clone(),
+                multi_region: false,
+                material: Some(material(1)),
+                policy: Some(r#"{"Version":"2012-10-17","Statement":[]}"#.into()),
+                bypass_policy_lockout_safety_check: true,
+            }),
+        ),
+        (
+            "key_policy_put",
+            AggregateKind::Key,
+            Body::KeyPolicyPut(KeyPolicyPutV1 {
+                policy_name: "default".into(),
+                policy: r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
+                bypass_policy_lockout_safety_check: false,
+            }),
+        ),
+        (
+            "grant_created",
+            AggregateKind::Key,
+            Body::GrantCreated(GrantCreatedV1 {
+                grant_id: [0x33; 32],
+                name: "orders-reader".into(),
+                grantee_principal: "arn:aws:iam::444455556666:user/app".into(),
+                retiring_principal: "arn:aws:iam::111122223333:user/dev".into(),
+                operations: vec![codes::grant_operation::DECRYPT, codes::grant_operation::RETIRE_GRANT],
+                constraint: Some(GrantConstraintV1 {
+                    kind: codes::grant_constraint::SUBSET,
+                    pairs: vec![ContextPairV1 { key: "tenant".into(), value: "a".into() }],
+                }),
+                issuing_account: "111122223333".into(),
+            }),
+        ),
+        (
+            "grant_retired",
+            AggregateKind::Key,
+            Body::GrantRetired(GrantRetiredV1 { grant_id: [0x33; 32], how: codes::grant_end::RETIRED_BY_TOKEN }),
+        ),
+        ("grant_revoked", AggregateKind::Key, Body::GrantRevoked(GrantRevokedV1 { grant_id: [0x33; 32] })),
     ]
 }
 

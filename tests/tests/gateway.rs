@@ -30,6 +30,12 @@ async fn boto3_and_openssl_import_key_material_as_aws_documents_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_key_policies_grants_cross_account_use_and_account_isolation() {
+    let g = GatewayEnv::start().await;
+    g.python_passes("boto3_policies_grants.py", &[], &[], 38).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aws_cli_creates_aliases_encrypts_decrypts_with_fileb_and_paginates() {
     let g = GatewayEnv::start().await;
     g.python_passes("aws_cli.py", &[], &[], 10).await;

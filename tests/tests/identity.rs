@@ -1,5 +1,8 @@
 //! Identity is what the NATS server stamps, never what the caller claims.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_nats::HeaderMap;
 use keyledger_events::names;
 use keyledger_tests::*;
@@ -53,4 +56,128 @@ async fn a_request_that_did_not_cross_the_import_is_refused() {
     }
     let keys = h.ok("ListKeys", json!({})).await;
     assert_eq!(keys["Keys"].as_array().unwrap().len(), 0, "nothing was created");
+}
+
+/// A policy that lets the dev user administer the key (grants included) but not use it.
+fn admin_only_policy() -> String {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "KeyAdministration",
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/dev")},
+            "Action": ["kms:Describe*", "kms:Put*", "kms:Get*", "kms:List*", "kms:CreateGrant", "kms:RevokeGrant",
+                       "kms:RetireGrant", "kms:ScheduleKeyDeletion"],
+            "Resource": "*"
+        }]
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_token_works_at_once_on_a_lagging_worker_and_revocation_is_never_stale() {
+    let h = Harness::start().await;
+    let key = h.ok("CreateKey", json!({"Policy": admin_only_policy()})).await["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let denied = h.err("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x")})).await;
+    assert_eq!(denied.0, "AccessDeniedException", "the policy does not allow Encrypt: {denied:?}");
+
+    // A second cryptod whose projection applies each record 250 ms late: requests that land
+    // on it right after CreateGrant would not see the grant yet.
+    let env = h.env();
+    let root = keyledger_crypto::RootKey::load(&env.data_dir.join("root.key")).unwrap();
+    let config = keyledger::roles::RoleConfig {
+        accounts: [("DEV".to_owned(), ACCOUNT.to_owned())].into_iter().collect(),
+        clock: h.clock.clone(),
+        test_follower_delay: Duration::from_millis(250),
+        ..keyledger::roles::RoleConfig::default()
+    };
+    let lagging =
+        keyledger::roles::start(&[keyledger::roles::Role::Cryptod], &env.service_profile, Arc::new(root), config)
+            .await
+            .unwrap();
+    let lagging_follower = lagging.ctx.follower.clone();
+    let head = h.env().roles.as_ref().unwrap().ctx.follower.applied_seq();
+    assert!(eventually(Duration::from_secs(20), || async { lagging_follower.applied_seq() >= head }).await);
+
+    // Without the token, a client that never read the grant's log position (a fresh client)
+    // is refused by the lagging worker at least once; with it, never.
+    let mut refused_without_token = 0;
+    for i in 0..12 {
+        let name = format!("g{i}");
+        let grant = h
+            .ok(
+                "CreateGrant",
+                json!({"KeyId": key, "GranteePrincipal": format!("arn:aws:iam::{ACCOUNT}:user/dev"),
+                       "Operations": ["Encrypt", "Decrypt"], "Name": name}),
+            )
+            .await;
+        let token = grant["GrantToken"].as_str().unwrap().to_owned();
+        assert!(token.starts_with("KLGT1"), "{token}");
+        let fresh = h.new_client().await;
+        let with_token = fresh
+            .call("Encrypt", &json!({"KeyId": key, "Plaintext": b64(b"hi"), "GrantTokens": [token]}))
+            .await
+            .unwrap_or_else(|e| panic!("Encrypt with the grant token failed: {e}"));
+        assert_eq!(with_token.body["KeyId"], format!("arn:aws:kms:us-east-1:{ACCOUNT}:key/{key}"));
+        h.ok("RevokeGrant", json!({"KeyId": key, "GrantId": grant["GrantId"]})).await;
+        // The same client (which holds the revocation's position) is never answered from a
+        // state before it: refused, or told to retry while the worker catches up.
+        let after = h.err("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"hi")})).await;
+        assert!(
+            after.0 == "AccessDeniedException" || after.0 == "DependencyTimeoutException",
+            "revoked grant still used: {after:?}"
+        );
+
+        let grant = h
+            .ok(
+                "CreateGrant",
+                json!({"KeyId": key, "GranteePrincipal": format!("arn:aws:iam::{ACCOUNT}:user/dev"),
+                       "Operations": ["Encrypt"], "Name": format!("n{i}")}),
+            )
+            .await;
+        let fresh = h.new_client().await;
+        if fresh.call("Encrypt", &json!({"KeyId": key, "Plaintext": b64(b"hi")})).await.is_err() {
+            refused_without_token += 1;
+        }
+        h.ok("RevokeGrant", json!({"KeyId": key, "GrantId": grant["GrantId"]})).await;
+        // Let the lagging worker catch up between rounds so its lag stays one round deep.
+        let head = h.env().roles.as_ref().unwrap().ctx.follower.applied_seq();
+        assert!(eventually(Duration::from_secs(20), || async { lagging_follower.applied_seq() >= head }).await);
+    }
+    assert!(refused_without_token > 0, "the lagging worker never answered: the test proves nothing");
+
+    // A forged or altered token is refused; a valid token for a revoked grant authorizes
+    // nothing.
+    let (name, _) = h.err("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x"), "GrantTokens": ["KLGT1AAAA"]})).await;
+    assert_eq!(name, "InvalidGrantTokenException");
+
+    // RetireGrant by token, and the audit records name the grant that authorized each use.
+    let grant = h
+        .ok(
+            "CreateGrant",
+            json!({"KeyId": key, "GranteePrincipal": format!("arn:aws:iam::{ACCOUNT}:user/dev"),
+                   "Operations": ["Encrypt", "RetireGrant"]}),
+        )
+        .await;
+    let token = grant["GrantToken"].as_str().unwrap();
+    h.ok("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"audited"), "GrantTokens": [token]})).await;
+    h.ok("RetireGrant", json!({"GrantToken": token})).await;
+    assert_eq!(h.err("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x")})).await.0, "AccessDeniedException");
+    let records = h.audit_records().await;
+    let grant_id = grant["GrantId"].as_str().unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.record.operation == "Encrypt" && r.record.authorized_by == format!("grant:{grant_id}")),
+        "no Encrypt record names the grant"
+    );
+    assert!(records.iter().any(|r| r.record.operation == "Encrypt"
+        && r.record.outcome == keyledger_events::codes::outcome::DENIED
+        && r.record.authorized_by == "no-allow"));
+    let text = format!("{:?}", records.iter().map(|r| &r.record).collect::<Vec<_>>());
+    assert!(!text.contains(token), "a grant token reached the audit log");
+    lagging.stop().await;
 }

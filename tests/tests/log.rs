@@ -49,7 +49,7 @@ async fn every_change_is_a_chained_event_and_replay_rebuilds_the_live_state() {
     }
     assert_eq!(key_chain[0].record.principal.nats_account, "DEV");
     assert_eq!(key_chain[0].record.principal.user, "dev");
-    assert!(matches!(&key_chain[0].body, Body::KeyCreated(c) if c.material.is_some()));
+    assert!(matches!(&key_chain[0].body, Body::KeyCreatedV2(c) if c.material.is_some() && c.policy.is_none()));
 
     let follower = &h.env().roles.as_ref().unwrap().ctx.follower;
     follower.wait_for(last_seq, Duration::from_secs(5)).await.unwrap();

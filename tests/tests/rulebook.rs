@@ -89,7 +89,15 @@ async fn every_operation_in_every_key_state() {
 async fn limit_rows(h: &Harness) -> Vec<(&'static str, Value, Value, &'static str)> {
     let key = h.create_key().await;
     let tags = |n: usize| (0..n).map(|i| json!({"TagKey": format!("t{i}"), "TagValue": ""})).collect::<Vec<_>>();
-    let tokens = |n: usize| (0..n).map(|i| format!("token-{i}")).collect::<Vec<_>>();
+    // Grant tokens are checked (a forged one is InvalidGrantTokenException): use real ones.
+    let grant = h
+        .ok(
+            "CreateGrant",
+            json!({"KeyId": key, "GranteePrincipal": format!("arn:aws:iam::{ACCOUNT}:user/dev"), "Operations": ["Encrypt"]}),
+        )
+        .await;
+    let token = grant["GrantToken"].as_str().unwrap().to_owned();
+    let tokens = |n: usize| vec![token.clone(); n];
     vec![
         (
             "CreateKey",

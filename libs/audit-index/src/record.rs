@@ -258,7 +258,11 @@ fn push_account(accounts: &mut Vec<String>, account: &str) {
 pub fn control_operation(body: &Body, principal: &PrincipalV1) -> Option<(&'static str, bool)> {
     let by_service = principal.kind == principal_kind::SERVICE;
     let op = match body {
-        Body::KeyCreated(_) => "CreateKey",
+        Body::KeyCreated(_) | Body::KeyCreatedV2(_) => "CreateKey",
+        Body::KeyPolicyPut(_) => "PutKeyPolicy",
+        Body::GrantCreated(_) => "CreateGrant",
+        Body::GrantRetired(_) => "RetireGrant",
+        Body::GrantRevoked(_) => "RevokeGrant",
         Body::KeyDescriptionUpdated(_) => "UpdateKeyDescription",
         Body::KeyEnabled(_) => "EnableKey",
         Body::KeyDisabled(_) => "DisableKey",
@@ -351,6 +355,49 @@ fn control_details(op: &str, body: &Body) -> (String, u32) {
                 add(format!("KeyMaterialId={}", hex::encode(m.material_id)));
             }
         }
+        Body::KeyCreatedV2(c) => {
+            add(format!("KeySpec={} Origin={}", key_spec_name(c.key_spec), origin_name(c.origin)));
+            if !c.description.is_empty() {
+                add(format!("Description={}", c.description));
+            }
+            for t in &c.tags {
+                add(format!("Tag {}={}", t.key, t.value));
+            }
+            if let Some(m) = &c.material {
+                version = m.version;
+                add(format!("KeyMaterialId={}", hex::encode(m.material_id)));
+            }
+            match &c.policy {
+                Some(p) => add(format!("Policy={p}")),
+                None => add("Policy=default".to_owned()),
+            }
+            if c.bypass_policy_lockout_safety_check {
+                add("BypassPolicyLockoutSafetyCheck=true".to_owned());
+            }
+        }
+        Body::KeyPolicyPut(k) => {
+            add(format!("PolicyName={} Policy={}", k.policy_name, k.policy));
+            if k.bypass_policy_lockout_safety_check {
+                add("BypassPolicyLockoutSafetyCheck=true".to_owned());
+            }
+        }
+        Body::GrantCreated(g) => {
+            add(format!("GrantId={} GranteePrincipal={}", hex::encode(g.grant_id), g.grantee_principal));
+            if !g.retiring_principal.is_empty() {
+                add(format!("RetiringPrincipal={}", g.retiring_principal));
+            }
+            if !g.name.is_empty() {
+                add(format!("Name={}", g.name));
+            }
+            add(format!("Operations={:?}", g.operations));
+            if let Some(c) = &g.constraint {
+                for p in &c.pairs {
+                    add(format!("Constraint {}={}", p.key, p.value));
+                }
+            }
+        }
+        Body::GrantRetired(g) => add(format!("GrantId={}", hex::encode(g.grant_id))),
+        Body::GrantRevoked(g) => add(format!("GrantId={}", hex::encode(g.grant_id))),
         Body::KeyDescriptionUpdated(d) => add(format!("Description={}", d.description)),
         Body::KeyEnabled(e) => {
             if let Some(due) = e.rotation_catch_up_due_unix_ms {

@@ -63,6 +63,12 @@ pub enum CryptoError {
     #[error("invalid import token")]
     InvalidImportToken,
 
+    /// A grant token (AWS `GrantToken`) is malformed, of an unknown version, altered, forged or
+    /// made under another root key. No further detail. Maps to AWS
+    /// `InvalidGrantTokenException`.
+    #[error("invalid grant token")]
+    InvalidGrantToken,
+
     /// Import parameters could not be used: a public key that is not an RSA
     /// SubjectPublicKeyInfo of a supported size, a private key that is not an RSA PKCS#8 key of a
     /// supported size, or key material that is empty or too long for the wrapping algorithm. The

@@ -53,6 +53,7 @@ pub mod blob;
 mod context;
 pub mod envelope;
 mod error;
+mod grant_token;
 mod harden;
 pub mod import;
 mod root;
@@ -61,6 +62,7 @@ mod secret;
 pub use blob::{open, parse_header, seal, BlobHeader, BLOB_OVERHEAD};
 pub use context::{canonical_context, parse_canonical_context, EncryptionContext};
 pub use error::{CryptoError, Result};
+pub use grant_token::{GrantTokenFields, GRANT_TOKEN_LEN, GRANT_TOKEN_PREFIX, GRANT_TOKEN_VERSION};
 pub use harden::harden_process;
 pub use import::{
     wrap_for_import, ImportKeyAad, ImportTokenFields, ImportWrappingKey, WrappingAlgorithm, WrappingKeySpec,

@@ -64,6 +64,7 @@ pub struct RootKey {
     commitment_key: Zeroizing<[u8; 32]>,
     import_key_wrapping_key: Zeroizing<[u8; 32]>,
     import_token_key: Zeroizing<[u8; 32]>,
+    grant_token_key: Zeroizing<[u8; 32]>,
 }
 
 impl RootKey {
@@ -82,6 +83,7 @@ impl RootKey {
             commitment_key: Zeroizing::new(blake3::derive_key(CTX_COMMITMENT, bytes.as_ref())),
             import_key_wrapping_key: Zeroizing::new(blake3::derive_key(CTX_IMPORT_KEY_WRAPPING, bytes.as_ref())),
             import_token_key: Zeroizing::new(blake3::derive_key(CTX_IMPORT_TOKEN, bytes.as_ref())),
+            grant_token_key: Zeroizing::new(blake3::derive_key(crate::grant_token::CTX_GRANT_TOKEN, bytes.as_ref())),
         };
         bytes.zeroize();
         key
@@ -436,6 +438,25 @@ impl RootKey {
             return Err(CryptoError::InvalidImportToken);
         }
         ImportTokenFields::from_body(account, key_id, body).ok_or(CryptoError::InvalidImportToken)
+    }
+
+    /// The text form of a grant token for `fields` (layout: [`crate::GrantTokenFields`] and the
+    /// `grant_token` module docs), tagged with a key derived from this root key.
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidGrantToken`] if the account is not 12 ASCII digits.
+    pub fn grant_token(&self, fields: &crate::GrantTokenFields) -> Result<String> {
+        crate::grant_token::seal(&self.grant_token_key, fields)
+    }
+
+    /// Checks a grant token made by [`RootKey::grant_token`] (tag compared in constant time) and
+    /// returns what it says. A valid token authorizes nothing: it names a grant and the log
+    /// position its holder may wait for.
+    ///
+    /// # Errors
+    /// [`CryptoError::InvalidGrantToken`] for anything else.
+    pub fn verify_grant_token(&self, token: &str) -> Result<crate::GrantTokenFields> {
+        crate::grant_token::open(&self.grant_token_key, token)
     }
 
     fn import_token_tag(&self, account: &str, key_id: &[u8; 16], body: &[u8]) -> [u8; 32] {

@@ -12,8 +12,9 @@
 
 use keyledger_events::MaterialRefV1;
 
+use crate::access::{authorize, Access, Authorization};
 use crate::api::{EncryptionAlgorithm, KeySpec, KeyUsage, Operation};
-use crate::decide::{usable_state, Caller};
+use crate::decide::usable_state;
 use crate::error::KmsError;
 use crate::ids::{parse_key_ref, KeyId, KeyRef, Realm};
 use crate::query::resolve_key;
@@ -35,6 +36,8 @@ pub struct CryptoKey {
     /// The material versions this request may use: the current one, and for a decryption
     /// the version the ciphertext names.
     pub materials: Vec<MaterialRefV1>,
+    /// What authorized the request ([`crate::Authorization::audit_text`]), for its audit record.
+    pub authorized_by: String,
 }
 
 impl CryptoKey {
@@ -48,7 +51,7 @@ impl CryptoKey {
         self.material(self.current_version)
     }
 
-    fn of(key: &Key, realm: &Realm, extra_version: Option<u32>) -> Self {
+    fn of(key: &Key, realm: &Realm, extra_version: Option<u32>, auth: &Authorization) -> Self {
         let mut materials: Vec<MaterialRefV1> = key.current_material().into_iter().cloned().collect();
         if let Some(v) = extra_version.filter(|v| *v != key.current_version) {
             materials.extend(key.material(v).cloned());
@@ -60,6 +63,7 @@ impl CryptoKey {
             key_spec: key.key_spec,
             current_version: key.current_version,
             materials,
+            authorized_by: auth.audit_text(),
         }
     }
 }
@@ -83,8 +87,12 @@ fn usage_ok(realm: &Realm, key: &Key, op: Operation) -> Result<(), KmsError> {
 /// The key for Encrypt, GenerateDataKey(+WithoutPlaintext) or ReEncrypt's destination:
 /// `key_id_input` in any form (key id, key ARN, alias name, alias ARN).
 ///
+/// `access` says who asks, for which policy action (`Encrypt`, `GenerateDataKey…`,
+/// `ReEncryptTo`) and with which encryption context (policy conditions, grant constraints).
+///
 /// Errors: `NotFoundException` (invalid id, unknown key or alias, wrong-region ARN),
-/// `InvalidArnException`, `AccessDeniedException` (another account's key),
+/// `InvalidArnException`, `AccessDeniedException` (neither the key policy nor a grant allows
+/// it),
 /// `DisabledException: <arn> is disabled.`, `KMSInvalidStateException: <arn> is pending
 /// deletion.` / `is pending import.` / `is unavailable.`, `InvalidKeyUsageException` for a key
 /// that does not encrypt, `KMSInternalException` if an Enabled key has no material.
@@ -94,26 +102,27 @@ fn usage_ok(realm: &Realm, key: &Key, op: Operation) -> Result<(), KmsError> {
 pub fn resolve_for_crypto(
     p: &Projection,
     realm: &Realm,
-    caller: &Caller,
+    access: &Access<'_>,
     key_id_input: &str,
     op: Operation,
     now_unix_ms: u64,
 ) -> Result<CryptoKey, KmsError> {
-    let key = resolve_key(p, realm, caller, key_id_input, true, op)?;
+    let (key, auth) = resolve_key(p, realm, key_id_input, true, access, op)?;
     usable_state(realm, key)?;
     not_expired(realm, key, now_unix_ms)?;
     usage_ok(realm, key, op)?;
     if key.current_material().is_none() {
         return Err(KmsError::internal("The key has no current material."));
     }
-    Ok(CryptoKey::of(key, realm, None))
+    Ok(CryptoKey::of(key, realm, None, &auth))
 }
 
 /// The key for Decrypt (or ReEncrypt's source) of a symmetric ciphertext whose header names
 /// key `blob_key_id` and material `material_version` (aws-kms-api.md §4.2).
 ///
 /// Order: a supplied `KeyId` must parse (its syntax errors as usual); the blob's key must be a
-/// live key of the caller's account, else the deliberately vague `AccessDeniedException: The
+/// live key the caller may decrypt with (`access`: action `Decrypt` or `ReEncryptFrom`, with
+/// the request's encryption context), else the deliberately vague `AccessDeniedException: The
 /// ciphertext refers to a customer master key that does not exist, does not exist in this
 /// region, or you are not allowed to access.`; a supplied `KeyId` (any form) must name that
 /// same key, else `IncorrectKeyException` (an unknown alias: `NotFoundException`); then the key
@@ -122,15 +131,30 @@ pub fn resolve_for_crypto(
 pub fn resolve_for_decrypt(
     p: &Projection,
     realm: &Realm,
-    caller: &Caller,
+    access: &Access<'_>,
     blob_key_id: [u8; 16],
     material_version: u32,
     supplied_key_id: Option<&str>,
     now_unix_ms: u64,
 ) -> Result<CryptoKey, KmsError> {
+    let caller = access.caller;
     let supplied = supplied_key_id.map(|s| parse_key_ref(s, realm, &caller.account, true)).transpose()?;
     let blob_key = KeyId::from_bytes(blob_key_id);
-    let key = p.key(&caller.account, &blob_key).ok_or_else(KmsError::ciphertext_key_access_denied)?;
+    // Key ids are random UUIDs, unique across accounts: the blob names the key, the key names
+    // its account. Another account's key is usable only if its policy or a grant allows it.
+    let key = match p.key(&caller.account, &blob_key) {
+        Some(k) => k,
+        None => p.key_in_any_account(&blob_key).ok_or_else(KmsError::ciphertext_key_access_denied)?,
+    };
+    let auth = match authorize(realm, key, access) {
+        Ok(a) => a,
+        Err(e) if key.account == caller.account => return Err(e),
+        Err(e) => {
+            let mut vague = KmsError::ciphertext_key_access_denied();
+            vague.decided_by = e.decided_by;
+            return Err(vague);
+        }
+    };
     if let Some(r) = supplied {
         let named = match r {
             KeyRef::Key { account, key_id } => (account, key_id),
@@ -151,7 +175,7 @@ pub fn resolve_for_decrypt(
     if key.material(material_version).is_none() {
         return Err(KmsError::invalid_ciphertext());
     }
-    Ok(CryptoKey::of(key, realm, Some(material_version)))
+    Ok(CryptoKey::of(key, realm, Some(material_version), &auth))
 }
 
 /// `EncryptionAlgorithm` (or Source/DestinationEncryptionAlgorithm) against a key: a symmetric

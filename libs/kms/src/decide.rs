@@ -11,9 +11,9 @@
 //! (`UnsupportedOperationException`) and key state (`DisabledException`,
 //! `KMSInvalidStateException`) → quotas and semantic conflicts.
 //!
-//! Access until key policies exist: a principal may manage only keys of its own account. A key
-//! ARN of another account that names an existing key is answered with
-//! `AccessDeniedException` in AWS's style.
+//! Access: every operation on a key goes through [`authorize`] (its key policy, then its
+//! grants). A key of another account is reachable only by ARN, only for the operations AWS
+//! allows across accounts, and every failure there is the same `AccessDeniedException`.
 //!
 //! "Nothing to append" is `Ok(None)`: the idempotent cases (EnableKey on an Enabled key,
 //! DisableKey on a Disabled key, DisableKeyRotation when off, EnableKeyRotation with the
@@ -23,17 +23,20 @@
 
 use keyledger_events::{
     codes, AggregateKind, AliasCreatedV1, AliasDeletedV1, AliasUpdatedV1, Body, Draft, ImportParametersIssuedV1,
-    KeyCreatedV1, KeyDeletedV1, KeyDeletionCancelledV1, KeyDeletionScheduledV1, KeyDescriptionUpdatedV1, KeyDisabledV1,
-    KeyEnabledV1, KeyMaterialDeletedV1, KeyMaterialImportedV1, KeyMaterialRotatedV1, KeyRotationDisabledV1,
-    KeyRotationEnabledV1, KeyTagsAddedV1, KeyTagsRemovedV1, MaterialRefV1, PrincipalV1, TagV1, MAX_BODY_BYTES,
+    KeyDeletedV1, KeyDeletionCancelledV1, KeyDeletionScheduledV1, KeyDescriptionUpdatedV1, KeyDisabledV1, KeyEnabledV1,
+    KeyMaterialDeletedV1, KeyMaterialImportedV1, KeyMaterialRotatedV1, KeyRotationDisabledV1, KeyRotationEnabledV1,
+    KeyTagsAddedV1, KeyTagsRemovedV1, MaterialRefV1, PrincipalV1, TagV1, MAX_BODY_BYTES,
 };
+use keyledger_events::{GrantCreatedV1, GrantRetiredV1, GrantRevokedV1, KeyCreatedV2, KeyPolicyPutV1};
 
+use crate::access::{access_denied, authorize, Access, Authorization, Grant};
 use crate::api::{
     GetParametersForImportRequest, ImportKeyMaterialRequest, ImportType, KeySpec, Operation, Origin, Request,
     WrappingAlgorithm, WrappingKeySpec,
 };
 use crate::error::{ErrorKind, KmsError};
 use crate::ids::{parse_key_ref, KeyId, KeyRef, Realm};
+use crate::policy::{lockout_check, KeyPolicy, RequestContext};
 use crate::state::{days_ms, AggregateHead, AutoRotation, DueKind, Key, KeyState, Projection, DAY_MS};
 
 /// Who is asking: the authenticated account and principal (never a claimed one).
@@ -61,12 +64,35 @@ pub struct Ctx {
     /// ImportKeyMaterial: the material the shell unwrapped with the token's wrapping key,
     /// re-wrapped under the root key and stored (see [`import_target`]).
     pub imported: Option<ImportedMaterial>,
+    /// CreateGrant: a fresh grant id (32 random bytes from the OS CSPRNG).
+    pub new_grant_id: [u8; 32],
+    /// RetireGrant by `GrantToken`: what the token says, after the shell checked its tag.
+    pub retire_token: Option<TokenGrant>,
+}
+
+/// The grant a verified grant token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// The key's account.
+    pub account: String,
+    /// The key.
+    pub key_id: KeyId,
+    /// The grant id.
+    pub grant_id: [u8; 32],
 }
 
 impl Ctx {
     /// A context with only the clock and a fresh key id (nothing prepared).
     pub fn new(now_unix_ms: u64, new_key_id: KeyId) -> Self {
-        Self { now_unix_ms, new_key_id, new_material: None, import_parameters: None, imported: None }
+        Self {
+            now_unix_ms,
+            new_key_id,
+            new_material: None,
+            import_parameters: None,
+            imported: None,
+            new_grant_id: [0; 32],
+            retire_token: None,
+        }
     }
 }
 
@@ -98,6 +124,21 @@ pub struct Limits {
     pub max_tags_per_key: usize,
     /// On-demand rotations per key: RotateKeyOnDemand beyond it → LimitExceededException.
     pub max_on_demand_rotations: u32,
+    /// Grants per key: CreateGrant beyond it → LimitExceededException (AWS: 50,000).
+    #[serde(default = "default_max_grants_per_key")]
+    pub max_grants_per_key: usize,
+    /// Aliases per account: CreateAlias beyond it → LimitExceededException (Keyledger's own
+    /// quota; AWS now counts aliases per key only).
+    #[serde(default = "default_max_aliases_per_account")]
+    pub max_aliases_per_account: usize,
+}
+
+fn default_max_grants_per_key() -> usize {
+    50_000
+}
+
+fn default_max_aliases_per_account() -> usize {
+    100_000
 }
 
 impl Default for Limits {
@@ -107,6 +148,8 @@ impl Default for Limits {
             max_aliases_per_key: 50,
             max_tags_per_key: 50,
             max_on_demand_rotations: 25,
+            max_grants_per_key: default_max_grants_per_key(),
+            max_aliases_per_account: default_max_aliases_per_account(),
         }
     }
 }
@@ -204,13 +247,14 @@ pub fn material_needed(
     caller: &Caller,
     command: &Command,
     new_key_id: &KeyId,
+    now_unix_ms: u64,
 ) -> Result<Option<MaterialNeed>, KmsError> {
     Ok(match command {
         Command::Request(Request::CreateKey(r)) if r.origin != Origin::External => {
             Some(MaterialNeed { account: caller.account.clone(), key_id: *new_key_id, version: 1 })
         }
         Command::Request(Request::RotateKeyOnDemand(r)) => {
-            match resolve_managed(p, realm, caller, &r.key_id, Operation::RotateKeyOnDemand) {
+            match resolve_managed(p, realm, caller, &r.key_id, Operation::RotateKeyOnDemand, now_unix_ms) {
                 Ok(key) => Some(MaterialNeed {
                     account: key.account.clone(),
                     key_id: key.id,
@@ -297,28 +341,67 @@ fn alias_decision(p: &Projection, account: &str, alias_name: &str, body: Body) -
     })
 }
 
-/// Resolves a key id / key ARN for a management operation: NotFound, then AccessDenied.
+/// Resolves a key id / key ARN for a management operation and authorizes the caller
+/// ([`authorize`]): NotFound, then AccessDenied.
 pub(crate) fn resolve_managed<'p>(
     p: &'p Projection,
     realm: &Realm,
     caller: &Caller,
     key_id: &str,
     op: Operation,
+    now_unix_ms: u64,
 ) -> Result<&'p Key, KmsError> {
     let KeyRef::Key { account, key_id } = parse_key_ref(key_id, realm, &caller.account, false)? else {
         unreachable!("aliases are refused by parse_key_ref");
     };
-    let key = p.key(&account, &key_id).ok_or_else(|| KmsError::key_not_found(&realm.key_arn(&account, &key_id)))?;
-    check_access(realm, caller, key, op)?;
+    let (key, _) = found_and_authorized(p, realm, &account, &key_id, &Access::new(caller, op.name(), now_unix_ms), op)?;
     Ok(key)
 }
 
-/// Until key policies exist, only principals of the key's own account may use it.
-pub(crate) fn check_access(realm: &Realm, caller: &Caller, key: &Key, op: Operation) -> Result<(), KmsError> {
-    if key.account != caller.account {
-        return Err(KmsError::access_denied(&caller.principal.arn, op.name(), &key.arn(realm)));
+/// Operations AWS lets a principal of another account perform on a key named by its ARN, when
+/// the key policy or a grant allows it (aws-kms-api.md §2, "X-acct").
+pub fn cross_account_operation(op: Operation) -> bool {
+    use Operation::*;
+    matches!(
+        op,
+        Encrypt
+            | Decrypt
+            | ReEncrypt
+            | GenerateDataKey
+            | GenerateDataKeyWithoutPlaintext
+            | DescribeKey
+            | GetKeyRotationStatus
+            | CreateGrant
+            | ListGrants
+            | RetireGrant
+            | RevokeGrant
+    )
+}
+
+/// The live key `account`/`key_id`, if `access` may use it for `op`.
+///
+/// In the caller's own account an unknown key is `NotFoundException`. In another account
+/// (addressed by ARN) every failure — no such key, an operation that is never cross-account,
+/// a policy that does not allow it — is the same `AccessDeniedException`, so a caller learns
+/// nothing about keys it may not use.
+pub(crate) fn found_and_authorized<'p>(
+    p: &'p Projection,
+    realm: &Realm,
+    account: &str,
+    key_id: &KeyId,
+    access: &Access<'_>,
+    op: Operation,
+) -> Result<(&'p Key, Authorization), KmsError> {
+    let arn = realm.key_arn(account, key_id);
+    if account != access.caller.account {
+        let key = p.key(account, key_id).filter(|_| cross_account_operation(op));
+        let Some(key) = key else { return Err(access_denied(access.caller, access.action, &arn, None)) };
+        let auth = authorize(realm, key, access)?;
+        return Ok((key, auth));
     }
-    Ok(())
+    let key = p.key(account, key_id).ok_or_else(|| KmsError::key_not_found(&arn))?;
+    let auth = authorize(realm, key, access)?;
+    Ok((key, auth))
 }
 
 /// The matrix rule "PD" for operations that work in every state but PendingDeletion.
@@ -403,6 +486,13 @@ fn decide_request(
                 return Err(KmsError::unsupported(format!("Origin {} is not supported yet.", r.origin)));
             }
             check_new_tags(&[], &r.tags, limits)?;
+            if let Some(text) = &r.policy {
+                let policy = KeyPolicy::parse(text)?;
+                let arn = realm.key_arn(&caller.account, &ctx.new_key_id);
+                let mut request = RequestContext::for_caller(caller, "CreateKey", &arn, ctx.now_unix_ms);
+                request.bypass_policy_lockout_safety_check = Some(r.bypass_policy_lockout_safety_check);
+                lockout_check(&policy, &request, r.bypass_policy_lockout_safety_check)?;
+            }
             if p.live_key_count(&caller.account) >= limits.max_keys_per_account {
                 return Err(KmsError::new(
                     ErrorKind::LimitExceeded,
@@ -414,7 +504,7 @@ fn decide_request(
             }
             let id = ctx.new_key_id.to_string();
             let head = p.head(AggregateKind::Key, &caller.account, &id);
-            if head.next_aggregate_seq != 0 {
+            if head.next_aggregate_seq != 0 || p.key_in_any_account(&ctx.new_key_id).is_some() {
                 return Err(KmsError::internal("The generated key id is already in use; retry the request."));
             }
             // EXTERNAL keys start without material, in PendingImport.
@@ -424,7 +514,7 @@ fn decide_request(
                 account: caller.account.clone(),
                 aggregate_id: id,
                 head,
-                body: Body::KeyCreated(KeyCreatedV1 {
+                body: Body::KeyCreatedV2(KeyCreatedV2 {
                     key_spec,
                     key_usage,
                     origin,
@@ -432,11 +522,13 @@ fn decide_request(
                     tags: r.tags.clone(),
                     multi_region: false,
                     material,
+                    policy: r.policy.clone(),
+                    bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check,
                 }),
             }))
         }
         Request::UpdateKeyDescription(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             not_pending_deletion(realm, key)?;
             if key.description == r.description {
                 return Ok(None);
@@ -448,7 +540,7 @@ fn decide_request(
             ))
         }
         Request::EnableKey(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             match key.state {
                 KeyState::Enabled | KeyState::Unavailable => Ok(None),
                 KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.arn(realm))),
@@ -465,7 +557,7 @@ fn decide_request(
             }
         }
         Request::DisableKey(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             match key.state {
                 KeyState::Disabled | KeyState::Unavailable => Ok(None),
                 KeyState::PendingDeletion => Err(KmsError::pending_deletion(&key.arn(realm))),
@@ -474,7 +566,7 @@ fn decide_request(
             }
         }
         Request::ScheduleKeyDeletion(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             not_pending_deletion(realm, key)?;
             let window = r.pending_window_in_days;
             Ok(key_decision(
@@ -487,14 +579,14 @@ fn decide_request(
             ))
         }
         Request::CancelKeyDeletion(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             if key.state != KeyState::PendingDeletion {
                 return Err(KmsError::not_pending_deletion(&key.arn(realm)));
             }
             Ok(key_decision(p, key, Body::KeyDeletionCancelled(KeyDeletionCancelledV1 {})))
         }
         Request::EnableKeyRotation(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             rotatable_type(realm, key)?;
             usable_state(realm, key)?;
             let period = r.rotation_period_in_days;
@@ -519,7 +611,7 @@ fn decide_request(
             ))
         }
         Request::DisableKeyRotation(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             rotatable_type(realm, key)?;
             usable_state(realm, key)?;
             if key.rotation == AutoRotation::Off {
@@ -528,7 +620,7 @@ fn decide_request(
             Ok(key_decision(p, key, Body::KeyRotationDisabled(KeyRotationDisabledV1 {})))
         }
         Request::RotateKeyOnDemand(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             usable_state(realm, key)?;
             rotatable_type(realm, key)?;
             if key.on_demand_rotations >= limits.max_on_demand_rotations {
@@ -558,7 +650,7 @@ fn decide_request(
             ))
         }
         Request::GetParametersForImport(r) => {
-            let key = import_parameters_target(p, realm, caller, r)?;
+            let key = import_parameters_target(p, realm, caller, r, ctx.now_unix_ms)?;
             let Some(params) = &ctx.import_parameters else {
                 return Err(KmsError::internal("No wrapping key was prepared for this request; retry the request."));
             };
@@ -595,7 +687,7 @@ fn decide_request(
             ))
         }
         Request::DeleteImportedKeyMaterial(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             if key.origin != Origin::External {
                 return Err(KmsError::origin_not_valid(&key.arn(realm), key.origin.as_str()));
             }
@@ -622,7 +714,7 @@ fn decide_request(
             ))
         }
         Request::TagResource(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             not_pending_deletion(realm, key)?;
             check_new_tags(&key.tags, &r.tags, limits)?;
             let changes = r.tags.iter().any(|t| !key.tags.contains(t));
@@ -632,7 +724,7 @@ fn decide_request(
             Ok(key_decision(p, key, Body::KeyTagsAdded(KeyTagsAddedV1 { tags: r.tags.clone() })))
         }
         Request::UntagResource(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
             not_pending_deletion(realm, key)?;
             let mut removed: Vec<String> = Vec::new();
             for k in &r.tag_keys {
@@ -647,12 +739,21 @@ fn decide_request(
         }
         Request::CreateAlias(r) => {
             crate::api::check_alias_name(&r.alias_name)?;
-            let key = resolve_managed(p, realm, caller, &r.target_key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.target_key_id, op, ctx.now_unix_ms)?;
             if p.alias(&caller.account, &r.alias_name).is_some() {
                 return Err(KmsError::alias_already_exists(&realm.alias_arn(&caller.account, &r.alias_name)));
             }
             not_pending_deletion(realm, key)?;
             check_alias_quota(realm, key, limits)?;
+            if p.alias_count(&caller.account) >= limits.max_aliases_per_account {
+                return Err(KmsError::new(
+                    ErrorKind::LimitExceeded,
+                    format!(
+                        "The request was rejected because account {} already has the maximum number of aliases ({}).",
+                        caller.account, limits.max_aliases_per_account
+                    ),
+                ));
+            }
             Ok(alias_decision(
                 p,
                 &caller.account,
@@ -662,7 +763,7 @@ fn decide_request(
         }
         Request::UpdateAlias(r) => {
             crate::api::check_alias_name(&r.alias_name)?;
-            let key = resolve_managed(p, realm, caller, &r.target_key_id, op)?;
+            let key = resolve_managed(p, realm, caller, &r.target_key_id, op, ctx.now_unix_ms)?;
             let alias = p
                 .alias(&caller.account, &r.alias_name)
                 .ok_or_else(|| KmsError::alias_not_found(&realm.alias_arn(&caller.account, &r.alias_name)))?;
@@ -671,6 +772,7 @@ fn decide_request(
                 return Ok(None);
             }
             if let Some(old) = p.key(&caller.account, &alias.target) {
+                authorize(realm, old, &Access::new(caller, op.name(), ctx.now_unix_ms))?;
                 if old.key_spec != key.key_spec || old.key_usage != key.key_usage {
                     return Err(KmsError::validation(format!(
                         "{} cannot be the new target of {}: it must have the same key spec and key usage as the current target.",
@@ -695,6 +797,9 @@ fn decide_request(
             let alias = p
                 .alias(&caller.account, &r.alias_name)
                 .ok_or_else(|| KmsError::alias_not_found(&realm.alias_arn(&caller.account, &r.alias_name)))?;
+            if let Some(target) = p.key(&caller.account, &alias.target) {
+                authorize(realm, target, &Access::new(caller, op.name(), ctx.now_unix_ms))?;
+            }
             Ok(alias_decision(
                 p,
                 &caller.account,
@@ -702,7 +807,202 @@ fn decide_request(
                 Body::AliasDeleted(AliasDeletedV1 { target_key_id: *alias.target.as_bytes() }),
             ))
         }
+        Request::PutKeyPolicy(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
+            let policy = KeyPolicy::parse(&r.policy)?;
+            let mut request = RequestContext::for_caller(caller, "PutKeyPolicy", &key.arn(realm), ctx.now_unix_ms);
+            request.bypass_policy_lockout_safety_check = Some(r.bypass_policy_lockout_safety_check);
+            lockout_check(&policy, &request, r.bypass_policy_lockout_safety_check)?;
+            if key.policy.custom_policy().is_some_and(|cur| cur.text() == r.policy) {
+                return Ok(None);
+            }
+            Ok(key_decision(
+                p,
+                key,
+                Body::KeyPolicyPut(KeyPolicyPutV1 {
+                    policy_name: r.policy_name.clone(),
+                    policy: r.policy.clone(),
+                    bypass_policy_lockout_safety_check: r.bypass_policy_lockout_safety_check,
+                }),
+            ))
+        }
+        Request::CreateGrant(r) => create_grant(p, realm, caller, r, ctx, limits),
+        Request::RetireGrant(r) => {
+            let (account, key_id, grant_id, how) = match (&r.grant_token, &ctx.retire_token) {
+                (Some(_), Some(t)) => (t.account.clone(), t.key_id, t.grant_id, codes::grant_end::RETIRED_BY_TOKEN),
+                (Some(_), None) => {
+                    return Err(KmsError::internal("The grant token was not checked; retry the request."))
+                }
+                (None, _) => {
+                    let (Some(k), Some(g)) = (&r.key_id, &r.grant_id) else {
+                        return Err(KmsError::validation(
+                            "Either GrantToken, or both KeyId and GrantId, must be specified.",
+                        ));
+                    };
+                    let KeyRef::Key { account, key_id } = parse_key_ref(k, realm, &caller.account, false)? else {
+                        unreachable!("aliases are refused by parse_key_ref");
+                    };
+                    (account, key_id, crate::api::parse_grant_id(g)?, codes::grant_end::RETIRED_BY_ID)
+                }
+            };
+            let arn = realm.key_arn(&account, &key_id);
+            let key = p.key(&account, &key_id).ok_or_else(|| {
+                if account == caller.account {
+                    KmsError::key_not_found(&arn)
+                } else {
+                    access_denied(caller, op.name(), &arn, None)
+                }
+            })?;
+            let grant = key.grants.iter().find(|g| g.id == grant_id).ok_or_else(|| grant_not_found(&grant_id))?;
+            // RetireGrant is authorized by the grant itself, not by the key policy (AWS API
+            // reference, RetireGrant).
+            if !grant.retirable_by(realm, caller) {
+                return Err(access_denied(caller, op.name(), &arn, None));
+            }
+            if r.dry_run {
+                return Err(KmsError::dry_run());
+            }
+            Ok(key_decision(p, key, Body::GrantRetired(GrantRetiredV1 { grant_id, how })))
+        }
+        Request::RevokeGrant(r) => {
+            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
+            let grant_id = crate::api::parse_grant_id(&r.grant_id)?;
+            if !key.grants.iter().any(|g| g.id == grant_id) {
+                return Err(grant_not_found(&grant_id));
+            }
+            if r.dry_run {
+                return Err(KmsError::dry_run());
+            }
+            Ok(key_decision(p, key, Body::GrantRevoked(GrantRevokedV1 { grant_id })))
+        }
         other => Err(KmsError::internal(format!("{} is not a management operation.", other.operation().name()))),
+    }
+}
+
+/// `NotFoundException` for a grant id the key does not have.
+fn grant_not_found(grant_id: &[u8; 32]) -> KmsError {
+    KmsError::new(ErrorKind::NotFound, format!("Grant ID {} not found.", hex::encode(grant_id)))
+}
+
+/// CreateGrant (AWS API reference; aws-kms-api.md §7): authorization by the key policy
+/// (`kms:CreateGrant` with `kms:GrantOperations`, `kms:GranteePrincipal`,
+/// `kms:RetiringPrincipal`, `kms:GrantConstraintType` as condition keys) or by a grant that
+/// lists CreateGrant — then the new grant may not be looser than that grant; key state (D, PD,
+/// PI); operations the key type supports; idempotency by `Name`; the grants-per-key quota.
+fn create_grant(
+    p: &Projection,
+    realm: &Realm,
+    caller: &Caller,
+    r: &crate::api::CreateGrantRequest,
+    ctx: &Ctx,
+    limits: &Limits,
+) -> Result<Option<Decision>, KmsError> {
+    let KeyRef::Key { account, key_id } = parse_key_ref(&r.key_id, realm, &caller.account, false)? else {
+        unreachable!("aliases are refused by parse_key_ref");
+    };
+    let mut access = Access::new(caller, "CreateGrant", ctx.now_unix_ms);
+    access.grant_operations = r.operations.iter().map(|o| o.name().to_owned()).collect();
+    access.other.insert("kms:GranteePrincipal".into(), vec![r.grantee_principal.clone()]);
+    if let Some(rp) = &r.retiring_principal {
+        access.other.insert("kms:RetiringPrincipal".into(), vec![rp.clone()]);
+    }
+    if let Some(c) = &r.constraint {
+        let kind = match c {
+            crate::access::GrantConstraint::Equals(_) => "EncryptionContextEquals",
+            crate::access::GrantConstraint::Subset(_) => "EncryptionContextSubset",
+        };
+        access.other.insert("kms:GrantConstraintType".into(), vec![kind.into()]);
+    }
+    access.other.insert("kms:GrantIsForAWSResource".into(), vec!["false".into()]);
+    let (key, auth) = found_and_authorized(p, realm, &account, &key_id, &access, Operation::CreateGrant)?;
+    if let Authorization::Grant(parent_id) = &auth {
+        let parent = key.grants.iter().find(|g| g.id == *parent_id).expect("the authorizing grant is on the key");
+        check_chained_grant(caller, &key.arn(realm), parent, r)?;
+    }
+    usable_state(realm, key)?;
+    if let Some(bad) = r.operations.iter().find(|o| !o.valid_for_symmetric_key()) {
+        return Err(KmsError::validation(format!(
+            "Grant operation {} is not supported by {} of key spec {}.",
+            bad.name(),
+            key.arn(realm),
+            key.key_spec
+        )));
+    }
+    let operations: Vec<u16> = r.operations.iter().map(|o| o.code()).collect();
+    let constraint = r.constraint.as_ref().map(|c| c.to_event());
+    if let Some(name) = &r.name {
+        let same = same_named_grant(key, name, r);
+        if same.is_some() {
+            if r.dry_run {
+                return Err(KmsError::dry_run());
+            }
+            // An idempotent retry: nothing to append; the reply names the existing grant
+            // ([`same_named_grant`]) with a fresh token for it.
+            return Ok(None);
+        }
+    }
+    if key.grants.len() >= limits.max_grants_per_key {
+        return Err(KmsError::new(
+            ErrorKind::LimitExceeded,
+            format!(
+                "The request was rejected because {} already has the maximum number of grants ({}).",
+                key.arn(realm),
+                limits.max_grants_per_key
+            ),
+        ));
+    }
+    if r.dry_run {
+        return Err(KmsError::dry_run());
+    }
+    if ctx.new_grant_id == [0; 32] || key.grants.iter().any(|g| g.id == ctx.new_grant_id) {
+        return Err(KmsError::internal("No fresh grant id was prepared for this request; retry the request."));
+    }
+    Ok(key_decision(
+        p,
+        key,
+        Body::GrantCreated(GrantCreatedV1 {
+            grant_id: ctx.new_grant_id,
+            name: r.name.clone().unwrap_or_default(),
+            grantee_principal: r.grantee_principal.clone(),
+            retiring_principal: r.retiring_principal.clone().unwrap_or_default(),
+            operations,
+            constraint,
+            issuing_account: caller.account.clone(),
+        }),
+    ))
+}
+
+/// The grant an idempotent CreateGrant retry names: same `Name` and the same grantee,
+/// retiring principal, operations and constraint (AWS API reference, CreateGrant `Name`).
+pub(crate) fn same_named_grant<'k>(key: &'k Key, name: &str, r: &crate::api::CreateGrantRequest) -> Option<&'k Grant> {
+    key.grants.iter().find(|g| {
+        g.name == name
+            && g.grantee == r.grantee_principal
+            && g.retiring == r.retiring_principal.clone().unwrap_or_default()
+            && g.operations == r.operations
+            && g.constraint == r.constraint
+    })
+}
+
+/// Grant chaining (aws-kms-api.md §7): a grant created with permission from a grant may list
+/// only operations of that grant, and must be at least as constrained.
+fn check_chained_grant(
+    caller: &Caller,
+    key_arn: &str,
+    parent: &Grant,
+    r: &crate::api::CreateGrantRequest,
+) -> Result<(), KmsError> {
+    let ops_ok = r.operations.iter().all(|o| parent.operations.contains(o));
+    let constraint_ok = match (&parent.constraint, &r.constraint) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(pc), Some(c)) => c.at_least_as_strict_as(pc),
+    };
+    if ops_ok && constraint_ok {
+        Ok(())
+    } else {
+        Err(access_denied(caller, "CreateGrant", key_arn, None)
+            .decided_by(format!("grant:{} (the new grant would be looser than it)", parent.id_hex())))
     }
 }
 
@@ -724,8 +1024,9 @@ pub fn import_parameters_target<'p>(
     realm: &Realm,
     caller: &Caller,
     r: &GetParametersForImportRequest,
+    now_unix_ms: u64,
 ) -> Result<&'p Key, KmsError> {
-    let key = resolve_managed(p, realm, caller, &r.key_id, Operation::GetParametersForImport)?;
+    let key = resolve_managed(p, realm, caller, &r.key_id, Operation::GetParametersForImport, now_unix_ms)?;
     if key.origin != Origin::External {
         return Err(KmsError::origin_not_valid(&key.arn(realm), key.origin.as_str()));
     }
@@ -792,7 +1093,7 @@ pub fn import_target<'p>(
     now_unix_ms: u64,
 ) -> Result<&'p Key, KmsError> {
     check_valid_to(r, now_unix_ms)?;
-    let key = resolve_managed(p, realm, caller, &r.key_id, Operation::ImportKeyMaterial)?;
+    let key = resolve_managed(p, realm, caller, &r.key_id, Operation::ImportKeyMaterial, now_unix_ms)?;
     if key.origin != Origin::External {
         return Err(KmsError::origin_not_valid(&key.arn(realm), key.origin.as_str()));
     }

@@ -35,6 +35,8 @@ pub enum ErrorKind {
     InvalidGrantToken,
     /// `InvalidMarkerException`: a pagination marker this service did not issue.
     InvalidMarker,
+    /// `InvalidGrantIdException`: not a grant id, or no such grant on the key.
+    InvalidGrantId,
     /// `InvalidAliasNameException`: e.g. the reserved `alias/aws/` prefix.
     InvalidAliasName,
     /// `LimitExceededException`: a resource quota (keys, aliases per key, on-demand rotations).
@@ -77,7 +79,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 28] = [
+    pub const ALL: [ErrorKind; 29] = [
         ErrorKind::NotFound,
         ErrorKind::InvalidArn,
         ErrorKind::AlreadyExists,
@@ -89,6 +91,7 @@ impl ErrorKind {
         ErrorKind::InvalidCiphertext,
         ErrorKind::InvalidGrantToken,
         ErrorKind::InvalidMarker,
+        ErrorKind::InvalidGrantId,
         ErrorKind::InvalidAliasName,
         ErrorKind::LimitExceeded,
         ErrorKind::Tag,
@@ -122,6 +125,7 @@ impl ErrorKind {
             ErrorKind::InvalidCiphertext => "InvalidCiphertextException",
             ErrorKind::InvalidGrantToken => "InvalidGrantTokenException",
             ErrorKind::InvalidMarker => "InvalidMarkerException",
+            ErrorKind::InvalidGrantId => "InvalidGrantIdException",
             ErrorKind::InvalidAliasName => "InvalidAliasNameException",
             ErrorKind::LimitExceeded => "LimitExceededException",
             ErrorKind::Tag => "TagException",
@@ -183,13 +187,26 @@ impl std::fmt::Display for ErrorKind {
 /// name when the message is empty, as for `InvalidCiphertextException`).
 ///
 /// The message never contains a secret; constructors below produce AWS's exact texts.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Two errors are equal when the caller would see the same thing (kind and message);
+/// [`KmsError::decided_by`] is audit metadata and not compared.
+#[derive(Debug, Clone, Eq, thiserror::Error)]
 #[error("{}", self.display())]
 pub struct KmsError {
     /// What went wrong, as an AWS error name.
     pub kind: ErrorKind,
     /// The human-readable message (may be empty).
     pub message: String,
+    /// For `AccessDeniedException`: what refused the request, for its audit record
+    /// (`deny:key-policy:<statement>` for an explicit deny, `no-allow` when nothing allowed
+    /// it). Never sent to the caller.
+    pub decided_by: Option<String>,
+}
+
+impl PartialEq for KmsError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
 }
 
 impl KmsError {
@@ -203,7 +220,13 @@ impl KmsError {
 
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self { kind, message: message.into(), decided_by: None }
+    }
+
+    /// The same error, noting what refused it (see [`KmsError::decided_by`]).
+    pub fn decided_by(mut self, by: String) -> Self {
+        self.decided_by = Some(by);
+        self
     }
 
     /// The wire body: `{"__type": "<AwsName>", "message": "<message>"}` (aws-kms-api.md §1.3).

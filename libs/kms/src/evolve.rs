@@ -19,9 +19,13 @@
 //!   import must carry version 1 and, after the first, the key's bound material id; it is
 //!   refused while PendingDeletion; a deletion must name the current material, and an expiry
 //!   takes effect only once the server time has reached its `ValidTo` (like `KeyDeleted`);
-//! - an alias is created or moved only onto a live key of its own account.
+//! - an alias is created or moved only onto a live key of its own account;
+//! - a grant is added once (a second GrantCreated with the same id is ignored), and retired or
+//!   revoked only while it exists; a key policy replaces the previous one in any state.
 
-use keyledger_events::{codes, AggregateKind, Body, Event};
+use keyledger_events::{codes, AggregateKind, Body, Event, KeyCreatedV2};
+
+use crate::access::{Grant, GrantConstraint, GrantOperation, PolicySlot};
 
 use crate::api::{ExpirationModel, KeySpec, KeyUsage, Origin, WrappingAlgorithm, WrappingKeySpec};
 use crate::ids::KeyId;
@@ -54,10 +58,20 @@ pub(crate) fn check_fits(kind: AggregateKind, event: &Event) -> Result<(), Apply
         }
     }
     match &event.body {
-        Body::KeyCreated(b) => {
-            KeySpec::from_code(b.key_spec).ok_or(ApplyError::UnknownCode("key spec", b.key_spec))?;
-            KeyUsage::from_code(b.key_usage).ok_or(ApplyError::UnknownCode("key usage", b.key_usage))?;
-            Origin::from_code(b.origin).ok_or(ApplyError::UnknownCode("origin", b.origin))?;
+        Body::KeyCreated(b) => check_key_codes(b.key_spec, b.key_usage, b.origin)?,
+        Body::KeyCreatedV2(b) => check_key_codes(b.key_spec, b.key_usage, b.origin)?,
+        Body::GrantCreated(b) => {
+            for c in &b.operations {
+                GrantOperation::from_code(*c).ok_or(ApplyError::UnknownCode("grant operation", *c))?;
+            }
+            if let Some(c) = &b.constraint {
+                GrantConstraint::from_event(c).ok_or(ApplyError::UnknownCode("grant constraint", c.kind))?;
+            }
+        }
+        Body::GrantRetired(b)
+            if !matches!(b.how, codes::grant_end::RETIRED_BY_TOKEN | codes::grant_end::RETIRED_BY_ID) =>
+        {
+            return Err(ApplyError::UnknownCode("grant end", b.how));
         }
         Body::KeyMaterialRotated(b)
             if !matches!(b.rotation_type, codes::rotation_type::AUTOMATIC | codes::rotation_type::ON_DEMAND) =>
@@ -84,6 +98,13 @@ pub(crate) fn check_fits(kind: AggregateKind, event: &Event) -> Result<(), Apply
     Ok(())
 }
 
+fn check_key_codes(key_spec: u16, key_usage: u16, origin: u16) -> Result<(), ApplyError> {
+    KeySpec::from_code(key_spec).ok_or(ApplyError::UnknownCode("key spec", key_spec))?;
+    KeyUsage::from_code(key_usage).ok_or(ApplyError::UnknownCode("key usage", key_usage))?;
+    Origin::from_code(origin).ok_or(ApplyError::UnknownCode("origin", origin))?;
+    Ok(())
+}
+
 /// Folds a checked event and moves the aggregate's head to `new_head`.
 pub(crate) fn fold(
     p: &mut Projection,
@@ -103,7 +124,8 @@ pub(crate) fn fold(
                 KeyEntry::Live(k) => Projection::due_entry(&r.account, k),
                 _ => None,
             };
-            let (applied, removed_aliases, created) = fold_key(slot, id, event, server_time_unix_ms);
+            let (applied, removed_aliases, created) =
+                fold_key(slot, id, event, server_time_unix_ms, new_head.last_stream_seq);
             let new_due = match &slot.entry {
                 KeyEntry::Live(k) => Projection::due_entry(&r.account, k),
                 _ => None,
@@ -140,10 +162,26 @@ fn fold_key(
     id: KeyId,
     event: &Event,
     server_time_unix_ms: u64,
+    stream_seq: u64,
 ) -> (Applied, Option<Vec<String>>, bool) {
     use Applied::*;
     let r = &event.record;
-    if let Body::KeyCreated(b) = &event.body {
+    let created = match &event.body {
+        Body::KeyCreated(b) => Some(KeyCreatedV2 {
+            key_spec: b.key_spec,
+            key_usage: b.key_usage,
+            origin: b.origin,
+            description: b.description.clone(),
+            tags: b.tags.clone(),
+            multi_region: b.multi_region,
+            material: b.material.clone(),
+            policy: None,
+            bypass_policy_lockout_safety_check: false,
+        }),
+        Body::KeyCreatedV2(b) => Some(b.clone()),
+        _ => None,
+    };
+    if let Some(b) = created {
         if !matches!(slot.entry, KeyEntry::Absent) {
             return (Ignored, None, false);
         }
@@ -177,12 +215,40 @@ fn fold_key(
             on_demand_rotations: 0,
             aliases: Vec::new(),
             import: None,
+            policy: match b.policy {
+                Some(text) => PolicySlot::custom(text),
+                None => PolicySlot::default_policy(),
+            },
+            grants: Vec::new(),
         }));
         return (Folded, None, true);
     }
     let KeyEntry::Live(key) = &mut slot.entry else { return (Ignored, None, false) };
     let applied = match &event.body {
-        Body::KeyCreated(_) => unreachable!(),
+        Body::KeyCreated(_) | Body::KeyCreatedV2(_) => unreachable!("handled above"),
+        Body::KeyPolicyPut(b) => {
+            key.policy = PolicySlot::custom(b.policy.clone());
+            Folded
+        }
+        Body::GrantCreated(b) => {
+            if key.grants.iter().any(|g| g.id == b.grant_id) {
+                return (Ignored, None, false);
+            }
+            let Some(grant) = Grant::from_event(b, r.time_unix_ms, stream_seq) else {
+                return (Ignored, None, false);
+            };
+            key.grants.push(grant);
+            Folded
+        }
+        Body::GrantRetired(keyledger_events::GrantRetiredV1 { grant_id, .. })
+        | Body::GrantRevoked(keyledger_events::GrantRevokedV1 { grant_id }) => {
+            let before = key.grants.len();
+            key.grants.retain(|g| g.id != *grant_id);
+            if key.grants.len() == before {
+                return (Ignored, None, false);
+            }
+            Folded
+        }
         Body::KeyDescriptionUpdated(b) => {
             key.description = b.description.clone();
             Folded

@@ -14,7 +14,9 @@
 //! - [`query`](mod@query): read operations and management replies;
 //! - [`crypto_rules`]: which key and material a crypto request may use;
 //! - [`policy`]: key policies — parsing, evaluation, the default policy and the lockout
-//!   safety check ([`KeyPolicy`], [`RequestContext`]; not yet wired into `decide`).
+//!   safety check ([`KeyPolicy`], [`RequestContext`]);
+//! - [`access`]: the access decision every key operation goes through — key policy, then
+//!   grants ([`authorize`]).
 //!
 //! Invariants: this crate does no I/O, reads no clock and makes no randomness — time, fresh ids
 //! and freshly wrapped material come in through [`Ctx`]. No secret reaches an error message or
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod api;
 pub mod calendar;
 pub mod crypto_rules;
@@ -35,6 +38,7 @@ pub mod query;
 pub mod secret;
 pub mod state;
 
+pub use access::{authorize, Access, Authorization, Grant, GrantConstraint, GrantOperation, PolicySlot};
 pub use api::response;
 pub use api::{parse_request, EncryptionContext, Operation, Request, Role};
 pub use crypto_rules::{check_encryption_algorithm, resolve_for_crypto, resolve_for_decrypt, CryptoKey};

@@ -188,6 +188,10 @@ pub struct Key {
     pub aliases: Vec<String>,
     /// Imported material (Origin EXTERNAL keys only; boxed so AWS_KMS keys pay 8 bytes).
     pub(crate) import: Option<Box<ImportState>>,
+    /// The key policy (8 bytes for the default policy).
+    pub policy: crate::access::PolicySlot,
+    /// Live grants, in creation order.
+    pub grants: Vec<crate::access::Grant>,
 }
 
 /// What [`Key::import`] returns for keys without imported-material state.
@@ -472,6 +476,30 @@ impl Projection {
     /// Number of live keys of `account` (any state; the key quota counts these).
     pub fn live_key_count(&self, account: &str) -> usize {
         self.accounts.get(account).map_or(0, |a| a.live_keys)
+    }
+
+    /// The live key with id `key_id` in whichever account holds it (key ids are random UUIDs,
+    /// unique across accounts). One map lookup per account.
+    pub fn key_in_any_account(&self, key_id: &KeyId) -> Option<&Key> {
+        self.accounts.values().find_map(|a| match &a.keys.get(key_id)?.entry {
+            KeyEntry::Live(k) => Some(&**k),
+            _ => None,
+        })
+    }
+
+    /// Every live key of every account (ListRetirableGrants scans them).
+    pub fn all_live_keys(&self) -> impl Iterator<Item = &Key> + '_ {
+        self.accounts.values().flat_map(|a| {
+            a.keys.values().filter_map(|s| match &s.entry {
+                KeyEntry::Live(k) => Some(&**k),
+                _ => None,
+            })
+        })
+    }
+
+    /// Number of live aliases of `account` (the per-account alias quota counts these).
+    pub fn alias_count(&self, account: &str) -> usize {
+        self.accounts.get(account).map_or(0, |a| a.aliases.values().filter(|s| s.alias.is_some()).count())
     }
 
     /// A live alias of `account` by full name (`alias/…`).

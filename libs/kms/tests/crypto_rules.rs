@@ -13,11 +13,27 @@ use keyledger_kms::{
 use serde_json::{json, Value};
 
 fn crypto(w: &World, input: &str) -> Result<keyledger_kms::CryptoKey, (ErrorKind, String)> {
-    resolve_for_crypto(&w.p, &w.realm, &w.caller, input, Operation::Encrypt, w.now).map_err(|e| (e.kind, e.message))
+    resolve_for_crypto(
+        &w.p,
+        &w.realm,
+        &keyledger_kms::Access::new(&w.caller, "Encrypt", w.now),
+        input,
+        Operation::Encrypt,
+        w.now,
+    )
+    .map_err(|e| (e.kind, e.message))
 }
 
 fn decrypt(w: &World, key: &KeyId, version: u32, supplied: Option<&str>) -> Result<keyledger_kms::CryptoKey, KmsError> {
-    resolve_for_decrypt(&w.p, &w.realm, &w.caller, *key.as_bytes(), version, supplied, w.now)
+    resolve_for_decrypt(
+        &w.p,
+        &w.realm,
+        &keyledger_kms::Access::new(&w.caller, "Decrypt", w.now),
+        *key.as_bytes(),
+        version,
+        supplied,
+        w.now,
+    )
 }
 
 #[test]

@@ -80,7 +80,16 @@ fn a_deleted_key_is_a_tombstone_without_aliases_or_material() {
     assert_eq!(aliases["Aliases"].as_array().unwrap().len(), 1);
     assert_eq!(aliases["Aliases"][0]["AliasName"], "alias/keep");
     assert_eq!(
-        resolve_for_decrypt(&w.p, &w.realm, &w.caller, *id.as_bytes(), 1, None, w.now).unwrap_err(),
+        resolve_for_decrypt(
+            &w.p,
+            &w.realm,
+            &keyledger_kms::Access::new(&w.caller, "Decrypt", w.now),
+            *id.as_bytes(),
+            1,
+            None,
+            w.now
+        )
+        .unwrap_err(),
         KmsError::ciphertext_key_access_denied()
     );
     assert_eq!(w.tick(), 0, "nothing left to do");

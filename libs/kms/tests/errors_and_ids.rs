@@ -22,6 +22,7 @@ fn every_error_kind_has_its_aws_name_and_round_trips() {
             "InvalidCiphertextException",
             "InvalidGrantTokenException",
             "InvalidMarkerException",
+            "InvalidGrantIdException",
             "InvalidAliasNameException",
             "LimitExceededException",
             "TagException",

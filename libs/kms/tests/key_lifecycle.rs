@@ -345,7 +345,8 @@ fn create_key_emits_one_key_created_event_at_the_genesis_of_the_new_key() {
     assert_eq!(d.aggregate_kind, AggregateKind::Key);
     let id: KeyId = d.aggregate_id.parse().unwrap();
     assert_eq!(d.head, keyledger_kms::AggregateHead::genesis(AggregateKind::Key, ACCOUNT, &d.aggregate_id));
-    let Body::KeyCreated(b) = &d.body else { panic!("{:?}", d.body) };
+    let Body::KeyCreatedV2(b) = &d.body else { panic!("{:?}", d.body) };
+    assert_eq!(b.policy, None, "no Policy: the default key policy");
     assert_eq!(
         (b.key_spec, b.key_usage, b.origin),
         (codes::key_spec::SYMMETRIC_DEFAULT, codes::key_usage::ENCRYPT_DECRYPT, codes::origin::AWS_KMS)

@@ -107,7 +107,18 @@ fn valid_bodies() -> Vec<(Operation, String)> {
         (Operation::GenerateDataKey, format!(r#"{{"KeyId":"{KEY}","KeySpec":"AES_256","EncryptionContext":{{"a":"b"}}}}"#)),
         (Operation::GenerateDataKeyWithoutPlaintext, format!(r#"{{"KeyId":"{KEY}","NumberOfBytes":32}}"#)),
         (Operation::GenerateRandom, r#"{"NumberOfBytes":32}"#.into()),
+        (Operation::PutKeyPolicy, format!(r#"{{"KeyId":"{KEY}","PolicyName":"default","Policy":"{{}}","BypassPolicyLockoutSafetyCheck":false}}"#)),
+        (Operation::GetKeyPolicy, format!(r#"{{"KeyId":"{KEY}","PolicyName":"default"}}"#)),
+        (Operation::ListKeyPolicies, format!(r#"{{"KeyId":"{KEY}","Limit":5}}"#)),
+        (Operation::CreateGrant, format!(r#"{{"KeyId":"{KEY}","GranteePrincipal":"arn:aws:iam::111122223333:user/app","Operations":["Decrypt","Encrypt"],"Constraints":{{"EncryptionContextSubset":{{"a":"b"}}}},"Name":"n-1"}}"#)),
+        (Operation::ListGrants, format!(r#"{{"KeyId":"{KEY}","Limit":5,"GrantId":"GID"}}"#)),
+        (Operation::ListRetirableGrants, r#"{"RetiringPrincipal":"arn:aws:iam::111122223333:root","Limit":5}"#.into()),
+        (Operation::RetireGrant, format!(r#"{{"KeyId":"{KEY}","GrantId":"GID"}}"#)),
+        (Operation::RevokeGrant, format!(r#"{{"KeyId":"{KEY}","GrantId":"GID","DryRun":true}}"#)),
     ]
+    .into_iter()
+    .map(|(op, b)| (op, b.replace("GID", "abababababababababababababababababababababababababababababababab")))
+    .collect()
 }
 
 /// Every member name some operation reads, plus a few unknown ones.

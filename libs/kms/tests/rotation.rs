@@ -103,7 +103,16 @@ fn a_due_rotation_makes_new_material_current_and_keeps_every_old_version() {
     );
     // Old ciphertexts still resolve to their own material; new ones use the current one.
     for v in [1, 2] {
-        let k = resolve_for_decrypt(&w.p, &w.realm, &w.caller, *id.as_bytes(), v, None, w.now).unwrap();
+        let k = resolve_for_decrypt(
+            &w.p,
+            &w.realm,
+            &keyledger_kms::Access::new(&w.caller, "Decrypt", w.now),
+            *id.as_bytes(),
+            v,
+            None,
+            w.now,
+        )
+        .unwrap();
         assert_eq!(k.material(v), Some(&material(&id, v)));
         assert_eq!(k.current_version, 2);
     }
@@ -211,14 +220,14 @@ fn material_is_requested_only_for_commands_that_create_it() {
     let fresh = w.fresh_key_id();
     let need = |w: &World, op: Operation, body: &str| {
         let command = Command::Request(parse_request(op, body.as_bytes()).unwrap());
-        material_needed(&w.p, &w.realm, &w.caller, &command, &fresh).unwrap().map(|n| (n.key_id, n.version))
+        material_needed(&w.p, &w.realm, &w.caller, &command, &fresh, w.now).unwrap().map(|n| (n.key_id, n.version))
     };
     assert_eq!(need(&w, Operation::CreateKey, "{}"), Some((fresh, 1)));
     assert_eq!(need(&w, Operation::RotateKeyOnDemand, &format!(r#"{{"KeyId":"{id}"}}"#)), Some((id, 3)));
     assert_eq!(need(&w, Operation::RotateKeyOnDemand, &format!(r#"{{"KeyId":"{fresh}"}}"#)), None, "unknown key");
     assert_eq!(need(&w, Operation::DisableKey, &format!(r#"{{"KeyId":"{id}"}}"#)), None);
     let due = Command::RotationDue { account: ACCOUNT.into(), key_id: id, due_unix_ms: T0 };
-    assert_eq!(material_needed(&w.p, &w.realm, &w.caller, &due, &fresh).unwrap().map(|n| n.version), Some(3));
+    assert_eq!(material_needed(&w.p, &w.realm, &w.caller, &due, &fresh, w.now).unwrap().map(|n| n.version), Some(3));
 }
 
 #[test]

@@ -43,15 +43,28 @@ pub async fn handle_read(
     request: &Request,
     facts: &mut Facts,
 ) -> Result<Success, KmsError> {
-    let (body, seq) = with_catch_up(ctx, |p| keyledger_kms::query(p, &ctx.config.realm, caller, request)).await?;
+    let now = ctx.config.clock.now_unix_ms();
+    let (answer, seq) =
+        with_catch_up(ctx, |p| keyledger_kms::query(p, &ctx.config.realm, caller, request, now)).await?;
     facts.record.decided_at_seq = seq;
-    Ok(Success::json(body, Some(seq)))
+    facts.record.authorized_by = answer.authorized_by;
+    Ok(Success::json(answer.body, Some(seq)))
 }
 
-/// The key a crypto operation will use, copied out of the projection.
-async fn crypto_key(ctx: &RoleCtx, caller: &Caller, key_id: &str, op: Operation) -> Result<(CryptoKey, u64), KmsError> {
+/// The key a crypto operation will use, copied out of the projection: `action` is the policy
+/// action (`Encrypt`, `GenerateDataKey…`, `ReEncryptTo`), `ec` the request's encryption
+/// context (policy conditions and grant constraints see it).
+async fn crypto_key(
+    ctx: &RoleCtx,
+    caller: &Caller,
+    key_id: &str,
+    op: Operation,
+    action: &'static str,
+    ec: &EncryptionContext,
+) -> Result<(CryptoKey, u64), KmsError> {
     let now = ctx.config.clock.now_unix_ms();
-    with_catch_up(ctx, |p| keyledger_kms::resolve_for_crypto(p, &ctx.config.realm, caller, key_id, op, now)).await
+    let access = keyledger_kms::Access::new(caller, action, now).with_context(Some(ec));
+    with_catch_up(ctx, |p| keyledger_kms::resolve_for_crypto(p, &ctx.config.realm, &access, key_id, op, now)).await
 }
 
 fn dry_run() -> KmsError {
@@ -81,14 +94,17 @@ async fn decrypt_key(
     caller: &Caller,
     blob: &[u8],
     supplied_key_id: Option<&str>,
+    action: &'static str,
+    ec: &EncryptionContext,
 ) -> Result<(CryptoKey, u32, u64), KmsError> {
     let header = crypto::parse_header(blob).map_err(|_| invalid_ciphertext())?;
     let now = ctx.config.clock.now_unix_ms();
+    let access = keyledger_kms::Access::new(caller, action, now).with_context(Some(ec));
     let (key, seq) = with_catch_up(ctx, |p| {
         keyledger_kms::resolve_for_decrypt(
             p,
             &ctx.config.realm,
-            caller,
+            &access,
             header.key_id,
             header.material_version,
             supplied_key_id,
@@ -127,31 +143,41 @@ pub async fn handle_crypto(
     request: &Request,
     facts: &mut Facts,
 ) -> Result<(Success, Option<Recheck>), KmsError> {
-    let key_recheck = |input: &str, op: Operation, key: &CryptoKey| Recheck::Key {
-        input: input.to_owned(),
-        op,
-        key_arn: key.arn.clone(),
-    };
-    let blob_recheck = |blob: &[u8], supplied: &Option<String>, key: &CryptoKey| {
-        let header = crypto::parse_header(blob).ok()?;
-        Some(Recheck::Blob {
-            key_id: header.key_id,
-            material_version: header.material_version,
-            supplied: supplied.clone(),
+    let key_recheck =
+        |input: &str, op: Operation, action: &'static str, ec: &EncryptionContext, key: &CryptoKey| Recheck::Key {
+            caller: caller.clone(),
+            input: input.to_owned(),
+            op,
+            action,
+            ec: ec.clone(),
             key_arn: key.arn.clone(),
-        })
-    };
+        };
+    let blob_recheck =
+        |blob: &[u8], supplied: &Option<String>, action: &'static str, ec: &EncryptionContext, key: &CryptoKey| {
+            let header = crypto::parse_header(blob).ok()?;
+            Some(Recheck::Blob {
+                caller: caller.clone(),
+                key_id: header.key_id,
+                material_version: header.material_version,
+                supplied: supplied.clone(),
+                action,
+                ec: ec.clone(),
+                key_arn: key.arn.clone(),
+            })
+        };
     match request {
         Request::Encrypt(r) => {
-            let (key, seq) = crypto_key(ctx, caller, &r.key_id, Operation::Encrypt).await?;
+            let ec = &r.encryption_context;
+            let (key, seq) = crypto_key(ctx, caller, &r.key_id, Operation::Encrypt, "Encrypt", ec).await?;
+            facts.record.authorized_by = key.authorized_by.clone();
             keyledger_kms::check_encryption_algorithm(&key, r.encryption_algorithm)?;
             if r.dry_run {
                 return Err(dry_run());
             }
-            let (blob, _) = seal(ctx, &key, &r.encryption_context, r.plaintext.as_bytes()).await?;
+            let (blob, _) = seal(ctx, &key, ec, r.plaintext.as_bytes()).await?;
             facts.used_key(&key.arn, key.current_version, seq);
             facts.ciphertext(&blob);
-            let recheck = key_recheck(&r.key_id, Operation::Encrypt, &key);
+            let recheck = key_recheck(&r.key_id, Operation::Encrypt, "Encrypt", ec, &key);
             Ok((Success::secret(keyledger_kms::response::encrypt_body(&key.arn, &blob), Some(seq)), Some(recheck)))
         }
         Request::Decrypt(r) => {
@@ -160,19 +186,22 @@ pub async fn handle_crypto(
                     .key_id
                     .as_deref()
                     .ok_or_else(|| KmsError::validation("KeyId is required when the ciphertext is ignored."))?;
-                let (key, _) = crypto_key(ctx, caller, supplied, Operation::Decrypt).await?;
+                let (key, _) =
+                    crypto_key(ctx, caller, supplied, Operation::Decrypt, "Decrypt", &r.encryption_context).await?;
                 keyledger_kms::check_encryption_algorithm(&key, r.encryption_algorithm)?;
                 return Err(dry_run());
             }
             let blob = require_blob(&r.ciphertext_blob)?;
-            let (key, version, seq) = decrypt_key(ctx, caller, blob, r.key_id.as_deref()).await?;
+            let ec = &r.encryption_context;
+            let (key, version, seq) = decrypt_key(ctx, caller, blob, r.key_id.as_deref(), "Decrypt", ec).await?;
+            facts.record.authorized_by = key.authorized_by.clone();
             keyledger_kms::check_encryption_algorithm(&key, r.encryption_algorithm)?;
             if r.dry_run {
                 return Err(dry_run());
             }
             facts.used_key(&key.arn, version, seq);
             let (plaintext, material_id) = open(ctx, &key, version, blob, &r.encryption_context).await?;
-            let recheck = blob_recheck(blob, &r.key_id, &key);
+            let recheck = blob_recheck(blob, &r.key_id, "Decrypt", ec, &key);
             Ok((
                 Success::secret(
                     keyledger_kms::response::decrypt_body(&key.arn, plaintext.as_bytes(), &material_id),
@@ -182,36 +211,38 @@ pub async fn handle_crypto(
             ))
         }
         Request::ReEncrypt(r) => {
-            let (dest, dest_seq) = crypto_key(ctx, caller, &r.destination_key_id, Operation::ReEncrypt).await?;
+            let dest_ec = &r.destination_encryption_context;
+            let src_ec = &r.source_encryption_context;
+            let (dest, dest_seq) =
+                crypto_key(ctx, caller, &r.destination_key_id, Operation::ReEncrypt, "ReEncryptTo", dest_ec).await?;
             keyledger_kms::check_encryption_algorithm(&dest, r.destination_encryption_algorithm)?;
             if r.dry_run && r.ciphertext_blob.is_none() {
                 let supplied = r
                     .source_key_id
                     .as_deref()
                     .ok_or_else(|| KmsError::validation("SourceKeyId is required when the ciphertext is ignored."))?;
-                let (source, _) = crypto_key(ctx, caller, supplied, Operation::ReEncrypt).await?;
+                let (source, _) =
+                    crypto_key(ctx, caller, supplied, Operation::ReEncrypt, "ReEncryptFrom", src_ec).await?;
                 keyledger_kms::check_encryption_algorithm(&source, r.source_encryption_algorithm)?;
                 return Err(dry_run());
             }
             let blob = require_blob(&r.ciphertext_blob)?;
-            let (source, version, seq) = decrypt_key(ctx, caller, blob, r.source_key_id.as_deref()).await?;
+            let (source, version, seq) =
+                decrypt_key(ctx, caller, blob, r.source_key_id.as_deref(), "ReEncryptFrom", src_ec).await?;
+            facts.record.authorized_by = format!("from {}; to {}", source.authorized_by, dest.authorized_by);
             keyledger_kms::check_encryption_algorithm(&source, r.source_encryption_algorithm)?;
             if r.dry_run {
                 return Err(dry_run());
             }
             facts.used_key(&source.arn, version, seq.max(dest_seq));
-            let (plaintext, source_material_id) =
-                open(ctx, &source, version, blob, &r.source_encryption_context).await?;
-            let (new_blob, dest_material_id) =
-                seal(ctx, &dest, &r.destination_encryption_context, plaintext.as_bytes()).await?;
+            let (plaintext, source_material_id) = open(ctx, &source, version, blob, src_ec).await?;
+            let (new_blob, dest_material_id) = seal(ctx, &dest, dest_ec, plaintext.as_bytes()).await?;
             drop(plaintext);
             facts.ciphertext(&new_blob);
-            let recheck = match blob_recheck(blob, &r.source_key_id, &source) {
-                Some(b) => Recheck::Both(
-                    Box::new(b),
-                    Box::new(key_recheck(&r.destination_key_id, Operation::ReEncrypt, &dest)),
-                ),
-                None => key_recheck(&r.destination_key_id, Operation::ReEncrypt, &dest),
+            let dest_recheck = key_recheck(&r.destination_key_id, Operation::ReEncrypt, "ReEncryptTo", dest_ec, &dest);
+            let recheck = match blob_recheck(blob, &r.source_key_id, "ReEncryptFrom", src_ec, &source) {
+                Some(b) => Recheck::Both(Box::new(b), Box::new(dest_recheck)),
+                None => dest_recheck,
             };
             Ok((
                 Success::secret(
@@ -231,7 +262,9 @@ pub async fn handle_crypto(
             let with_plaintext = matches!(request, Request::GenerateDataKey(_));
             let op =
                 if with_plaintext { Operation::GenerateDataKey } else { Operation::GenerateDataKeyWithoutPlaintext };
-            let (key, seq) = crypto_key(ctx, caller, &r.key_id, op).await?;
+            let ec = &r.encryption_context;
+            let (key, seq) = crypto_key(ctx, caller, &r.key_id, op, op.name(), ec).await?;
+            facts.record.authorized_by = key.authorized_by.clone();
             if r.dry_run {
                 return Err(dry_run());
             }
@@ -240,7 +273,7 @@ pub async fn handle_crypto(
             facts.used_key(&key.arn, key.current_version, seq);
             facts.ciphertext(&blob);
             let plaintext = with_plaintext.then(|| data_key.as_bytes());
-            let recheck = key_recheck(&r.key_id, op, &key);
+            let recheck = key_recheck(&r.key_id, op, op.name(), ec, &key);
             Ok((
                 Success::secret(
                     keyledger_kms::response::generate_data_key_body(&key.arn, &blob, plaintext, &material_id),
@@ -250,6 +283,7 @@ pub async fn handle_crypto(
             ))
         }
         Request::GenerateRandom(r) => {
+            facts.record.authorized_by = keyledger_kms::Authorization::OwnAccount.audit_text();
             let bytes = crypto::Plaintext::random(r.number_of_bytes as usize);
             Ok((Success::secret(keyledger_kms::response::generate_random_body(bytes.as_bytes()), None), None))
         }

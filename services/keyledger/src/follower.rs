@@ -50,6 +50,13 @@ const APPLIED_CHANNEL_CAPACITY: usize = 4096;
 impl Follower {
     /// Starts following `log` from its first record in a background task.
     pub fn start(log: ControlLog) -> Self {
+        Self::start_lagging(log, Duration::ZERO)
+    }
+
+    /// Like [`Follower::start`], but waits `delay_per_record` before applying each record:
+    /// fault injection for tests that need a worker behind the log (a production
+    /// configuration never sets it).
+    pub fn start_lagging(log: ControlLog, delay_per_record: Duration) -> Self {
         let projection = Arc::new(RwLock::new(Projection::default()));
         let (applied_tx, applied) = watch::channel(0u64);
         let (health_tx, health) = watch::channel(FollowerHealth::Following);
@@ -57,7 +64,7 @@ impl Follower {
         let follower =
             Self { projection: projection.clone(), applied, health, events: events.clone(), log: log.clone() };
         tokio::spawn(async move {
-            let reason = follow_loop(log, projection, applied_tx, events).await;
+            let reason = follow_loop(log, projection, applied_tx, events, delay_per_record).await;
             tracing::error!(%reason, "control log follower stopped");
             let _ = health_tx.send(FollowerHealth::Failed(reason));
         });
@@ -152,6 +159,7 @@ async fn follow_loop(
     projection: Arc<RwLock<Projection>>,
     applied_tx: watch::Sender<u64>,
     events: broadcast::Sender<Applied>,
+    delay_per_record: Duration,
 ) -> String {
     let mut from = 1u64;
     loop {
@@ -167,6 +175,9 @@ async fn follow_loop(
             };
             if record.stream_seq < from {
                 continue;
+            }
+            if !delay_per_record.is_zero() {
+                tokio::time::sleep(delay_per_record).await;
             }
             let event = match keyledger_events::decode(&record.payload) {
                 Ok(e) => e,

@@ -46,6 +46,17 @@ pub async fn handle(
             return get_parameters_for_import(ctx, caller, r, request_id, facts).await;
         }
         Request::ImportKeyMaterial(r) => prepare_import(ctx, caller, r).await?,
+        Request::RetireGrant(keyledger_kms::api::RetireGrantRequest { grant_token: Some(token), .. }) => {
+            let t = ctx.root.verify_grant_token(token).map_err(|_| crate::pipeline::invalid_grant_token())?;
+            Prepared {
+                retire_token: Some(keyledger_kms::decide::TokenGrant {
+                    account: t.account,
+                    key_id: KeyId::from_bytes(t.key_id),
+                    grant_id: t.grant_id,
+                }),
+                ..Prepared::default()
+            }
+        }
         _ => Prepared::default(),
     };
     let command = Command::Request(request);
@@ -63,7 +74,16 @@ pub async fn handle(
     facts.recorded_elsewhere = decision.is_some();
     let Command::Request(request) = &command else { unreachable!("built above") };
     let projection = ctx.follower.read();
-    let body = keyledger_kms::management_response(&projection, &ctx.config.realm, caller, request, decision.as_ref())?;
+    let mut body =
+        keyledger_kms::management_response(&projection, &ctx.config.realm, caller, request, decision.as_ref())?;
+    if let Some((account, key_id, grant_id, log_seq)) =
+        keyledger_kms::query::created_grant(&projection, &ctx.config.realm, caller, request, decision.as_ref())
+    {
+        let fields = crypto::GrantTokenFields { account, key_id: *key_id.as_bytes(), grant_id, log_seq };
+        let token =
+            ctx.root.grant_token(&fields).map_err(|_| KmsError::internal("The grant token could not be made."))?;
+        body["GrantToken"] = serde_json::Value::String(token);
+    }
     Ok(Success::json(body, Some(seq)))
 }
 
@@ -78,6 +98,8 @@ struct Prepared {
     stored_now: Option<(String, [u8; 16], String)>,
     /// The import token held until the request ends.
     _token: Option<TokenGuard>,
+    /// RetireGrant by token: the grant the (verified) token names.
+    retire_token: Option<keyledger_kms::decide::TokenGrant>,
 }
 
 impl Prepared {
@@ -166,7 +188,8 @@ async fn get_parameters_for_import(
     let realm = &ctx.config.realm;
     let (account, key_id, arn) = {
         let projection = ctx.follower.read();
-        let key = keyledger_kms::import_parameters_target(&projection, realm, caller, r)?;
+        let key =
+            keyledger_kms::import_parameters_target(&projection, realm, caller, r, ctx.config.clock.now_unix_ms())?;
         (key.account.clone(), key.id, key.arn(realm))
     };
     let internal = || KmsError::internal("The import parameters could not be prepared; retry the request.");
@@ -394,6 +417,8 @@ async fn execute_with(
     extra: &Prepared,
 ) -> Result<(u64, Option<Decision>), KmsError> {
     let new_key_id = KeyId::from_uuid(uuid::Uuid::new_v4());
+    let mut new_grant_id = [0u8; 32];
+    getrandom::getrandom(&mut new_grant_id).map_err(|_| KmsError::internal("No randomness for a grant id."))?;
     let mut prepared: Option<(String, String, keyledger_events::MaterialRefV1)> = None;
     let mut last_conflict = None;
     for _attempt in 0..ctx.config.max_append_attempts {
@@ -401,7 +426,7 @@ async fn execute_with(
         // Which material (if any) this command needs, given the state now.
         let need = {
             let projection = ctx.follower.read();
-            keyledger_kms::material_needed(&projection, &ctx.config.realm, caller, command, &new_key_id)?
+            keyledger_kms::material_needed(&projection, &ctx.config.realm, caller, command, &new_key_id, now)?
         };
         let material = match need {
             None => None,
@@ -423,7 +448,8 @@ async fn execute_with(
         // projection moved on meanwhile (a concurrent rotation applied), prepare again.
         let decided = {
             let projection = ctx.follower.read();
-            let still = keyledger_kms::material_needed(&projection, &ctx.config.realm, caller, command, &new_key_id)?;
+            let still =
+                keyledger_kms::material_needed(&projection, &ctx.config.realm, caller, command, &new_key_id, now)?;
             let same = match (&still, &material) {
                 (None, None) => true,
                 (Some(t), Some(m)) => t.version == m.version,
@@ -438,6 +464,8 @@ async fn execute_with(
                     new_material: material.clone(),
                     import_parameters: extra.import_parameters.clone(),
                     imported: extra.imported.clone(),
+                    new_grant_id,
+                    retire_token: extra.retire_token.clone(),
                 };
                 Some(
                     keyledger_kms::decide(

@@ -148,6 +148,9 @@ pub async fn handle(
     if let Err(e) = &result {
         facts.record.outcome = error_outcome(e);
         facts.record.error_name = e.kind.aws_name().to_owned();
+        if let Some(by) = &e.decided_by {
+            facts.record.authorized_by = by.clone();
+        }
     }
     finish(ctx, facts, result).await
 }
@@ -185,12 +188,29 @@ async fn finish(
     }
 }
 
-/// A decision to check again after the record is stored.
+/// A decision to check again after the record is stored: the same caller, policy action and
+/// encryption context, against the projection at the control head (a key policy or grant
+/// changed meanwhile withholds the result too).
 pub enum Recheck {
     /// The key resolved from this input must still allow `op` and still be the same key.
-    Key { input: String, op: Operation, key_arn: String },
+    Key {
+        caller: Caller,
+        input: String,
+        op: Operation,
+        action: &'static str,
+        ec: keyledger_kms::EncryptionContext,
+        key_arn: String,
+    },
     /// The key a ciphertext names must still allow decryption with this material version.
-    Blob { key_id: [u8; 16], material_version: u32, supplied: Option<String>, key_arn: String },
+    Blob {
+        caller: Caller,
+        key_id: [u8; 16],
+        material_version: u32,
+        supplied: Option<String>,
+        action: &'static str,
+        ec: keyledger_kms::EncryptionContext,
+        key_arn: String,
+    },
     /// Both (ReEncrypt).
     Both(Box<Recheck>, Box<Recheck>),
 }
@@ -207,21 +227,20 @@ impl Recheck {
             )
         };
         match self {
-            Recheck::Key { input, op, key_arn } => {
-                // The caller's account is embedded in the ARN the first decision resolved.
-                let caller = caller_for(key_arn);
-                let key = keyledger_kms::resolve_for_crypto(p, realm, &caller, input, *op, now)?;
+            Recheck::Key { caller, input, op, action, ec, key_arn } => {
+                let access = keyledger_kms::Access::new(caller, action, now).with_context(Some(ec));
+                let key = keyledger_kms::resolve_for_crypto(p, realm, &access, input, *op, now)?;
                 if key.arn != *key_arn {
                     return Err(changed());
                 }
                 Ok(())
             }
-            Recheck::Blob { key_id, material_version, supplied, key_arn } => {
-                let caller = caller_for(key_arn);
+            Recheck::Blob { caller, key_id, material_version, supplied, action, ec, key_arn } => {
+                let access = keyledger_kms::Access::new(caller, action, now).with_context(Some(ec));
                 let key = keyledger_kms::resolve_for_decrypt(
                     p,
                     realm,
-                    &caller,
+                    &access,
                     *key_id,
                     *material_version,
                     supplied.as_deref(),
@@ -237,16 +256,6 @@ impl Recheck {
                 b.run(p, ctx)
             }
         }
-    }
-}
-
-/// A caller in the account of `key_arn` (the re-check only re-runs key rules, which depend on
-/// the caller's account alone until key policies exist).
-fn caller_for(key_arn: &str) -> Caller {
-    let account = key_arn.split(':').nth(4).unwrap_or_default().to_owned();
-    Caller {
-        account: account.clone(),
-        principal: keyledger_events::PrincipalV1 { account, ..keyledger_events::PrincipalV1::service() },
     }
 }
 
@@ -277,6 +286,7 @@ async fn run(
     };
     let request = keyledger_kms::parse_request(op, &msg.payload)?;
     note_request(facts, &request);
+    let min_seq = min_seq.max(grant_token_seq(ctx, &request)?);
     ctx.follower.wait_min_seq(min_seq, ctx.config.projection_wait).await?;
     let named = {
         let p = ctx.follower.read();
@@ -291,6 +301,33 @@ async fn run(
         alarm_if_pending_deletion(ctx, &caller, &arn, state, facts).await;
     }
     result
+}
+
+/// The highest log position the request's grant tokens name (0 if none). A grant token
+/// authorizes nothing: it only makes the worker wait (bounded, capped at the stream's head)
+/// until its projection holds the grant, so a grant works at once from any worker.
+///
+/// Errors: `InvalidGrantTokenException` for a token this service did not make.
+fn grant_token_seq(ctx: &RoleCtx, request: &Request) -> Result<u64, KmsError> {
+    let retire = match request {
+        Request::RetireGrant(r) => r.grant_token.as_slice(),
+        _ => &[],
+    };
+    let mut seq = 0;
+    for token in request.grant_tokens().iter().chain(retire) {
+        let fields = ctx.root.verify_grant_token(token).map_err(|_| invalid_grant_token())?;
+        seq = seq.max(fields.log_seq);
+    }
+    Ok(seq)
+}
+
+/// `InvalidGrantTokenException` (AWS API reference: "The request was rejected because the
+/// specified grant token is not valid.").
+pub fn invalid_grant_token() -> KmsError {
+    KmsError::new(
+        ErrorKind::InvalidGrantToken,
+        "The request was rejected because the specified grant token is not valid.",
+    )
 }
 
 /// Copies what the request says about keys and context into the record (never a secret).

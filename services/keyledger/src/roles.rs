@@ -71,6 +71,10 @@ pub struct RoleConfig {
     /// service never runs with it.
     #[doc(hidden)]
     pub benchmark_only_skip_audit: bool,
+    /// Delay before the follower applies each control record. **Only for tests** that need a
+    /// worker behind the log (grant tokens); no configuration file or flag can set it.
+    #[doc(hidden)]
+    pub test_follower_delay: Duration,
 }
 
 impl Default for RoleConfig {
@@ -91,6 +95,7 @@ impl Default for RoleConfig {
             rate_limit_per_principal_per_sec: 10_000.0,
             rate_limit_burst: 20_000.0,
             benchmark_only_skip_audit: false,
+            test_follower_delay: Duration::ZERO,
         }
     }
 }
@@ -202,7 +207,7 @@ pub async fn start(
     let js = keyledger_log::jetstream(nats.clone());
     let log = ControlLog::open(js.clone(), config.replicas).await?;
     let materials = MaterialStore::open(js.clone(), config.replicas).await?;
-    let follower = Follower::start(log.clone());
+    let follower = Follower::start_lagging(log.clone(), config.test_follower_delay);
     check_root_key(&follower, &root).await?;
     let lane_role = roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>().join("-");
     let audit_config = AuditConfig { replicas: config.replicas, ..config.audit.clone() };

@@ -204,6 +204,18 @@ impl Members {
         }
     }
 
+    /// A nested structure (e.g. CreateGrant `Constraints`), read with the same getters.
+    pub fn object(&mut self, member: &str) -> Result<Option<Members>, KmsError> {
+        match self.take(member) {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(Members { map })),
+            Some(mut v) => {
+                scrub(&mut v);
+                Err(wrong_type(member, "a structure"))
+            }
+        }
+    }
+
     /// A list of `{TagKey, TagValue}` structures; each member may be absent (the validator
     /// reports it as null).
     pub fn tags(&mut self, member: &str) -> Result<Option<Vec<RawTag>>, KmsError> {

@@ -53,11 +53,19 @@ pub enum Operation {
     GenerateDataKey,
     GenerateDataKeyWithoutPlaintext,
     GenerateRandom,
+    PutKeyPolicy,
+    GetKeyPolicy,
+    ListKeyPolicies,
+    CreateGrant,
+    ListGrants,
+    ListRetirableGrants,
+    RetireGrant,
+    RevokeGrant,
 }
 
 impl Operation {
     /// Every operation in scope.
-    pub const ALL: [Operation; 29] = [
+    pub const ALL: [Operation; 37] = [
         Operation::CreateKey,
         Operation::UpdateKeyDescription,
         Operation::EnableKey,
@@ -87,6 +95,14 @@ impl Operation {
         Operation::GenerateDataKey,
         Operation::GenerateDataKeyWithoutPlaintext,
         Operation::GenerateRandom,
+        Operation::PutKeyPolicy,
+        Operation::GetKeyPolicy,
+        Operation::ListKeyPolicies,
+        Operation::CreateGrant,
+        Operation::ListGrants,
+        Operation::ListRetirableGrants,
+        Operation::RetireGrant,
+        Operation::RevokeGrant,
     ];
 
     /// Every operation in scope (same as [`Operation::ALL`]).
@@ -127,6 +143,14 @@ impl Operation {
             Operation::GenerateDataKey => "GenerateDataKey",
             Operation::GenerateDataKeyWithoutPlaintext => "GenerateDataKeyWithoutPlaintext",
             Operation::GenerateRandom => "GenerateRandom",
+            Operation::PutKeyPolicy => "PutKeyPolicy",
+            Operation::GetKeyPolicy => "GetKeyPolicy",
+            Operation::ListKeyPolicies => "ListKeyPolicies",
+            Operation::CreateGrant => "CreateGrant",
+            Operation::ListGrants => "ListGrants",
+            Operation::ListRetirableGrants => "ListRetirableGrants",
+            Operation::RetireGrant => "RetireGrant",
+            Operation::RevokeGrant => "RevokeGrant",
         }
     }
 
@@ -156,10 +180,13 @@ impl Operation {
             | UntagResource
             | CreateAlias
             | UpdateAlias
-            | DeleteAlias => Role::Management,
-            DescribeKey | ListKeys | ListAliases | GetKeyRotationStatus | ListKeyRotations | ListResourceTags => {
-                Role::Read
-            }
+            | DeleteAlias
+            | PutKeyPolicy
+            | CreateGrant
+            | RetireGrant
+            | RevokeGrant => Role::Management,
+            DescribeKey | ListKeys | ListAliases | GetKeyRotationStatus | ListKeyRotations | ListResourceTags
+            | GetKeyPolicy | ListKeyPolicies | ListGrants | ListRetirableGrants => Role::Read,
             Encrypt | Decrypt | ReEncrypt | GenerateDataKey | GenerateDataKeyWithoutPlaintext | GenerateRandom => {
                 Role::Crypto
             }

@@ -99,7 +99,10 @@ pub struct CreateKeyRequest {
     pub origin: Origin,
     /// `Tags` (TagException rules are applied by `decide`).
     pub tags: Vec<TagV1>,
-    /// `BypassPolicyLockoutSafetyCheck` (accepted, meaningless until key policies exist).
+    /// `Policy`: the key policy document (checked by `decide`); `None` installs the default
+    /// key policy.
+    pub policy: Option<String>,
+    /// `BypassPolicyLockoutSafetyCheck`.
     pub bypass_policy_lockout_safety_check: bool,
 }
 
@@ -410,6 +413,112 @@ impl ReEncryptRequest {
     }
 }
 
+/// PutKeyPolicy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutKeyPolicyRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `PolicyName`: only `default` exists (absent means `default`).
+    pub policy_name: String,
+    /// `Policy`: the document (checked by `decide`).
+    pub policy: String,
+    /// `BypassPolicyLockoutSafetyCheck`, default false.
+    pub bypass_policy_lockout_safety_check: bool,
+}
+
+/// GetKeyPolicy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetKeyPolicyRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `PolicyName` (absent means `default`).
+    pub policy_name: String,
+}
+
+/// ListKeyPolicies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListKeyPoliciesRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `Limit`, 1..1000, default 100.
+    pub limit: u32,
+    /// `Marker`.
+    pub marker: Option<String>,
+}
+
+/// CreateGrant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateGrantRequest {
+    /// `KeyId` (key id or key ARN; another account's key by ARN).
+    pub key_id: String,
+    /// `GranteePrincipal`, 1..256 characters of `[\w+=,.@:/-]`.
+    pub grantee_principal: String,
+    /// `RetiringPrincipal`, same rules.
+    pub retiring_principal: Option<String>,
+    /// `Operations`, non-empty, de-duplicated, ascending.
+    pub operations: Vec<crate::access::GrantOperation>,
+    /// `Constraints` (at most one of the two members).
+    pub constraint: Option<crate::access::GrantConstraint>,
+    /// `GrantTokens` (0..10).
+    pub grant_tokens: Vec<String>,
+    /// `Name`, 1..256 characters of `[a-zA-Z0-9:/_-]`.
+    pub name: Option<String>,
+    /// `DryRun`.
+    pub dry_run: bool,
+}
+
+/// ListGrants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListGrantsRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `GrantId` filter (64 hex characters).
+    pub grant_id: Option<String>,
+    /// `GranteePrincipal` filter.
+    pub grantee_principal: Option<String>,
+    /// `Limit`, 1..100, default 50.
+    pub limit: u32,
+    /// `Marker`.
+    pub marker: Option<String>,
+    /// `GrantTokens` (0..10).
+    pub grant_tokens: Vec<String>,
+}
+
+/// ListRetirableGrants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRetirableGrantsRequest {
+    /// `RetiringPrincipal` (must be of the caller's account).
+    pub retiring_principal: String,
+    /// `Limit`, 1..100, default 50.
+    pub limit: u32,
+    /// `Marker`.
+    pub marker: Option<String>,
+}
+
+/// RetireGrant: by `GrantToken`, or by `KeyId` (ARN) and `GrantId`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetireGrantRequest {
+    /// `GrantToken`.
+    pub grant_token: Option<String>,
+    /// `KeyId`: the key ARN (with `GrantId`).
+    pub key_id: Option<String>,
+    /// `GrantId` (64 hex characters).
+    pub grant_id: Option<String>,
+    /// `DryRun`.
+    pub dry_run: bool,
+}
+
+/// RevokeGrant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeGrantRequest {
+    /// `KeyId` (key id or key ARN).
+    pub key_id: String,
+    /// `GrantId` (64 hex characters).
+    pub grant_id: String,
+    /// `DryRun`.
+    pub dry_run: bool,
+}
+
 /// A parsed request of any operation in scope.
 #[derive(Debug)]
 #[allow(missing_docs)] // each variant is the request of the operation of the same name
@@ -443,6 +552,14 @@ pub enum Request {
     GenerateDataKey(GenerateDataKeyRequest),
     GenerateDataKeyWithoutPlaintext(GenerateDataKeyWithoutPlaintextRequest),
     GenerateRandom(GenerateRandomRequest),
+    PutKeyPolicy(PutKeyPolicyRequest),
+    GetKeyPolicy(GetKeyPolicyRequest),
+    ListKeyPolicies(ListKeyPoliciesRequest),
+    CreateGrant(CreateGrantRequest),
+    ListGrants(ListGrantsRequest),
+    ListRetirableGrants(ListRetirableGrantsRequest),
+    RetireGrant(RetireGrantRequest),
+    RevokeGrant(RevokeGrantRequest),
 }
 
 impl Request {
@@ -478,6 +595,14 @@ impl Request {
             Request::GenerateDataKey(_) => Operation::GenerateDataKey,
             Request::GenerateDataKeyWithoutPlaintext(_) => Operation::GenerateDataKeyWithoutPlaintext,
             Request::GenerateRandom(_) => Operation::GenerateRandom,
+            Request::PutKeyPolicy(_) => Operation::PutKeyPolicy,
+            Request::GetKeyPolicy(_) => Operation::GetKeyPolicy,
+            Request::ListKeyPolicies(_) => Operation::ListKeyPolicies,
+            Request::CreateGrant(_) => Operation::CreateGrant,
+            Request::ListGrants(_) => Operation::ListGrants,
+            Request::ListRetirableGrants(_) => Operation::ListRetirableGrants,
+            Request::RetireGrant(_) => Operation::RetireGrant,
+            Request::RevokeGrant(_) => Operation::RevokeGrant,
         }
     }
 
@@ -511,6 +636,14 @@ impl Request {
             Request::Decrypt(r) => r.key_id.as_deref(),
             Request::ReEncrypt(r) => Some(&r.destination_key_id),
             Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r) => Some(&r.key_id),
+            Request::PutKeyPolicy(r) => Some(&r.key_id),
+            Request::GetKeyPolicy(r) => Some(&r.key_id),
+            Request::ListKeyPolicies(r) => Some(&r.key_id),
+            Request::CreateGrant(r) => Some(&r.key_id),
+            Request::ListGrants(r) => Some(&r.key_id),
+            Request::RevokeGrant(r) => Some(&r.key_id),
+            Request::RetireGrant(r) => r.key_id.as_deref(),
+            Request::ListRetirableGrants(_) => None,
         }
     }
 }
@@ -695,6 +828,103 @@ pub fn parse_request(op: Operation, body: &[u8]) -> Result<Request, KmsError> {
             let grant_tokens = grant_tokens(&mut m, &mut c)?;
             c.finish()?;
             Request::DescribeKey(DescribeKeyRequest { key_id: key_id.unwrap(), grant_tokens })
+        }
+        Operation::PutKeyPolicy => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let policy_name = policy_name(&mut m, &mut c)?;
+            let policy = m.string("Policy")?;
+            let policy = c.required(policy, "policy");
+            if let Some(p) = &policy {
+                c.str_len(p, "policy", 1, limits::MAX_POLICY_CHARS);
+            }
+            let bypass = m.boolean("BypassPolicyLockoutSafetyCheck")?.unwrap_or(false);
+            c.finish()?;
+            check_policy_name(&policy_name)?;
+            Request::PutKeyPolicy(PutKeyPolicyRequest {
+                key_id: key_id.unwrap(),
+                policy_name,
+                policy: policy.unwrap(),
+                bypass_policy_lockout_safety_check: bypass,
+            })
+        }
+        Operation::GetKeyPolicy => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let policy_name = policy_name(&mut m, &mut c)?;
+            c.finish()?;
+            check_policy_name(&policy_name)?;
+            Request::GetKeyPolicy(GetKeyPolicyRequest { key_id: key_id.unwrap(), policy_name })
+        }
+        Operation::ListKeyPolicies => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let (limit, marker) = paging(&mut m, &mut c, limits::LIST_KEYS_LIMIT)?;
+            c.finish()?;
+            Request::ListKeyPolicies(ListKeyPoliciesRequest { key_id: key_id.unwrap(), limit, marker })
+        }
+        Operation::CreateGrant => Request::CreateGrant(create_grant(&mut m, &mut c)?),
+        Operation::ListGrants => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let grant_id = m.string("GrantId")?;
+            if let Some(g) = &grant_id {
+                c.str_len(g, "grantId", 1, 128);
+            }
+            let grantee = principal_member(&mut m, &mut c, "GranteePrincipal", false)?;
+            let (limit, marker) = paging(&mut m, &mut c, limits::LIST_ALIASES_LIMIT)?;
+            let grant_tokens = grant_tokens(&mut m, &mut c)?;
+            c.finish()?;
+            if let Some(g) = &grant_id {
+                parse_grant_id(g)?;
+            }
+            Request::ListGrants(ListGrantsRequest {
+                key_id: key_id.unwrap(),
+                grant_id,
+                grantee_principal: grantee,
+                limit,
+                marker,
+                grant_tokens,
+            })
+        }
+        Operation::ListRetirableGrants => {
+            let retiring = principal_member(&mut m, &mut c, "RetiringPrincipal", true)?;
+            let (limit, marker) = paging(&mut m, &mut c, limits::LIST_ALIASES_LIMIT)?;
+            c.finish()?;
+            Request::ListRetirableGrants(ListRetirableGrantsRequest {
+                retiring_principal: retiring.unwrap(),
+                limit,
+                marker,
+            })
+        }
+        Operation::RetireGrant => {
+            let token = m.string("GrantToken")?;
+            if let Some(t) = &token {
+                c.hidden_len(t.chars().count(), "grantToken", 1, limits::MAX_GRANT_TOKEN_CHARS);
+            }
+            let key_id = optional_key_id(&mut m, &mut c, "KeyId")?;
+            let grant_id = m.string("GrantId")?;
+            if let Some(g) = &grant_id {
+                c.str_len(g, "grantId", 1, 128);
+            }
+            let dry_run = m.boolean("DryRun")?.unwrap_or(false);
+            c.finish()?;
+            if let Some(g) = &grant_id {
+                parse_grant_id(g)?;
+            }
+            if token.is_none() && (key_id.is_none() || grant_id.is_none()) {
+                return Err(KmsError::validation("Either GrantToken, or both KeyId and GrantId, must be specified."));
+            }
+            Request::RetireGrant(RetireGrantRequest { grant_token: token, key_id, grant_id, dry_run })
+        }
+        Operation::RevokeGrant => {
+            let key_id = key_id(&mut m, &mut c, "KeyId")?;
+            let grant_id = m.string("GrantId")?;
+            let grant_id = c.required(grant_id, "grantId");
+            if let Some(g) = &grant_id {
+                c.str_len(g, "grantId", 1, 128);
+            }
+            let dry_run = m.boolean("DryRun")?.unwrap_or(false);
+            c.finish()?;
+            let grant_id = grant_id.unwrap();
+            parse_grant_id(&grant_id)?;
+            Request::RevokeGrant(RevokeGrantRequest { key_id: key_id.unwrap(), grant_id, dry_run })
         }
         Operation::ListKeys => {
             let (limit, marker) = paging(&mut m, &mut c, limits::LIST_KEYS_LIMIT)?;
@@ -966,6 +1196,171 @@ pub(crate) fn check_alias_name(name: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
+/// `PolicyName`: 1..128 word characters; absent means `default`.
+fn policy_name(m: &mut Members, c: &mut Checks) -> Result<String, KmsError> {
+    let name = m.string("PolicyName")?;
+    if let Some(n) = &name {
+        c.str_len(n, "policyName", 1, 128);
+        let ok = n.chars().all(|ch| ch.is_alphanumeric() || ch == '_');
+        c.pattern(n, "policyName", ok, "[\\w]+");
+    }
+    Ok(name.unwrap_or_else(|| crate::access::POLICY_NAME.to_owned()))
+}
+
+/// Only the policy named `default` exists (AWS API reference, GetKeyPolicy/PutKeyPolicy):
+/// another name → `NotFoundException`.
+fn check_policy_name(name: &str) -> Result<(), KmsError> {
+    if name != crate::access::POLICY_NAME {
+        return Err(KmsError::new(
+            crate::ErrorKind::NotFound,
+            format!("No such policy exists: {}. The only valid policy name is default.", crate::error::shorten(name)),
+        ));
+    }
+    Ok(())
+}
+
+/// A grant id: 64 hex characters (AWS shows lowercase; case is folded). Anything else →
+/// `InvalidGrantIdException`.
+pub fn parse_grant_id(s: &str) -> Result<[u8; 32], KmsError> {
+    let bad = || KmsError::new(crate::ErrorKind::InvalidGrantId, "Invalid grant ID.");
+    if s.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        let text = std::str::from_utf8(chunk).map_err(|_| bad())?;
+        out[i] = u8::from_str_radix(text, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// A principal member (`GranteePrincipal`, `RetiringPrincipal`): 1..256 characters of
+/// `[\w+=,.@:/-]` (API model).
+fn principal_member(m: &mut Members, c: &mut Checks, member: &str, required: bool) -> Result<Option<String>, KmsError> {
+    let v = m.string(member)?;
+    let v = if required { c.required(v, &camel(member)) } else { v };
+    if let Some(p) = &v {
+        c.str_len(p, &camel(member), 1, 256);
+        let ok = p.chars().all(|ch| ch.is_alphanumeric() || "_+=,.@:/-".contains(ch));
+        c.pattern(p, &camel(member), ok, "^[\\w+=,.@:/-]+$");
+    }
+    Ok(v)
+}
+
+/// Grant constraints: at most 8 pairs, values at most 384 characters (aws-kms-api.md §7).
+const MAX_CONSTRAINT_PAIRS: usize = 8;
+const MAX_CONSTRAINT_VALUE_CHARS: usize = 384;
+
+fn create_grant(m: &mut Members, c: &mut Checks) -> Result<CreateGrantRequest, KmsError> {
+    use crate::access::{GrantConstraint, GrantOperation};
+    let key_id = key_id(m, c, "KeyId")?;
+    let grantee = principal_member(m, c, "GranteePrincipal", true)?;
+    let retiring = principal_member(m, c, "RetiringPrincipal", false)?;
+    let ops = m.string_list("Operations")?;
+    let ops = c.required(ops, "operations");
+    let mut operations = Vec::new();
+    if let Some(list) = ops {
+        if list.is_empty() {
+            c.push(violation(Shown::Hidden, "operations", "have length greater than or equal to 1"));
+        }
+        for (i, name) in list.into_iter().enumerate() {
+            let member = format!("operations.{}.member", i + 1);
+            let set = super::enums::value_set(GrantOperation::ALL.iter().map(|o| o.name()));
+            if let Some(op) = c.enum_value(Some(name), &member, GrantOperation::parse, set) {
+                operations.push(op);
+            }
+        }
+    }
+    operations.sort();
+    operations.dedup();
+    let constraints = m.object("Constraints")?;
+    let mut constraint = None;
+    let mut both = false;
+    if let Some(mut cm) = constraints {
+        let equals = cm.string_map("EncryptionContextEquals")?;
+        let subset = cm.string_map("EncryptionContextSubset")?;
+        if cm.present("SourceArn") {
+            return Err(KmsError::unsupported("The SourceArn grant constraint is not supported."));
+        }
+        both = equals.is_some() && subset.is_some();
+        for (member, map) in
+            [("constraints.encryptionContextEquals", &equals), ("constraints.encryptionContextSubset", &subset)]
+        {
+            if let Some(map) = map {
+                if map.len() > MAX_CONSTRAINT_PAIRS {
+                    c.push(violation(
+                        Shown::Hidden,
+                        member,
+                        &format!("have number of entries less than or equal to {MAX_CONSTRAINT_PAIRS}"),
+                    ));
+                }
+                if map.values().any(|v| v.chars().count() > MAX_CONSTRAINT_VALUE_CHARS) {
+                    c.push(violation(
+                        Shown::Hidden,
+                        member,
+                        &format!("have values of length less than or equal to {MAX_CONSTRAINT_VALUE_CHARS}"),
+                    ));
+                }
+                if map.keys().any(|k| k.is_empty()) {
+                    c.push(violation(Shown::Hidden, member, "have keys of length greater than or equal to 1"));
+                }
+            }
+        }
+        let pairs = |m: BTreeMap<String, String>| m.into_iter().collect::<Vec<_>>();
+        constraint = match (equals, subset) {
+            (Some(e), None) => Some(GrantConstraint::Equals(pairs(e))),
+            (None, Some(s)) => Some(GrantConstraint::Subset(pairs(s))),
+            _ => None,
+        };
+    }
+    let grant_tokens = grant_tokens(m, c)?;
+    let name = m.string("Name")?;
+    if let Some(n) = &name {
+        c.str_len(n, "name", 1, 256);
+        let ok = n.chars().all(|ch| ch.is_ascii_alphanumeric() || ":/_-".contains(ch));
+        c.pattern(n, "name", ok, "^[a-zA-Z0-9:/_-]+$");
+    }
+    let dry_run = m.boolean("DryRun")?.unwrap_or(false);
+    if m.present("GranteeServicePrincipal") || m.present("RetiringServicePrincipal") {
+        std::mem::take(c).finish()?;
+        return Err(KmsError::unsupported(
+            "Service principals in grants are not supported: Keyledger has no AWS services.",
+        ));
+    }
+    std::mem::take(c).finish()?;
+    if both {
+        return Err(KmsError::validation(
+            "Only one of EncryptionContextEquals and EncryptionContextSubset may be specified.",
+        ));
+    }
+    Ok(CreateGrantRequest {
+        key_id: key_id.unwrap(),
+        grantee_principal: grantee.unwrap(),
+        retiring_principal: retiring,
+        operations,
+        constraint,
+        grant_tokens,
+        name,
+        dry_run,
+    })
+}
+
+impl Request {
+    /// The grant tokens a request carries (empty for operations without `GrantTokens`).
+    pub fn grant_tokens(&self) -> &[String] {
+        match self {
+            Request::DescribeKey(r) => &r.grant_tokens,
+            Request::Encrypt(r) => &r.grant_tokens,
+            Request::Decrypt(r) => &r.grant_tokens,
+            Request::ReEncrypt(r) => &r.grant_tokens,
+            Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r) => &r.grant_tokens,
+            Request::CreateGrant(r) => &r.grant_tokens,
+            Request::ListGrants(r) => &r.grant_tokens,
+            _ => &[],
+        }
+    }
+}
+
 fn grant_tokens(m: &mut Members, c: &mut Checks) -> Result<Vec<String>, KmsError> {
     let tokens = m.string_list("GrantTokens")?.unwrap_or_default();
     c.hidden_len(tokens.len(), "grantTokens", 0, limits::MAX_GRANT_TOKENS);
@@ -1160,13 +1555,8 @@ fn create_key(m: &mut Members, c: &mut Checks) -> Result<CreateKeyRequest, KmsEr
     if multi_region {
         return Err(KmsError::unsupported("Multi-Region keys (MultiRegion true) are not supported yet."));
     }
-    if policy.is_some() {
-        return Err(KmsError::unsupported(
-            "Key policies (Policy) are not supported yet: omit Policy; until key policies arrive, \
-             only principals of the key's own account may use it.",
-        ));
-    }
     Ok(CreateKeyRequest {
+        policy,
         description: description.unwrap_or_default(),
         key_spec,
         key_usage,

@@ -68,6 +68,8 @@ pub struct World {
     pub prepared_import_parameters: Option<ImportParametersIssuedV1>,
     /// What the shell would have prepared for the next ImportKeyMaterial.
     pub prepared_import: Option<ImportedMaterial>,
+    /// What the shell would have verified from a RetireGrant token.
+    pub retire_token: Option<keyledger_kms::decide::TokenGrant>,
 }
 
 impl Default for World {
@@ -89,6 +91,7 @@ impl World {
             next_key: 1,
             prepared_import_parameters: None,
             prepared_import: None,
+            retire_token: None,
         }
     }
 
@@ -166,11 +169,13 @@ impl World {
 
     pub fn decide_command(&mut self, command: &Command) -> Result<Option<Decision>, KmsError> {
         let new_key_id = self.fresh_key_id();
-        let need = material_needed(&self.p, &self.realm, &self.caller, command, &new_key_id)?;
+        let need = material_needed(&self.p, &self.realm, &self.caller, command, &new_key_id, self.now)?;
         let ctx = Ctx {
             new_material: need.map(|n| material(&n.key_id, n.version)),
             import_parameters: self.prepared_import_parameters.clone(),
             imported: self.prepared_import.clone(),
+            new_grant_id: [*new_key_id.as_bytes(), *new_key_id.as_bytes()].concat().try_into().unwrap(),
+            retire_token: self.retire_token.take(),
             ..Ctx::new(self.now, new_key_id)
         };
         decide(&self.p, &self.realm, &self.caller, command, &ctx, &self.limits)
@@ -191,7 +196,7 @@ impl World {
             }
             Role::Read => {
                 let request = parse_request(op, json.as_bytes())?;
-                query(&self.p, &self.realm, &self.caller, &request)
+                query(&self.p, &self.realm, &self.caller, &request, self.now).map(|a| a.body)
             }
             Role::Crypto => panic!("crypto operations are not run here"),
         }

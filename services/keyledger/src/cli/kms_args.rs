@@ -108,6 +108,23 @@ pub fn members(operation: &str) -> Option<&'static [&'static str]> {
             &["KeyId", "EncryptionContext", "KeySpec", "NumberOfBytes", "GrantTokens", "DryRun"]
         }
         "GenerateRandom" => &["NumberOfBytes", "CustomKeyStoreId", "Recipient"],
+        "PutKeyPolicy" => &["KeyId", "PolicyName", "Policy", "BypassPolicyLockoutSafetyCheck"],
+        "GetKeyPolicy" => &["KeyId", "PolicyName"],
+        "ListKeyPolicies" => &["KeyId", "Limit", "Marker"],
+        "CreateGrant" => &[
+            "KeyId",
+            "GranteePrincipal",
+            "RetiringPrincipal",
+            "Operations",
+            "Constraints",
+            "GrantTokens",
+            "Name",
+            "DryRun",
+        ],
+        "ListGrants" => &["KeyId", "GrantId", "GranteePrincipal", "Limit", "Marker", "GrantTokens"],
+        "ListRetirableGrants" => &["RetiringPrincipal", "Limit", "Marker"],
+        "RetireGrant" => &["GrantToken", "KeyId", "GrantId", "DryRun"],
+        "RevokeGrant" => &["KeyId", "GrantId", "DryRun"],
         _ => return None,
     })
 }
@@ -115,14 +132,6 @@ pub fn members(operation: &str) -> Option<&'static [&'static str]> {
 /// AWS KMS operations Keyledger does not offer yet: sent as they are (the service answers
 /// UnsupportedOperationException) instead of being refused as unknown.
 const NOT_YET: &[&str] = &[
-    "CreateGrant",
-    "ListGrants",
-    "ListRetirableGrants",
-    "RetireGrant",
-    "RevokeGrant",
-    "GetKeyPolicy",
-    "PutKeyPolicy",
-    "ListKeyPolicies",
     "Sign",
     "Verify",
     "GetPublicKey",
@@ -149,9 +158,13 @@ const INT_MEMBERS: &[&str] = &["NumberOfBytes", "Limit", "PendingWindowInDays", 
 /// Members that are booleans.
 const BOOL_MEMBERS: &[&str] = &["DryRun", "BypassPolicyLockoutSafetyCheck", "MultiRegion"];
 /// Members that are string→string maps.
-const MAP_MEMBERS: &[&str] = &["EncryptionContext", "SourceEncryptionContext", "DestinationEncryptionContext"];
+const MAP_MEMBERS: &[&str] =
+    &["EncryptionContext", "SourceEncryptionContext", "DestinationEncryptionContext", "Constraints"];
 /// Members that are lists of strings.
-const LIST_MEMBERS: &[&str] = &["GrantTokens", "TagKeys", "DryRunModifiers"];
+const LIST_MEMBERS: &[&str] = &["GrantTokens", "TagKeys", "DryRunModifiers", "Operations"];
+/// Members that are text sent as is, even when it is JSON (a key policy document):
+/// `file://PATH` reads it from a file, as the aws CLI does.
+const TEXT_MEMBERS: &[&str] = &["Policy"];
 
 /// A timestamp flag: epoch seconds (`1798761600`, fractions allowed), a date (midnight UTC) or
 /// RFC 3339.
@@ -335,6 +348,14 @@ pub fn parse(args: &[String]) -> Result<KmsInvocation, String> {
                     } else {
                         Value::Array(values.iter().cloned().map(Value::String).collect())
                     }
+                } else if TEXT_MEMBERS.contains(&member.as_str()) {
+                    let raw = single(flag, &values)?;
+                    match raw.strip_prefix("file://") {
+                        Some(path) => Value::String(
+                            std::fs::read_to_string(path).map_err(|e| format!("--{flag}: cannot read {path}: {e}"))?,
+                        ),
+                        None => Value::String(raw.to_owned()),
+                    }
                 } else if member == "Tags" {
                     if values.is_empty() {
                         return Err("--tags needs at least one TagKey=k,TagValue=v".into());
@@ -483,6 +504,33 @@ mod tests {
         let inv = parse(&args(&["import-key-material", "--valid-to", "1798761600.5"])).unwrap();
         assert_eq!(inv.request["ValidTo"].as_f64(), Some(1_798_761_600.5));
         assert!(parse(&args(&["import-key-material", "--valid-to", "tomorrow"])).unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn policy_text_stays_text_and_grant_flags_are_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.json");
+        std::fs::write(&path, r#"{"Version":"2012-10-17","Statement":[]}"#).unwrap();
+        let inv = parse(&args(&["put-key-policy", "--key-id", "k", "--policy", &format!("file://{}", path.display())]))
+            .unwrap();
+        assert_eq!(inv.request["Policy"], r#"{"Version":"2012-10-17","Statement":[]}"#);
+        let inv = parse(&args(&["create-key", "--policy", r#"{"Statement":[]}"#])).unwrap();
+        assert_eq!(inv.request["Policy"], r#"{"Statement":[]}"#, "inline JSON is sent as a string");
+        let inv = parse(&args(&[
+            "create-grant",
+            "--key-id",
+            "k",
+            "--grantee-principal",
+            "arn:aws:iam::111122223333:user/app",
+            "--operations",
+            "Encrypt",
+            "Decrypt",
+            "--constraints",
+            r#"{"EncryptionContextSubset":{"a":"b"}}"#,
+        ]))
+        .unwrap();
+        assert_eq!(inv.request["Operations"], serde_json::json!(["Encrypt", "Decrypt"]));
+        assert_eq!(inv.request["Constraints"]["EncryptionContextSubset"]["a"], "b");
     }
 
     #[test]
