@@ -181,3 +181,105 @@ async fn a_grant_token_works_at_once_on_a_lagging_worker_and_revocation_is_never
     assert!(!text.contains(token), "a grant token reached the audit log");
     lagging.stop().await;
 }
+
+/// `deploy/nats/keyledger.conf`, run by a real nats-server, makes identity hold: the server
+/// stamps who asks (a forged header is overwritten), the service account cannot make requests,
+/// users cannot read each other's replies, and the roles serve a tenant through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_nats_configuration_stamps_identity_and_scopes_every_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats");
+    std::fs::copy(deploy.join("tls.conf"), dir.path().join("tls.conf")).unwrap();
+    // The shipped file, with only its JetStream directory moved into the test's.
+    let conf = std::fs::read_to_string(deploy.join("keyledger.conf")).unwrap();
+    let store = format!("store_dir: {:?}", dir.path().join("js"));
+    assert!(conf.contains("store_dir: \"/var/lib/keyledger/nats\""));
+    std::fs::write(dir.path().join("keyledger.conf"), conf.replace("store_dir: \"/var/lib/keyledger/nats\"", &store))
+        .unwrap();
+    let binary = keyledger_nats_server::find_or_install().unwrap();
+    let port = keyledger_nats_server::free_port().unwrap();
+    let passwords = [
+        ("KEYLEDGER_SERVICE_PASSWORD", "svc-pw-1"),
+        ("KEYLEDGER_GATEWAY_PASSWORD", "gw-pw-2"),
+        ("KEYLEDGER_TENANT_A_PASSWORD", "app-pw-3"),
+    ];
+    let mut server = std::process::Command::new(binary)
+        .arg("-c")
+        .arg(dir.path().join("keyledger.conf"))
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .envs(passwords)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("nats://127.0.0.1:{port}");
+    assert!(
+        eventually(Duration::from_secs(10), || async { std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() })
+            .await,
+        "nats-server with deploy/nats/keyledger.conf did not start"
+    );
+
+    let profile = keyledger_nats_server::ServiceProfile {
+        url: url.clone(),
+        nats_account: "KEYLEDGER".into(),
+        user: "keyledger".into(),
+        password: keyledger_nats_server::Password::new("svc-pw-1"),
+        inbox_prefix: "_INBOX.keyledger".into(),
+    };
+    let root = Arc::new(keyledger_crypto::RootKey::generate());
+    let config = keyledger::roles::RoleConfig {
+        accounts: [("TENANT_A".to_owned(), ACCOUNT.to_owned()), ("GATEWAY".to_owned(), "000000000000".to_owned())]
+            .into_iter()
+            .collect(),
+        ..keyledger::roles::RoleConfig::default()
+    };
+    let roles = keyledger::roles::start(
+        &[keyledger::roles::Role::Keyd, keyledger::roles::Role::Cryptod],
+        &profile,
+        root,
+        config,
+    )
+    .await
+    .unwrap();
+
+    let connect = |user: &'static str, password: &'static str| {
+        let url = url.clone();
+        async move {
+            async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+                .custom_inbox_prefix(format!("_INBOX.{user}"))
+                .connect(url)
+                .await
+                .unwrap()
+        }
+    };
+    // A tenant forging the stamped header gets its own identity anyway.
+    let app = connect("app", "app-pw-3").await;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Request-Info", r#"{"acc":"KEYLEDGER","user":"keyledger"}"#);
+    let reply = app.request_with_headers(names::api_subject("CreateKey"), headers, "{}".into()).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(
+        body["KeyMetadata"]["Arn"].as_str().unwrap().split(':').nth(4),
+        Some(ACCOUNT),
+        "created in the tenant's mapped account: {body}"
+    );
+    let key = body["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let client = keyledger::protocol::KmsClient::new(app.clone(), Duration::from_secs(10));
+    let enc = client.call("Encrypt", &json!({"KeyId": key, "Plaintext": b64(b"deployed")})).await.unwrap();
+    assert_eq!(enc.body["KeyId"].as_str().unwrap().split(':').nth(4), Some(ACCOUNT));
+
+    // The service user may not make API requests: the roles subscribe to kms.v1.> in its own
+    // account, so without the deny its request would be answered (refused for lack of a
+    // stamped identity, but answered); with it, the request never leaves the client's server.
+    let service = connect("keyledger", "svc-pw-1").await;
+    let attempt =
+        tokio::time::timeout(Duration::from_secs(2), service.request(names::api_subject("CreateKey"), "{}".into()))
+            .await;
+    assert!(!matches!(attempt, Ok(Ok(_))), "the service account's user cannot publish request subjects");
+    let keys = client.call("ListKeys", &json!({})).await.unwrap();
+    assert_eq!(keys.body["Keys"].as_array().unwrap().len(), 1, "nothing else was created");
+
+    roles.stop().await;
+    let _ = server.kill();
+    let _ = server.wait();
+}

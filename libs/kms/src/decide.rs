@@ -113,8 +113,10 @@ pub const IMPORT_PARAMETERS_VALIDITY_MS: u64 = 24 * 60 * 60 * 1000;
 /// ImportKeyMaterial).
 pub const MAX_IMPORT_VALIDITY_MS: u64 = 365 * DAY_MS;
 
-/// Resource quotas (aws-kms-api.md §12.1). Configurable; defaults are AWS's.
+/// Resource quotas (aws-kms-api.md §12.1). Configurable (`[limits]` of `keyledger serve`; a
+/// member left out keeps its default); defaults are AWS's.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Live keys (any state) per account: CreateKey beyond it → LimitExceededException.
     pub max_keys_per_account: usize,

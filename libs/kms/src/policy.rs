@@ -30,8 +30,8 @@
 //! - condition operators outside the String/Numeric/Date/Bool/Null/Arn families (`IpAddress`,
 //!   `BinaryEquals`, …) are refused rather than silently never matching.
 //!
-//! Status: this module is not wired into [`decide`](crate::decide) or keyd yet — that is the
-//! next step of issue #6. Nothing here does I/O or reads a clock: the request's time comes in
+//! [`crate::access::authorize`] applies it to every key operation (then the key's grants).
+//! Nothing here does I/O or reads a clock: the request's time comes in
 //! [`RequestContext::now_unix_ms`].
 
 use std::collections::{BTreeMap, BTreeSet};

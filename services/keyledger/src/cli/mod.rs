@@ -319,6 +319,7 @@ pub async fn connect(profile: Option<&Path>) -> anyhow::Result<KmsClient> {
 
 /// Connects a tenant client with a profile.
 pub async fn connect_profile(profile: &ClientProfile) -> anyhow::Result<KmsClient> {
+    require_tls_off_loopback(&profile.url)?;
     let client =
         async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned())
             .custom_inbox_prefix(profile.inbox_prefix.clone())
@@ -355,6 +356,11 @@ pub struct ServeConfig {
     /// The AWS KMS HTTP endpoint, served by this process when present.
     #[serde(default)]
     pub gateway: Option<crate::gateway::GatewaySection>,
+    /// Resource quotas (`[limits]`; every member optional, defaults are AWS's): keys per
+    /// account, aliases per key and per account, grants per key, tags per key, on-demand
+    /// rotations per key. Exceeding one answers `LimitExceededException`.
+    #[serde(default)]
+    pub limits: Option<keyledger_kms::Limits>,
 }
 
 async fn serve(path: &Path) -> anyhow::Result<()> {
@@ -377,6 +383,9 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     }
     if let Some(n) = config.replicas {
         role_config.replicas = n;
+    }
+    if let Some(limits) = config.limits.clone() {
+        role_config.limits = limits;
     }
     let root = Arc::new(root);
     let gateway = match &config.gateway {
@@ -401,6 +410,7 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
 
 /// Connects a role to NATS with its service profile.
 pub async fn connect_service(profile: &keyledger_nats_server::ServiceProfile) -> anyhow::Result<async_nats::Client> {
+    require_tls_off_loopback(&profile.url)?;
     keyledger_log::connect(
         &profile.url,
         &profile.user,
@@ -410,6 +420,36 @@ pub async fn connect_service(profile: &keyledger_nats_server::ServiceProfile) ->
     )
     .await
     .with_context(|| format!("cannot connect to {}", profile.url))
+}
+
+/// Replies carry plaintext and data keys, and requests carry credentials: a NATS URL whose
+/// host is not loopback (`127.0.0.0/8`, `::1`, `localhost`) must use `tls://` (issue #6). A
+/// comma-separated list of servers is checked server by server.
+///
+/// Errors: the first URL that would send secrets in clear over a network.
+pub fn require_tls_off_loopback(urls: &str) -> anyhow::Result<()> {
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("nats", url));
+        if scheme.eq_ignore_ascii_case("tls") {
+            continue;
+        }
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = if let Some(inner) = host_port.strip_prefix('[') {
+            inner.split(']').next().unwrap_or_default()
+        } else {
+            host_port.split(':').next().unwrap_or_default()
+        };
+        let loopback =
+            host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            anyhow::bail!(
+                "refusing to connect to {host} without TLS: replies carry plaintext and data keys, so NATS off \
+                 loopback must be tls://{host_port} (configure TLS on the server)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -432,5 +472,51 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nats_off_loopback_needs_tls() {
+        for ok in [
+            "nats://127.0.0.1:4222",
+            "nats://localhost:4222",
+            "nats://[::1]:4222",
+            "127.0.0.1:4222",
+            "tls://nats.example.com:4222",
+            "nats://u:p@127.0.0.2:4222",
+            "tls://a.example:4222, nats://127.0.0.1:4223",
+        ] {
+            assert!(require_tls_off_loopback(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "nats://nats.example.com:4222",
+            "nats://10.0.0.5:4222",
+            "nats://[2001:db8::1]:4222",
+            "nats://u:p@10.0.0.5:4222",
+            "tls://a.example:4222,nats://b.example:4222",
+        ] {
+            let e = require_tls_off_loopback(bad).unwrap_err().to_string();
+            assert!(e.contains("without TLS"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_example_configuration_parses_with_its_limits() {
+        let text = include_str!("../../../../deploy/keyledger.example.toml");
+        let config: ServeConfig = toml::from_str(text).expect("deploy/keyledger.example.toml parses");
+        let limits = config.limits.expect("the example sets [limits]");
+        assert_eq!(limits.max_grants_per_key, 50_000);
+        assert_eq!(limits.max_aliases_per_account, 100_000);
+        let partial: keyledger_kms::Limits = toml::from_str("max_keys_per_account = 10").unwrap();
+        assert_eq!(
+            (partial.max_keys_per_account, partial.max_tags_per_key),
+            (10, 50),
+            "unset members keep AWS's defaults"
+        );
+        assert!(toml::from_str::<keyledger_kms::Limits>("max_keys = 10").is_err(), "a misspelt quota is refused");
     }
 }
