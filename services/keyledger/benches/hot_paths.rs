@@ -9,7 +9,9 @@
 //!   AEAD), header parse;
 //! * `material`: wrap and unwrap of key material under the root key (XChaCha20-Poly1305).
 //!
-//! Policy evaluation is not here: key policies are not built yet.
+//! * `policy`: the access decision of an Encrypt (`keyledger_kms::authorize`) on a key with the
+//!   default key policy (evaluated without parsing), with a 4-statement custom policy with
+//!   encryption-context conditions, and through the last of 100 grants; parsing a policy.
 //!
 //! `cargo bench -p keyledger --bench hot_paths`
 
@@ -198,5 +200,114 @@ fn crypto_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, event_benches, projection_benches, usage_block_benches, crypto_benches);
+/// A projection holding one key (id 1) with `policy` (None: the default) and `grants` grants
+/// to other principals, then one to `arn:aws:iam::<ACCOUNT>:user/app`.
+fn key_with(policy: Option<String>, grants: usize) -> Projection {
+    let id = key_id(1).to_string();
+    let mut p = Projection::new();
+    let mut head = AggregateHead::genesis(AggregateKind::Key, ACCOUNT, &id);
+    let mut bodies = vec![Body::KeyCreatedV2(keyledger_events::KeyCreatedV2 {
+        key_spec: codes::key_spec::SYMMETRIC_DEFAULT,
+        key_usage: codes::key_usage::ENCRYPT_DECRYPT,
+        origin: codes::origin::AWS_KMS,
+        description: String::new(),
+        tags: vec![],
+        multi_region: false,
+        material: Some(MaterialRefV1 {
+            version: 1,
+            material_id: [1; 32],
+            root_key_id: [7; 16],
+            wrapped_digest: [2; 32],
+        }),
+        policy,
+        bypass_policy_lockout_safety_check: true,
+    })];
+    for g in 0..=grants {
+        let grantee = if g == grants {
+            format!("arn:aws:iam::{ACCOUNT}:user/app")
+        } else {
+            format!("arn:aws:iam::{ACCOUNT}:user/other-{g}")
+        };
+        let mut grant_id = [0u8; 32];
+        grant_id[..8].copy_from_slice(&(g as u64 + 1).to_be_bytes());
+        bodies.push(Body::GrantCreated(keyledger_events::GrantCreatedV1 {
+            grant_id,
+            name: String::new(),
+            grantee_principal: grantee,
+            retiring_principal: String::new(),
+            operations: vec![codes::grant_operation::ENCRYPT],
+            constraint: Some(keyledger_events::GrantConstraintV1 {
+                kind: codes::grant_constraint::SUBSET,
+                pairs: vec![keyledger_events::ContextPairV1 { key: "app".into(), value: "orders".into() }],
+            }),
+            issuing_account: ACCOUNT.to_owned(),
+        }));
+    }
+    if grants == 0 {
+        bodies.truncate(1);
+    }
+    for (i, body) in bodies.into_iter().enumerate() {
+        let d = Decision {
+            aggregate_kind: AggregateKind::Key,
+            account: ACCOUNT.to_owned(),
+            aggregate_id: id.clone(),
+            head,
+            body,
+        };
+        let draft = d.draft(*key_id(1000 + i as u64).as_bytes(), T0, principal(), [9; 16]);
+        let (bytes, _) = keyledger_events::encode(&draft, &d.body).expect("encodes");
+        let event = keyledger_events::decode(&bytes).expect("decodes");
+        p.apply(i as u64 + 1, T0, &event).expect("applies");
+        head = p.head(AggregateKind::Key, ACCOUNT, &id);
+    }
+    p
+}
+
+fn policy_benches(c: &mut Criterion) {
+    let realm = keyledger_kms::Realm::default();
+    let caller = |user: &str| keyledger_kms::Caller {
+        account: ACCOUNT.to_owned(),
+        principal: PrincipalV1 { arn: format!("arn:aws:iam::{ACCOUNT}:user/{user}"), ..principal() },
+    };
+    let custom = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/admin")},
+             "Action": ["kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*",
+                        "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:ScheduleKeyDeletion"],
+             "Resource": "*"},
+            {"Sid": "Use", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/dev")},
+             "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"], "Resource": "*",
+             "Condition": {"StringEquals": {"kms:EncryptionContext:app": "orders"}}},
+            {"Sid": "NoForeign", "Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
+             "Condition": {"StringNotEquals": {"kms:CallerAccount": ACCOUNT}}},
+            {"Sid": "Keys", "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+             "Action": "kms:Encrypt", "Resource": "*",
+             "Condition": {"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["app", "tenant"]},
+                           "Bool": {"aws:SecureTransport": "true"}}}
+        ]
+    })
+    .to_string();
+    let ec: keyledger_kms::EncryptionContext = [("app".to_owned(), "orders".to_owned())].into();
+    let key = keyledger_kms::KeyId::from_uuid(key_id(1));
+    let mut group = c.benchmark_group("policy");
+    for (name, policy, grants, user) in [
+        ("authorize/default policy", None, 0, "dev"),
+        ("authorize/4-statement policy with conditions", Some(custom.clone()), 0, "dev"),
+        ("authorize/last of 100 grants", Some(custom.clone()), 100, "app"),
+    ] {
+        let p = key_with(policy, grants);
+        let k = p.key(ACCOUNT, &key).expect("the key");
+        let who = caller(user);
+        let access = keyledger_kms::Access::new(&who, "Encrypt", T0).with_context(Some(&ec));
+        assert!(keyledger_kms::authorize(&realm, k, &access).is_ok(), "{name} must allow");
+        group.bench_function(name, |b| b.iter(|| keyledger_kms::authorize(&realm, black_box(k), black_box(&access))));
+    }
+    group.bench_function(format!("parse/{} bytes", custom.len()), |b| {
+        b.iter(|| keyledger_kms::KeyPolicy::parse(black_box(&custom)).expect("parses"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, event_benches, projection_benches, usage_block_benches, crypto_benches, policy_benches);
 criterion_main!(benches);
