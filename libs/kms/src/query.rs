@@ -371,8 +371,10 @@ fn page(member: &str, items: Vec<Value>, truncated: bool, next: Option<String>) 
 /// CreateKey → `{KeyMetadata}` of the key `decision` created; ScheduleKeyDeletion →
 /// `{KeyId, DeletionDate, KeyState, PendingWindowInDays}`; CancelKeyDeletion and
 /// RotateKeyOnDemand → `{KeyId}` (ARN); ImportKeyMaterial and DeleteImportedKeyMaterial →
-/// `{KeyId, KeyMaterialId}`; every other management operation → `{}` (GetParametersForImport's
-/// response holds the token and public key, which only keyd has: keyd builds it).
+/// `{KeyId, KeyMaterialId}`; CreateGrant → `{GrantId}` (keyd adds the `GrantToken`, which
+/// needs the root key: [`created_grant`] says what it carries); every other management
+/// operation → `{}` (GetParametersForImport's response holds the token and public key, which
+/// only keyd has: keyd builds it).
 ///
 /// Errors: `KMSInternalException` if the decision's effect is not (yet) in `p`, or for a read
 /// or crypto request; resolution errors as in `decide`.
@@ -383,9 +385,7 @@ pub fn management_response(
     request: &Request,
     decision: Option<&Decision>,
 ) -> Result<Value, KmsError> {
-    let op = request.operation();
     let not_applied = || KmsError::internal("The change is not visible yet; retry the request.");
-    let _ = op;
     match request {
         Request::CreateKey(_) => {
             let d = decision.ok_or_else(not_applied)?;
@@ -429,12 +429,11 @@ pub fn management_response(
             }
             Ok(Value::Object(out))
         }
-        Request::CreateGrant(r) => {
+        Request::CreateGrant(_) => {
             let (_, _, grant_id, _) = created_grant(p, realm, caller, request, decision).ok_or_else(not_applied)?;
-            let _ = r;
             Ok(json!({ "GrantId": hex::encode(grant_id) }))
         }
-        _ if op.role() == crate::api::Role::Management => Ok(json!({})),
+        _ if request.operation().role() == crate::api::Role::Management => Ok(json!({})),
         other => Err(KmsError::internal(format!("{} is not a management operation.", other.operation().name()))),
     }
 }
