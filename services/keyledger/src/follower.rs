@@ -154,6 +154,34 @@ impl Follower {
 }
 
 /// Applies records until one fails; returns why it stopped.
+/// Applies one stored control record to `p` exactly as every role does: byte-exact decoding,
+/// the record must sit on its aggregate's subject, then [`Projection::apply`] (chain check and
+/// evolve). Replay (`keyledger replay`) uses the same function, so the state it rebuilds is the
+/// state the roles serve from.
+///
+/// Errors: a description naming the stream sequence (no record contents).
+pub fn apply_record(
+    p: &mut keyledger_kms::Projection,
+    record: &keyledger_log::StoredRecord,
+) -> Result<keyledger_events::Event, String> {
+    let event = keyledger_events::decode(&record.payload)
+        .map_err(|e| format!("record at stream sequence {} does not decode: {e}", record.stream_seq))?;
+    let expected_subject = keyledger_events::names::control_subject(
+        &event.record.account,
+        event.aggregate_kind(),
+        &event.record.aggregate_id,
+    );
+    if expected_subject != record.subject {
+        return Err(format!(
+            "record at stream sequence {} is stored on a subject that is not its aggregate's",
+            record.stream_seq
+        ));
+    }
+    p.apply(record.stream_seq, record.server_time_unix_ms, &event)
+        .map_err(|e| format!("record at stream sequence {} does not apply: {e}", record.stream_seq))?;
+    Ok(event)
+}
+
 async fn follow_loop(
     log: ControlLog,
     projection: Arc<RwLock<Projection>>,
@@ -179,27 +207,13 @@ async fn follow_loop(
             if !delay_per_record.is_zero() {
                 tokio::time::sleep(delay_per_record).await;
             }
-            let event = match keyledger_events::decode(&record.payload) {
-                Ok(e) => e,
-                Err(e) => return format!("record at stream sequence {} does not decode: {e}", record.stream_seq),
-            };
-            let expected_subject = keyledger_events::names::control_subject(
-                &event.record.account,
-                event.aggregate_kind(),
-                &event.record.aggregate_id,
-            );
-            if expected_subject != record.subject {
-                return format!(
-                    "record at stream sequence {} is stored on a subject that is not its aggregate's",
-                    record.stream_seq
-                );
-            }
-            {
+            let event = {
                 let mut p = projection.write().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = p.apply(record.stream_seq, record.server_time_unix_ms, &event) {
-                    return format!("record at stream sequence {} does not apply: {e}", record.stream_seq);
+                match apply_record(&mut p, &record) {
+                    Ok(e) => e,
+                    Err(reason) => return reason,
                 }
-            }
+            };
             from = record.stream_seq + 1;
             let _ = applied_tx.send(record.stream_seq);
             let _ = events.send(Applied { seq: record.stream_seq, event: Arc::new(event) });

@@ -1,4 +1,5 @@
-//! The roles' own health and metrics over HTTP (`GET /healthz`, `GET /metrics`), so an operator
+//! The roles' own health and metrics over HTTP (`GET /healthz`, `GET /metrics`, and
+//! `GET /digest`: the key state's digest at its control sequence), so an operator
 //! sees at once when the service fails closed (the audit log refuses records) or cannot vouch
 //! for its key state (the follower stopped on a record it cannot verify).
 //!
@@ -38,7 +39,11 @@ impl HealthServer {
 
 /// Serves `/healthz` and `/metrics` for `ctx` on `listen` (port 0: any free port).
 pub async fn serve(ctx: Arc<RoleCtx>, listen: SocketAddr) -> anyhow::Result<HealthServer> {
-    let app = Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(ctx);
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/digest", get(digest))
+        .with_state(ctx);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -68,6 +73,18 @@ async fn healthz(State(ctx): State<Arc<RoleCtx>>) -> impl IntoResponse {
     });
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body))
+}
+
+/// `GET /digest`: `{"control_seq": N, "state_digest": "<64 hex>"}`, read under one lock, so
+/// the digest is the projection's state after exactly control sequence N. `keyledger replay
+/// --to-seq N` rebuilds the same digest from the log alone (issue #4). Not secret: a hash of
+/// key metadata and material commitments.
+async fn digest(State(ctx): State<Arc<RoleCtx>>) -> impl IntoResponse {
+    let (seq, digest) = {
+        let p = ctx.follower.read();
+        (p.last_applied_seq(), p.state_digest())
+    };
+    axum::Json(serde_json::json!({"control_seq": seq, "state_digest": hex::encode(digest)}))
 }
 
 async fn metrics(State(ctx): State<Arc<RoleCtx>>) -> impl IntoResponse {

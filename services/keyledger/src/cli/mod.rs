@@ -6,6 +6,7 @@ pub mod deletion;
 pub mod dev;
 pub mod envelope;
 pub mod kms_args;
+pub mod replay;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,10 @@ enum Command {
     /// the AWS endpoint) against a raw NATS echo and, optionally, OpenBao's transit engine, in
     /// an environment of its own; `bench memory` measures cryptod's memory per key.
     Bench(Box<bench::BenchCommand>),
+    /// Rebuilds the key state and the audit index from the log alone into a fresh directory and
+    /// prints the state digest (compare it with a running service's `GET /digest` on its health
+    /// endpoint, at the same control sequence).
+    Replay(Box<replay::ReplayArgs>),
     /// Envelope-encrypts or decrypts a file of any size under a fresh data key.
     Envelope {
         /// Client profile (as for `kms`).
@@ -274,6 +279,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Audit { action } => audit::run(*action).await,
         Command::Bench(command) => {
             bench::run(*command).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Replay(args) => {
+            replay::run(*args).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Envelope { profile, action } => {

@@ -1,0 +1,271 @@
+//! `keyledger replay --to DIR`: rebuilds, from the log alone, the key-state projection and the
+//! audit index into a fresh directory, and prints the state digest (issue #4).
+//!
+//! The projection is folded with [`crate::follower::apply_record`], the function every role
+//! applies records with, over the control stream `KL_CONTROL_V1` from sequence 1 to the head
+//! read when replay starts (or `--to-seq`). Its [`Projection::state_digest`] is what the
+//! running roles report at `GET /digest` of their health endpoint (`keyledger dev`:
+//! `http://127.0.0.1:4281/digest`): at the same control sequence the two are equal.
+//!
+//! The audit index is rebuilt by the same follower auditd runs, into `DIR/audit-index`, up to
+//! every stream's head at the start; the report gives its record count and a digest of its
+//! records (BLAKE3 over the sorted JSON of every record), which two replays of the same log
+//! share. The index files themselves may differ (tantivy segment layout).
+//!
+//! Nothing is written outside `DIR`; the log is only read. No secret is read: the control
+//! stream holds none and the material stream is not touched.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use keyledger_audit_index::{AuditIndex, Query, Scope, WriterOptions};
+use keyledger_kms::{Projection, Realm};
+use serde::Serialize;
+
+/// What a replay found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    /// The last control stream sequence folded.
+    pub control_seq: u64,
+    /// [`Projection::state_digest`] after it, lowercase hex (64 characters).
+    pub state_digest: String,
+    /// Control events folded.
+    pub events: u64,
+    /// Seconds spent folding the control stream.
+    pub fold_seconds: f64,
+    /// Control events folded per second.
+    pub events_per_second: f64,
+    /// Live keys in the rebuilt projection (all accounts).
+    pub keys: usize,
+    /// Audit records in the rebuilt index (`None` with `--no-index`).
+    pub index_records: Option<u64>,
+    /// BLAKE3 over the sorted JSON of every rebuilt audit record, hex (`None` with
+    /// `--no-index`).
+    pub index_digest: Option<String>,
+    /// Each stream indexed and the head it was indexed to.
+    pub streams: Vec<(String, u64)>,
+}
+
+/// Folds the control stream from sequence 1 to `to_seq` (the head if `None`) into a fresh
+/// projection, showing progress on stderr when `progress`.
+///
+/// Errors: the stream cannot be read, or a record does not decode, is misplaced or does not
+/// apply (replay refuses to produce a state it cannot vouch for).
+pub async fn fold_control(
+    nats: &async_nats::Client,
+    replicas: usize,
+    to_seq: Option<u64>,
+    progress: bool,
+) -> anyhow::Result<(Projection, u64, f64)> {
+    let js = keyledger_log::jetstream(nats.clone());
+    let log = keyledger_log::ControlLog::open(js, replicas).await.context("cannot open the control stream")?;
+    let head = log.head_seq().await?;
+    let end = to_seq.map_or(head, |s| s.min(head));
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::new(end);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("replay {bar:40} {pos}/{len} events {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let started = Instant::now();
+    let mut projection = Projection::new();
+    let mut records = log.read_range(1, end).await?;
+    let mut count = 0u64;
+    while let Some(record) = records.next().await {
+        let record = record.context("cannot read the control stream")?;
+        crate::follower::apply_record(&mut projection, &record).map_err(anyhow::Error::msg)?;
+        count += 1;
+        if let Some(b) = &bar {
+            if count.is_multiple_of(1024) {
+                b.set_position(count);
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if projection.last_applied_seq() != end {
+        anyhow::bail!("the control stream ended at {} before {end}", projection.last_applied_seq());
+    }
+    Ok((projection, count, started.elapsed().as_secs_f64()))
+}
+
+/// Rebuilds the audit index into `dir` from every Keyledger stream up to its head at the start.
+async fn rebuild_index(
+    nats: &async_nats::Client,
+    dir: &Path,
+    realm: Realm,
+    progress: bool,
+) -> anyhow::Result<(u64, String, Vec<(String, u64)>)> {
+    let js = keyledger_log::jetstream(nats.clone());
+    let mut heads = Vec::new();
+    let mut names = js.stream_names();
+    while let Some(name) = names.next().await {
+        let name = name.context("cannot list streams")?;
+        if name == keyledger_events::names::CONTROL_STREAM
+            || name.starts_with(keyledger_events::names::USAGE_STREAM_PREFIX)
+        {
+            let mut stream = js.get_stream(&name).await.with_context(|| format!("cannot open {name}"))?;
+            heads.push((name, stream.info().await?.state.last_sequence));
+        }
+    }
+    heads.sort();
+    let index_dir = dir.join(crate::auditd::INDEX_DIR);
+    let (index, writer) = {
+        let index_dir = index_dir.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let index = AuditIndex::open(&index_dir)?;
+            let writer = index.writer(WriterOptions::default())?;
+            Ok((index, writer))
+        })
+        .await??
+    };
+    let writer = Arc::new(writer);
+    let state = Arc::new(crate::auditd::runner::RunnerState::default());
+    let task = tokio::spawn(crate::auditd::runner::run(
+        js,
+        writer.clone(),
+        state.clone(),
+        realm,
+        crate::auditd::runner::RunnerTimings::default(),
+    ));
+    let mut shown = Instant::now();
+    loop {
+        let streams = state.streams();
+        let done = heads
+            .iter()
+            .all(|(name, head)| *head == 0 || streams.iter().any(|s| s.stream == *name && s.indexed >= *head));
+        if done {
+            break;
+        }
+        if let Some(failed) = streams.iter().find(|s| s.error.is_some()) {
+            task.abort();
+            anyhow::bail!("indexing {} failed: {}", failed.stream, failed.error.clone().unwrap_or_default());
+        }
+        if progress && shown.elapsed() >= Duration::from_secs(1) {
+            let indexed: u64 = streams.iter().map(|s| s.indexed).sum();
+            let total: u64 = heads.iter().map(|(_, h)| h).sum();
+            eprint!("\rindexing: {indexed}/{total} messages committed");
+            shown = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    writer.close().await.context("the rebuilt index's final commit failed")?;
+    if progress {
+        eprintln!();
+    }
+    index.reload()?;
+    let (count, digest) = index_digest(&index)?;
+    Ok((count, digest, heads))
+}
+
+/// The number of records in `index` and BLAKE3 over their sorted JSON forms.
+pub fn index_digest(index: &AuditIndex) -> anyhow::Result<(u64, String)> {
+    let mut lines = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = index.search(&Scope::All, &Query::default(), keyledger_audit_index::MAX_LIMIT, cursor.as_deref())?;
+        for r in &page.records {
+            lines.push(serde_json::to_string(r)?);
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    lines.sort();
+    let mut h = blake3::Hasher::new();
+    for l in &lines {
+        h.update(l.as_bytes());
+        h.update(b"\n");
+    }
+    Ok((lines.len() as u64, h.finalize().to_hex().to_string()))
+}
+
+/// Runs a replay into `dir` (which must not exist or be empty) and writes `dir/replay.json`.
+pub async fn replay(
+    nats: &async_nats::Client,
+    dir: &Path,
+    realm: Realm,
+    replicas: usize,
+    to_seq: Option<u64>,
+    with_index: bool,
+    progress: bool,
+) -> anyhow::Result<ReplayReport> {
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        anyhow::bail!("{} is not empty: replay rebuilds into a fresh directory", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (projection, events, fold_seconds) = fold_control(nats, replicas, to_seq, progress).await?;
+    let keys = projection.all_live_keys().count();
+    let (index_records, index_digest, streams) = if with_index {
+        let (n, d, s) = rebuild_index(nats, dir, realm, progress).await?;
+        (Some(n), Some(d), s)
+    } else {
+        (None, None, Vec::new())
+    };
+    let report = ReplayReport {
+        control_seq: projection.last_applied_seq(),
+        state_digest: hex::encode(projection.state_digest()),
+        events,
+        fold_seconds,
+        events_per_second: if fold_seconds > 0.0 { events as f64 / fold_seconds } else { 0.0 },
+        keys,
+        index_records,
+        index_digest,
+        streams,
+    };
+    std::fs::write(dir.join("replay.json"), serde_json::to_vec_pretty(&report)?)?;
+    Ok(report)
+}
+
+/// `keyledger replay` arguments.
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// Fresh directory to rebuild into (the audit index goes to DIR/audit-index, the report to
+    /// DIR/replay.json).
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Data directory of `keyledger dev` (its service.json names the server and the reader).
+    #[arg(long, default_value = ".keyledger", env = "KEYLEDGER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// A service profile to use instead of DATA_DIR/service.json.
+    #[arg(long)]
+    pub service_profile: Option<PathBuf>,
+    /// Fold the control stream only up to this sequence (to compare with a digest a running
+    /// service reported at that sequence).
+    #[arg(long)]
+    pub to_seq: Option<u64>,
+    /// Rebuild the projection only, not the audit index.
+    #[arg(long)]
+    pub no_index: bool,
+    /// Stream replicas the deployment uses (1 for `keyledger dev`).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    /// ARN partition of the deployment.
+    #[arg(long, default_value = "aws")]
+    pub partition: String,
+    /// Region of the deployment.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+}
+
+/// Runs `keyledger replay`: prints the report as JSON on stdout, progress on stderr.
+pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let profile_path = args.service_profile.clone().unwrap_or_else(|| args.data_dir.join("service.json"));
+    let profile = keyledger_nats_server::ServiceProfile::read_from(&profile_path)
+        .with_context(|| format!("cannot read the service profile {}", profile_path.display()))?;
+    let nats = super::connect_service(&profile).await?;
+    let realm = Realm { partition: args.partition.clone(), region: args.region.clone() };
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = replay(&nats, &args.to, realm, args.replicas, args.to_seq, !args.no_index, progress).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
