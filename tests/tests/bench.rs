@@ -116,3 +116,22 @@ fn the_memory_bench_measures_a_cryptod_process_before_and_after_creating_keys() 
     assert!(report["rss_loaded_bytes"].as_u64().unwrap() > 1 << 20, "{report:#}");
     assert!(report["bytes_per_key"].is_number(), "{report:#}");
 }
+
+#[test]
+fn the_replay_bench_times_a_raw_read_and_a_replay_of_the_same_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("replay.json");
+    let out = Command::new(CLI).args(["bench", "replay", "--events", "3000", "--json"]).arg(&json).output().unwrap();
+    assert!(
+        out.status.success(),
+        "keyledger bench replay failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["events"], 3000, "{report:#}");
+    assert!(report["payload_bytes"].as_u64().unwrap() > 3000 * 100, "{report:#}");
+    assert!(report["raw_read_secs"].as_f64().unwrap() > 0.0 && report["replay_secs"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["state_digest"].as_str().unwrap().len(), 64);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replay ÷ raw"));
+}

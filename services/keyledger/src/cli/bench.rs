@@ -77,6 +77,9 @@ enum BenchAction {
     /// Resident memory of a cryptod process per key: starts cryptod (`keyledger serve`) on an
     /// empty log and on one holding --keys keys, and reports the difference ÷ keys.
     Memory(MemoryArgs),
+    /// Replay speed: writes --events control events to a log of its own, then times a raw
+    /// ordered-consumer read of them and `keyledger replay`'s fold (target: replay ≥ 0.5× raw).
+    Replay(crate::cli::replay::ReplayBenchArgs),
 }
 
 /// An operation the bench drives.
@@ -189,6 +192,7 @@ pub struct MemoryArgs {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command.action {
         Some(BenchAction::Memory(args)) => memory(args).await,
+        Some(BenchAction::Replay(args)) => crate::cli::replay::bench(args).await,
         None => load(command.load).await,
     }
 }
@@ -1106,7 +1110,7 @@ async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
     let report = result?;
     stopped?;
     println!();
-    println!("cryptod resident memory, {} keys (default key settings; key policies are not built yet)", report.keys);
+    println!("cryptod resident memory, {} keys (default key settings: the default key policy, no grants)", report.keys);
     println!("  empty log      {:>8.1} MiB", report.rss_empty_bytes as f64 / 1048576.0);
     println!(
         "  with the keys  {:>8.1} MiB (served {:.1} s after start, replay included)",

@@ -269,3 +269,196 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
+
+// ------------------------------------------------------------------------------------------
+// `keyledger bench replay`: replay speed against a raw read of the same stream (issue #8).
+
+/// `keyledger bench replay` settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReplayBenchArgs {
+    /// Control events to write and replay (one key per 10 events).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Environment directory (default: a temporary directory).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// What `keyledger bench replay` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayBenchReport {
+    /// Events in the control stream.
+    pub events: u64,
+    /// Bytes of their payloads.
+    pub payload_bytes: u64,
+    /// Seconds to write them (pipelined publishes; the bench's server does not fsync each).
+    pub write_secs: f64,
+    /// Seconds for a raw ordered-consumer read of every message (no decoding).
+    pub raw_read_secs: f64,
+    /// Seconds for the replay (ordered read, byte-exact decode, chain check, evolve).
+    pub replay_secs: f64,
+    /// raw_read_secs ÷ replay_secs: replay throughput as a fraction of the raw read's.
+    pub replay_vs_raw: f64,
+    /// The state digest after the replay, hex.
+    pub state_digest: String,
+}
+
+/// The stored bytes of event `n` (0-based) of a synthetic log: key `n / 10`, its event
+/// `n % 10` (KeyCreated, then tags, descriptions, disable/enable), chained.
+fn synthetic_event(n: u64, prev: [u8; 32]) -> (String, Vec<u8>, [u8; 32]) {
+    use keyledger_events::{codes, AggregateKind, Body};
+    let account = "111122223333";
+    let key = uuid::Uuid::from_u128(0x4000_8000_0000_0000_0000_0000_0000_0000 | u128::from(n / 10)).to_string();
+    let seq = n % 10;
+    let body = match seq {
+        0 => Body::KeyCreatedV2(keyledger_events::KeyCreatedV2 {
+            key_spec: codes::key_spec::SYMMETRIC_DEFAULT,
+            key_usage: codes::key_usage::ENCRYPT_DECRYPT,
+            origin: codes::origin::AWS_KMS,
+            description: "replay bench".into(),
+            tags: vec![],
+            multi_region: false,
+            material: Some(keyledger_events::MaterialRefV1 {
+                version: 1,
+                material_id: *blake3::hash(key.as_bytes()).as_bytes(),
+                root_key_id: [7; 16],
+                wrapped_digest: [9; 32],
+            }),
+            policy: None,
+            bypass_policy_lockout_safety_check: false,
+        }),
+        1 | 3 | 5 | 7 => Body::KeyTagsAdded(keyledger_events::KeyTagsAddedV1 {
+            tags: vec![keyledger_events::TagV1 { key: format!("t{seq}"), value: n.to_string() }],
+        }),
+        2 | 6 => Body::KeyDisabled(keyledger_events::KeyDisabledV1 {}),
+        4 | 8 => Body::KeyEnabled(keyledger_events::KeyEnabledV1 { rotation_catch_up_due_unix_ms: None }),
+        _ => Body::KeyDescriptionUpdated(keyledger_events::KeyDescriptionUpdatedV1 { description: format!("d{n}") }),
+    };
+    let prev = if seq == 0 { keyledger_events::genesis_hash(AggregateKind::Key, account, &key) } else { prev };
+    let draft = keyledger_events::Draft {
+        event_id: *uuid::Uuid::from_u128(u128::from(n) + 1).as_bytes(),
+        account: account.to_owned(),
+        aggregate_kind: AggregateKind::Key,
+        aggregate_id: key.clone(),
+        aggregate_seq: seq,
+        time_unix_ms: 1_700_000_000_000 + n,
+        principal: keyledger_events::PrincipalV1::service(),
+        request_id: [0; 16],
+        prev_hash: prev,
+    };
+    let (bytes, hash) = keyledger_events::encode(&draft, &body).expect("synthetic events encode");
+    (keyledger_events::names::control_subject(account, AggregateKind::Key, &key), bytes, hash)
+}
+
+/// Runs `keyledger bench replay`: a nats-server of its own, `--events` synthetic control
+/// events written directly to the control stream, then a raw ordered-consumer read of them
+/// and a replay, each timed.
+pub async fn bench(args: ReplayBenchArgs) -> anyhow::Result<()> {
+    let temp = tempfile::Builder::new().prefix("keyledger-replay-bench-").tempdir()?;
+    let dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    // A synthetic log written for reading: without `sync_interval: always` (the setting the
+    // service ships), so writing a million events takes seconds, not an fsync each. Reads do
+    // not depend on it.
+    let mut settings = keyledger_nats_server::ServerSettings::loopback(
+        dir.join("jetstream"),
+        keyledger_nats_server::DevTopology::dev(),
+    );
+    settings.sync_always = false;
+    let mut server =
+        keyledger_nats_server::NatsServer::start(&keyledger_nats_server::find_or_install()?, settings, &dir)?;
+    let result = bench_in(&args, &server.service_profile()).await;
+    let stopped = server.stop();
+    let report = result?;
+    stopped?;
+    println!("replay of {} control events ({:.1} MB)", report.events, report.payload_bytes as f64 / 1e6);
+    println!("  written in        {:>8.1} s", report.write_secs);
+    println!(
+        "  raw ordered read  {:>8.2} s  ({:.0} events/s)",
+        report.raw_read_secs,
+        report.events as f64 / report.raw_read_secs
+    );
+    println!(
+        "  replay            {:>8.2} s  ({:.0} events/s)",
+        report.replay_secs,
+        report.events as f64 / report.replay_secs
+    );
+    println!("  replay ÷ raw      {:>8.2}x (throughput; target ≥ 0.5)", report.replay_vs_raw);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+async fn bench_in(
+    args: &ReplayBenchArgs,
+    profile: &keyledger_nats_server::ServiceProfile,
+) -> anyhow::Result<ReplayBenchReport> {
+    let nats = super::connect_service(profile).await?;
+    let js = keyledger_log::jetstream(nats.clone());
+    let log = keyledger_log::ControlLog::open(js.clone(), 1).await?;
+    let bar = indicatif::ProgressBar::new(args.events);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("writing [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let mut prev = [0u8; 32];
+    let mut payload_bytes = 0u64;
+    let mut pending = futures::stream::FuturesOrdered::new();
+    for n in 0..args.events {
+        let (subject, bytes, hash) = synthetic_event(n, prev);
+        prev = hash;
+        payload_bytes += bytes.len() as u64;
+        pending.push_back(std::future::IntoFuture::into_future(js.publish(subject, bytes.into()).await?));
+        if pending.len() >= 4096 {
+            while let Some(ack) = pending.next().await {
+                ack?;
+            }
+            bar.set_position(n + 1);
+        }
+    }
+    while let Some(ack) = pending.next().await {
+        ack?;
+    }
+    bar.finish_and_clear();
+    let write_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(log.head_seq().await? == args.events, "the control stream does not hold every event");
+
+    // Raw: an ordered consumer over the same stream, counting bytes.
+    let stream = js.get_stream(keyledger_events::names::CONTROL_STREAM).await?;
+    let started = Instant::now();
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let (mut seen, mut bytes) = (0u64, 0u64);
+    while seen < args.events {
+        let m = messages.next().await.context("the raw read ended early")??;
+        bytes += m.payload.len() as u64;
+        seen += 1;
+    }
+    drop(messages);
+    let raw_read_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(bytes == payload_bytes, "the raw read saw other bytes than were written");
+
+    let started = Instant::now();
+    let (projection, events, _) = fold_control(&nats, 1, None, false).await?;
+    let replay_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(events == args.events, "the replay folded {events} of {} events", args.events);
+    Ok(ReplayBenchReport {
+        events,
+        payload_bytes,
+        write_secs,
+        raw_read_secs,
+        replay_secs,
+        replay_vs_raw: raw_read_secs / replay_secs,
+        state_digest: hex::encode(projection.state_digest()),
+    })
+}
