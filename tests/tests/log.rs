@@ -165,6 +165,32 @@ async fn replay_after_ten_thousand_mixed_operations_gives_the_live_digest_twice(
     assert_eq!(second["index_digest"], first["index_digest"], "both rebuilt indexes hold the same records");
     let records = h.audit_records().await.len() as u64;
     assert_eq!(first["index_records"].as_u64().unwrap(), records, "the index holds every audit record of the log");
+    // Every management event names what authorized it, recomputed from the log: CreateKey by
+    // the account, the rest by a key policy statement (the default policy's, or the one a
+    // PutKeyPolicy installed), never "not-allowed".
+    let index = keyledger_audit_index::AuditIndex::open(&out.path().join("r1").join("audit-index")).unwrap();
+    let mut control = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page =
+            index.search(&keyledger_audit_index::Scope::All, &Default::default(), 1000, cursor.as_deref()).unwrap();
+        control.extend(page.records.into_iter().filter(|r| r.stream == names::CONTROL_STREAM));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert!(control.len() > 1000, "{} control records", control.len());
+    for r in &control {
+        let ok = match r.operation.as_str() {
+            "CreateKey" => r.authorized_by == "account",
+            _ => r.authorized_by.starts_with("key-policy:"),
+        };
+        assert!(ok, "{} at {} authorized by {:?}", r.operation, r.seq, r.authorized_by);
+    }
+    assert!(control.iter().any(|r| r.authorized_by == "key-policy:Enable IAM User Permissions"));
+    assert!(control.iter().any(|r| r.authorized_by.starts_with("key-policy:s")), "a PutKeyPolicy statement decided");
+
     // A replay to an earlier position differs, and refuses a directory that is not empty.
     let earlier = replay_cli(&data_dir, &out.path().join("r3"), &["--to-seq", "10", "--no-index"]);
     assert_eq!(earlier["control_seq"], 10);

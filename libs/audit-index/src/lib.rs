@@ -26,6 +26,7 @@ use tantivy::query::{BooleanQuery, Occur, TermQuery};
 use tantivy::schema::{IndexRecordOption, Schema};
 use tantivy::{DocAddress, Index, IndexReader, ReloadPolicy, SegmentReader, TantivyDocument, Term};
 
+mod authority;
 mod document;
 mod query;
 mod record;
@@ -33,6 +34,7 @@ mod schema;
 mod usage;
 mod writer;
 
+pub use authority::Authorities;
 pub use document::{from_document, to_document};
 pub use query::{
     Condition, ContextCondition, Cursor, Query, Scope, TermFilter, DEFAULT_LIMIT, MAX_CONDITIONS, MAX_CURSOR_CHARS,

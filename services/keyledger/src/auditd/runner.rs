@@ -22,7 +22,7 @@ use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::context::Context;
 use futures::{StreamExt, TryStreamExt};
-use keyledger_audit_index::{records_from_message, stream_rank, AuditWriter, IndexedMessage, Realm};
+use keyledger_audit_index::{records_from_message, stream_rank, AuditWriter, Authorities, IndexedMessage, Realm};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
@@ -225,9 +225,12 @@ async fn follow(
     max_backoff: Duration,
 ) {
     let mut backoff = Duration::from_millis(200);
+    // The control stream is folded from its first record to name what authorized each event
+    // (keyledger_audit_index::Authorities); the fold survives follower restarts.
+    let mut authorities = (stream == keyledger_events::names::CONTROL_STREAM).then(|| Authorities::new(realm.clone()));
     loop {
         let from = writer.status().received.last(&stream) + 1;
-        match follow_from(&js, &stream, from, &writer, &state, &realm).await {
+        match follow_from(&js, &stream, from, &writer, &state, &realm, authorities.as_mut()).await {
             Stop::Fatal(e) => {
                 tracing::error!(%stream, error = %e, "auditd: stopped following stream");
                 state.set(&stream, FollowState::Failed, Some(e));
@@ -250,14 +253,20 @@ async fn follow_from(
     writer: &AuditWriter,
     state: &RunnerState,
     realm: &Realm,
+    mut authorities: Option<&mut Authorities>,
 ) -> Stop {
+    // With a control-stream fold, start where the fold is (it must see every record once).
+    let start = match &authorities {
+        Some(a) => from.min(a.last_seq() + 1),
+        None => from,
+    };
     let handle = match js.get_stream(stream).await {
         Ok(s) => s,
         Err(e) => return Stop::Retry(format!("get stream: {e}")),
     };
     let consumer = match handle
         .create_consumer(OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
             ..Default::default()
         })
         .await
@@ -270,7 +279,7 @@ async fn follow_from(
         Err(e) => return Stop::Retry(format!("start ordered consumer: {e}")),
     };
     state.set(stream, FollowState::Following, None);
-    let mut expected = from;
+    let mut expected = start;
     while let Some(item) = messages.next().await {
         let message = match item {
             Ok(m) => m,
@@ -283,10 +292,36 @@ async fn follow_from(
         if seq != expected {
             return Stop::Fatal(format!("sequence gap: expected {expected}, got {seq}"));
         }
-        let records = match records_from_message(stream, seq, &message.payload, realm) {
+        let mut authorized_by = None;
+        if let Some(a) = authorities.as_deref_mut() {
+            if seq <= a.last_seq() {
+                expected = seq + 1;
+                continue;
+            }
+            let event = match keyledger_events::decode(&message.payload) {
+                Ok(e) => e,
+                Err(e) => return Stop::Fatal(format!("{stream} sequence {seq}: {e}")),
+            };
+            let published = message.info().map(|i| i.published).ok();
+            let server_ms = published.map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as u64);
+            match a.note(seq, server_ms, &event) {
+                Ok(by) => authorized_by = Some(by),
+                Err(e) => return Stop::Fatal(e),
+            }
+            if seq < from {
+                expected = seq + 1;
+                continue;
+            }
+        }
+        let mut records = match records_from_message(stream, seq, &message.payload, realm) {
             Ok(r) => r,
             Err(e) => return Stop::Fatal(e.to_string()),
         };
+        if let Some(by) = authorized_by {
+            for r in &mut records {
+                r.authorized_by = by.clone();
+            }
+        }
         if let Err(e) = writer.send(IndexedMessage { stream: stream.to_owned(), seq, records }).await {
             return Stop::Fatal(e.to_string());
         }
