@@ -247,3 +247,92 @@ impl SignedCheckpoint {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The example checkpoint body of c2sp.org/tlog-checkpoint.
+    const SPEC_BODY: &str = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+
+    #[test]
+    fn the_spec_example_parses_and_formats_back() {
+        let c = Checkpoint::parse(SPEC_BODY).unwrap();
+        assert_eq!(c.origin, "example.com/behind-the-sofa");
+        assert_eq!(c.size, 20852163);
+        assert_eq!(encode_hash(&c.root), "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=");
+        assert!(c.extensions.is_empty());
+        assert_eq!(c.format().unwrap(), SPEC_BODY);
+        let with_ext = format!("{SPEC_BODY}ext one\nx\n");
+        let c = Checkpoint::parse(&with_ext).unwrap();
+        assert_eq!(c.extensions, ["ext one", "x"]);
+        assert_eq!(c.format().unwrap(), with_ext);
+        assert_eq!(Checkpoint::parse("o\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n").unwrap().size, 0);
+    }
+
+    #[test]
+    fn non_canonical_checkpoints_are_refused() {
+        let root = "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=";
+        for bad in [
+            "".to_string(),
+            "o\n1\n".to_string(),
+            format!("o\n1\n{root}"),    // no final newline
+            format!("\n1\n{root}\n"),   // empty origin
+            format!("o\n01\n{root}\n"), // leading zero
+            format!("o\n+1\n{root}\n"), // sign
+            format!("o\n-1\n{root}\n"),
+            format!("o\n 1\n{root}\n"),
+            format!("o\n1 \n{root}\n"),
+            format!("o\n\n{root}\n"),
+            format!("o\n18446744073709551616\n{root}\n"), // u64 overflow
+            "o\n1\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I\n".to_string(), // no padding
+            "o\n1\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2J=\n".to_string(), // non-canonical bits
+            "o\n1\nCsUYapGGPo4dkMgIAUqom_Xajj7h2fB2MPA3j2jxq2I=\n".to_string(), // URL alphabet
+            "o\n1\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jx\n".to_string(), // 29 bytes
+            "o\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\n".to_string(), // 34 bytes
+            format!("o\n1\n{root}\n\n"),                  // empty extension line
+            format!("o\n1\n{root}\nx\n\ny\n"),
+            format!("o\t\n1\n{root}\n"), // control character
+        ] {
+            assert!(Checkpoint::parse(&bad).is_err(), "accepted {bad:?}");
+        }
+        assert_eq!(
+            Checkpoint::parse("o\n18446744073709551615\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n").unwrap().size,
+            u64::MAX
+        );
+        let mut c = Checkpoint::new("o", 1, [0; 32]);
+        c.extensions.push(String::new());
+        assert!(c.format().is_err());
+        assert!(Checkpoint::new("", 1, [0; 32]).format().is_err());
+        assert!(Checkpoint::new("a\nb", 1, [0; 32]).format().is_err());
+    }
+
+    #[test]
+    fn signed_checkpoints_open_only_with_the_log_key_and_matching_origin() {
+        let log = NoteSigner::from_seed("example.com/log", &[1; 32]).unwrap();
+        let other = NoteSigner::from_seed("example.com/other", &[2; 32]).unwrap();
+        let cp = Checkpoint::new("example.com/log", 3, [5; 32]);
+        let signed = SignedCheckpoint::sign(cp.clone(), &log).unwrap();
+        let text = signed.to_text();
+        let opened = SignedCheckpoint::open(text.as_bytes(), &log.verifier()).unwrap();
+        assert_eq!(opened, signed);
+        assert_eq!(opened.checkpoint(), &cp);
+        assert_eq!(opened.body(), cp.format().unwrap());
+        assert!(matches!(
+            SignedCheckpoint::open(text.as_bytes(), &other.verifier()),
+            Err(CheckpointError::Note(NoteError::NoVerifiedSignature))
+        ));
+        assert!(matches!(SignedCheckpoint::sign(cp.clone(), &other), Err(CheckpointError::OriginMismatch { .. })));
+        // A log key that signs a checkpoint of another origin vouches for nothing.
+        let foreign = crate::sign(&cp.format().unwrap(), &[&other]).unwrap();
+        assert!(matches!(
+            SignedCheckpoint::open(foreign.as_bytes(), &other.verifier()),
+            Err(CheckpointError::OriginMismatch { .. })
+        ));
+        // Key rotation: old and new keys of one name both sign during the transition.
+        let new_key = NoteSigner::from_seed("example.com/log", &[3; 32]).unwrap();
+        let both = crate::sign(&cp.format().unwrap(), &[&log, &new_key]).unwrap();
+        SignedCheckpoint::open(both.as_bytes(), &new_key.verifier()).unwrap();
+        SignedCheckpoint::open_any(both.as_bytes(), &[log.verifier(), new_key.verifier()]).unwrap();
+    }
+}

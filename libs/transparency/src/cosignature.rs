@@ -173,3 +173,59 @@ impl fmt::Debug for WitnessVerifier {
         write!(f, "WitnessVerifier({})", self.0.encode())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Checkpoint, NoteSigner, SignedCheckpoint};
+
+    #[test]
+    fn the_spec_example_cosignature_line_has_the_spec_timestamp() {
+        // c2sp.org/tlog-cosignature example: the line's payload is key id, then the timestamp
+        // of the example message ("time 1679315147"), then 64 signature bytes.
+        let line = "\u{2014} witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==";
+        let sig = NoteSignature::parse_line(line).unwrap();
+        assert_eq!(sig.signature().len(), COSIGNATURE_BYTES);
+        assert_eq!(u64::from_be_bytes(sig.signature()[..8].try_into().unwrap()), 1679315147);
+        assert_eq!(
+            cosignature_message(1679315147, "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"),
+            "cosignature/v1\ntime 1679315147\nexample.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+        );
+    }
+
+    #[test]
+    fn cosignatures_verify_with_their_timestamp_and_refuse_changes() {
+        let log = NoteSigner::from_seed("example.com/log", &[1; 32]).unwrap();
+        let w = WitnessSigner::from_seed("witness.example/w1", &[4; 32]).unwrap();
+        let v = w.verifier();
+        assert_eq!(v.key_id(), crate::key_id("witness.example/w1", 0x04, &v.public_key()));
+        assert_eq!(WitnessVerifier::parse(&v.to_string()).unwrap(), v);
+        assert_eq!(WitnessSigner::parse(&w.to_text()).unwrap().verifier(), v);
+        // A witness key is not a note key (type byte 0x04, not 0x01), and the reverse.
+        assert!(crate::NoteVerifier::parse(&v.to_string()).is_err());
+        assert!(WitnessVerifier::parse(&log.verifier().to_string()).is_err());
+
+        let mut signed = SignedCheckpoint::sign(Checkpoint::new("example.com/log", 9, [7; 32]), &log).unwrap();
+        let sig = w.cosign(signed.body(), 1_700_000_123).unwrap();
+        assert_eq!(v.verify_cosignature(signed.body(), &sig), Ok(1_700_000_123));
+        assert!(v
+            .verify_cosignature("example.com/log\n9\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\next\n", &sig)
+            .is_err());
+        let mut later = sig.signature().to_vec();
+        later[7] ^= 1; // another timestamp
+        let later = NoteSignature::new(sig.name(), sig.key_id(), later).unwrap();
+        assert!(matches!(v.verify_cosignature(signed.body(), &later), Err(NoteError::InvalidSignature { .. })));
+        let other = WitnessSigner::from_seed("witness.example/w2", &[5; 32]).unwrap().verifier();
+        assert_eq!(other.verify_cosignature(signed.body(), &sig), Err(NoteError::KeyMismatch));
+        assert_eq!(w.cosign(signed.body(), MAX_COSIGNATURE_TIMESTAMP + 1), Err(NoteError::TimestampTooLarge));
+
+        signed.add_signature(sig).unwrap();
+        let reopened = SignedCheckpoint::open(signed.to_text().as_bytes(), &log.verifier()).unwrap();
+        let cosigs = reopened.verify_cosignatures(&[other.clone(), v.clone()]).unwrap();
+        assert_eq!(cosigs.len(), 1);
+        assert_eq!((cosigs[0].name.as_str(), cosigs[0].timestamp_unix_s), ("witness.example/w1", 1_700_000_123));
+        signed.add_signature(later).unwrap(); // replaces the good line by a bad one
+        assert!(signed.verify_cosignatures(&[v]).is_err());
+        assert!(format!("{w:?}").contains("secret elided"));
+    }
+}

@@ -563,3 +563,159 @@ pub fn sign(text: &str, signers: &[&NoteSigner]) -> Result<String, NoteError> {
     }
     Ok(note.encode())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The example key pair and note of the Go reference implementation's package documentation
+    // (golang.org/x/mod/sumdb/note, doc.go "Example"; also in note_test.go). Ed25519 is
+    // deterministic, so signing the text must give the published line byte for byte.
+    const VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+    const SKEY: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    const TEXT: &str =
+        "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+    const SIG_LINE: &str =
+        "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+    // The same documentation re-signs the note with `GenerateKey(zeroReader, "EnochRoot")`:
+    // a 32-byte all-zero seed.
+    const ENOCH_LINE: &str =
+        "\u{2014} EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n";
+
+    fn peter_note() -> String {
+        format!("{TEXT}\n{SIG_LINE}")
+    }
+
+    #[test]
+    fn go_example_keys_parse_and_round_trip() {
+        let v = NoteVerifier::parse(VKEY).unwrap();
+        assert_eq!(v.name(), "PeterNeumann");
+        assert_eq!(v.key_id(), 0xc74f20a3);
+        assert_eq!(v.to_string(), VKEY);
+        let s = NoteSigner::parse(SKEY).unwrap();
+        assert_eq!(s.verifier(), v);
+        assert_eq!(s.to_text().as_str(), SKEY);
+    }
+
+    #[test]
+    fn signing_the_go_example_text_gives_the_published_note() {
+        let s = NoteSigner::parse(SKEY).unwrap();
+        assert_eq!(sign(TEXT, &[&s]).unwrap(), peter_note());
+        let enoch = NoteSigner::from_seed("EnochRoot", &[0; 32]).unwrap();
+        assert_eq!(sign(TEXT, &[&s, &enoch]).unwrap(), format!("{TEXT}\n{SIG_LINE}{ENOCH_LINE}"));
+    }
+
+    #[test]
+    fn opening_the_go_example_note_verifies_it() {
+        let v = NoteVerifier::parse(VKEY).unwrap();
+        let opened = open(peter_note().as_bytes(), &[&v]).unwrap();
+        assert_eq!(opened.note.text(), TEXT);
+        assert_eq!(opened.verified.len(), 1);
+        assert_eq!(opened.verified[0].key_id(), 0xc74f20a3);
+        assert!(opened.unverified.is_empty());
+        assert_eq!(opened.note.encode(), peter_note());
+    }
+
+    #[test]
+    fn unknown_keys_are_kept_unverified_and_a_known_key_must_sign() {
+        let v = NoteVerifier::parse(VKEY).unwrap();
+        let msg = format!("{TEXT}\n{SIG_LINE}{ENOCH_LINE}");
+        let opened = open(msg.as_bytes(), &[&v]).unwrap();
+        assert_eq!(opened.unverified.len(), 1);
+        assert_eq!(opened.unverified[0].name(), "EnochRoot");
+        // Only the unknown key signed.
+        let enoch_only = format!("{TEXT}\n{ENOCH_LINE}");
+        assert_eq!(open(enoch_only.as_bytes(), &[&v]), Err(NoteError::NoVerifiedSignature));
+        // Same name, other id: ignored, not failed.
+        let other = NoteSigner::from_seed("PeterNeumann", &[1; 32]).unwrap();
+        let msg = sign(TEXT, &[&NoteSigner::parse(SKEY).unwrap(), &other]).unwrap();
+        assert_eq!(open(msg.as_bytes(), &[&v]).unwrap().unverified.len(), 1);
+    }
+
+    #[test]
+    fn a_bad_signature_by_a_known_key_rejects_the_note() {
+        let v = NoteVerifier::parse(VKEY).unwrap();
+        let tampered = peter_note().replace("problem is", "problem was");
+        assert_eq!(
+            open(tampered.as_bytes(), &[&v]),
+            Err(NoteError::InvalidSignature { name: "PeterNeumann".into(), key_id: 0xc74f20a3 })
+        );
+        // A second, bad line by the same key is verified too.
+        let mut note = Note::parse(peter_note().as_bytes()).unwrap();
+        let mut bad = note.signatures()[0].clone();
+        bad.signature[0] ^= 1;
+        note.signatures.push(bad);
+        assert!(matches!(open(note.encode().as_bytes(), &[&v]), Err(NoteError::InvalidSignature { .. })));
+        // Two known keys with one name and id are a configuration error.
+        assert!(matches!(open(peter_note().as_bytes(), &[&v, &v]), Err(NoteError::AmbiguousKey { .. })));
+    }
+
+    #[test]
+    fn malformed_notes_are_refused() {
+        let v = NoteVerifier::parse(VKEY).unwrap();
+        let good = peter_note();
+        let cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            TEXT.as_bytes().to_vec(),                                     // no signatures
+            format!("{TEXT}\n").into_bytes(),                             // empty signature block
+            good.trim_end_matches('\n').as_bytes().to_vec(),              // last line unterminated
+            good.replace('\u{2014}', "-").into_bytes(),                   // not an em dash
+            good.replace("PeterNeumann ", "Peter+Neumann ").into_bytes(), // '+' in name
+            good.replace("x08go", "x08g").into_bytes(),                   // bad base64
+            good.replace("If you", "If\tyou").into_bytes(),               // control character
+            good.replace("If you", "If\ryou").into_bytes(),
+            [b"\xff".as_slice(), good.as_bytes()].concat(), // not UTF-8
+            format!("{TEXT}\n{SIG_LINE}\n").into_bytes(),   // blank line after signatures
+            format!("{TEXT}\n\u{2014} PeterNeumann AAAAAA==\n").into_bytes(), // 4 bytes only
+            format!("{TEXT}\n\u{2014} PeterNeumann\n").into_bytes(),
+            format!("{TEXT}\n\u{2014}  x08go/ZJ\n").into_bytes(), // empty name
+        ];
+        for (i, msg) in cases.iter().enumerate() {
+            let err = open(msg, &[&v]).unwrap_err();
+            assert!(matches!(err, NoteError::Malformed(_)), "case {i}: {err:?}");
+        }
+        let mut many = format!("{TEXT}\n");
+        for _ in 0..=MAX_NOTE_SIGNATURES {
+            many.push_str(SIG_LINE);
+        }
+        assert_eq!(open(many.as_bytes(), &[&v]), Err(NoteError::TooManySignatures));
+        let huge = format!("{}\n{SIG_LINE}", "a\n".repeat(MAX_NOTE_BYTES / 2));
+        assert_eq!(open(huge.as_bytes(), &[&v]), Err(NoteError::TooLarge));
+        assert!(Note::new("no newline").is_err());
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        assert!(NoteVerifier::parse(VKEY).is_ok());
+        for bad in [
+            "",
+            "PeterNeumann",
+            "PeterNeumann+c74f20a3",
+            "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+            "PeterNeumann+C74F20A3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+            "PeterNeumann+c74f20a+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+            "Peter Neumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+            // Wrong length and unknown algorithm, each with a matching key id (Go note_test.go).
+            "PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY==",
+            "PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        ] {
+            assert!(matches!(NoteVerifier::parse(bad), Err(NoteError::InvalidKey(_))), "{bad}");
+        }
+        for i in 0..SKEY.len() {
+            let _ = NoteSigner::parse(&SKEY[..i]).map(|_| panic!("prefix {i} parsed"));
+        }
+        assert!(NoteSigner::parse(&SKEY.replace("c74f20a3", "c74f20a4")).is_err());
+        assert!(NoteSigner::parse(&SKEY.replace("PRIVATE", "private")).is_err());
+        // A verifier key is not a signer key and the reverse.
+        assert!(NoteSigner::parse(VKEY).is_err());
+        assert!(NoteVerifier::parse(SKEY).is_err());
+    }
+
+    #[test]
+    fn signer_debug_prints_no_secret() {
+        let s = NoteSigner::parse(SKEY).unwrap();
+        let dbg = format!("{s:?}");
+        assert!(dbg.contains("PeterNeumann") && dbg.contains("c74f20a3"));
+        assert!(!dbg.contains("AYEKFALV") && !dbg.contains("810a14"), "{dbg}");
+    }
+}
