@@ -15,7 +15,7 @@ use crate::ProofError;
 /// A SHA-256 tree hash: 32 raw bytes (a leaf hash, a node hash or a root).
 pub type Hash = [u8; 32];
 
-/// Size of a [`Hash`] in bytes.
+/// Size of a [`Hash`](type@Hash) in bytes.
 pub const HASH_BYTES: usize = 32;
 
 /// Most hashes an inclusion or consistency proof can hold for a tree of at most `u64::MAX`
