@@ -357,3 +357,91 @@ async fn every_alteration_of_the_test_matrix_is_caught_where_it_is() {
     assert!(text.starts_with("INTEGRITY VIOLATION: 1 findings"), "{text}");
     assert!(text.contains(&format!("L1 HASH_MISMATCH {}#{}", b.stream, b.seq)), "{text}");
 }
+
+/// A real JetStream gap (a message deleted from a stream that allows it, as a damaged or
+/// hostile store would leave it) is exported as a gap, never renumbered, and located live and
+/// offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_missing_from_jetstream_is_kept_as_a_gap_and_located() {
+    let h = Harness::start().await;
+    operations(&h, 1).await;
+    let js = keyledger_log::jetstream(h.service_nats().await);
+    let period = "209901";
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: names::usage_stream(period),
+            subjects: vec![names::usage_stream_subjects(period)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let lane = "test-lane";
+    let mut prev = keyledger_events::genesis_hash(AggregateKind::UsageLane, "", lane);
+    for position in 0..4u64 {
+        let draft = Draft {
+            event_id: *uuid::Uuid::now_v7().as_bytes(),
+            account: String::new(),
+            aggregate_kind: AggregateKind::UsageLane,
+            aggregate_id: lane.to_owned(),
+            aggregate_seq: position,
+            time_unix_ms: 4_070_908_800_000 + position,
+            principal: keyledger_events::PrincipalV1::service(),
+            request_id: [0; 16],
+            prev_hash: prev,
+        };
+        let body = keyledger_events::Body::UsageBlock(keyledger_events::UsageBlockV1 {
+            records: Vec::new(),
+            suppressed: Vec::new(),
+        });
+        let (bytes, hash) = keyledger_events::encode(&draft, &body).unwrap();
+        prev = hash;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", hex::encode(hash).as_str());
+        js.publish_with_headers(names::usage_subject(period, lane), headers, bytes.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // Before the deletion the extra stream verifies like the others.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gap.klexport");
+    export(&h, &file).await;
+    let (code, report) = verify_file(&file).await;
+    assert_clean(code, &report);
+
+    assert!(stream.delete_message(2).await.unwrap(), "sequence 2 (chain position 1) deleted");
+    let summary = export(&h, &file).await;
+    assert!(summary.contains("KL_USAGE_V1_209901: 3 messages (sequences 1..=4)"), "{summary}");
+    let frames = read(&file);
+    let seqs: Vec<u64> =
+        frames.iter().filter_map(message).filter(|m| m.stream.ends_with(period)).map(|m| m.seq).collect();
+    assert_eq!(seqs, [1, 3, 4], "stream sequences are never renumbered");
+    let range = frames
+        .iter()
+        .find_map(|f| match f {
+            Frame::Stream(s) if s.stream.ends_with(period) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((range.first_seq, range.last_seq, range.messages), (1, 4, 3));
+
+    let stream_name = names::usage_stream(period);
+    let (code, report) = verify_file(&file).await;
+    assert_eq!(code, 1);
+    assert_eq!(at(&report, "GAP_IN_STREAM"), [(stream_name.clone(), 3)]);
+    assert_eq!(at(&report, "GAP_IN_CHAIN"), [(stream_name.clone(), 3)]);
+    assert_eq!(report["findings_total"], 2);
+    let gap = report["findings"].as_array().unwrap().iter().find(|f| f["code"] == "GAP_IN_CHAIN").unwrap();
+    assert_eq!(gap["chain"]["id"], lane);
+    assert_eq!(gap["expected"], "position 1");
+    let s = report["streams"].as_array().unwrap().iter().find(|s| s["stream"] == stream_name.as_str()).unwrap();
+    assert_eq!(s["missing"], 1);
+
+    // The same, live.
+    let (code, out, _) = cli(&["verify", "--json", "--data-dir"], &[&data_dir(&h)]).await;
+    let live: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 1);
+    assert_eq!(at(&live, "GAP_IN_STREAM"), [(stream_name.clone(), 3)]);
+    assert_eq!(at(&live, "GAP_IN_CHAIN"), [(stream_name, 3)]);
+}
