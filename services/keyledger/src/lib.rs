@@ -11,6 +11,10 @@
 //! - [`gateway`] the AWS KMS JSON 1.1 endpoint over HTTP (SigV4), forwarding to NATS.
 //! - [`identity`] turns the server-stamped `Nats-Request-Info` into a caller.
 //! - [`protocol`] the NATS API's headers, and a client that reads its own writes.
+//! - [`export`] the log export file (`keyledger export`, format in `EXPORT.md`) and reading the
+//!   streams for it.
+//! - [`verify`] the pure log checker behind `keyledger verify` (record, chain and position
+//!   layers, finding codes, report).
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -18,6 +22,7 @@ pub mod auditd;
 pub mod cli;
 pub mod clock;
 pub mod cryptod;
+pub mod export;
 pub mod follower;
 pub mod gateway;
 pub mod health;
@@ -28,3 +33,4 @@ pub mod pipeline;
 pub mod private_file;
 pub mod protocol;
 pub mod roles;
+pub mod verify;
