@@ -133,6 +133,51 @@ pub fn default_policy_allows(key_account: &str, ctx: &RequestContext) -> Decisio
     }
 }
 
+/// Condition keys Keyledger's requests carry (case-insensitive; `kms:EncryptionContext:<key>`
+/// by prefix). A key policy whose conditions test any other key is refused by CreateKey and
+/// PutKeyPolicy ([`check_enforceable`]): such a condition could never be met here (the key is
+/// never present), so a `Deny` on it would silently never apply.
+pub const SUPPORTED_CONDITION_KEYS: &[&str] = &[
+    "kms:CallerAccount",
+    "aws:PrincipalAccount",
+    "aws:PrincipalArn",
+    "kms:EncryptionContextKeys",
+    "kms:GrantOperations",
+    "kms:GranteePrincipal",
+    "kms:RetiringPrincipal",
+    "kms:GrantConstraintType",
+    "kms:GrantIsForAWSResource",
+    "kms:BypassPolicyLockoutSafetyCheck",
+    "aws:CurrentTime",
+    "aws:EpochTime",
+];
+
+/// Refuses a policy with a condition on a key Keyledger's requests never carry
+/// (`aws:SecureTransport`, `aws:SourceIp`, `kms:ViaService`, a misspelt key, …):
+/// `MalformedPolicyDocumentException` naming the statement and the key. Stricter than AWS, on
+/// purpose: a `Deny` that can never match protects nothing.
+pub fn check_enforceable(policy: &KeyPolicy) -> Result<(), KmsError> {
+    for s in &policy.statements {
+        for c in &s.conditions {
+            let known = SUPPORTED_CONDITION_KEYS.iter().any(|k| k.eq_ignore_ascii_case(&c.key))
+                || c.key.to_ascii_lowercase().starts_with("kms:encryptioncontext:");
+            if !known {
+                return Err(KmsError::new(
+                    ErrorKind::MalformedPolicyDocument,
+                    format!(
+                        "{}: condition key {} is never present in Keyledger requests, so the condition could never \
+                         be met; Keyledger refuses it rather than ignore it (supported: {}, kms:EncryptionContext:<key>).",
+                        s.id,
+                        crate::error::shorten(&c.key),
+                        SUPPORTED_CONDITION_KEYS.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// AWS `GrantOperation`s (API reference, CreateGrant `Operations`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[allow(missing_docs)] // each variant is the AWS grant operation of the same name
@@ -453,6 +498,8 @@ pub struct Access<'a> {
     pub grant_operations: Vec<String>,
     /// Extra condition keys of the request (`kms:GranteePrincipal`, …), by name.
     pub other: BTreeMap<String, Vec<String>>,
+    /// PutKeyPolicy's `BypassPolicyLockoutSafetyCheck` (`kms:BypassPolicyLockoutSafetyCheck`).
+    pub bypass_policy_lockout_safety_check: Option<bool>,
     /// The request's time (writer or worker clock), ms since the epoch.
     pub now_unix_ms: u64,
 }
@@ -466,6 +513,7 @@ impl<'a> Access<'a> {
             encryption_context: None,
             grant_operations: Vec::new(),
             other: BTreeMap::new(),
+            bypass_policy_lockout_safety_check: None,
             now_unix_ms,
         }
     }
@@ -484,6 +532,7 @@ impl<'a> Access<'a> {
         }
         ctx.grant_operations = self.grant_operations.clone();
         ctx.other = self.other.clone();
+        ctx.bypass_policy_lockout_safety_check = self.bypass_policy_lockout_safety_check;
         ctx
     }
 }

@@ -490,6 +490,7 @@ fn decide_request(
             check_new_tags(&[], &r.tags, limits)?;
             if let Some(text) = &r.policy {
                 let policy = KeyPolicy::parse(text)?;
+                crate::access::check_enforceable(&policy)?;
                 let arn = realm.key_arn(&caller.account, &ctx.new_key_id);
                 let mut request = RequestContext::for_caller(caller, "CreateKey", &arn, ctx.now_unix_ms);
                 request.bypass_policy_lockout_safety_check = Some(r.bypass_policy_lockout_safety_check);
@@ -810,8 +811,16 @@ fn decide_request(
             ))
         }
         Request::PutKeyPolicy(r) => {
-            let key = resolve_managed(p, realm, caller, &r.key_id, op, ctx.now_unix_ms)?;
+            // The current policy decides, seeing the request's bypass flag (a policy may deny
+            // kms:PutKeyPolicy with kms:BypassPolicyLockoutSafetyCheck true).
+            let KeyRef::Key { account, key_id } = parse_key_ref(&r.key_id, realm, &caller.account, false)? else {
+                unreachable!("aliases are refused by parse_key_ref");
+            };
+            let mut access = Access::new(caller, op.name(), ctx.now_unix_ms);
+            access.bypass_policy_lockout_safety_check = Some(r.bypass_policy_lockout_safety_check);
+            let (key, _) = found_and_authorized(p, realm, &account, &key_id, &access, op)?;
             let policy = KeyPolicy::parse(&r.policy)?;
+            crate::access::check_enforceable(&policy)?;
             let mut request = RequestContext::for_caller(caller, "PutKeyPolicy", &key.arn(realm), ctx.now_unix_ms);
             request.bypass_policy_lockout_safety_check = Some(r.bypass_policy_lockout_safety_check);
             lockout_check(&policy, &request, r.bypass_policy_lockout_safety_check)?;
@@ -855,11 +864,13 @@ fn decide_request(
                     access_denied(caller, op.name(), &arn, None)
                 }
             })?;
-            let grant = key.grants.iter().find(|g| g.id == grant_id).ok_or_else(|| grant_not_found(&grant_id))?;
             // RetireGrant is authorized by the grant itself, not by the key policy (AWS API
-            // reference, RetireGrant).
-            if !grant.retirable_by(realm, caller) {
-                return Err(access_denied(caller, op.name(), &arn, None));
+            // reference, RetireGrant). Another account learns nothing: a missing grant and a
+            // grant it may not retire are the same AccessDenied.
+            match key.grants.iter().find(|g| g.id == grant_id) {
+                Some(g) if g.retirable_by(realm, caller) => {}
+                None if account == caller.account => return Err(grant_not_found(&grant_id)),
+                _ => return Err(access_denied(caller, op.name(), &arn, None)),
             }
             if r.dry_run {
                 return Err(KmsError::dry_run());

@@ -54,9 +54,21 @@ pub(crate) fn resolve_key<'p>(
         KeyRef::Alias { account, alias_name } => {
             let arn = realm.alias_arn(&account, &alias_name);
             match p.alias(&account, &alias_name) {
-                Some(alias) => (account, alias.target),
+                Some(alias) if account == caller.account => (account, alias.target),
                 None if account == caller.account => return Err(KmsError::alias_not_found(&arn)),
-                None => return Err(crate::access::access_denied(caller, access.action, &arn, None)),
+                // Another account's alias ARN: every refusal names the alias ARN the caller
+                // used, never the key behind it, and a missing alias looks the same.
+                found => {
+                    let result = match found {
+                        Some(alias) => found_and_authorized(p, realm, &account, &alias.target, access, op),
+                        None => Err(crate::access::access_denied(caller, access.action, &arn, None)),
+                    };
+                    return result.map_err(|e| {
+                        let mut denied = crate::access::access_denied(caller, access.action, &arn, None);
+                        denied.decided_by = e.decided_by;
+                        denied
+                    });
+                }
             }
         }
     };

@@ -247,9 +247,10 @@ fn a_grant_allows_its_grantee_its_operations_under_its_constraint_until_retired_
     // The grantee retires it (RetireGrant is among its operations): then denied.
     w.ok(Operation::RetireGrant, &json!({"KeyId": arn(&id), "GrantId": grant_id}).to_string());
     assert_eq!(encrypt_as(&w, &arn(&id), &[("tenant", "a")]).unwrap_err().0, ErrorKind::AccessDenied);
+    // Retired: for the grantee's (other) account, as indistinguishable as a grant it never had.
     assert_eq!(
         w.err(Operation::RetireGrant, &json!({"KeyId": arn(&id), "GrantId": grant_id}).to_string()).0,
-        ErrorKind::NotFound
+        ErrorKind::AccessDenied
     );
 
     // Equals: exactly these pairs, no extra ones. Revoked by the key's owner.
@@ -398,4 +399,70 @@ fn aliases_are_per_account_and_the_alias_quota_is_per_account() {
         .0,
         ErrorKind::LimitExceeded
     );
+}
+
+#[test]
+fn review_findings_stay_fixed() {
+    let mut w = World::new();
+    // A Deny on the bypass flag stops PutKeyPolicy with BypassPolicyLockoutSafetyCheck.
+    let guarded = policy(json!([
+        admin_statement(),
+        {"Sid": "NoBypass", "Effect": "Deny", "Principal": "*", "Action": "kms:PutKeyPolicy", "Resource": "*",
+         "Condition": {"Bool": {"kms:BypassPolicyLockoutSafetyCheck": "true"}}}
+    ]));
+    let id = create_key_with(&mut w, &guarded);
+    let body = json!({"KeyId": id.to_string(), "Policy": policy(json!([admin_statement()])), "BypassPolicyLockoutSafetyCheck": true});
+    let (kind, message) = w.err(Operation::PutKeyPolicy, &body.to_string());
+    assert_eq!(kind, ErrorKind::AccessDenied, "{message}");
+    let body = json!({"KeyId": id.to_string(), "Policy": guarded});
+    w.ok(Operation::PutKeyPolicy, &body.to_string());
+
+    // A condition on a key Keyledger never sets would never match: refused, not ignored.
+    for key in ["aws:SecureTransport", "kms:ViaService", "aws:SourceIp", "kms:Foo"] {
+        let doc = policy(json!([admin_statement(),
+            {"Sid": "Never", "Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
+             "Condition": {"StringEquals": {key: "x"}}}]));
+        let (kind, message) = w.err(Operation::CreateKey, &json!({"Policy": doc}).to_string());
+        assert_eq!(kind, ErrorKind::MalformedPolicyDocument, "{key}: {message}");
+        assert!(message.contains(key), "{message}");
+        let (kind, _) = w.err(Operation::PutKeyPolicy, &json!({"KeyId": id.to_string(), "Policy": doc}).to_string());
+        assert_eq!(kind, ErrorKind::MalformedPolicyDocument);
+    }
+
+    // Constraint keys that differ only in case are ambiguous: refused.
+    let app = format!("arn:aws:iam::{OTHER_ACCOUNT}:user/app");
+    let (kind, _) = w.err(
+        Operation::CreateGrant,
+        &grant_body(
+            &id.to_string(),
+            &app,
+            &["Encrypt"],
+            Some(json!({"EncryptionContextEquals": {"tenant": "a", "TENANT": "a"}})),
+            None,
+        ),
+    );
+    assert_eq!(kind, ErrorKind::Validation);
+
+    // Another account learns nothing from RetireGrant or alias ARNs.
+    let shared = w.create_key();
+    w.ok(Operation::CreateAlias, &json!({"AliasName": "alias/secret", "TargetKeyId": shared.to_string()}).to_string());
+    w.caller = user(OTHER_ACCOUNT, "app");
+    let ghost = w.fresh_key_id();
+    for key in [arn(&shared), arn(&ghost)] {
+        let (kind, message) =
+            w.err(Operation::RetireGrant, &json!({"KeyId": key, "GrantId": "0".repeat(64)}).to_string());
+        assert_eq!(kind, ErrorKind::AccessDenied, "{key}: {message}");
+        assert!(message.contains(&key));
+    }
+    for alias in ["alias/secret", "alias/none"] {
+        let alias_arn = format!("arn:aws:kms:us-east-1:{ACCOUNT}:{alias}");
+        let (kind, message) = encrypt_as(&w, &alias_arn, &[]).unwrap_err();
+        assert_eq!(kind, ErrorKind::AccessDenied);
+        assert!(message.contains(&alias_arn) && !message.contains(&shared.to_string()), "{message}");
+    }
+    // In the caller's own account a missing grant is still NotFound.
+    w.caller = caller(ACCOUNT);
+    let (kind, _) =
+        w.err(Operation::RetireGrant, &json!({"KeyId": arn(&shared), "GrantId": "0".repeat(64)}).to_string());
+    assert_eq!(kind, ErrorKind::NotFound);
 }

@@ -74,3 +74,36 @@ pub fn start_loopback(topology: DevTopology, data_dir: &std::path::Path) -> Resu
     let settings = ServerSettings::loopback(data_dir.join("jetstream"), topology);
     NatsServer::start(&binary, settings, data_dir)
 }
+
+/// Replies carry plaintext and data keys, and requests carry credentials: a NATS URL whose
+/// host is not loopback (`127.0.0.0/8`, `::1`, `localhost`) must use `tls://` (issue #6). A
+/// comma-separated list of servers is checked server by server.
+///
+/// Every Keyledger connection to NATS (roles, gateway, auditd, CLI) checks its URL with this
+/// first.
+///
+/// Errors: the first URL that would send secrets in clear over a network.
+pub fn require_tls_off_loopback(urls: &str) -> Result<(), String> {
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("nats", url));
+        if scheme.eq_ignore_ascii_case("tls") {
+            continue;
+        }
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = if let Some(inner) = host_port.strip_prefix('[') {
+            inner.split(']').next().unwrap_or_default()
+        } else {
+            host_port.split(':').next().unwrap_or_default()
+        };
+        let loopback =
+            host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            return Err(format!(
+                "refusing to connect to {host} without TLS: replies carry plaintext and data keys, so NATS off \
+                 loopback must be tls://{host_port} (configure TLS on the server)"
+            ));
+        }
+    }
+    Ok(())
+}

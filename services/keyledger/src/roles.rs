@@ -198,6 +198,7 @@ pub async fn start(
     root: Arc<RootKey>,
     config: RoleConfig,
 ) -> anyhow::Result<RunningRoles> {
+    keyledger_nats_server::require_tls_off_loopback(&profile.url).map_err(anyhow::Error::msg)?;
     let connect = |name: &'static str| async move {
         keyledger_log::connect(&profile.url, &profile.user, profile.password.expose(), &profile.inbox_prefix, name)
             .await

@@ -1276,6 +1276,7 @@ fn create_grant(m: &mut Members, c: &mut Checks) -> Result<CreateGrantRequest, K
     let constraints = m.object("Constraints")?;
     let mut constraint = None;
     let mut both = false;
+    let mut dup_keys = false;
     if let Some(mut cm) = constraints {
         let equals = cm.string_map("EncryptionContextEquals")?;
         let subset = cm.string_map("EncryptionContextSubset")?;
@@ -1304,6 +1305,10 @@ fn create_grant(m: &mut Members, c: &mut Checks) -> Result<CreateGrantRequest, K
                 if map.keys().any(|k| k.is_empty()) {
                     c.push(violation(Shown::Hidden, member, "have keys of length greater than or equal to 1"));
                 }
+                let folded: std::collections::BTreeSet<String> = map.keys().map(|k| k.to_lowercase()).collect();
+                if folded.len() != map.len() {
+                    dup_keys = true;
+                }
             }
         }
         let pairs = |m: BTreeMap<String, String>| m.into_iter().collect::<Vec<_>>();
@@ -1331,6 +1336,13 @@ fn create_grant(m: &mut Members, c: &mut Checks) -> Result<CreateGrantRequest, K
     if both {
         return Err(KmsError::validation(
             "Only one of EncryptionContextEquals and EncryptionContextSubset may be specified.",
+        ));
+    }
+    if dup_keys {
+        // Constraint keys compare case-insensitively: two keys that differ only in case would
+        // make the constraint ambiguous.
+        return Err(KmsError::validation(
+            "Grant constraint keys must be unique ignoring case (they are compared case-insensitively).",
         ));
     }
     Ok(CreateGrantRequest {

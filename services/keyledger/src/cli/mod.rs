@@ -458,34 +458,9 @@ pub async fn connect_service(profile: &keyledger_nats_server::ServiceProfile) ->
     .with_context(|| format!("cannot connect to {}", profile.url))
 }
 
-/// Replies carry plaintext and data keys, and requests carry credentials: a NATS URL whose
-/// host is not loopback (`127.0.0.0/8`, `::1`, `localhost`) must use `tls://` (issue #6). A
-/// comma-separated list of servers is checked server by server.
-///
-/// Errors: the first URL that would send secrets in clear over a network.
+/// See [`keyledger_nats_server::require_tls_off_loopback`].
 pub fn require_tls_off_loopback(urls: &str) -> anyhow::Result<()> {
-    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-        let (scheme, rest) = url.split_once("://").unwrap_or(("nats", url));
-        if scheme.eq_ignore_ascii_case("tls") {
-            continue;
-        }
-        let authority = rest.split('/').next().unwrap_or_default();
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-        let host = if let Some(inner) = host_port.strip_prefix('[') {
-            inner.split(']').next().unwrap_or_default()
-        } else {
-            host_port.split(':').next().unwrap_or_default()
-        };
-        let loopback =
-            host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            anyhow::bail!(
-                "refusing to connect to {host} without TLS: replies carry plaintext and data keys, so NATS off \
-                 loopback must be tls://{host_port} (configure TLS on the server)"
-            );
-        }
-    }
-    Ok(())
+    keyledger_nats_server::require_tls_off_loopback(urls).map_err(anyhow::Error::msg)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -538,6 +513,21 @@ mod tests {
             let e = require_tls_off_loopback(bad).unwrap_err().to_string();
             assert!(e.contains("without TLS"), "{bad}: {e}");
         }
+    }
+
+    #[tokio::test]
+    async fn roles_refuse_nats_off_loopback_without_tls() {
+        let profile = keyledger_nats_server::ServiceProfile {
+            url: "nats://192.0.2.10:4222".into(),
+            nats_account: "KEYLEDGER".into(),
+            user: "keyledger".into(),
+            password: keyledger_nats_server::Password::new("x"),
+            inbox_prefix: "_INBOX.keyledger".into(),
+        };
+        let root = Arc::new(keyledger_crypto::RootKey::generate());
+        let roles = crate::roles::start(&[Role::Keyd], &profile, root, RoleConfig::default()).await;
+        let e = roles.err().expect("refused").to_string();
+        assert!(e.contains("without TLS"), "{e}");
     }
 
     #[test]
