@@ -238,6 +238,23 @@ pub struct KeyCreatedV1 {
     pub material: Option<MaterialRefV1>,
 }
 
+impl KeyCreatedV1 {
+    /// The same creation as a version 2 body: a version 1 key has the default key policy.
+    pub fn upgrade(&self) -> KeyCreatedV2 {
+        KeyCreatedV2 {
+            key_spec: self.key_spec,
+            key_usage: self.key_usage,
+            origin: self.origin,
+            description: self.description.clone(),
+            tags: self.tags.clone(),
+            multi_region: self.multi_region,
+            material: self.material.clone(),
+            policy: None,
+            bypass_policy_lockout_safety_check: false,
+        }
+    }
+}
+
 /// CreateKey succeeded (version 2: with the key policy). Written by this build; version 1
 /// bodies keep decoding and stand for keys with the default key policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

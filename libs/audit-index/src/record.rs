@@ -341,20 +341,16 @@ fn control_details(op: &str, body: &Body) -> (String, u32) {
         text.push(' ');
         text.push_str(&s);
     };
-    match body {
+    // A version 1 KeyCreated reads as version 2 with the default key policy.
+    let upgraded;
+    let body = match body {
         Body::KeyCreated(c) => {
-            add(format!("KeySpec={} Origin={}", key_spec_name(c.key_spec), origin_name(c.origin)));
-            if !c.description.is_empty() {
-                add(format!("Description={}", c.description));
-            }
-            for t in &c.tags {
-                add(format!("Tag {}={}", t.key, t.value));
-            }
-            if let Some(m) = &c.material {
-                version = m.version;
-                add(format!("KeyMaterialId={}", hex::encode(m.material_id)));
-            }
+            upgraded = Body::KeyCreatedV2(c.upgrade());
+            &upgraded
         }
+        other => other,
+    };
+    match body {
         Body::KeyCreatedV2(c) => {
             add(format!("KeySpec={} Origin={}", key_spec_name(c.key_spec), origin_name(c.origin)));
             if !c.description.is_empty() {
@@ -461,7 +457,11 @@ fn control_details(op: &str, body: &Body) -> (String, u32) {
             uuid_text(&a.previous_target_key_id)
         )),
         Body::AliasDeleted(a) => add(format!("TargetKeyId={}", uuid_text(&a.target_key_id))),
-        Body::KeyDisabled(_) | Body::KeyRotationDisabled(_) | Body::KeyDeletionCancelled(_) | Body::UsageBlock(_) => {}
+        Body::KeyDisabled(_)
+        | Body::KeyRotationDisabled(_)
+        | Body::KeyDeletionCancelled(_)
+        | Body::UsageBlock(_)
+        | Body::KeyCreated(_) => {}
     }
     (text, version)
 }

@@ -23,7 +23,7 @@
 //! - a grant is added once (a second GrantCreated with the same id is ignored), and retired or
 //!   revoked only while it exists; a key policy replaces the previous one in any state.
 
-use keyledger_events::{codes, AggregateKind, Body, Event, KeyCreatedV2};
+use keyledger_events::{codes, AggregateKind, Body, Event};
 
 use crate::access::{Grant, GrantConstraint, GrantOperation, PolicySlot};
 
@@ -167,17 +167,7 @@ fn fold_key(
     use Applied::*;
     let r = &event.record;
     let created = match &event.body {
-        Body::KeyCreated(b) => Some(KeyCreatedV2 {
-            key_spec: b.key_spec,
-            key_usage: b.key_usage,
-            origin: b.origin,
-            description: b.description.clone(),
-            tags: b.tags.clone(),
-            multi_region: b.multi_region,
-            material: b.material.clone(),
-            policy: None,
-            bypass_policy_lockout_safety_check: false,
-        }),
+        Body::KeyCreated(b) => Some(b.upgrade()),
         Body::KeyCreatedV2(b) => Some(b.clone()),
         _ => None,
     };
