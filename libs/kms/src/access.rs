@@ -559,6 +559,11 @@ pub fn access_denied(caller: &Caller, action: &str, resource_arn: &str, denied_b
 /// Errors: `AccessDeniedException` (AWS's message; it names the caller, the action and the key
 /// ARN the caller used, nothing else).
 pub fn authorize(realm: &Realm, key: &Key, access: &Access<'_>) -> Result<Authorization, KmsError> {
+    // The default key policy allows every principal of the owning account: decided without
+    // building the request context (the hot path of every Encrypt on such a key).
+    if key.policy.custom_policy().is_none() && access.caller.account == key.account {
+        return Ok(Authorization::KeyPolicy(StatementId::Sid(DEFAULT_POLICY_SID.to_owned())));
+    }
     let arn = key.arn(realm);
     let ctx = access.request_context(&arn);
     match key.policy.evaluate(&key.account, &ctx) {
