@@ -385,7 +385,12 @@ fn control_details(op: &str, body: &Body) -> (String, u32) {
             if !g.name.is_empty() {
                 add(format!("Name={}", g.name));
             }
-            add(format!("Operations={:?}", g.operations));
+            let ops: Vec<&str> = g
+                .operations
+                .iter()
+                .map(|c| keyledger_kms::GrantOperation::from_code(*c).map_or("unknown", |o| o.name()))
+                .collect();
+            add(format!("Operations={}", ops.join(",")));
             if let Some(c) = &g.constraint {
                 for p in &c.pairs {
                     add(format!("Constraint {}={}", p.key, p.value));
