@@ -173,7 +173,7 @@ pub fn main() -> std::process::ExitCode {
     // line per request would be measured too, and would scroll over the progress bar.
     // export and verify print their own report; connection chatter would only interleave.
     init_tracing(match cli.command {
-        Command::Bench(_) => "warn",
+        Command::Bench(_) | Command::Replay(_) => "warn",
         Command::Export(_) | Command::Verify(_) => "error",
         _ => "warn,keyledger=info",
     });
