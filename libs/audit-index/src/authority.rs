@@ -15,8 +15,8 @@
 //! it — which a correct keyd never writes, so it flags an event to investigate (a semantic
 //! finding in the sense of audit-integrity.md §2.9, L5).
 
-use keyledger_events::{codes, principal_kind, AggregateKind, Body, Event};
-use keyledger_kms::{authorize, Access, Caller, GrantOperation, KeyId, Projection, Realm};
+use keyledger_events::{principal_kind, AggregateKind, Body, Event};
+use keyledger_kms::{authorize, Access, Caller, GrantConstraint, GrantOperation, KeyId, Projection, Realm};
 
 use crate::record::control_operation;
 
@@ -79,28 +79,22 @@ impl Authorities {
         let Some(key) = key_id.and_then(|id| self.projection.key(&r.account, &id)) else {
             return "not-allowed".to_owned();
         };
-        let mut access = Access::new(&caller, action, r.time_unix_ms);
-        if let Body::GrantCreated(g) = &event.body {
-            access.grant_operations = g
-                .operations
-                .iter()
-                .filter_map(|c| GrantOperation::from_code(*c))
-                .map(|o| o.name().to_owned())
-                .collect();
-            access.other.insert("kms:GranteePrincipal".into(), vec![g.grantee_principal.clone()]);
-            if !g.retiring_principal.is_empty() {
-                access.other.insert("kms:RetiringPrincipal".into(), vec![g.retiring_principal.clone()]);
+        let access = match &event.body {
+            Body::GrantCreated(g) => {
+                let operations: Vec<GrantOperation> =
+                    g.operations.iter().filter_map(|c| GrantOperation::from_code(*c)).collect();
+                let constraint = g.constraint.as_ref().and_then(GrantConstraint::from_event);
+                Access::create_grant(
+                    &caller,
+                    r.time_unix_ms,
+                    &operations,
+                    &g.grantee_principal,
+                    Some(&g.retiring_principal),
+                    constraint.as_ref(),
+                )
             }
-            if let Some(c) = &g.constraint {
-                let kind = if c.kind == codes::grant_constraint::EQUALS {
-                    "EncryptionContextEquals"
-                } else {
-                    "EncryptionContextSubset"
-                };
-                access.other.insert("kms:GrantConstraintType".into(), vec![kind.into()]);
-            }
-            access.other.insert("kms:GrantIsForAWSResource".into(), vec!["false".into()]);
-        }
+            _ => Access::new(&caller, action, r.time_unix_ms),
+        };
         match authorize(&self.realm, key, &access) {
             Ok(a) => a.audit_text(),
             Err(_) => "not-allowed".to_owned(),

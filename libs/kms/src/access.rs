@@ -518,6 +518,35 @@ impl<'a> Access<'a> {
         }
     }
 
+    /// CreateGrant's question (AWS API reference, CreateGrant; aws-kms-api.md §6.4): the
+    /// condition keys `kms:GrantOperations`, `kms:GranteePrincipal`, `kms:RetiringPrincipal`,
+    /// `kms:GrantConstraintType` and `kms:GrantIsForAWSResource` (always false here). keyd asks
+    /// it before a grant exists; the audit index asks it again from the GrantCreated event.
+    pub fn create_grant(
+        caller: &'a Caller,
+        now_unix_ms: u64,
+        operations: &[GrantOperation],
+        grantee: &str,
+        retiring: Option<&str>,
+        constraint: Option<&GrantConstraint>,
+    ) -> Self {
+        let mut access = Self::new(caller, "CreateGrant", now_unix_ms);
+        access.grant_operations = operations.iter().map(|o| o.name().to_owned()).collect();
+        access.other.insert("kms:GranteePrincipal".into(), vec![grantee.to_owned()]);
+        if let Some(r) = retiring.filter(|r| !r.is_empty()) {
+            access.other.insert("kms:RetiringPrincipal".into(), vec![r.to_owned()]);
+        }
+        if let Some(c) = constraint {
+            let kind = match c {
+                GrantConstraint::Equals(_) => "EncryptionContextEquals",
+                GrantConstraint::Subset(_) => "EncryptionContextSubset",
+            };
+            access.other.insert("kms:GrantConstraintType".into(), vec![kind.into()]);
+        }
+        access.other.insert("kms:GrantIsForAWSResource".into(), vec!["false".into()]);
+        access
+    }
+
     /// The same question with the request's encryption context.
     pub fn with_context(mut self, ec: Option<&'a EncryptionContext>) -> Self {
         self.encryption_context = ec;
@@ -579,4 +608,40 @@ pub fn authorize(realm: &Realm, key: &Key, access: &Access<'_>) -> Result<Author
         }
     }
     Err(access_denied(access.caller, access.action, &arn, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_operation_codes_are_the_stored_codes() {
+        use codes::grant_operation as c;
+        let stored = [
+            (GrantOperation::Decrypt, c::DECRYPT),
+            (GrantOperation::Encrypt, c::ENCRYPT),
+            (GrantOperation::GenerateDataKey, c::GENERATE_DATA_KEY),
+            (GrantOperation::GenerateDataKeyWithoutPlaintext, c::GENERATE_DATA_KEY_WITHOUT_PLAINTEXT),
+            (GrantOperation::ReEncryptFrom, c::RE_ENCRYPT_FROM),
+            (GrantOperation::ReEncryptTo, c::RE_ENCRYPT_TO),
+            (GrantOperation::Sign, c::SIGN),
+            (GrantOperation::Verify, c::VERIFY),
+            (GrantOperation::GetPublicKey, c::GET_PUBLIC_KEY),
+            (GrantOperation::CreateGrant, c::CREATE_GRANT),
+            (GrantOperation::RetireGrant, c::RETIRE_GRANT),
+            (GrantOperation::DescribeKey, c::DESCRIBE_KEY),
+            (GrantOperation::GenerateDataKeyPair, c::GENERATE_DATA_KEY_PAIR),
+            (GrantOperation::GenerateDataKeyPairWithoutPlaintext, c::GENERATE_DATA_KEY_PAIR_WITHOUT_PLAINTEXT),
+            (GrantOperation::GenerateMac, c::GENERATE_MAC),
+            (GrantOperation::VerifyMac, c::VERIFY_MAC),
+            (GrantOperation::DeriveSharedSecret, c::DERIVE_SHARED_SECRET),
+        ];
+        assert_eq!(stored.len(), GrantOperation::ALL.len());
+        for (op, code) in stored {
+            assert_eq!(op.code(), code, "{op:?}");
+            assert_eq!(GrantOperation::from_code(code), Some(op));
+        }
+        assert_eq!(GrantOperation::from_code(0), None);
+        assert_eq!(GrantOperation::from_code(18), None);
+    }
 }

@@ -37,6 +37,7 @@ use crate::api::{
 use crate::error::{ErrorKind, KmsError};
 use crate::ids::{parse_key_ref, KeyId, KeyRef, Realm};
 use crate::policy::{lockout_check, KeyPolicy, RequestContext};
+use crate::query::resolve_key;
 use crate::state::{days_ms, AggregateHead, AutoRotation, DueKind, Key, KeyState, Projection, DAY_MS};
 
 /// Who is asking: the authenticated account and principal (never a claimed one).
@@ -353,10 +354,7 @@ pub(crate) fn resolve_managed<'p>(
     op: Operation,
     now_unix_ms: u64,
 ) -> Result<&'p Key, KmsError> {
-    let KeyRef::Key { account, key_id } = parse_key_ref(key_id, realm, &caller.account, false)? else {
-        unreachable!("aliases are refused by parse_key_ref");
-    };
-    let (key, _) = found_and_authorized(p, realm, &account, &key_id, &Access::new(caller, op.name(), now_unix_ms), op)?;
+    let (key, _) = resolve_key(p, realm, key_id, false, &Access::new(caller, op.name(), now_unix_ms), op)?;
     Ok(key)
 }
 
@@ -813,16 +811,12 @@ fn decide_request(
         Request::PutKeyPolicy(r) => {
             // The current policy decides, seeing the request's bypass flag (a policy may deny
             // kms:PutKeyPolicy with kms:BypassPolicyLockoutSafetyCheck true).
-            let KeyRef::Key { account, key_id } = parse_key_ref(&r.key_id, realm, &caller.account, false)? else {
-                unreachable!("aliases are refused by parse_key_ref");
-            };
             let mut access = Access::new(caller, op.name(), ctx.now_unix_ms);
             access.bypass_policy_lockout_safety_check = Some(r.bypass_policy_lockout_safety_check);
-            let (key, _) = found_and_authorized(p, realm, &account, &key_id, &access, op)?;
+            let (key, _) = resolve_key(p, realm, &r.key_id, false, &access, op)?;
             let policy = KeyPolicy::parse(&r.policy)?;
             crate::access::check_enforceable(&policy)?;
-            let mut request = RequestContext::for_caller(caller, "PutKeyPolicy", &key.arn(realm), ctx.now_unix_ms);
-            request.bypass_policy_lockout_safety_check = Some(r.bypass_policy_lockout_safety_check);
+            let request = access.request_context(&key.arn(realm));
             lockout_check(&policy, &request, r.bypass_policy_lockout_safety_check)?;
             if key.policy.custom_policy().is_some_and(|cur| cur.text() == r.policy) {
                 return Ok(None);
@@ -910,24 +904,15 @@ fn create_grant(
     ctx: &Ctx,
     limits: &Limits,
 ) -> Result<Option<Decision>, KmsError> {
-    let KeyRef::Key { account, key_id } = parse_key_ref(&r.key_id, realm, &caller.account, false)? else {
-        unreachable!("aliases are refused by parse_key_ref");
-    };
-    let mut access = Access::new(caller, "CreateGrant", ctx.now_unix_ms);
-    access.grant_operations = r.operations.iter().map(|o| o.name().to_owned()).collect();
-    access.other.insert("kms:GranteePrincipal".into(), vec![r.grantee_principal.clone()]);
-    if let Some(rp) = &r.retiring_principal {
-        access.other.insert("kms:RetiringPrincipal".into(), vec![rp.clone()]);
-    }
-    if let Some(c) = &r.constraint {
-        let kind = match c {
-            crate::access::GrantConstraint::Equals(_) => "EncryptionContextEquals",
-            crate::access::GrantConstraint::Subset(_) => "EncryptionContextSubset",
-        };
-        access.other.insert("kms:GrantConstraintType".into(), vec![kind.into()]);
-    }
-    access.other.insert("kms:GrantIsForAWSResource".into(), vec!["false".into()]);
-    let (key, auth) = found_and_authorized(p, realm, &account, &key_id, &access, Operation::CreateGrant)?;
+    let access = Access::create_grant(
+        caller,
+        ctx.now_unix_ms,
+        &r.operations,
+        &r.grantee_principal,
+        r.retiring_principal.as_deref(),
+        r.constraint.as_ref(),
+    );
+    let (key, auth) = resolve_key(p, realm, &r.key_id, false, &access, Operation::CreateGrant)?;
     if let Authorization::Grant(parent_id) = &auth {
         let parent = key.grants.iter().find(|g| g.id == *parent_id).expect("the authorizing grant is on the key");
         check_chained_grant(caller, &key.arn(realm), parent, r)?;

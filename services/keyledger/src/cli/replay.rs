@@ -104,17 +104,10 @@ async fn rebuild_index(
 ) -> anyhow::Result<(u64, String, Vec<(String, u64)>)> {
     let js = keyledger_log::jetstream(nats.clone());
     let mut heads = Vec::new();
-    let mut names = js.stream_names();
-    while let Some(name) = names.next().await {
-        let name = name.context("cannot list streams")?;
-        if name == keyledger_events::names::CONTROL_STREAM
-            || name.starts_with(keyledger_events::names::USAGE_STREAM_PREFIX)
-        {
-            let mut stream = js.get_stream(&name).await.with_context(|| format!("cannot open {name}"))?;
-            heads.push((name, stream.info().await?.state.last_sequence));
-        }
+    for name in crate::export::list_streams(&js).await? {
+        let mut stream = js.get_stream(&name).await.with_context(|| format!("cannot open {name}"))?;
+        heads.push((name, stream.info().await?.state.last_sequence));
     }
-    heads.sort();
     let index_dir = dir.join(crate::auditd::INDEX_DIR);
     let (index, writer) = {
         let index_dir = index_dir.clone();
