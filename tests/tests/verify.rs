@@ -2,6 +2,11 @@
 //! log has no finding (and says its tail is unanchored, exit 2), and every alteration of the
 //! test matrix (audit-integrity.md §3, rows 1–5, 7, 12, 13) is caught with its exact finding
 //! code at its exact stream sequence and chain position (exit 1).
+//!
+//! Also `keyledger witness` (the C2SP tlog-witness that will anchor the log's checkpoints), as a
+//! process over real HTTP: it cosigns a first checkpoint and a consistent growth, keeps its
+//! state across a kill, and refuses forks, bad proofs, stale old sizes, unknown origins and
+//! foreign signatures with tlog-witness's statuses, without touching its state.
 
 use std::path::{Path, PathBuf};
 
@@ -444,4 +449,238 @@ async fn a_sequence_missing_from_jetstream_is_kept_as_a_gap_and_located() {
     assert_eq!(code, 1);
     assert_eq!(at(&live, "GAP_IN_STREAM"), [(stream_name.clone(), 3)]);
     assert_eq!(at(&live, "GAP_IN_CHAIN"), [(stream_name, 3)]);
+}
+
+/// `keyledger witness serve` as a child process.
+struct WitnessProcess {
+    child: tokio::process::Child,
+    /// The submission URL it printed.
+    url: String,
+    /// The verifier key it printed.
+    vkey: String,
+    _stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl WitnessProcess {
+    /// Starts the witness on `dir` (loopback, any free port) and reads its URL and key.
+    async fn start(dir: &Path, log_keys: &[&str], name: Option<&str>) -> WitnessProcess {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut cmd = tokio::process::Command::new(CLI);
+        cmd.args(["witness", "serve", "--listen", "127.0.0.1:0", "--dir"]).arg(dir);
+        for k in log_keys {
+            cmd.args(["--log-key", k]);
+        }
+        if let Some(n) = name {
+            cmd.args(["--name", n]);
+        }
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(witness_log(dir)).unwrap();
+        let mut child = cmd
+            .env("KEYLEDGER_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut url, mut vkey) = (None, None);
+        while url.is_none() || vkey.is_none() {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(60), stdout.next_line())
+                .await
+                .expect("the witness prints its URL and key within 60 s")
+                .unwrap()
+                .unwrap_or_else(|| {
+                    panic!("the witness exited: {}", std::fs::read_to_string(witness_log(dir)).unwrap())
+                });
+            if let Some(u) = line.strip_prefix("witness url: ") {
+                url = Some(u.to_owned());
+            } else if let Some(k) = line.strip_prefix("witness key: ") {
+                vkey = Some(k.to_owned());
+            }
+        }
+        WitnessProcess { child, url: url.unwrap(), vkey: vkey.unwrap(), _stdout: stdout }
+    }
+
+    /// SIGKILL: no shutdown path runs, as in a crash.
+    async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// Where the witness's stderr goes (beside its directory).
+fn witness_log(dir: &Path) -> PathBuf {
+    dir.with_extension("log")
+}
+
+/// A plain HTTP/1.1 POST: (status, content type, body).
+async fn post(url: &str, body: String) -> (u16, String, String) {
+    use http_body_util::BodyExt as _;
+    let uri: hyper::Uri = url.parse().unwrap();
+    let authority = uri.authority().unwrap().to_string();
+    let stream = tokio::net::TcpStream::connect(authority.as_str()).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::post(uri.path())
+        .header(hyper::header::HOST, authority)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let content_type =
+        response.headers().get(hyper::header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    driver.abort();
+    (status, content_type, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// The files in the witness's evidence folder.
+fn evidence_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(keyledger::witness::EVIDENCE_DIR))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_witness_cosigns_consistent_checkpoints_and_refuses_the_rest_across_a_restart() {
+    use keyledger::witness::{add_checkpoint, EvidenceRecord, WitnessClientError, STATE_FILE};
+    use keyledger_transparency::{
+        AddCheckpointRequest, Checkpoint, MerkleTree, NoteSigner, SignedCheckpoint, WitnessState, WitnessVerifier,
+    };
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("witness");
+    let seed = [42u8; 32];
+    let log_key = NoteSigner::from_seed("test.log/abc", &seed).unwrap();
+    let log_vkey = log_key.verifier().to_string();
+    let origin = "test.log/abc/KL_CONTROL_V1";
+    let sign = |tree: &MerkleTree, origin: &str, seed: &[u8; 32]| {
+        let signer = NoteSigner::from_seed(origin, seed).unwrap();
+        SignedCheckpoint::sign(Checkpoint::new(origin, tree.size(), tree.root()), &signer).unwrap()
+    };
+    let request = |old: u64, proof: Vec<[u8; 32]>, signed: &SignedCheckpoint| AddCheckpointRequest {
+        old_size: old,
+        proof,
+        checkpoint: signed.to_text(),
+    };
+    let recorded_size = |dir: &Path| {
+        let state = WitnessState::from_json(&std::fs::read_to_string(dir.join(STATE_FILE)).unwrap()).unwrap();
+        state.head(origin).map(|h| h.size)
+    };
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut tree = MerkleTree::new();
+    for i in 0..5u8 {
+        tree.append(&[i; 32]);
+    }
+
+    let w = WitnessProcess::start(&dir, &[&log_vkey], Some("witness.test/w1")).await;
+    let (code, key_out, err) = cli(&["witness", "key", "--dir"], &[&dir]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(key_out.trim_end(), w.vkey, "`witness key` prints the key `serve` printed");
+    let witness = WitnessVerifier::parse(&w.vkey).unwrap();
+
+    // The first checkpoint of the origin (old 0), then a consistent growth 5 → 8.
+    let first = sign(&tree, origin, &seed);
+    let before = now();
+    let sigs = add_checkpoint(&w.url, &request(0, vec![], &first)).await.unwrap();
+    assert_eq!(sigs.len(), 1);
+    let t = witness.verify_cosignature(first.body(), &sigs[0]).expect("the cosignature verifies with the vkey");
+    assert!((before..=now()).contains(&t), "cosigned at the witness's clock: {t}");
+    assert_eq!(recorded_size(&dir), Some(5));
+    for i in 5..8u8 {
+        tree.append(&[i; 32]);
+    }
+    let second = sign(&tree, origin, &seed);
+    let sigs = add_checkpoint(&w.url, &request(5, tree.consistency_proof(5, 8).unwrap(), &second)).await.unwrap();
+    let mut cosigned = second.clone();
+    cosigned.add_signature(sigs[0].clone()).unwrap();
+    assert_eq!(cosigned.verify_cosignatures(std::slice::from_ref(&witness)).unwrap().len(), 1);
+    assert_eq!(recorded_size(&dir), Some(8), "state.json holds the new size");
+    // The same checkpoint again is cosigned again (old size = size, empty proof).
+    add_checkpoint(&w.url, &request(8, vec![], &second)).await.unwrap();
+
+    // A crash, then a start with another name (refused), then a restart on the same directory,
+    // the log key now read from a file.
+    w.kill().await;
+    let (code, _, err) = cli(
+        &["witness", "serve", "--listen", "127.0.0.1:0", "--name", "witness.test/w2", "--log-key", &log_vkey, "--dir"],
+        &[&dir],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("witness.test/w1"), "the key's name is kept: {err}");
+    let key_file = tmp.path().join("log.vkey");
+    std::fs::write(&key_file, format!("{log_vkey}\n")).unwrap();
+    let w = WitnessProcess::start(&dir, &[&format!("@{}", key_file.display())], None).await;
+    assert_eq!(w.vkey, key_out.trim_end(), "the same witness key after the restart");
+    let state_before = std::fs::read(dir.join(STATE_FILE)).unwrap();
+    let checkpoint_url = format!("{}/add-checkpoint", w.url);
+
+    // Same size, another root: a fork (409), kept as evidence.
+    let mut forked = MerkleTree::new();
+    for i in 100..108u8 {
+        forked.append(&[i; 32]);
+    }
+    let fork = sign(&forked, origin, &seed);
+    let (status, _, body) = post(&checkpoint_url, request(8, vec![], &fork).to_text()).await;
+    assert_eq!(status, 409, "{body}");
+    let evidence = evidence_files(&dir);
+    assert_eq!(evidence.len(), 1, "{evidence:?}");
+    let record: EvidenceRecord = serde_json::from_slice(&std::fs::read(&evidence[0]).unwrap()).unwrap();
+    assert_eq!((record.kind.as_str(), record.origin.as_str(), record.old_size), ("fork", origin, 8));
+    assert_eq!(record.presented_checkpoint, fork.to_text());
+    assert_eq!(record.recorded.as_ref().map(|h| h.root), Some(tree.root()));
+    assert_eq!(record.recorded.map(|h| h.checkpoint), Some(second.to_text()), "both signed checkpoints are kept");
+
+    // Growth 8 → 12 with a damaged proof: 422, kept as evidence.
+    for i in 8..12u8 {
+        tree.append(&[i; 32]);
+    }
+    let third = sign(&tree, origin, &seed);
+    let proof = tree.consistency_proof(8, 12).unwrap();
+    let mut bad = proof.clone();
+    bad[0][0] ^= 1;
+    let (status, _, body) = post(&checkpoint_url, request(8, bad.clone(), &third).to_text()).await;
+    assert_eq!(status, 422, "{body}");
+    let evidence = evidence_files(&dir);
+    assert_eq!(evidence.len(), 2);
+    let records: Vec<EvidenceRecord> =
+        evidence.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect();
+    let invalid = records.iter().find(|r| r.kind == "invalid_proof").expect("the bad proof is kept");
+    assert_eq!(invalid.proof.len(), bad.len());
+    assert_eq!(invalid.proof[0], b64(&bad[0]));
+
+    // A stale old size: 409 with the witness's latest size as text/x.tlog.size.
+    let stale = request(5, tree.consistency_proof(5, 12).unwrap(), &third);
+    let (status, content_type, body) = post(&checkpoint_url, stale.to_text()).await;
+    assert_eq!((status, content_type.as_str(), body.as_str()), (409, "text/x.tlog.size", "8\n"));
+    let e = add_checkpoint(&w.url, &stale).await.unwrap_err();
+    assert!(matches!(&e, WitnessClientError::Refused { status: 409, .. }), "{e:?}");
+    assert_eq!(e.latest_size(), Some(8), "the client reads the size to retry with");
+
+    // Unknown origins (another base; a suffix that is no stream name): 404.
+    for other in ["other.log/KL_CONTROL_V1", "test.log/abc/x.y", "test.log/abc"] {
+        let (status, _, body) = post(&checkpoint_url, request(0, vec![], &sign(&tree, other, &seed)).to_text()).await;
+        assert_eq!(status, 404, "{other}: {body}");
+    }
+    // The right origin signed by another key: 403.
+    let foreign = sign(&tree, origin, &[43; 32]);
+    let (status, _, body) = post(&checkpoint_url, request(8, proof.clone(), &foreign).to_text()).await;
+    assert_eq!(status, 403, "{body}");
+    // Not a request at all: 400.
+    let (status, _, _) = post(&checkpoint_url, "old x\n\n".to_owned()).await;
+    assert_eq!(status, 400);
+
+    assert_eq!(std::fs::read(dir.join(STATE_FILE)).unwrap(), state_before, "refusals leave state.json as it was");
+    assert_eq!(evidence_files(&dir).len(), 2, "only the fork and the bad proof are evidence");
+
+    // The log goes on with a valid proof.
+    let sigs = add_checkpoint(&w.url, &request(8, proof, &third)).await.unwrap();
+    assert!(witness.verify_cosignature(third.body(), &sigs[0]).is_ok());
+    assert_eq!(recorded_size(&dir), Some(12));
+    w.kill().await;
+    let log = std::fs::read_to_string(witness_log(&dir)).unwrap();
+    assert!(log.contains("witness: cosigned") && log.contains("witness: refused"), "{log}");
+    assert!(!log.contains("PRIVATE"), "no key material in the log");
 }

@@ -15,6 +15,8 @@
 //!   streams for it.
 //! - [`verify`] the pure log checker behind `keyledger verify` (record, chain and position
 //!   layers, finding codes, report).
+//! - [`witness`] `keyledger witness`: a C2SP tlog-witness with its own key and state on disk,
+//!   the origin rule for per-stream checkpoints, and the client the checkpointer calls.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -34,3 +36,4 @@ pub mod private_file;
 pub mod protocol;
 pub mod roles;
 pub mod verify;
+pub mod witness;

@@ -93,6 +93,12 @@ enum Command {
     /// violation, 2 incomplete (the tail is unanchored until signed checkpoints exist),
     /// 3 usage or I/O error.
     Verify(logcheck::VerifyArgs),
+    /// Runs a C2SP tlog-witness that cosigns the log's checkpoints, with its own key and state
+    /// in a directory (not in NATS), or prints its verifier key.
+    Witness {
+        #[command(subcommand)]
+        action: WitnessAction,
+    },
     /// Envelope-encrypts or decrypts a file of any size under a fresh data key.
     Envelope {
         /// Client profile (as for `kms`).
@@ -118,6 +124,38 @@ enum GatewayAction {
         /// User name (`[A-Za-z0-9+=,.@_-]`, 1-64 characters).
         #[arg(long)]
         user: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum WitnessAction {
+    /// Serves `POST /add-checkpoint` (c2sp.org/tlog-witness) over plain HTTP until
+    /// SIGINT/SIGTERM, cosigning each checkpoint consistent with the last one it cosigned for
+    /// its origin. Prints its URL and its verifier key.
+    Serve {
+        /// The witness's directory (created 0700): witness.key (created on the first run),
+        /// state.json, evidence/.
+        #[arg(long)]
+        dir: PathBuf,
+        /// HTTP listen address, e.g. 127.0.0.1:4290 (port 0: any free port). There is no TLS:
+        /// an address off loopback is accepted with a warning.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// A log's note verifier key (`<name>+<id>+<base64>`), or `@FILE` holding one.
+        /// Checkpoints of origin `<name>/<STREAM NAME>` signed with its key are witnessed.
+        /// Repeatable.
+        #[arg(long = "log-key", required = true)]
+        log_keys: Vec<String>,
+        /// The witness key's name for a new directory (default
+        /// `keyledger-witness/<8 random hex>`); on later runs it must be the key's name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Prints the verifier key (c2sp.org/tlog-cosignature, one line) of the witness in --dir.
+    Key {
+        /// The witness's directory.
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -310,6 +348,21 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Replay(args) => {
             replay::run(*args).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Witness { action: WitnessAction::Serve { dir, listen, log_keys, name } } => {
+            let log_keys =
+                log_keys.iter().map(|k| crate::witness::parse_log_key_arg(k)).collect::<anyhow::Result<Vec<_>>>()?;
+            let witness = Arc::new(crate::witness::Witness::open(&dir, name.as_deref(), log_keys)?);
+            let running = crate::witness::start(witness.clone(), listen).await?;
+            println!("witness url: http://{}", running.addr);
+            println!("witness key: {}", witness.verifier());
+            shutdown_signal().await;
+            running.stop().await;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Witness { action: WitnessAction::Key { dir } } => {
+            println!("{}", crate::witness::read_verifier(&dir)?);
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Envelope { profile, action } => {
