@@ -108,3 +108,26 @@ pub fn usage_subject(period: &str, lane: &str) -> String {
 pub fn pending_deletion_alarm_subject(account: &str) -> String {
     format!("kl.v1.alarm.{account}.pending-deletion")
 }
+
+/// The checkpoint stream: the log's signed Merkle tree heads (C2SP signed checkpoints), one
+/// subject per committed stream; kept forever, deny delete/purge.
+pub const CHECKPOINT_STREAM: &str = "KL_CHECKPOINT_V1";
+/// Subject prefix of the checkpoint stream (`kl.v1.ckpt.<stream name>`).
+pub const CHECKPOINT_SUBJECT_PREFIX: &str = "kl.v1.ckpt";
+/// Filter matching every checkpoint subject.
+pub const CHECKPOINT_SUBJECTS: &str = "kl.v1.ckpt.>";
+
+/// The subject of the checkpoints of one committed stream (`KL_CONTROL_V1`,
+/// `KL_USAGE_V1_<YYYYMM>`): `kl.v1.ckpt.<stream>`.
+pub fn checkpoint_subject(stream: &str) -> String {
+    format!("{CHECKPOINT_SUBJECT_PREFIX}.{stream}")
+}
+
+/// The key-value bucket holding the checkpointer's lease (one signer at a time).
+pub const CHECKPOINT_LEASE_BUCKET: &str = "KL_CHECKPOINT_LEASE";
+
+/// Internal request subject (service account only) on which the checkpointer answers
+/// inclusion proofs: request JSON `{"stream", "seq"}`.
+pub const PROOF_SUBJECT: &str = "kl.v1.sys.proof";
+/// Filter matching every internal service subject.
+pub const SYS_SUBJECTS: &str = "kl.v1.sys.>";

@@ -164,3 +164,49 @@ async fn crypto_on_disabled_or_pending_deletion_keys_names_the_state() {
     let (name, _) = h.err("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"]})).await;
     assert_eq!(name, "KMSInvalidStateException");
 }
+
+/// Matrix row 17 (audit-integrity.md §3), live: key A's wrapped material copied over key B's
+/// in the material store. B's event commits to its own wrapped bytes (digest) and the wrap is
+/// bound to (account, key id, version) as AAD, so after a restart B fails closed with an
+/// integrity error — never A's key, never a plaintext — and A keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrapped_material_swapped_between_keys_fails_closed_for_that_key_only() {
+    let mut h = Harness::start().await;
+    let a = h.create_key().await;
+    let b = h.create_key().await;
+    let ct_a = h.ok("Encrypt", json!({"KeyId": a, "Plaintext": b64(b"of a")})).await;
+    let ct_b = h.ok("Encrypt", json!({"KeyId": b, "Plaintext": b64(b"of b")})).await;
+
+    let js = keyledger_log::jetstream(h.service_nats().await);
+    let store = js.get_stream(keyledger_events::names::MATERIAL_STREAM).await.unwrap();
+    let last = |key: &str| {
+        let mut store = store.clone();
+        let filter = keyledger_events::names::material_filter(ACCOUNT, key);
+        async move {
+            let info = store.info().await.unwrap().state.last_sequence;
+            let mut found = None;
+            for seq in 1..=info {
+                if let Ok(m) = store.direct_get(seq).await {
+                    if m.subject.starts_with(filter.trim_end_matches('>')) {
+                        found = Some(m);
+                    }
+                }
+            }
+            found.expect("the key's material message")
+        }
+    };
+    let (mat_a, mat_b) = (last(&a).await, last(&b).await);
+    assert_ne!(mat_a.payload, mat_b.payload);
+    assert!(store.delete_message(mat_b.sequence).await.unwrap());
+    js.publish(mat_b.subject.to_string(), mat_a.payload.clone()).await.unwrap().await.unwrap();
+
+    // A restart empties every cache: material is read from the store again.
+    h.restart().await;
+    let (name, _) = h.err("Encrypt", json!({"KeyId": b, "Plaintext": b64(b"x")})).await;
+    assert_eq!(name, "KMSInternalException", "B's material fails its integrity check");
+    let (name, message) = h.err("Decrypt", json!({"CiphertextBlob": ct_b["CiphertextBlob"]})).await;
+    assert_eq!(name, "KMSInternalException");
+    assert!(!message.contains("of b") && !message.contains(&b64(b"of b")));
+    let dec = h.ok("Decrypt", json!({"CiphertextBlob": ct_a["CiphertextBlob"]})).await;
+    assert_eq!(unb64(&dec["Plaintext"]), b"of a", "A is untouched");
+}

@@ -166,7 +166,8 @@ async fn an_unaltered_log_has_no_finding_but_an_unanchored_tail_before_and_after
     let (code, report) = verify_file(&first).await;
     assert_clean(code, &report);
     let streams = report["streams"].as_array().unwrap();
-    assert_eq!(streams[0]["stream"], names::CONTROL_STREAM);
+    assert_eq!(streams[0]["stream"], names::CHECKPOINT_STREAM, "checkpoints are read first");
+    assert_eq!(streams[1]["stream"], names::CONTROL_STREAM);
     assert!(streams.iter().any(|s| s["stream"].as_str().unwrap().starts_with(names::USAGE_STREAM_PREFIX)));
     for s in streams {
         assert_eq!(s["missing"], 0);
@@ -178,7 +179,7 @@ async fn an_unaltered_log_has_no_finding_but_an_unanchored_tail_before_and_after
     let (code, text, _) = cli(&["verify", "--file"], &[&first]).await;
     assert_eq!(code, 2);
     assert!(text.starts_with("INCOMPLETE: no integrity finding"), "{text}");
-    assert!(text.contains("unanchored (no signed checkpoint yet)"), "{text}");
+    assert!(text.contains("without the log key (--log-key) no checkpoint anchors them"), "{text}");
 
     // More operations, a second export: still clean, and the first export is its prefix.
     operations(&h, 2).await;
@@ -193,8 +194,10 @@ async fn an_unaltered_log_has_no_finding_but_an_unanchored_tail_before_and_after
         assert!(new.contains(m), "{}#{} is unchanged in the later export", m.stream, m.seq);
     }
 
-    // Live, against the running streams.
-    let (code, out, err) = cli(&["verify", "--json", "--data-dir"], &[&data_dir(&h)]).await;
+    // Live, against the running streams, without the log key: no finding, never "verified".
+    let (code, out, err) = cli(&["verify", "--json", "--log-key", "@/dev/null", "--data-dir"], &[&data_dir(&h)]).await;
+    assert_eq!(code, 3, "an empty log key is a usage error: {out}{err}");
+    let (code, out, err) = cli(&["verify", "--json", "--service-profile"], &[&data_dir(&h).join("service.json")]).await;
     let live: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
     assert_clean(code, &live);
     assert!(live["checked"]["messages"].as_u64().unwrap() >= new.len() as u64);
@@ -683,4 +686,367 @@ async fn the_witness_cosigns_consistent_checkpoints_and_refuses_the_rest_across_
     let log = std::fs::read_to_string(witness_log(&dir)).unwrap();
     assert!(log.contains("witness: cosigned") && log.contains("witness: refused"), "{log}");
     assert!(!log.contains("PRIVATE"), "no key material in the log");
+}
+
+/// `keyledger checkpoint key` for the harness's data directory.
+async fn log_key(h: &Harness) -> String {
+    let (code, out, err) = cli(&["checkpoint", "key", "--data-dir"], &[&data_dir(h)]).await;
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_owned()
+}
+
+/// `verify --file F --log-key K [--trusted-checkpoint T]…` with the real binary.
+async fn verify_anchored(path: &Path, key: &str, trusted: &[&Path]) -> (i32, Value) {
+    let mut args: Vec<&Path> = vec![path];
+    for t in trusted {
+        args.push(Path::new("--trusted-checkpoint"));
+        args.push(t);
+    }
+    let (code, out, err) =
+        cli(&["verify", "--json", "--max-findings", "1000", "--log-key", key, "--file"], &args).await;
+    let report = serde_json::from_str(&out).unwrap_or_else(|e| panic!("JSON report ({e}): {out}{err}"));
+    (code, report)
+}
+
+/// Waits until the live log verifies with exit 0: every record is under a checkpoint.
+async fn wait_until_checkpointed(h: &Harness) {
+    let dir = data_dir(h);
+    let verified = eventually(std::time::Duration::from_secs(15), || {
+        let dir = dir.clone();
+        async move { cli(&["verify", "--data-dir"], &[&dir]).await.0 == 0 }
+    })
+    .await;
+    let (code, text, _) = cli(&["verify", "--data-dir"], &[&dir]).await;
+    assert!(verified, "the checkpointer covers the whole log within seconds (exit {code}):\n{text}");
+}
+
+/// The stored checkpoints of `stream` in an export: (frame index, parsed checkpoint).
+fn checkpoints_of(frames: &[Frame], stream: &str) -> Vec<(usize, keyledger_transparency::Checkpoint)> {
+    frames
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| message(f).map(|m| (i, m)))
+        .filter(|(_, m)| m.stream == names::CHECKPOINT_STREAM && m.subject == names::checkpoint_subject(stream))
+        .map(|(i, m)| {
+            let note = keyledger_transparency::Note::parse(&m.payload).unwrap();
+            (i, keyledger_transparency::Checkpoint::parse(note.text()).unwrap())
+        })
+        .collect()
+}
+
+/// Frame indices of `stream`'s messages, in order.
+fn messages_of(frames: &[Frame], stream: &str) -> Vec<usize> {
+    frames.iter().enumerate().filter(|(_, f)| message(f).is_some_and(|m| m.stream == stream)).map(|(i, _)| i).collect()
+}
+
+/// The codes of the findings, sorted and deduplicated.
+fn codes(report: &Value) -> Vec<String> {
+    let mut c: Vec<String> =
+        report["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_owned()).collect();
+    c.sort();
+    c.dedup();
+    c
+}
+
+/// Signed checkpoints anchor the log (matrix rows 6, 8, 9 and 10): what a hash chain cannot
+/// see — a cut-off tail, a lane removed whole, two lanes' records reordered — is caught against
+/// the log's own checkpoints, and a tail cut off together with its checkpoints against a
+/// checkpoint kept elsewhere; the unaltered log verifies (exit 0), before and after more
+/// operations, live and exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_catch_what_chains_cannot() {
+    let h = Harness::start().await;
+    // A second cryptod: two usage lanes in one stream (rows 6 and 8 need them).
+    let env = h.env();
+    let config = keyledger::roles::RoleConfig { checkpoint: None, ..env.roles.as_ref().unwrap().ctx.config.clone() };
+    let root = std::sync::Arc::new(keyledger_crypto::RootKey::load(&data_dir(&h).join("root.key")).unwrap());
+    let second =
+        keyledger::roles::start(&[keyledger::roles::Role::Cryptod], &env.service_profile, root, config).await.unwrap();
+    let key = operations(&h, 1).await;
+    for i in 0..24 {
+        h.ok("Encrypt", json!({"KeyId": key, "Plaintext": b64(format!("lane {i}").as_bytes())})).await;
+    }
+    wait_until_checkpointed(&h).await;
+    let vkey = log_key(&h).await;
+    assert!(vkey.starts_with("keyledger.local/log-"), "{vkey}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("log.klexport");
+    export(&h, &original).await;
+    let frames = read(&original);
+    let (code, report) = verify_anchored(&original, &vkey, &[]).await;
+    assert_eq!((code, report["verdict"].as_str().unwrap()), (0, "verified"), "{report:#}");
+    for s in report["streams"].as_array().unwrap() {
+        if s["stream"] != names::CHECKPOINT_STREAM {
+            assert_eq!(s["checkpointed"], s["messages"], "every record is under a checkpoint: {s}");
+        }
+    }
+    let (code, text, _) = cli(&["verify", "--log-key", &vkey, "--file"], &[&original]).await;
+    assert_eq!(code, 0);
+    assert!(text.starts_with("VERIFIED: "), "{text}");
+    // Another log's key verifies nothing: every checkpoint is a BAD_SIGNATURE.
+    let other = keyledger::checkpointer::LogKey::generate("keyledger.local/log-other").unwrap().verifier().to_string();
+    let (code, report) = verify_anchored(&original, &other, &[]).await;
+    assert_eq!(code, 1);
+    assert_eq!(codes(&report), ["BAD_SIGNATURE"]);
+
+    let altered = dir.path().join("altered.klexport");
+    let check = |frames: Vec<Frame>, trusted: Vec<PathBuf>| {
+        let (altered, vkey) = (altered.clone(), vkey.clone());
+        async move {
+            write(&altered, &frames);
+            let trusted: Vec<&Path> = trusted.iter().map(PathBuf::as_path).collect();
+            verify_anchored(&altered, &vkey, &trusted).await
+        }
+    };
+    let ctl = messages_of(&frames, names::CONTROL_STREAM);
+    let ctl_checkpoints = checkpoints_of(&frames, names::CONTROL_STREAM);
+    let newest_ctl = ctl_checkpoints.last().expect("control checkpoints").1.clone();
+    assert_eq!(newest_ctl.size, ctl.len() as u64);
+
+    // Row 9: the tail cut off, the checkpoints intact: TRUNCATED, exit 1.
+    let mut f = frames.clone();
+    for i in ctl.iter().rev().take(2) {
+        f.remove(*i);
+    }
+    for fr in f.iter_mut() {
+        if let Frame::Stream(s) = fr {
+            if s.stream == names::CONTROL_STREAM {
+                s.last_seq -= 2;
+                s.messages -= 2;
+            }
+        }
+    }
+    let (code, report) = check(f.clone(), vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(codes(&report), ["TRUNCATED"], "no gap, every chain intact: only L4 sees the cut: {report:#}");
+
+    // Row 10: the tail cut off together with every checkpoint covering it, the stream range
+    // rewritten to match: no finding, but the remaining tail is unanchored (exit 2, never 0)…
+    let kept = ctl.len() as u64 - 2;
+    let newest_kept = ctl_checkpoints.iter().map(|(_, c)| c.size).filter(|s| *s < kept).max().unwrap_or(0);
+    let mut f: Vec<Frame> = frames
+        .iter()
+        .filter(|fr| match message(fr) {
+            Some(m) if m.stream == names::CONTROL_STREAM => m.seq <= kept,
+            Some(m) if m.subject == names::checkpoint_subject(names::CONTROL_STREAM) => {
+                let note = keyledger_transparency::Note::parse(&m.payload).unwrap();
+                keyledger_transparency::Checkpoint::parse(note.text()).unwrap().size < kept
+            }
+            _ => true,
+        })
+        .cloned()
+        .collect();
+    let ckpt_seqs: Vec<u64> =
+        f.iter().filter_map(message).filter(|m| m.stream == names::CHECKPOINT_STREAM).map(|m| m.seq).collect();
+    let mut renumbered = 0;
+    for fr in f.iter_mut() {
+        match fr {
+            Frame::Stream(s) if s.stream == names::CONTROL_STREAM => {
+                s.last_seq = kept;
+                s.messages = kept;
+            }
+            Frame::Stream(s) if s.stream == names::CHECKPOINT_STREAM => {
+                s.last_seq = ckpt_seqs.len() as u64;
+                s.messages = ckpt_seqs.len() as u64;
+            }
+            Frame::Message(m) if m.stream == names::CHECKPOINT_STREAM => {
+                renumbered += 1;
+                m.seq = renumbered;
+            }
+            _ => {}
+        }
+    }
+    let (code, report) = check(f.clone(), vec![]).await;
+    assert_eq!(report["findings_total"], 0, "{report:#}");
+    assert_eq!((code, report["verdict"].as_str().unwrap()), (2, "unanchored"));
+    let ctl_report =
+        report["streams"].as_array().unwrap().iter().find(|s| s["stream"] == names::CONTROL_STREAM).unwrap();
+    assert_eq!(ctl_report["checkpointed"], newest_kept);
+    assert_eq!(report["unanchored_messages"], kept - newest_kept);
+    // …and a checkpoint the auditor kept elsewhere names the cut.
+    let kept_note = dir.path().join("kept-checkpoint.txt");
+    std::fs::write(&kept_note, &message(&frames[ctl_checkpoints.last().unwrap().0]).unwrap().payload).unwrap();
+    let (code, report) = check(f, vec![kept_note.clone()]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(codes(&report), ["TRUNCATED"]);
+    // The unaltered log agrees with the kept checkpoint (the negative control).
+    let (code, report) = verify_anchored(&original, &vkey, &[&kept_note]).await;
+    assert_eq!(code, 0, "{report:#}");
+
+    // Rows 6 and 8 on the usage stream, which has two lanes.
+    let usage = frames
+        .iter()
+        .find_map(|f| message(f).filter(|m| m.stream.starts_with(names::USAGE_STREAM_PREFIX)).map(|m| m.stream.clone()))
+        .unwrap();
+    let blocks = messages_of(&frames, &usage);
+    let lane_of = |i: usize| message(&frames[i]).unwrap().subject.clone();
+    let lanes: std::collections::BTreeSet<String> = blocks.iter().map(|i| lane_of(*i)).collect();
+    assert_eq!(lanes.len(), 2, "two cryptods, two lanes: {lanes:?}");
+
+    // Row 8: two adjacent blocks of different lanes swapped (sequences kept): every chain is
+    // still valid; only the checkpoints see it.
+    let pair = blocks.windows(2).find(|w| lane_of(w[0]) != lane_of(w[1])).expect("adjacent blocks of two lanes");
+    let mut f = frames.clone();
+    let (a, b) = (message(&frames[pair[0]]).unwrap().clone(), message(&frames[pair[1]]).unwrap().clone());
+    f[pair[0]] = Frame::Message(ExportedMessage { seq: a.seq, ..b.clone() });
+    f[pair[1]] = Frame::Message(ExportedMessage { seq: b.seq, ..a.clone() });
+    let (code, report) = check(f, vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(codes(&report), ["ROOT_MISMATCH"], "chains alone cannot see a cross-lane reorder: {report:#}");
+    let covering = checkpoints_of(&frames, &usage).iter().filter(|(_, c)| c.size >= b.seq).count();
+    assert_eq!(report["findings_total"], covering as u64, "each checkpoint covering the swap says so");
+
+    // Row 6: one lane deleted whole and the rest renumbered to hide the gap: the other lane's
+    // chain is intact, the stream has no gap, and the checkpoints still see it.
+    let gone = lane_of(blocks[0]);
+    let mut f: Vec<Frame> = Vec::new();
+    let mut next = 0;
+    for fr in &frames {
+        match fr {
+            Frame::Message(m) if m.stream == usage && m.subject == gone => {}
+            Frame::Message(m) if m.stream == usage => {
+                next += 1;
+                f.push(Frame::Message(ExportedMessage { seq: next, ..m.clone() }));
+            }
+            other => f.push(other.clone()),
+        }
+    }
+    for fr in f.iter_mut() {
+        if let Frame::Stream(s) = fr {
+            if s.stream == usage {
+                s.last_seq = next;
+                s.messages = next;
+            }
+        }
+    }
+    let (code, report) = check(f, vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    let c = codes(&report);
+    assert!(c.iter().all(|c| c == "ROOT_MISMATCH" || c == "TRUNCATED"), "only L4 sees a whole lane removed: {c:?}");
+    assert!(c.contains(&"TRUNCATED".to_owned()), "the newest checkpoint is larger than what is left: {c:?}");
+
+    // More operations: the log verifies again, live and exported (the negative control after
+    // more appends).
+    operations(&h, 2).await;
+    wait_until_checkpointed(&h).await;
+    export(&h, &original).await;
+    let (code, report) = verify_anchored(&original, &vkey, &[&kept_note]).await;
+    assert_eq!(code, 0, "{report:#}");
+    second.stop().await;
+}
+
+/// Matrix row 11: a forked history signed with the stolen log key. The checkpointer had every
+/// checkpoint cosigned by a witness keeping its own state; an attacker with the log key rewrites
+/// a record and re-signs every checkpoint. `verify` with only the log key cannot tell (exit 0:
+/// that is what a stolen key buys); against the witness's state it reports FORK, and the witness
+/// refuses to cosign the forked checkpoint (409).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_signed_with_a_stolen_log_key_is_caught_by_the_witness() {
+    use keyledger::checkpointer::{CheckpointConfig, LogKey, WitnessTarget};
+    use keyledger_transparency::{AddCheckpointRequest, Checkpoint, MerkleTree, SignedCheckpoint};
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("log.key");
+    let stolen = LogKey::create_file(&key_path, "keyledger.local/log-row11").unwrap();
+    let vkey = stolen.verifier().to_string();
+    let witness_dir = dir.path().join("witness");
+    let witness = std::sync::Arc::new(
+        keyledger::witness::Witness::open(&witness_dir, Some("witness.test/w1"), vec![stolen.verifier()]).unwrap(),
+    );
+    let running = keyledger::witness::start(witness.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = format!("http://{}", running.addr);
+    let checkpoint = CheckpointConfig {
+        witness: Some(WitnessTarget { url: url.clone(), key: witness.verifier() }),
+        ..CheckpointConfig::new(std::sync::Arc::new(LogKey::load(&key_path).unwrap()))
+    };
+    let h =
+        Harness::start_with_config(keyledger::roles::RoleConfig { checkpoint: Some(checkpoint), ..Default::default() })
+            .await;
+    operations(&h, 1).await;
+
+    // Wait until the witness has cosigned the whole control stream.
+    let origin = keyledger::checkpointer::origin(stolen.name(), names::CONTROL_STREAM);
+    let js = keyledger_log::jetstream(h.service_nats().await);
+    let control_len = js.get_stream(names::CONTROL_STREAM).await.unwrap().info().await.unwrap().state.messages;
+    let cosigned = eventually(std::time::Duration::from_secs(15), || {
+        let (witness, origin) = (witness.clone(), origin.clone());
+        async move { witness.load_state().unwrap().head(&origin).is_some_and(|h| h.size == control_len) }
+    })
+    .await;
+    assert!(cosigned, "the witness cosigns the control stream's checkpoints");
+    let state = witness_dir.join(keyledger::witness::STATE_FILE);
+
+    let original = dir.path().join("log.klexport");
+    export(&h, &original).await;
+    let frames = read(&original);
+    // The stored checkpoints carry the witness's cosignature.
+    let stored = frames
+        .iter()
+        .filter_map(message)
+        .rfind(|m| m.subject == names::checkpoint_subject(names::CONTROL_STREAM))
+        .unwrap()
+        .clone();
+    let verifier = keyledger::checkpointer::verifier_for(&stolen.verifier(), names::CONTROL_STREAM).unwrap();
+    let signed = SignedCheckpoint::open(&stored.payload, &verifier).unwrap();
+    assert_eq!(signed.verify_cosignatures(&[witness.verifier()]).unwrap().len(), 1);
+    // The negative control: the log agrees with the witness.
+    let (code, report) = verify_anchored(&original, &vkey, &[&state]).await;
+    assert_eq!(code, 0, "{report:#}");
+
+    // The fork: the newest control event (the head of its key's chain; its Nats-Msg-Id is its
+    // event id, unchanged) rewritten from KeyDisabled to KeyEnabled, every control checkpoint
+    // re-signed over the rewritten stream with the stolen key.
+    let mut forked = frames.clone();
+    let ctl = messages_of(&forked, names::CONTROL_STREAM);
+    let last = *ctl.last().unwrap();
+    let event = keyledger_events::decode(&message(&forked[last]).unwrap().payload).unwrap();
+    assert!(matches!(event.body, keyledger_events::Body::KeyDisabled(_)), "operations() ends with DisableKey");
+    let r = &event.record;
+    let draft = Draft {
+        event_id: r.event_id,
+        account: r.account.clone(),
+        aggregate_kind: AggregateKind::Key,
+        aggregate_id: r.aggregate_id.clone(),
+        aggregate_seq: r.aggregate_seq,
+        time_unix_ms: r.time_unix_ms,
+        principal: r.principal.clone(),
+        request_id: r.request_id,
+        prev_hash: r.prev_hash,
+    };
+    let body =
+        keyledger_events::Body::KeyEnabled(keyledger_events::KeyEnabledV1 { rotation_catch_up_due_unix_ms: None });
+    let (bytes, _) = keyledger_events::encode(&draft, &body).unwrap();
+    if let Frame::Message(m) = &mut forked[last] {
+        m.payload = bytes;
+    }
+    let mut tree = MerkleTree::new();
+    for i in &ctl {
+        tree.append(&keyledger_events::record_hash(&message(&forked[*i]).unwrap().payload));
+    }
+    let signer = stolen.signer_for(names::CONTROL_STREAM).unwrap();
+    let mut forked_head = None;
+    for (i, c) in checkpoints_of(&frames, names::CONTROL_STREAM) {
+        let resigned =
+            SignedCheckpoint::sign(Checkpoint::new(signer.name(), c.size, tree.root_at(c.size).unwrap()), &signer)
+                .unwrap();
+        if let Frame::Message(m) = &mut forked[i] {
+            m.payload = resigned.to_text().into_bytes();
+        }
+        forked_head = Some(resigned);
+    }
+    let forked_file = dir.path().join("forked.klexport");
+    write(&forked_file, &forked);
+    let (code, report) = verify_anchored(&forked_file, &vkey, &[]).await;
+    assert_eq!(code, 0, "with only the (stolen) log key the fork is self-consistent: {report:#}");
+    let (code, report) = verify_anchored(&forked_file, &vkey, &[&state]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(codes(&report), ["FORK"]);
+
+    // The witness refuses to cosign it: same size, another root.
+    let request =
+        AddCheckpointRequest { old_size: control_len, proof: vec![], checkpoint: forked_head.unwrap().to_text() };
+    let refused = keyledger::witness::add_checkpoint(&url, &request).await.unwrap_err();
+    assert!(matches!(refused, keyledger::witness::WitnessClientError::Refused { status: 409, .. }), "{refused}");
+    assert!(std::fs::read_dir(witness_dir.join(keyledger::witness::EVIDENCE_DIR)).unwrap().count() >= 1);
+    running.stop().await;
 }

@@ -251,7 +251,11 @@ enum Follow {
     Running(Box<async_nats::jetstream::consumer::pull::Ordered>, u64),
 }
 
-fn follow_stream(
+/// Every message of `stream` from stream sequence `from` (≥ 1) on, in order, then new ones as
+/// they are stored; never ends by itself. As [`ControlLog::follow`], for any stream (the
+/// checkpointer follows the usage streams with it): a sequence that is not the next expected
+/// one yields [`LogError::Gap`] and ends it; other errors are yielded and end it too.
+pub fn follow_stream(
     stream: Stream,
     from: u64,
 ) -> impl futures::Stream<Item = Result<StoredRecord, LogError>> + Send + 'static {

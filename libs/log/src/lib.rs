@@ -19,16 +19,19 @@ use std::time::Duration;
 use async_nats::jetstream::{self as js, context::Context};
 use bytes::Bytes;
 
+mod checkpoint;
 mod control;
 mod material;
 mod streams;
 mod usage;
 
-pub use control::{AppendError, ControlLog};
+pub use checkpoint::CheckpointLog;
+pub use control::{follow_stream, AppendError, ControlLog};
 pub use material::MaterialStore;
 pub use streams::{
-    control_stream_config, ensure_control_stream, ensure_material_stream, ensure_usage_stream, material_stream_config,
-    usage_stream_config, verify_config, StreamSetupError, DUPLICATE_WINDOW, HEADER_ALLOWANCE_BYTES, MAX_MATERIAL_BYTES,
+    checkpoint_stream_config, control_stream_config, ensure_checkpoint_stream, ensure_control_stream,
+    ensure_material_stream, ensure_usage_stream, material_stream_config, usage_stream_config, verify_config,
+    StreamSetupError, DUPLICATE_WINDOW, HEADER_ALLOWANCE_BYTES, MAX_CHECKPOINT_NOTE_BYTES, MAX_MATERIAL_BYTES,
 };
 pub use usage::UsageLog;
 

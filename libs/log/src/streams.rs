@@ -109,6 +109,32 @@ pub async fn ensure_usage_stream(
     ensure(js, usage_stream_config(period, replicas, max_bytes)).await
 }
 
+/// The checkpoint stream's required config: like the control stream (File storage, limits
+/// retention, deny delete and purge, no rollups, discard New, kept forever) on
+/// `names::CHECKPOINT_SUBJECTS`, with room for a signed note of
+/// `keyledger_transparency::MAX_NOTE_BYTES` (256 KiB) plus headers.
+pub fn checkpoint_stream_config(replicas: usize) -> Config {
+    Config {
+        name: names::CHECKPOINT_STREAM.to_owned(),
+        description: Some("Keyledger signed checkpoints v1 (C2SP tlog-checkpoint notes)".to_owned()),
+        subjects: vec![names::CHECKPOINT_SUBJECTS.to_owned()],
+        max_message_size: i32::try_from(MAX_CHECKPOINT_NOTE_BYTES + HEADER_ALLOWANCE_BYTES).unwrap_or(i32::MAX),
+        ..control_stream_config(replicas)
+    }
+}
+
+/// Largest signed checkpoint note stored, in bytes (`c2sp.org/signed-note` notes are bounded
+/// by the verifier; 256 KiB as `keyledger_transparency::MAX_NOTE_BYTES`).
+pub const MAX_CHECKPOINT_NOTE_BYTES: usize = 256 * 1024;
+
+/// Creates the checkpoint stream if missing, else verifies it (never updates it).
+///
+/// # Errors
+/// As [`ensure_control_stream`].
+pub async fn ensure_checkpoint_stream(js: &Context, replicas: usize) -> Result<Stream, StreamSetupError> {
+    ensure(js, checkpoint_stream_config(replicas)).await
+}
+
 /// The material stream's required config: `names::MATERIAL_STREAM` on
 /// `names::MATERIAL_SUBJECTS`, File storage, limits retention, `deny_delete` **false** (single
 /// messages are erased when a key is deleted), `deny_purge`, no rollups, discard New with one

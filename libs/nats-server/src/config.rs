@@ -379,7 +379,8 @@ pub fn service_publish_allow() -> Vec<String> {
         "$JS.API.>".to_owned(), // JetStream API: stream info/create, consumers, direct get
         "$JS.ACK.>".to_owned(), // acks of durable consumers
         "$JS.FC.>".to_owned(),  // flow-control replies of push consumers
-        "kl.v1.>".to_owned(),   // appends to Keyledger's streams
+        "kl.v1.>".to_owned(),   // appends to Keyledger's streams; proof requests
+        format!("$KV.{}.>", names::CHECKPOINT_LEASE_BUCKET), // the checkpointer's lease
     ]
 }
 
@@ -392,6 +393,7 @@ pub fn service_publish_deny() -> Vec<String> {
     deny.push("$JS.API.STREAM.PURGE.>".to_owned());
     deny.push("$JS.API.STREAM.UPDATE.>".to_owned());
     deny.push(format!("$JS.API.STREAM.MSG.DELETE.{}", names::CONTROL_STREAM));
+    deny.push(format!("$JS.API.STREAM.MSG.DELETE.{}", names::CHECKPOINT_STREAM));
     deny
 }
 
@@ -400,6 +402,7 @@ pub fn service_subscribe_allow(user: &str) -> Vec<String> {
     vec![
         names::API_SUBJECTS.to_owned(),      // the API responders
         "$SRV.>".to_owned(),                 // NATS micro discovery (PING/INFO/STATS)
+        names::SYS_SUBJECTS.to_owned(),      // internal requests (the checkpointer's proofs)
         format!("{}.>", inbox_prefix(user)), // its own replies (JetStream API, acks, pulls)
     ]
 }

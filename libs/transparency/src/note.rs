@@ -461,6 +461,15 @@ impl NoteVerifier {
     pub fn public_key(&self) -> [u8; 32] {
         self.0.key.to_bytes()
     }
+
+    /// The same public key under another name (a log that signs one checkpoint per origin
+    /// with one Ed25519 key has one verifier per origin; the key id changes with the name).
+    ///
+    /// # Errors
+    /// [`NoteError::InvalidKey`] if `name` is not a valid key name.
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        Self::new(name, &self.public_key())
+    }
 }
 
 impl fmt::Display for NoteVerifier {
@@ -534,6 +543,15 @@ impl NoteSigner {
         self.0.public.key_id
     }
 
+    /// The same private key under another name (see [`NoteVerifier::renamed`]).
+    ///
+    /// # Errors
+    /// [`NoteError::InvalidKey`] if `name` is not a valid key name.
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        let seed = Zeroizing::new(self.0.key.to_bytes());
+        Self::from_seed(name, &seed)
+    }
+
     /// The signature line over `text` (the note text, ending in a newline): 64-byte
     /// deterministic Ed25519 signature (RFC 8032 §5.1.6) over the text's bytes.
     pub fn sign_text(&self, text: &str) -> NoteSignature {
@@ -595,6 +613,20 @@ mod tests {
         let s = NoteSigner::parse(SKEY).unwrap();
         assert_eq!(s.verifier(), v);
         assert_eq!(s.to_text().as_str(), SKEY);
+    }
+
+    #[test]
+    fn a_renamed_key_is_the_same_ed25519_key_under_a_new_key_id() {
+        let s = NoteSigner::parse(SKEY).unwrap();
+        let r = s.renamed("PeterNeumann/KL_CONTROL_V1").unwrap();
+        assert_eq!(r.verifier().public_key(), s.verifier().public_key());
+        assert_ne!(r.key_id(), s.key_id());
+        assert_eq!(r.verifier(), s.verifier().renamed("PeterNeumann/KL_CONTROL_V1").unwrap());
+        let line = r.sign_text(TEXT);
+        let note = format!("{TEXT}\n{}", line.to_line());
+        assert!(open(note.as_bytes(), &[&r.verifier()]).is_ok());
+        assert!(open(note.as_bytes(), &[&s.verifier()]).is_err(), "the base name does not verify it");
+        assert!(s.renamed("bad name").is_err());
     }
 
     #[test]

@@ -214,6 +214,11 @@ impl WitnessState {
         self.logs.get(origin)
     }
 
+    /// Every log the witness has cosigned, by origin (sorted).
+    pub fn heads(&self) -> impl Iterator<Item = (&str, &LogHead)> {
+        self.logs.iter().map(|(o, h)| (o.as_str(), h))
+    }
+
     /// The JSON form.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("the state serializes")

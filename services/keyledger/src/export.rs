@@ -355,25 +355,45 @@ impl<R: BufRead> Iterator for ExportReader<R> {
     }
 }
 
-/// True for the streams an export holds: the control stream and every usage period (not the
-/// material stream: it holds wrapped key material and is erasable by design).
-pub fn is_exported_stream(name: &str) -> bool {
+/// True for the streams of records: the control stream and every usage period. These are
+/// the streams the checkpointer commits to (one Merkle tree each).
+pub fn is_record_stream(name: &str) -> bool {
     name == names::CONTROL_STREAM
         || name
             .strip_prefix(names::USAGE_STREAM_PREFIX)
             .is_some_and(|p| p.len() == 6 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The exported streams present on the server, control stream first, then usage periods in
-/// order.
+/// True for the streams an export holds: the record streams ([`is_record_stream`]) and the
+/// checkpoint stream (not the material stream: it holds wrapped key material and is erasable
+/// by design).
+pub fn is_exported_stream(name: &str) -> bool {
+    is_record_stream(name) || name == names::CHECKPOINT_STREAM
+}
+
+/// The record streams present on the server ([`is_record_stream`]), control stream first, then
+/// usage periods in order.
+///
+/// # Errors
+/// JetStream errors.
+pub async fn list_streams(js: &Context) -> anyhow::Result<Vec<String>> {
+    let mut found = list_exported_streams(js).await?;
+    found.retain(|n| is_record_stream(n));
+    Ok(found)
+}
+
+/// The exported streams present on the server: the checkpoint stream first, then the control
+/// stream and the usage periods in order. Checkpoints first: every checkpoint read was stored
+/// before the records are read, so on an intact log none commits to more than was read
+/// (records are never deleted), even while the log grows during the read.
 ///
 /// # Errors
 /// JetStream unavailable or refusing to list streams.
-pub async fn list_streams(js: &Context) -> anyhow::Result<Vec<String>> {
+pub async fn list_exported_streams(js: &Context) -> anyhow::Result<Vec<String>> {
     let all: Vec<String> =
         js.stream_names().try_collect().await.map_err(|e| anyhow::anyhow!("cannot list streams: {e}"))?;
     let mut found: Vec<String> = all.into_iter().filter(|n| is_exported_stream(n)).collect();
-    found.sort_by_key(|n| (n != names::CONTROL_STREAM, n.clone()));
+    found.sort_by_key(|n| (n != names::CHECKPOINT_STREAM, n != names::CONTROL_STREAM, n.clone()));
     Ok(found)
 }
 
@@ -394,7 +414,7 @@ pub async fn read_streams<F>(js: &Context, mut sink: F) -> anyhow::Result<()>
 where
     F: FnMut(Frame) -> anyhow::Result<()>,
 {
-    for name in list_streams(js).await? {
+    for name in list_exported_streams(js).await? {
         let mut stream = js.get_stream(&name).await.map_err(|e| anyhow::anyhow!("cannot open {name}: {e}"))?;
         let state = stream.info().await.map_err(|e| anyhow::anyhow!("cannot read {name}'s state: {e}"))?.state.clone();
         let range = StreamRange {
@@ -510,10 +530,12 @@ mod tests {
     }
 
     #[test]
-    fn only_control_and_usage_streams_are_exported() {
+    fn only_the_record_streams_and_the_checkpoints_are_exported() {
         assert!(is_exported_stream("KL_CONTROL_V1"));
         assert!(is_exported_stream("KL_USAGE_V1_202612"));
         assert!(!is_exported_stream("KL_MATERIAL_V1"));
+        assert!(is_exported_stream("KL_CHECKPOINT_V1"));
+        assert!(!is_record_stream("KL_CHECKPOINT_V1"));
         assert!(!is_exported_stream("KL_USAGE_V1_2026"));
     }
 }

@@ -72,6 +72,9 @@ pub async fn handle(
     }
     facts.record.decided_at_seq = seq;
     facts.recorded_elsewhere = decision.is_some();
+    if decision.is_some() {
+        facts.recorded_at = Some(crate::pipeline::AuditPosition { stream: names::CONTROL_STREAM.to_owned(), seq });
+    }
     let Command::Request(request) = &command else { unreachable!("built above") };
     let projection = ctx.follower.read();
     let mut body =
@@ -228,6 +231,9 @@ async fn get_parameters_for_import(
     };
     facts.record.decided_at_seq = seq;
     facts.recorded_elsewhere = decision.is_some();
+    if decision.is_some() {
+        facts.recorded_at = Some(crate::pipeline::AuditPosition { stream: names::CONTROL_STREAM.to_owned(), seq });
+    }
     let token = ctx.root.import_token(&crypto::ImportTokenFields {
         account: account.clone(),
         key_id: *key_id.as_bytes(),

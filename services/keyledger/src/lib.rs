@@ -13,6 +13,7 @@
 //! - [`protocol`] the NATS API's headers, and a client that reads its own writes.
 //! - [`export`] the log export file (`keyledger export`, format in `EXPORT.md`) and reading the
 //!   streams for it.
+//! - [`checkpointer`] the Merkle trees over the record streams, signed checkpoints, proofs.
 //! - [`verify`] the pure log checker behind `keyledger verify` (record, chain and position
 //!   layers, finding codes, report).
 //! - [`witness`] `keyledger witness`: a C2SP tlog-witness with its own key and state on disk,
@@ -21,6 +22,7 @@
 
 pub mod audit;
 pub mod auditd;
+pub mod checkpointer;
 pub mod cli;
 pub mod clock;
 pub mod cryptod;

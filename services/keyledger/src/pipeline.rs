@@ -28,6 +28,20 @@ pub struct Facts {
     /// True when the request needs no usage record: it appended a control event (that event
     /// is its record), or the rate limiter dropped it (it is counted in a summary instead).
     pub recorded_elsewhere: bool,
+    /// Where the control event that records the request was stored (set with
+    /// `recorded_elsewhere` by keyd).
+    pub recorded_at: Option<AuditPosition>,
+}
+
+/// Where a request's audit record is stored: the message holding it (a control event, or the
+/// usage block with the usage record). Answered in the `Keyledger-Audit-Stream` and
+/// `Keyledger-Audit-Seq` headers; `GET /v1/audit/proof/{request id}` proves it is in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPosition {
+    /// Stream name (`KL_CONTROL_V1` or `KL_USAGE_V1_<YYYYMM>`).
+    pub stream: String,
+    /// Stream sequence (1-based) = Merkle leaf index + 1.
+    pub seq: u64,
 }
 
 impl Facts {
@@ -57,6 +71,7 @@ impl Facts {
                 pending_deletion_alarm: false,
             },
             recorded_elsewhere: false,
+            recorded_at: None,
         }
     }
 
@@ -133,7 +148,7 @@ pub async fn handle(
     op: Operation,
     msg: &async_nats::Message,
     request_id: uuid::Uuid,
-) -> Result<Success, KmsError> {
+) -> (Result<Success, KmsError>, Option<AuditPosition>) {
     let now = ctx.config.clock.now_unix_ms();
     let mut facts = Facts::new(op.name(), request_id, now, nats_source(msg));
     if let Ok((_, source)) = ctx.identities.caller_and_source(msg.headers.as_ref()) {
@@ -155,35 +170,61 @@ pub async fn handle(
     finish(ctx, facts, result).await
 }
 
-/// Records the request (unless its event did) and releases the answer only after that.
+/// Records the request (unless its event did) and releases the answer only after that; returns
+/// the answer and where its record is.
 async fn finish(
     ctx: &RoleCtx,
     facts: Facts,
     result: Result<(Success, Option<Recheck>), KmsError>,
-) -> Result<Success, KmsError> {
+) -> (Result<Success, KmsError>, Option<AuditPosition>) {
     if facts.recorded_elsewhere || ctx.config.benchmark_only_skip_audit {
-        return result.map(|(s, _)| s);
+        return (result.map(|(s, _)| s), facts.recorded_at);
     }
-    let receipt = ctx.audit.write(facts.record.clone()).await?;
-    let (success, recheck) = result?;
-    let Some(recheck) = recheck else { return Ok(success) };
+    let receipt = match ctx.audit.write(facts.record.clone()).await {
+        Ok(r) => r,
+        Err(e) => return (Err(e), None),
+    };
+    let position = AuditPosition { stream: receipt.stream.clone(), seq: receipt.stream_seq };
+    match recheck_after_record(ctx, facts, result, receipt).await {
+        (answer, Some(withheld_at)) => (answer, Some(withheld_at)),
+        (answer, None) => (answer, Some(position)),
+    }
+}
+
+/// The post-record re-check of a crypto result; a withheld result's second record position.
+async fn recheck_after_record(
+    ctx: &RoleCtx,
+    facts: Facts,
+    result: Result<(Success, Option<Recheck>), KmsError>,
+    receipt: crate::audit::Receipt,
+) -> (Result<Success, KmsError>, Option<AuditPosition>) {
+    let (success, recheck) = match result {
+        Ok(v) => v,
+        Err(e) => return (Err(e), None),
+    };
+    let Some(recheck) = recheck else { return (Ok(success), None) };
+    let wait = ctx.follower.wait_for(receipt.control_head, ctx.config.projection_wait).await;
+    if let Err(e) = wait {
+        return (Err(e), None);
+    }
     // Never a stale yes: the projection must hold every control event up to the head as of
-    // the block's acknowledgement, and the decision must still hold.
-    ctx.follower.wait_for(receipt.control_head, ctx.config.projection_wait).await?;
+    // the block's acknowledgement (awaited above), and the decision must still hold.
     let still = {
         let p = ctx.follower.read();
         recheck.run(&p, ctx)
     };
     match still {
-        Ok(()) => Ok(success),
+        Ok(()) => (Ok(success), None),
         Err(e) => {
             drop(success); // the result is withheld (and its secret buffer wiped)
             let mut withheld = facts.record;
             withheld.outcome = codes::outcome::WITHHELD;
             withheld.error_name = e.kind.aws_name().to_owned();
             withheld.decided_at_seq = receipt.control_head;
-            ctx.audit.write(withheld).await?;
-            Err(e)
+            match ctx.audit.write(withheld).await {
+                Ok(r) => (Err(e), Some(AuditPosition { stream: r.stream, seq: r.stream_seq })),
+                Err(unstored) => (Err(unstored), None),
+            }
         }
     }
 }

@@ -24,6 +24,13 @@ pub const MIN_SEQ_HEADER: &str = "Keyledger-Min-Seq";
 pub const LOG_SEQ_HEADER: &str = "Keyledger-Log-Seq";
 /// Reply header: the request id assigned by the service.
 pub const REQUEST_ID_HEADER: &str = "Keyledger-Request-Id";
+/// Reply header: the stream holding the request's audit record (`KL_CONTROL_V1` for a
+/// management change, else the usage period's stream). With [`AUDIT_SEQ_HEADER`] it is the
+/// record's log position; `GET /v1/audit/proof/{request id}` proves it against a checkpoint.
+pub const AUDIT_STREAM_HEADER: &str = "Keyledger-Audit-Stream";
+/// Reply header: the stream sequence of the message holding the request's audit record
+/// (decimal; the Merkle leaf index is this minus 1).
+pub const AUDIT_SEQ_HEADER: &str = "Keyledger-Audit-Seq";
 /// Reply header of the NATS micro protocol: error status text (we put the AWS error name).
 pub const SERVICE_ERROR_HEADER: &str = "Nats-Service-Error";
 /// Reply header of the NATS micro protocol: error code (we put the AWS HTTP status).
@@ -72,6 +79,9 @@ pub struct Reply {
     pub log_seq: Option<u64>,
     /// `Keyledger-Request-Id`, when present.
     pub request_id: Option<String>,
+    /// The audit record's log position (`Keyledger-Audit-Stream`, `Keyledger-Audit-Seq`),
+    /// when present.
+    pub audit_position: Option<(String, u64)>,
 }
 
 /// A Keyledger client over NATS that reads its own writes: it remembers the highest log
@@ -131,6 +141,8 @@ impl KmsClient {
             let message = body.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
             return Err(ServiceError { name, message }.into());
         }
-        Ok(Reply { body, log_seq, request_id: header(REQUEST_ID_HEADER) })
+        let audit_position =
+            header(AUDIT_STREAM_HEADER).zip(header(AUDIT_SEQ_HEADER).and_then(|s| s.parse::<u64>().ok()));
+        Ok(Reply { body, log_seq, request_id: header(REQUEST_ID_HEADER), audit_position })
     }
 }

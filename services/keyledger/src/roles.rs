@@ -27,7 +27,11 @@ use crate::clock::Clock;
 use crate::follower::Follower;
 use crate::identity::Identities;
 use crate::materials::MaterialCache;
-use crate::protocol::{LOG_SEQ_HEADER, REQUEST_ID_HEADER, SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER};
+use crate::protocol::{
+    AUDIT_SEQ_HEADER, AUDIT_STREAM_HEADER, LOG_SEQ_HEADER, REQUEST_ID_HEADER, SERVICE_ERROR_CODE_HEADER,
+    SERVICE_ERROR_HEADER,
+};
+use anyhow::Context as _;
 
 /// A role of the `keyledger` binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
@@ -37,6 +41,9 @@ pub enum Role {
     Keyd,
     /// Answers cryptographic and read operations from its projection.
     Cryptod,
+    /// Commits the record streams to Merkle trees and signs their checkpoints
+    /// ([`crate::checkpointer`]); needs [`RoleConfig::checkpoint`].
+    Checkpointer,
 }
 
 /// Settings shared by the roles. Units are in the names.
@@ -75,6 +82,8 @@ pub struct RoleConfig {
     /// worker behind the log (grant tokens); no configuration file or flag can set it.
     #[doc(hidden)]
     pub test_follower_delay: Duration,
+    /// The checkpointer's key and settings (required by [`Role::Checkpointer`]).
+    pub checkpoint: Option<crate::checkpointer::CheckpointConfig>,
 }
 
 impl Default for RoleConfig {
@@ -96,6 +105,7 @@ impl Default for RoleConfig {
             rate_limit_burst: 20_000.0,
             benchmark_only_skip_audit: false,
             test_follower_delay: Duration::ZERO,
+            checkpoint: None,
         }
     }
 }
@@ -234,12 +244,16 @@ pub async fn start(
         let queue = match role {
             Role::Keyd => "keyledger-keyd",
             Role::Cryptod => "keyledger-cryptod",
+            Role::Checkpointer => {
+                let checkpoint = ctx.config.checkpoint.clone().context("the checkpointer needs a log signing key")?;
+                let own = connect("keyledger-checkpointer").await?;
+                let own_js = keyledger_log::jetstream(own.clone());
+                let clock = ctx.config.clock.clone();
+                tasks.extend(crate::checkpointer::start(own, own_js, checkpoint, ctx.config.replicas, clock).await?);
+                continue;
+            }
         };
-        let role_nats = connect(match role {
-            Role::Keyd => "keyledger-keyd",
-            Role::Cryptod => "keyledger-cryptod",
-        })
-        .await?;
+        let role_nats = connect(queue).await?;
         let health_ctx_audit = audit_health_source.clone();
         let service = role_nats
             .service_builder()
@@ -368,9 +382,13 @@ async fn serve_endpoint(
         tokio::spawn(
             async move {
                 let _permit = permit;
-                let result = crate::pipeline::handle(&ctx, op, &request.message, request_id).await;
+                let (result, position) = crate::pipeline::handle(&ctx, op, &request.message, request_id).await;
                 let mut headers = HeaderMap::new();
                 headers.insert(REQUEST_ID_HEADER, request_id.to_string().as_str());
+                if let Some(p) = position {
+                    headers.insert(AUDIT_STREAM_HEADER, p.stream.as_str());
+                    headers.insert(AUDIT_SEQ_HEADER, p.seq.to_string().as_str());
+                }
                 let body = match result {
                     Ok(success) => {
                         if let Some(seq) = success.log_seq {

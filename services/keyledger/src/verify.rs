@@ -14,14 +14,22 @@
 //! | L2 chains | two different records at one chain position | `FORK_IN_CHAIN` |
 //! | L3 positions | stream sequences contiguous from 1 to the last sequence the server reported | `GAP_IN_STREAM` |
 //! | L3 positions | event id unique; identical bytes stored twice | `DUPLICATE_EVENT`, `REPLAYED_RECORD` |
+//! | L4 commitments | each stored checkpoint verifies under the log key (origin `<log key name>/<stream>`) | `BAD_SIGNATURE` |
+//! | L4 commitments | its size is not below the previous one of its stream | `ROLLBACK` |
+//! | L4 commitments | the stream holds at least its size of records | `TRUNCATED` |
+//! | L4 commitments | the RFC 6962 root recomputed over the stream's record hashes (leaf *i* = stream sequence *i + 1*) at its size equals its root | `ROOT_MISMATCH` |
+//! | L4 anchors | each trusted checkpoint kept elsewhere (`--trusted-checkpoint`: a signed checkpoint, or a witness's state file): the log is not shorter, and has the same root at its size | `TRUNCATED`, `FORK` |
 //!
 //! A record with an unknown body type or version is not a finding: its header and bytes are
 //! chained like any other and it is counted as *opaque* (a newer writer). A record that fails
 //! L1 decoding still takes its chain position when its header can be read, but links into and
 //! out of it are not judged (its L1 finding already locates it).
 //!
-//! Not yet: L4 (signed checkpoints). Without them a chain cannot see a cut-off tail, so the
-//! verdict is at best [`Verdict::Unanchored`] — never "verified".
+//! The verdict is [`Verdict::Verified`] only when every record of every record stream is
+//! covered by a checkpoint that verified (or by a trusted checkpoint). Records after the last
+//! checkpoint, or any log checked without the log key, leave it [`Verdict::Unanchored`]: a
+//! chain alone cannot see a cut-off tail, and the log's own checkpoints cannot see a tail cut
+//! off together with them (matrix row 10) — only a checkpoint kept elsewhere can.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -29,6 +37,7 @@ use keyledger_events::{names, AggregateKind, EventError, RecordV1, MAGIC, RECORD
 use serde::Serialize;
 
 use crate::export::{ExportedMessage, Frame, StreamRange};
+use keyledger_transparency::{MerkleTree, NoteVerifier, SignedCheckpoint};
 
 /// Most findings kept in memory; further ones are only counted.
 pub const MAX_KEPT_FINDINGS: usize = 100_000;
@@ -62,11 +71,21 @@ pub enum Code {
     DuplicateEvent,
     /// L3: the exact bytes of an earlier record stored again.
     ReplayedRecord,
+    /// L4: a stored checkpoint does not verify under the log key (or is not a checkpoint).
+    BadSignature,
+    /// L4: a checkpoint's root is not the root recomputed over the stream at its size.
+    RootMismatch,
+    /// L4: the stream holds fewer records than a checkpoint (stored or trusted) commits to.
+    Truncated,
+    /// L4: a checkpoint's size is below an earlier checkpoint's of the same stream.
+    Rollback,
+    /// L4: a trusted checkpoint kept elsewhere has another root than the log at its size.
+    Fork,
 }
 
 impl Code {
     /// Every code, in report order.
-    pub const ALL: [Code; 11] = [
+    pub const ALL: [Code; 16] = [
         Code::Decode,
         Code::Noncanonical,
         Code::UnknownVersion,
@@ -78,6 +97,11 @@ impl Code {
         Code::GapInStream,
         Code::DuplicateEvent,
         Code::ReplayedRecord,
+        Code::BadSignature,
+        Code::RootMismatch,
+        Code::Truncated,
+        Code::Rollback,
+        Code::Fork,
     ];
 
     /// The stable name (`HASH_MISMATCH`, …).
@@ -94,15 +118,21 @@ impl Code {
             Code::GapInStream => "GAP_IN_STREAM",
             Code::DuplicateEvent => "DUPLICATE_EVENT",
             Code::ReplayedRecord => "REPLAYED_RECORD",
+            Code::BadSignature => "BAD_SIGNATURE",
+            Code::RootMismatch => "ROOT_MISMATCH",
+            Code::Truncated => "TRUNCATED",
+            Code::Rollback => "ROLLBACK",
+            Code::Fork => "FORK",
         }
     }
 
-    /// The layer (1–3) of audit-integrity.md §2.9 the check belongs to.
+    /// The layer (1–4) of audit-integrity.md §2.9 the check belongs to.
     pub fn layer(self) -> u8 {
         match self {
             Code::Decode | Code::Noncanonical | Code::UnknownVersion | Code::HashMismatch | Code::SubjectMismatch => 1,
             Code::ChainBreak | Code::GapInChain | Code::ForkInChain => 2,
             Code::GapInStream | Code::DuplicateEvent | Code::ReplayedRecord => 3,
+            Code::BadSignature | Code::RootMismatch | Code::Truncated | Code::Rollback | Code::Fork => 4,
         }
     }
 }
@@ -160,6 +190,12 @@ pub struct StreamReport {
     pub messages: u64,
     /// Sequences missing between 1 and the requested (or present) last sequence.
     pub missing: u64,
+    /// Record streams: how many of its first records a verified checkpoint (stored or trusted)
+    /// covers; the rest are unanchored. 0 for the checkpoint stream.
+    pub checkpointed: u64,
+    /// Record streams: stored checkpoints that verified; the checkpoint stream: checkpoints
+    /// stored.
+    pub checkpoints: u64,
 }
 
 /// How much was checked.
@@ -177,16 +213,23 @@ pub struct Checked {
     pub links: u64,
     /// `Nats-Msg-Id` values compared.
     pub msg_ids: u64,
+    /// Stored checkpoints read.
+    pub checkpoints: u64,
+    /// Trusted checkpoints compared with the log.
+    pub trusted: u64,
 }
 
 /// The overall result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// No finding, and every record is covered by a verified checkpoint. Exit code 0.
+    Verified,
     /// At least one integrity finding. Exit code 1.
     Violation,
-    /// No finding, but nothing anchors the tail: without a signed checkpoint (the next step of
-    /// issue 4) a cut-off tail leaves intact chains behind. Exit code 2.
+    /// No finding, but records after the last verified checkpoint (or every record, without
+    /// the log key) are unanchored: a cut-off tail would leave intact chains behind. Exit
+    /// code 2.
     Unanchored,
 }
 
@@ -194,6 +237,7 @@ impl Verdict {
     /// The process exit code `keyledger verify` uses.
     pub fn exit_code(self) -> u8 {
         match self {
+            Verdict::Verified => 0,
             Verdict::Violation => 1,
             Verdict::Unanchored => 2,
         }
@@ -217,8 +261,34 @@ pub struct Report {
     pub findings_total: u64,
     /// The first findings in stream order (at most the limit given to [`Verifier::finish`]).
     pub findings: Vec<Finding>,
-    /// Messages after the last anchor (all of them until checkpoints exist).
+    /// Records after the last anchor, over every record stream.
     pub unanchored_messages: u64,
+    /// The log verifier key checkpoints were checked with, if one was given.
+    pub log_key: Option<String>,
+}
+
+/// A checkpoint kept outside the log (by an auditor, a client, or a witness's state): the log
+/// must not be shorter, and must have the same root at its size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedHead {
+    /// Checkpoint origin (`<log key name>/<stream>`).
+    pub origin: String,
+    /// Tree size.
+    pub size: u64,
+    /// Tree root (SHA-256, 32 bytes).
+    pub root: [u8; 32],
+    /// Where it came from (a file name), for the report.
+    pub source: String,
+}
+
+/// What L4 checks against: the log's verifier key (`keyledger checkpoint key`) and checkpoints
+/// kept elsewhere.
+#[derive(Clone, Debug, Default)]
+pub struct Anchors {
+    /// The log's base verifier key; stream S's checkpoints are signed as `<name>/S`.
+    pub log_key: Option<NoteVerifier>,
+    /// Trusted checkpoints.
+    pub trusted: Vec<TrustedHead>,
 }
 
 #[derive(Clone, Copy)]
@@ -251,6 +321,18 @@ struct StreamState {
     last: Option<u64>,
     messages: u64,
     missing: u64,
+    /// Record streams: the Merkle tree over the record hashes in stream order.
+    tree: Option<MerkleTree>,
+    checkpointed: u64,
+    checkpoints: u64,
+}
+
+/// A stored checkpoint, judged at the end (after every record it may commit to).
+struct StoredCheckpoint {
+    stream: usize,
+    seq: u64,
+    subject: String,
+    payload: Vec<u8>,
 }
 
 /// The streaming checker. Memory grows with the number of records (a hash and an id per
@@ -265,6 +347,8 @@ pub struct Verifier {
     findings: Vec<(usize, Finding)>,
     hash_mismatches: HashSet<(usize, u64)>,
     counts: BTreeMap<Code, u64>,
+    anchors: Anchors,
+    checkpoints: Vec<StoredCheckpoint>,
 }
 
 impl Default for Verifier {
@@ -278,9 +362,17 @@ fn hex32(h: &[u8; 32]) -> String {
 }
 
 impl Verifier {
-    /// An empty verifier.
+    /// An empty verifier without anchors (L4 cannot vouch for anything: at best
+    /// [`Verdict::Unanchored`]).
     pub fn new() -> Self {
+        Self::with_anchors(Anchors::default())
+    }
+
+    /// An empty verifier checking checkpoints against `anchors`.
+    pub fn with_anchors(anchors: Anchors) -> Self {
         Self {
+            anchors,
+            checkpoints: Vec::new(),
             streams: Vec::new(),
             stream_index: HashMap::new(),
             chains: HashMap::new(),
@@ -315,6 +407,9 @@ impl Verifier {
             last: None,
             messages: 0,
             missing: 0,
+            tree: crate::export::is_record_stream(name).then(MerkleTree::new),
+            checkpointed: 0,
+            checkpoints: 0,
         });
         self.stream_index.insert(name.to_owned(), i);
         i
@@ -346,7 +441,22 @@ impl Verifier {
         self.checked.messages += 1;
         let si = self.stream(&m.stream);
         self.positions(si, m);
+        if m.stream == names::CHECKPOINT_STREAM {
+            self.checked.checkpoints += 1;
+            self.streams[si].checkpoints += 1;
+            self.checkpoints.push(StoredCheckpoint {
+                stream: si,
+                seq: m.seq,
+                subject: m.subject.clone(),
+                payload: m.payload.clone(),
+            });
+            return;
+        }
         let hash = keyledger_events::record_hash(&m.payload);
+        // L4: every stored message is the next leaf of its stream's tree, whatever L1–L3 say.
+        if let Some(tree) = self.streams[si].tree.as_mut() {
+            tree.append(&hash);
+        }
         // L3: identical bytes seen before. Judged once, where they first appeared.
         if let Some((first_stream, first_seq)) = self.stored.get(&hash).copied() {
             let first = format!("{}#{first_seq}", self.streams[first_stream].name);
@@ -581,6 +691,7 @@ impl Verifier {
                 );
             }
         }
+        self.judge_commitments();
         let mut chains: Vec<(ChainKey, Chain)> = std::mem::take(&mut self.chains).into_iter().collect();
         chains.sort_by(|a, b| {
             (a.0.stream, a.0.kind, &a.0.account, &a.0.id).cmp(&(b.0.stream, b.0.kind, &b.0.account, &b.0.id))
@@ -602,18 +713,183 @@ impl Verifier {
                 present: s.first.zip(s.last),
                 messages: s.messages,
                 missing: s.missing,
+                checkpointed: s.checkpointed,
+                checkpoints: s.checkpoints,
             })
             .collect();
+        let unanchored_messages: u64 =
+            self.streams.iter().filter_map(|s| s.tree.as_ref().map(|t| t.size() - s.checkpointed.min(t.size()))).sum();
+        let verdict = if findings_total > 0 {
+            Verdict::Violation
+        } else if unanchored_messages > 0 || self.anchors.log_key.is_none() {
+            Verdict::Unanchored
+        } else {
+            Verdict::Verified
+        };
         Report {
             verifier: format!("keyledger {}", env!("CARGO_PKG_VERSION")),
-            verdict: if findings_total > 0 { Verdict::Violation } else { Verdict::Unanchored },
+            verdict,
             streams,
             checked: self.checked.clone(),
             counts: self.counts.clone(),
             findings_total,
             findings,
-            unanchored_messages: self.checked.messages,
+            unanchored_messages,
+            log_key: self.anchors.log_key.as_ref().map(ToString::to_string),
         }
+    }
+
+    /// L4: every stored checkpoint, then every trusted one, against the recomputed trees.
+    fn judge_commitments(&mut self) {
+        let checkpoints = std::mem::take(&mut self.checkpoints);
+        let mut last_size: HashMap<usize, u64> = HashMap::new();
+        for c in &checkpoints {
+            let name = self.streams[c.stream].name.clone();
+            let finding = |code: Code, expected: Option<String>, actual: Option<String>, detail: String| Finding {
+                code,
+                stream: name.clone(),
+                seq: c.seq,
+                chain: None,
+                expected,
+                actual,
+                detail,
+            };
+            let Some(record_stream) =
+                c.subject.strip_prefix(names::CHECKPOINT_SUBJECT_PREFIX).and_then(|r| r.strip_prefix('.'))
+            else {
+                let f =
+                    finding(Code::BadSignature, None, Some(c.subject.clone()), "not a checkpoint subject".to_owned());
+                self.report(c.stream, f);
+                continue;
+            };
+            let Some(log_key) = self.anchors.log_key.clone() else { continue };
+            let opened = crate::checkpointer::verifier_for(&log_key, record_stream)
+                .ok()
+                .and_then(|v| SignedCheckpoint::open(&c.payload, &v).map_err(|e| e.to_string()).ok());
+            let Some(signed) = opened else {
+                let f = finding(
+                    Code::BadSignature,
+                    Some(format!(
+                        "a checkpoint signed as {}",
+                        crate::checkpointer::origin(log_key_name(&log_key), record_stream)
+                    )),
+                    None,
+                    format!("the checkpoint of {record_stream} does not verify under the log key"),
+                );
+                self.report(c.stream, f);
+                continue;
+            };
+            let size = signed.checkpoint().size;
+            let root = signed.checkpoint().root;
+            let Some(target) = self.stream_index.get(record_stream).copied() else {
+                if size > 0 {
+                    let f = finding(
+                        Code::Truncated,
+                        Some(format!("{size} records in {record_stream}")),
+                        Some("no such stream in the input".to_owned()),
+                        format!("a checkpoint commits to {size} records of {record_stream}, which is absent"),
+                    );
+                    self.report(c.stream, f);
+                }
+                continue;
+            };
+            if let Some(previous) = last_size.get(&target).copied().filter(|p| *p > size) {
+                let f = finding(
+                    Code::Rollback,
+                    Some(format!("size ≥ {previous}")),
+                    Some(format!("size {size}")),
+                    format!("a checkpoint of {record_stream} is smaller than an earlier one"),
+                );
+                self.report(c.stream, f);
+            }
+            last_size.insert(target, size.max(last_size.get(&target).copied().unwrap_or(0)));
+            self.streams[target].checkpoints += 1;
+            if self.commitment(c.stream, c.seq, target, size, &root, Code::RootMismatch, "a stored checkpoint") {
+                let s = &mut self.streams[target];
+                s.checkpointed = s.checkpointed.max(size);
+            }
+        }
+        for t in self.anchors.trusted.clone() {
+            self.checked.trusted += 1;
+            let stream = match &self.anchors.log_key {
+                Some(k) => crate::checkpointer::stream_of_origin(log_key_name(k), &t.origin).map(str::to_owned),
+                None => t.origin.rsplit('/').next().map(str::to_owned),
+            };
+            let Some(target) = stream.as_deref().and_then(|s| self.stream_index.get(s).copied()) else {
+                let si = self.stream(names::CONTROL_STREAM);
+                self.report(
+                    si,
+                    Finding {
+                        code: Code::Truncated,
+                        stream: stream.clone().unwrap_or_else(|| t.origin.clone()),
+                        seq: 0,
+                        chain: None,
+                        expected: Some(format!("{} records ({})", t.size, t.source)),
+                        actual: Some("no such stream in the input".to_owned()),
+                        detail: format!("a trusted checkpoint of {} is for a stream the log does not have", t.origin),
+                    },
+                );
+                continue;
+            };
+            let what = format!("the trusted checkpoint from {}", t.source);
+            if self.commitment(target, 0, target, t.size, &t.root, Code::Fork, &what) {
+                let s = &mut self.streams[target];
+                s.checkpointed = s.checkpointed.max(t.size);
+            }
+        }
+    }
+
+    /// Compares a commitment (size, root) with `target`'s tree; reports TRUNCATED or `code`
+    /// against stream `at`, sequence `seq`. True when it holds.
+    #[allow(clippy::too_many_arguments)]
+    fn commitment(
+        &mut self,
+        at: usize,
+        seq: u64,
+        target: usize,
+        size: u64,
+        root: &[u8; 32],
+        code: Code,
+        what: &str,
+    ) -> bool {
+        let name = self.streams[at].name.clone();
+        let target_name = self.streams[target].name.clone();
+        let Some(tree) = self.streams[target].tree.as_ref() else { return false };
+        let leaves = tree.size();
+        if size > leaves {
+            self.report(
+                at,
+                Finding {
+                    code: Code::Truncated,
+                    stream: name,
+                    seq,
+                    chain: None,
+                    expected: Some(format!("at least {size} records in {target_name}")),
+                    actual: Some(format!("{leaves} records")),
+                    detail: format!("{what} commits to more records than {target_name} holds: its tail was cut off"),
+                },
+            );
+            return false;
+        }
+        let recomputed = tree.root_at(size).expect("size checked");
+        if &recomputed != root {
+            self.report(
+                at,
+                Finding {
+                    code,
+                    stream: name,
+                    seq,
+                    chain: None,
+                    expected: Some(hex32(root)),
+                    actual: Some(hex32(&recomputed)),
+                    detail: format!(
+                        "{what} of size {size} has another root than {target_name}'s first {size} records: they were changed, removed, inserted or reordered"
+                    ),
+                },
+            );
+            return false;
+        }
+        true
     }
 
     fn judge_chain(&mut self, key: &ChainKey, chain: &Chain) {
@@ -714,6 +990,11 @@ impl Verifier {
 
 /// The header of stored bytes when it can be read at all (even non-canonically): for locating
 /// a finding and placing a record whose L1 check failed.
+fn log_key_name(key: &NoteVerifier) -> &str {
+    use keyledger_transparency::note::Verifier as _;
+    key.name()
+}
+
 fn header(payload: &[u8]) -> Option<RecordV1> {
     let (record, _rest) = postcard::take_from_bytes::<RecordV1>(payload).ok()?;
     (record.magic == MAGIC
@@ -748,9 +1029,16 @@ impl Report {
                 }
             });
             let present = s.present.map_or("none".to_owned(), |(f, l)| format!("{f}..={l}"));
+            let anchored = if s.stream == names::CHECKPOINT_STREAM {
+                String::new()
+            } else if s.checkpointed == 0 {
+                "; checkpointed none".to_owned()
+            } else {
+                format!("; checkpointed 1..={} ({} checkpoints)", s.checkpointed, s.checkpoints)
+            };
             let _ = writeln!(
                 out,
-                "  {}: requested {requested}; present {present} ({} messages, {} missing)",
+                "  {}: requested {requested}; present {present} ({} messages, {} missing){anchored}",
                 s.stream, s.messages, s.missing
             );
         }
@@ -783,10 +1071,20 @@ impl Report {
     /// The first line of the text report.
     pub fn verdict_line(&self) -> String {
         match self.verdict {
+            Verdict::Verified => format!(
+                "VERIFIED: {} records, every one covered by a checkpoint signed by the log key{}",
+                self.streams.iter().map(|s| s.checkpointed).sum::<u64>(),
+                if self.checked.trusted > 0 { " and consistent with every trusted checkpoint" } else { "" }
+            ),
             Verdict::Violation => format!("INTEGRITY VIOLATION: {} findings", self.findings_total),
+            Verdict::Unanchored if self.log_key.is_none() => format!(
+                "INCOMPLETE: no integrity finding in {} messages, but without the log key (--log-key) no \
+                 checkpoint anchors them: a chain alone cannot see records cut off its end",
+                self.checked.messages
+            ),
             Verdict::Unanchored => format!(
-                "INCOMPLETE: no integrity finding in {} messages, but the tail is unanchored (no signed \
-                 checkpoint yet): a chain alone cannot see records cut off its end",
+                "INCOMPLETE: no integrity finding, but {} records after the last checkpoint are unanchored \
+                 (a cut-off tail would look the same; wait for the next checkpoint, or add --trusted-checkpoint)",
                 self.unanchored_messages
             ),
         }
@@ -856,7 +1154,68 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Unanchored);
         assert_eq!(r.verdict.exit_code(), 2);
         assert_eq!(r.checked.links, 5);
-        assert!(r.verdict_line().contains("unanchored"));
+        assert!(r.verdict_line().starts_with("INCOMPLETE"), "{}", r.verdict_line());
+    }
+
+    /// A checkpoint message for the control stream's first `size` records of `messages`.
+    fn checkpoint(
+        key: &crate::checkpointer::LogKey,
+        messages: &[ExportedMessage],
+        size: u64,
+        seq: u64,
+    ) -> ExportedMessage {
+        let mut tree = MerkleTree::new();
+        for m in messages.iter().take(size as usize) {
+            tree.append(&keyledger_events::record_hash(&m.payload));
+        }
+        let signer = key.signer_for(names::CONTROL_STREAM).unwrap();
+        let root = if size as usize > messages.len() { [7; 32] } else { tree.root() };
+        let signed =
+            SignedCheckpoint::sign(keyledger_transparency::Checkpoint::new(signer.name(), size, root), &signer)
+                .unwrap();
+        ExportedMessage {
+            stream: names::CHECKPOINT_STREAM.into(),
+            seq,
+            subject: names::checkpoint_subject(names::CONTROL_STREAM),
+            time_unix_ns: 0,
+            msg_id: None,
+            payload: signed.to_text().into_bytes(),
+        }
+    }
+
+    fn run_anchored(messages: &[ExportedMessage], checkpoints: &[ExportedMessage], key: NoteVerifier) -> Report {
+        let mut v = Verifier::with_anchors(Anchors { log_key: Some(key), trusted: Vec::new() });
+        for m in checkpoints.iter().chain(messages) {
+            v.message(m);
+        }
+        v.finish(100)
+    }
+
+    #[test]
+    fn checkpoints_anchor_a_chain_and_see_its_cut_off_tail() {
+        let key = crate::checkpointer::LogKey::generate("test.log/l4").unwrap();
+        let chain = key_chain(6);
+        let both = [checkpoint(&key, &chain, 4, 1), checkpoint(&key, &chain, 6, 2)];
+        let r = run_anchored(&chain, &both, key.verifier());
+        assert_eq!(codes(&r), []);
+        assert_eq!((r.verdict, r.verdict.exit_code()), (Verdict::Verified, 0));
+        // Only the first checkpoint: two records unanchored.
+        let r = run_anchored(&chain, &both[..1], key.verifier());
+        assert_eq!((r.verdict, r.unanchored_messages), (Verdict::Unanchored, 2));
+        // The tail cut off: the chain alone is intact, the checkpoint says 6.
+        let r = run_anchored(&chain[..4], &both, key.verifier());
+        assert_eq!(codes(&r), [(Code::Truncated, 2)]);
+        // A size going backwards, and a root that is not the stream's.
+        let r = run_anchored(&chain, &[checkpoint(&key, &chain, 6, 1), checkpoint(&key, &chain, 4, 2)], key.verifier());
+        assert_eq!(codes(&r), [(Code::Rollback, 2)]);
+        let mut changed = chain.clone();
+        changed.swap(4, 5);
+        let r = run_anchored(&changed, &both[..1], key.verifier());
+        assert!(codes(&r).contains(&(Code::ChainBreak, 5)), "{:?}", codes(&r));
+        // Under another key nothing is anchored and each checkpoint is a finding.
+        let other = crate::checkpointer::LogKey::generate("test.log/l4").unwrap();
+        let r = run_anchored(&chain, &both, other.verifier());
+        assert_eq!(codes(&r), [(Code::BadSignature, 1), (Code::BadSignature, 2)]);
     }
 
     /// Throughput on a synthetic log: `cargo test -p keyledger --lib verify::tests::throughput

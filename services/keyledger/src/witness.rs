@@ -94,17 +94,10 @@ pub fn is_stream_name(name: &str) -> bool {
 /// the full origin (`c2sp.org/signed-note`), which is what a checkpoint signed by
 /// `NoteSigner::from_seed(origin, seed)` carries.
 pub fn log_verifiers_for(origin: &str, bases: &[NoteVerifier]) -> Vec<NoteVerifier> {
-    let Some((base, suffix)) = origin.rsplit_once('/') else {
-        return Vec::new();
-    };
-    if !is_stream_name(suffix) {
-        return Vec::new();
-    }
     let mut out: Vec<NoteVerifier> = Vec::new();
-    for key in bases.iter().filter(|k| k.name() == base) {
-        let Ok(v) = NoteVerifier::new(origin, &key.public_key()) else {
-            continue;
-        };
+    for key in bases {
+        let Some(stream) = crate::checkpointer::stream_of_origin(key.name(), origin) else { continue };
+        let Ok(v) = crate::checkpointer::verifier_for(key, stream) else { continue };
         if !out.contains(&v) {
             out.push(v);
         }

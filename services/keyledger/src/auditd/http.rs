@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /v1/audit/search` | records matching filters, newest first, keyset-paged |
 //! | `GET /v1/audit/records/{id}` | one record by record id or request id |
+//! | `GET /v1/audit/proof/{id}` | a `c2sp.org/tlog-proof@v1` inclusion proof of the message holding the record, against the newest signed checkpoint (`?wait=S`, 0–10 s, default 5: how long to wait for the next checkpoint) |
 //! | `GET /v1/keys/{id}/usage` | one key's usage aggregates |
 //! | `GET /healthz` | 200 with status JSON (incl. lag); 503 when the indexer is stopped or failing |
 //! | `GET /metrics` | Prometheus text |
@@ -55,6 +56,8 @@ pub(crate) struct ApiState {
     pub runner: Arc<RunnerState>,
     pub runner_alive: Arc<AtomicBool>,
     pub searches: Arc<Semaphore>,
+    /// The service connection (proof requests to the checkpointer).
+    pub nats: async_nats::Client,
 }
 
 /// An error answer.
@@ -111,6 +114,7 @@ pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/audit/search", get(search))
         .route("/v1/audit/records/{id}", get(record))
+        .route("/v1/audit/proof/{id}", get(proof))
         .route("/v1/keys/{id}/usage", get(key_usage))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -308,6 +312,86 @@ async fn record(
     match blocking(&state, move |index| index.get(&scope, &id)).await? {
         Some(r) => Ok(Json(r).into_response()),
         None => Err(ApiError::not_found("no audit record with this id in your scope")),
+    }
+}
+
+/// Longest `wait` of a proof request, in seconds.
+pub const MAX_PROOF_WAIT_S: u64 = 10;
+
+/// `GET /v1/audit/proof/{id}`: the record (in the caller's scope), then the checkpointer's
+/// inclusion proof of the message holding it. The answer names no other record: a proof is
+/// sibling hashes only.
+async fn proof(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let scope = state.auth.authenticate(&headers)?;
+    let mut wait = Duration::from_secs(5);
+    for (name, value) in parse_pairs(raw.as_deref())? {
+        match (name.as_str(), value.parse::<u64>()) {
+            ("wait", Ok(s)) if s <= MAX_PROOF_WAIT_S => wait = Duration::from_secs(s),
+            ("wait", _) => return Err(ApiError::bad(format!("wait must be 0 to {MAX_PROOF_WAIT_S} seconds"))),
+            (other, _) => {
+                let shown: String = other.chars().take(64).collect();
+                return Err(ApiError::bad(format!("unknown parameter {shown:?}; use wait")));
+            }
+        }
+    }
+    if id.is_empty() || id.len() > 128 {
+        return Err(ApiError::bad("record id must be 1 to 128 characters"));
+    }
+    let Some(record) = blocking(&state, move |index| index.get(&scope, &id)).await? else {
+        return Err(ApiError::not_found("no audit record with this id in your scope"));
+    };
+    let request = crate::checkpointer::ProofRequest { stream: record.stream.clone(), seq: record.seq };
+    let body = serde_json::to_vec(&request).map_err(|e| ApiError::internal(e.to_string()))?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let unavailable = |message: &str| ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "Unavailable",
+            message: message.to_owned(),
+        };
+        let reply = state
+            .nats
+            .request(keyledger_events::names::PROOF_SUBJECT, body.clone().into())
+            .await
+            .map_err(|_| unavailable("no checkpointer answered; is the checkpointer role running?"))?;
+        if let Ok(answer) = serde_json::from_slice::<crate::checkpointer::ProofAnswer>(&reply.payload) {
+            return Ok(Json(json!({
+                "record_id": record.record_id,
+                "request_id": record.request_id,
+                "stream": answer.stream,
+                "seq": answer.seq,
+                "record_index": record.index,
+                "leaf_index": answer.index,
+                "tree_size": answer.size,
+                "origin": answer.origin,
+                "event_hash": answer.event_hash,
+                "proof": answer.proof,
+            }))
+            .into_response());
+        }
+        let refusal: crate::checkpointer::ProofRefusal = serde_json::from_slice(&reply.payload)
+            .map_err(|_| ApiError::internal("the checkpointer's answer is unreadable"))?;
+        match refusal.error.as_str() {
+            "NotCheckpointed" if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            "NotCheckpointed" => {
+                return Err(ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "NotCheckpointed",
+                    message: "the record is not under a signed checkpoint yet; retry in a second".to_owned(),
+                })
+            }
+            _ => {
+                tracing::error!(error = %refusal.error, message = %refusal.message, "no proof for a stored record");
+                return Err(ApiError::internal(format!("no proof: {}", refusal.error)));
+            }
+        }
     }
 }
 

@@ -81,7 +81,7 @@ pub async fn start(nats: async_nats::Client, config: AuditdConfig) -> anyhow::Re
     let writer = Arc::new(writer);
     let runner = Arc::new(RunnerState::default());
     let alive = Arc::new(AtomicBool::new(true));
-    let js = keyledger_log::jetstream(nats);
+    let js = keyledger_log::jetstream(nats.clone());
     let runner_task = {
         let (writer, runner, alive) = (writer.clone(), runner.clone(), alive.clone());
         tokio::spawn(async move {
@@ -100,6 +100,7 @@ pub async fn start(nats: async_nats::Client, config: AuditdConfig) -> anyhow::Re
         runner: runner.clone(),
         runner_alive: alive,
         searches: Arc::new(Semaphore::new(http::MAX_CONCURRENT_SEARCHES)),
+        nats,
     };
     let (shutdown, mut stop) = tokio::sync::watch::channel(false);
     let app = http::router(state);

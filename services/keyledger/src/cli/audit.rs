@@ -93,6 +93,17 @@ pub enum AuditAction {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Prints the inclusion proof of a record (by record id or request id) against the newest
+    /// signed checkpoint, as JSON; save it and check it offline with `keyledger verify-receipt`.
+    Proof {
+        /// Record id or request id (a reply's `Keyledger-Request-Id`).
+        id: String,
+        /// Seconds to wait for the next checkpoint (0–10).
+        #[arg(long, default_value_t = 5)]
+        wait: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Shows how a key was used: last use, counts per operation and material version, recent
     /// principals.
     Usage {
@@ -191,6 +202,10 @@ pub async fn run(action: AuditAction) -> anyhow::Result<std::process::ExitCode> 
         }
         AuditAction::Get { id, client } => {
             let (code, body) = get(&client, &format!("/v1/audit/records/{}", path_segment(&id))).await?;
+            Ok(print(code, &body))
+        }
+        AuditAction::Proof { id, wait, client } => {
+            let (code, body) = get(&client, &format!("/v1/audit/proof/{}?wait={wait}", path_segment(&id))).await?;
             Ok(print(code, &body))
         }
         AuditAction::Usage { key, principals, client } => {

@@ -5,6 +5,7 @@
 //! | path | what |
 //! |---|---|
 //! | `root.key` | the root key, 64 hex characters, mode 0600 (created on first start) |
+//! | `checkpoint.key` | the log's checkpoint signing key (Ed25519, note signer text), mode 0600 (created on first start; `keyledger checkpoint key` prints its public half) |
 //! | `dev-state.json` | port and generated NATS passwords, mode 0600 (reused on restart) |
 //! | `nats/` | the server's config (0600), log and JetStream store |
 //! | `client.json` | tenant client profile for the CLI (`keyledger kms …`), mode 0600 |
@@ -41,6 +42,8 @@ pub const DEV_AWS_CREDENTIALS_FILE: &str = "aws-credentials";
 /// File (in the data directory) of the gateway user's NATS profile (for `keyledger serve`'s
 /// `[gateway]` against the dev server).
 pub const DEV_GATEWAY_PROFILE_FILE: &str = "gateway.json";
+/// File (in the data directory) of the log's checkpoint signing key.
+pub const CHECKPOINT_KEY_FILE: &str = "checkpoint.key";
 /// File (in the data directory) of the dev endpoint's access keys.
 pub const DEV_ACCESS_KEYS_FILE: &str = "gateway-access-keys.json";
 
@@ -202,8 +205,20 @@ impl DevEnvironment {
         service_profile.write_to(&data_dir.join("service.json"))?;
         let accounts: BTreeMap<String, String> =
             topology.tenants.iter().map(|t| (t.nats_account.clone(), t.keyledger_account.clone())).collect();
-        let config = RoleConfig { accounts, ..config };
-        let roles = crate::roles::start(&[Role::Keyd, Role::Cryptod], &service_profile, Arc::new(root), config).await?;
+        let checkpoint = match config.checkpoint {
+            Some(c) => c,
+            None => crate::checkpointer::CheckpointConfig::new(Arc::new(crate::checkpointer::LogKey::load_or_create(
+                &data_dir.join(CHECKPOINT_KEY_FILE),
+            )?)),
+        };
+        let config = RoleConfig { accounts, checkpoint: Some(checkpoint), ..config };
+        let roles = crate::roles::start(
+            &[Role::Keyd, Role::Cryptod, Role::Checkpointer],
+            &service_profile,
+            Arc::new(root),
+            config,
+        )
+        .await?;
         Ok(Self {
             server,
             roles: Some(roles),

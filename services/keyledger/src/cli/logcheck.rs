@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use keyledger_nats_server::ServiceProfile;
 
 use crate::export::{read_streams, ExportReader, ExportWriter, Frame};
-use crate::verify::Verifier;
+use crate::verify::{Anchors, TrustedHead, Verifier};
 
 /// Exit code of `verify` and `export` for a usage or I/O error.
 pub const EXIT_IO: u8 = 3;
@@ -75,8 +75,77 @@ pub struct VerifyArgs {
     /// Findings listed in the report (all are counted).
     #[arg(long, default_value_t = 20)]
     pub max_findings: usize,
+    /// The log's verifier key (what `keyledger checkpoint key` prints), or `@FILE` holding it.
+    /// Default: the public half of `<data-dir>/checkpoint.key` when that file exists. Without
+    /// it no checkpoint is checked and the verdict is at best INCOMPLETE.
+    #[arg(long)]
+    pub log_key: Option<String>,
+    /// A checkpoint kept outside the log: a signed checkpoint note file, or a witness's state
+    /// file (`state.json` of `keyledger witness serve`). The log must not be shorter and must
+    /// have the same root at its size (else TRUNCATED / FORK). Repeatable.
+    #[arg(long)]
+    pub trusted_checkpoint: Vec<PathBuf>,
     #[command(flatten)]
     pub connection: LogConnection,
+}
+
+impl VerifyArgs {
+    /// The anchors of `--log-key` (or the data directory's key) and `--trusted-checkpoint`.
+    ///
+    /// # Errors
+    /// Unreadable files, a key that does not parse, a trusted checkpoint that is neither a
+    /// checkpoint signed by the log key nor a witness state.
+    pub fn anchors(&self) -> anyhow::Result<Anchors> {
+        use keyledger_transparency::{Checkpoint, Note, WitnessState};
+        let log_key = match &self.log_key {
+            Some(text) => Some(crate::witness::parse_log_key_arg(text).context("--log-key")?),
+            None => {
+                let path = self.connection.data_dir.join(super::dev::CHECKPOINT_KEY_FILE);
+                if path.exists() {
+                    let key = crate::checkpointer::LogKey::load(&path)?;
+                    eprintln!("log key: {} (from {})", key.verifier(), path.display());
+                    Some(key.verifier())
+                } else {
+                    None
+                }
+            }
+        };
+        let mut trusted = Vec::new();
+        for path in &self.trusted_checkpoint {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let source = path.display().to_string();
+            if text.trim_start().starts_with('{') {
+                let state = WitnessState::from_json(&text)
+                    .map_err(|e| anyhow::anyhow!("{source} is not a witness state: {e}"))?;
+                for (origin, head) in state.heads() {
+                    trusted.push(TrustedHead {
+                        origin: origin.to_owned(),
+                        size: head.size,
+                        root: head.root,
+                        source: source.clone(),
+                    });
+                }
+                continue;
+            }
+            let note = Note::parse(text.as_bytes()).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+            let checkpoint = Checkpoint::parse(note.text()).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
+            if let Some(key) = &log_key {
+                use keyledger_transparency::note::Verifier as _;
+                let stream = crate::checkpointer::stream_of_origin(key.name(), &checkpoint.origin)
+                    .with_context(|| format!("{source}: origin {:?} is not this log's", checkpoint.origin))?;
+                let verifier = crate::checkpointer::verifier_for(key, stream)?;
+                keyledger_transparency::SignedCheckpoint::open(text.as_bytes(), &verifier)
+                    .map_err(|e| anyhow::anyhow!("{source} is not signed by the log key: {e}"))?;
+            }
+            trusted.push(TrustedHead {
+                origin: checkpoint.origin,
+                size: checkpoint.size,
+                root: checkpoint.root,
+                source,
+            });
+        }
+        Ok(Anchors { log_key, trusted })
+    }
 }
 
 /// A progress line on stderr, redrawn at most every [`PROGRESS_EVERY`] when stderr is a
@@ -189,13 +258,20 @@ async fn export_inner(args: &ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `keyledger verify`: exit 0 verified (once checkpoints exist), 1 integrity violation,
-/// 2 incomplete (unanchored tail), 3 usage or I/O error.
+/// Runs `keyledger verify`: exit 0 verified (every record covered by a verified checkpoint),
+/// 1 integrity violation, 2 incomplete (unanchored tail, or no log key), 3 usage or I/O error.
 pub async fn verify(args: VerifyArgs) -> ExitCode {
     let started = Instant::now();
+    let anchors = match args.anchors() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_IO);
+        }
+    };
     let result = match &args.file {
-        Some(path) => verify_file(path, args.max_findings),
-        None => verify_live(&args.connection, args.max_findings).await,
+        Some(path) => verify_file(path, args.max_findings, anchors),
+        None => verify_live(&args.connection, args.max_findings, anchors).await,
     };
     let report = match result {
         Ok(r) => r,
@@ -225,11 +301,11 @@ pub async fn verify(args: VerifyArgs) -> ExitCode {
     ExitCode::from(report.verdict.exit_code())
 }
 
-fn verify_file(path: &Path, max_findings: usize) -> anyhow::Result<crate::verify::Report> {
+fn verify_file(path: &Path, max_findings: usize, anchors: Anchors) -> anyhow::Result<crate::verify::Report> {
     let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader = ExportReader::new(BufReader::with_capacity(1 << 20, file))
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let mut verifier = Verifier::new();
+    let mut verifier = Verifier::with_anchors(anchors);
     let mut progress = Progress::new();
     for frame in reader {
         let frame = frame.with_context(|| format!("cannot read {}", path.display()))?;
@@ -240,9 +316,13 @@ fn verify_file(path: &Path, max_findings: usize) -> anyhow::Result<crate::verify
     Ok(verifier.finish(max_findings))
 }
 
-async fn verify_live(connection: &LogConnection, max_findings: usize) -> anyhow::Result<crate::verify::Report> {
+async fn verify_live(
+    connection: &LogConnection,
+    max_findings: usize,
+    anchors: Anchors,
+) -> anyhow::Result<crate::verify::Report> {
     let js = connection.jetstream().await?;
-    let mut verifier = Verifier::new();
+    let mut verifier = Verifier::with_anchors(anchors);
     let mut progress = Progress::new();
     read_streams(&js, |frame| {
         progress.frame(&frame);

@@ -7,6 +7,7 @@ pub mod dev;
 pub mod envelope;
 pub mod kms_args;
 pub mod logcheck;
+pub mod receipt;
 pub mod replay;
 
 use std::collections::BTreeMap;
@@ -99,6 +100,18 @@ enum Command {
         #[command(subcommand)]
         action: WitnessAction,
     },
+    /// Checks a record's inclusion proof offline with only the log's public key: the proof
+    /// (`keyledger audit proof ID > proof.json`, or a bare c2sp.org/tlog-proof) leads from the
+    /// record's hash to the root of a checkpoint signed by the log key. Exit 0 proven, 1 not,
+    /// 3 usage or I/O error.
+    VerifyReceipt(receipt::VerifyReceiptArgs),
+    /// The log's checkpoint signing key: `checkpoint key` prints its public half (what
+    /// `verify --log-key`, `verify-receipt` and witnesses need); `checkpoint init` creates one
+    /// for `keyledger serve`.
+    Checkpoint {
+        #[command(subcommand)]
+        action: CheckpointAction,
+    },
     /// Envelope-encrypts or decrypts a file of any size under a fresh data key.
     Envelope {
         /// Client profile (as for `kms`).
@@ -106,6 +119,30 @@ enum Command {
         profile: Option<PathBuf>,
         #[command(subcommand)]
         action: EnvelopeAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CheckpointAction {
+    /// Prints the log's verifier key (`<name>+<key id>+<base64 Ed25519 public key>`, one line).
+    /// Stream S's checkpoints are signed under the name `<name>/S` with the same public key.
+    Key {
+        /// Data directory of `keyledger dev` (its `checkpoint.key`).
+        #[arg(long, default_value = ".keyledger", env = "KEYLEDGER_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The signing key file instead (a `keyledger serve` deployment's checkpoint_key_file).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Creates a signing key file (mode 0600; refuses to replace one) and prints its verifier key.
+    Init {
+        /// Where to write it.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// The log's name: checkpoint origins are `<name>/<stream>` (e.g. `kms.example.com/log-1`;
+        /// no white space or `+`). Distinct per deployment.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -203,7 +240,7 @@ pub fn main() -> std::process::ExitCode {
             let code = e.exit_code();
             // clap's usage error is 2, which `verify` uses for "incomplete": its usage errors
             // are 3.
-            let checks_log = matches!(std::env::args().nth(1).as_deref(), Some("verify" | "export"));
+            let checks_log = matches!(std::env::args().nth(1).as_deref(), Some("verify" | "export" | "verify-receipt"));
             return std::process::ExitCode::from(if code != 0 && checks_log { logcheck::EXIT_IO } else { code as u8 });
         }
     };
@@ -340,7 +377,21 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Audit { action } => audit::run(*action).await,
+        Command::Checkpoint { action } => {
+            let key = match action {
+                CheckpointAction::Key { data_dir, key_file } => {
+                    let path = key_file.unwrap_or_else(|| data_dir.join(dev::CHECKPOINT_KEY_FILE));
+                    crate::checkpointer::LogKey::load(&path)?
+                }
+                CheckpointAction::Init { key_file, name } => {
+                    crate::checkpointer::LogKey::create_file(&key_file, &name)?
+                }
+            };
+            println!("{}", key.verifier());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Export(args) => Ok(logcheck::export(args).await),
+        Command::VerifyReceipt(args) => Ok(receipt::run(&args)),
         Command::Verify(args) => Ok(logcheck::verify(args).await),
         Command::Bench(command) => {
             bench::run(*command).await?;
@@ -450,6 +501,23 @@ pub struct ServeConfig {
     /// rotations per key. Exceeding one answers `LimitExceededException`.
     #[serde(default)]
     pub limits: Option<keyledger_kms::Limits>,
+    /// The checkpointer role's log signing key file (note signer key text, mode 0600); required
+    /// when `roles` has `checkpointer`. Create one with `keyledger checkpoint init`.
+    #[serde(default)]
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// A witness the checkpointer asks to cosign each checkpoint (`[witness]`).
+    #[serde(default)]
+    pub witness: Option<WitnessSection>,
+}
+
+/// `[witness]` of `keyledger serve`: where `keyledger witness serve` listens and its key.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessSection {
+    /// `http://host:port` of the witness.
+    pub url: String,
+    /// The witness's verifier key text (what `keyledger witness key` prints).
+    pub key: String,
 }
 
 async fn serve(path: &Path) -> anyhow::Result<()> {
@@ -475,6 +543,20 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     }
     if let Some(limits) = config.limits.clone() {
         role_config.limits = limits;
+    }
+    if let Some(path) = &config.checkpoint_key_file {
+        let mut checkpoint =
+            crate::checkpointer::CheckpointConfig::new(Arc::new(crate::checkpointer::LogKey::load(path)?));
+        if let Some(w) = &config.witness {
+            checkpoint.witness = Some(crate::checkpointer::WitnessTarget {
+                url: w.url.clone(),
+                key: keyledger_transparency::WitnessVerifier::parse(w.key.trim())
+                    .map_err(|e| anyhow::anyhow!("[witness] key: {e}"))?,
+            });
+        }
+        role_config.checkpoint = Some(checkpoint);
+    } else if config.roles.contains(&Role::Checkpointer) {
+        anyhow::bail!("the checkpointer role needs checkpoint_key_file (create one with `keyledger checkpoint init`)");
     }
     let root = Arc::new(root);
     let gateway = match &config.gateway {

@@ -56,7 +56,9 @@ use zeroize::Zeroizing;
 
 use crate::clock::Clock;
 use crate::identity::{ForwardedPrincipal, FORWARDED_PRINCIPAL_HEADER};
-use crate::protocol::{LOG_SEQ_HEADER, MIN_SEQ_HEADER, REQUEST_ID_HEADER, SERVICE_ERROR_HEADER};
+use crate::protocol::{
+    AUDIT_SEQ_HEADER, AUDIT_STREAM_HEADER, LOG_SEQ_HEADER, MIN_SEQ_HEADER, REQUEST_ID_HEADER, SERVICE_ERROR_HEADER,
+};
 
 use self::audit::{Rejection, RejectionSink};
 use self::credentials::AccessKeys;
@@ -457,7 +459,33 @@ async fn handle_inner(
         state.seqs.observe(&key.access_key_id, seq);
     }
     let role_request_id = reply_header(REQUEST_ID_HEADER).unwrap_or_else(|| rid.clone());
-    if let Some(header_name) = reply_header(SERVICE_ERROR_HEADER) {
+    // The audit record's log position, passed through as-is (the roles set both or neither).
+    let position = reply_header(AUDIT_STREAM_HEADER)
+        .zip(reply_header(AUDIT_SEQ_HEADER))
+        .filter(|(stream, seq)| crate::export::is_record_stream(stream) && seq.parse::<u64>().is_ok());
+    with_position(answer_reply(operation, &role_request_id, &reply, reply_header(SERVICE_ERROR_HEADER)), position)
+}
+
+/// Adds `x-keyledger-audit-stream` / `x-keyledger-audit-seq` (the audit record's log position)
+/// to a response.
+fn with_position(mut response: Response<Full<Bytes>>, position: Option<(String, String)>) -> Response<Full<Bytes>> {
+    if let Some((stream, seq)) = position {
+        if let (Ok(stream), Ok(seq)) = (stream.parse(), seq.parse()) {
+            response.headers_mut().insert("x-keyledger-audit-stream", stream);
+            response.headers_mut().insert("x-keyledger-audit-seq", seq);
+        }
+    }
+    response
+}
+
+/// The HTTP response for a role's reply.
+fn answer_reply(
+    operation: &str,
+    role_request_id: &str,
+    reply: &async_nats::Message,
+    service_error: Option<String>,
+) -> Response<Full<Bytes>> {
+    if let Some(header_name) = service_error {
         // An AWS error from the roles: pass the body through, status from the error name.
         let parsed: Option<serde_json::Value> = serde_json::from_slice(&reply.payload).ok();
         let name = parsed
@@ -469,17 +497,19 @@ async fn handle_inner(
         let status = ErrorKind::from_aws_name(&name).map_or(400, ErrorKind::http_status);
         tracing::info!(status, error = %name, "answered");
         return match parsed {
-            Some(v) if v.get("__type").is_some() => response(status, &role_request_id, reply.payload, Some(&name)),
-            _ => error_response(status, &role_request_id, &name, ""),
+            Some(v) if v.get("__type").is_some() => {
+                response(status, role_request_id, reply.payload.clone(), Some(&name))
+            }
+            _ => error_response(status, role_request_id, &name, ""),
         };
     }
     tracing::info!(status = 200, "answered");
     let body = if NO_OUTPUT_OPERATIONS.contains(&operation) && is_empty_object(&reply.payload) {
         Bytes::new()
     } else {
-        reply.payload
+        reply.payload.clone()
     };
-    response(200, &role_request_id, body, None)
+    response(200, role_request_id, body, None)
 }
 
 fn is_empty_object(payload: &[u8]) -> bool {
