@@ -123,6 +123,13 @@ pub fn checkpoint_subject(stream: &str) -> String {
     format!("{CHECKPOINT_SUBJECT_PREFIX}.{stream}")
 }
 
+/// The subject of the snapshot notes of one record stream: `kl.v1.ckpt.<stream>.snapshot`. A
+/// snapshot note is a checkpoint of that stream at the snapshot's size whose extension line
+/// commits to the snapshot's hash and state digest.
+pub fn snapshot_subject(stream: &str) -> String {
+    format!("{CHECKPOINT_SUBJECT_PREFIX}.{stream}.snapshot")
+}
+
 /// The key-value bucket holding the checkpointer's lease (one signer at a time).
 pub const CHECKPOINT_LEASE_BUCKET: &str = "KL_CHECKPOINT_LEASE";
 

@@ -206,3 +206,87 @@ async fn replay_after_ten_thousand_mixed_operations_gives_the_live_digest_twice(
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not empty"));
     health.stop();
 }
+
+/// Snapshots (issue 4): a cold start reads the newest snapshot the log commits to (a signed
+/// snapshot note) and only the tail after it, and ends at the live state; a snapshot file that
+/// is not the committed one (a flipped byte, an older snapshot renamed) is refused and the log
+/// replayed from the start, to the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_uses_a_verified_snapshot_and_replays_the_log_when_it_is_refused() {
+    let config = keyledger::roles::RoleConfig {
+        snapshot: keyledger::snapshot::SnapshotConfig { dir: None, every: 10 },
+        ..Default::default()
+    };
+    let mut h = Harness::start_with_config(config).await;
+    for i in 0..13 {
+        let key = h.create_key().await;
+        h.ok("TagResource", json!({"KeyId": key, "Tags": [{"TagKey": "n", "TagValue": i.to_string()}]})).await;
+    }
+    let follower = |h: &Harness| h.env().roles.as_ref().unwrap().ctx.follower.clone();
+    let live = follower(&h).read().state_digest();
+    let head = follower(&h).applied_seq();
+    assert_eq!(head, 26);
+    assert_eq!(follower(&h).started_from(), 0);
+
+    // The checkpointer commits the snapshot at 20 (it may commit 10 first).
+    let js = keyledger_log::jetstream(h.service_nats().await);
+    let checkpoints = keyledger_log::CheckpointLog::open(js, 1).await.unwrap();
+    let committed = eventually(Duration::from_secs(15), || {
+        let checkpoints = checkpoints.clone();
+        async move {
+            let Some(note) = checkpoints.latest_snapshot(names::CONTROL_STREAM).await.unwrap() else { return false };
+            let text = String::from_utf8(note.payload.to_vec()).unwrap();
+            text.lines().nth(1) == Some("20")
+        }
+    })
+    .await;
+    assert!(committed, "a snapshot note for control sequence 20");
+    let dir = h.env().data_dir.join(keyledger::cli::dev::SNAPSHOT_DIR);
+    let file = dir.join(keyledger::snapshot::file_name(20));
+    assert!(file.exists(), "the roles wrote the snapshot file");
+
+    // A restart starts from the snapshot, applies the 6 records after it, and is at the live state.
+    h.restart().await;
+    assert_eq!(follower(&h).started_from(), 20);
+    follower(&h).catch_up(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(follower(&h).read().state_digest(), live);
+    assert_eq!(follower(&h).applied_seq(), head);
+    // The state serves requests as before.
+    let keys = h.ok("ListKeys", json!({"Limit": 100})).await;
+    assert_eq!(keys["Keys"].as_array().unwrap().len(), 13);
+
+    // One flipped byte: refused, the log is replayed, same state.
+    let good = std::fs::read(&file).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x01;
+    std::fs::write(&file, &bad).unwrap();
+    h.restart().await;
+    assert_eq!(follower(&h).started_from(), 0, "a snapshot that is not the committed one is refused");
+    follower(&h).catch_up(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(follower(&h).read().state_digest(), live);
+
+    // An older, genuine snapshot under the committed position's name: refused too.
+    let older = std::fs::read(dir.join(keyledger::snapshot::file_name(10))).expect("the snapshot at 10 is kept");
+    assert_eq!(keyledger_kms::Projection::from_snapshot(&older).unwrap().last_applied_seq(), 10);
+    std::fs::write(&file, older).unwrap();
+    h.restart().await;
+    assert_eq!(follower(&h).started_from(), 0);
+    follower(&h).catch_up(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(follower(&h).read().state_digest(), live);
+
+    // The right bytes again: used again.
+    std::fs::write(&file, &good).unwrap();
+    h.restart().await;
+    assert_eq!(follower(&h).started_from(), 20);
+
+    // verify reads the snapshot notes as checkpoints of the control stream: still clean.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kl-cli"))
+        .args(["verify", "--data-dir"])
+        .arg(&h.env().data_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{text}");
+    assert!(text.contains("findings: 0 "), "{text}");
+}

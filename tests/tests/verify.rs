@@ -1050,3 +1050,59 @@ async fn a_fork_signed_with_a_stolen_log_key_is_caught_by_the_witness() {
     assert!(std::fs::read_dir(witness_dir.join(keyledger::witness::EVIDENCE_DIR)).unwrap().count() >= 1);
     running.stop().await;
 }
+
+/// One signer at a time (issue 4): three checkpointers with one log key on one log — the
+/// harness's and two more — sign under a lease and fenced appends, so every stream's
+/// checkpoints form one line of strictly growing sizes (no two signers extend the same
+/// checkpoint); when two of them stop, whichever remains keeps checkpointing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_checkpointers_sign_one_line_of_checkpoints_and_a_survivor_carries_on() {
+    use keyledger::checkpointer::{CheckpointConfig, LogKey};
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("log.key");
+    let vkey = LogKey::create_file(&key_path, "keyledger.local/log-lease").unwrap().verifier().to_string();
+    let config = || CheckpointConfig {
+        lease_ttl: std::time::Duration::from_secs(2),
+        ..CheckpointConfig::new(std::sync::Arc::new(LogKey::load(&key_path).unwrap()))
+    };
+    let h =
+        Harness::start_with_config(keyledger::roles::RoleConfig { checkpoint: Some(config()), ..Default::default() })
+            .await;
+    let env = h.env();
+    let root = std::sync::Arc::new(keyledger_crypto::RootKey::load(&data_dir(&h).join("root.key")).unwrap());
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let c = keyledger::roles::RoleConfig {
+            checkpoint: Some(config()),
+            ..env.roles.as_ref().unwrap().ctx.config.clone()
+        };
+        let r = keyledger::roles::start(&[keyledger::roles::Role::Checkpointer], &env.service_profile, root.clone(), c)
+            .await
+            .unwrap();
+        others.push(r);
+    }
+    for round in 1..=3 {
+        operations(&h, round).await;
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+    for r in others {
+        r.stop().await;
+    }
+    operations(&h, 4).await;
+    let dir_path = data_dir(&h);
+    let covered = eventually(std::time::Duration::from_secs(20), || {
+        let (dir_path, vkey) = (dir_path.clone(), vkey.clone());
+        async move { cli(&["verify", "--log-key", &vkey, "--data-dir"], &[&dir_path]).await.0 == 0 }
+    })
+    .await;
+    assert!(covered, "the remaining checkpointer covers the log after the others stopped");
+
+    let file = dir.path().join("log.klexport");
+    export(&h, &file).await;
+    let frames = read(&file);
+    let sizes: Vec<u64> = checkpoints_of(&frames, names::CONTROL_STREAM).into_iter().map(|(_, c)| c.size).collect();
+    assert!(sizes.len() >= 3, "{sizes:?}");
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "one line of growing checkpoints: {sizes:?}");
+    let (code, report) = verify_anchored(&file, &vkey, &[]).await;
+    assert_eq!(code, 0, "{report:#}");
+}

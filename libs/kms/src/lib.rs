@@ -52,5 +52,6 @@ pub use policy::{default_key_policy, lockout_check, KeyPolicy, RequestContext};
 pub use query::{management_response, query};
 pub use secret::Secret;
 pub use state::{
-    AggregateHead, Applied, ApplyError, ImportState, Key, KeyState, Projection, MAX_OPEN_IMPORT_PARAMETERS,
+    AggregateHead, Applied, ApplyError, ImportState, Key, KeyState, Projection, SnapshotError,
+    MAX_OPEN_IMPORT_PARAMETERS, SNAPSHOT_MAGIC,
 };

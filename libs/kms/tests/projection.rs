@@ -90,6 +90,35 @@ fn replaying_the_log_gives_the_same_state_digest() {
 }
 
 #[test]
+fn a_snapshot_restores_the_projection_bit_for_bit_and_refuses_anything_else() {
+    let w = busy_world();
+    let bytes = w.p.snapshot();
+    assert_eq!(bytes[..8], keyledger_kms::SNAPSHOT_MAGIC);
+    let restored = Projection::from_snapshot(&bytes).unwrap();
+    assert_eq!(restored.snapshot(), bytes, "deterministic");
+    assert_eq!(restored.state_digest(), w.p.state_digest());
+    assert_eq!(restored.last_applied_seq(), w.p.last_applied_seq());
+    // The derived indexes are rebuilt: due actions and the key quota count.
+    let dues = |p: &Projection| format!("{:?}", keyledger_kms::due_actions(p, u64::MAX, 100));
+    assert_eq!(dues(&restored), dues(&w.p));
+    assert!(!keyledger_kms::due_actions(&restored, u64::MAX, 100).is_empty(), "the busy world has due actions");
+    assert_eq!(w.replay().snapshot(), bytes, "a replay gives the same snapshot bytes");
+    // The restored projection goes on like the original.
+    let mut w2 = w;
+    w2.p = restored;
+    let key = w2.create_key();
+    assert!(w2.p.key(ACCOUNT, &key).is_some());
+
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert_eq!(Projection::from_snapshot(&trailing).unwrap_err(), keyledger_kms::SnapshotError::NotCanonical);
+    let mut magic = bytes.clone();
+    magic[0] ^= 1;
+    assert!(matches!(Projection::from_snapshot(&magic), Err(keyledger_kms::SnapshotError::Decode(_))));
+    assert!(Projection::from_snapshot(&bytes[..bytes.len() / 2]).is_err());
+}
+
+#[test]
 fn the_digest_covers_heads_even_when_an_event_changes_nothing_else() {
     let mut w = World::new();
     let id = w.create_key();

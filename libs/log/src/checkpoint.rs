@@ -45,13 +45,37 @@ impl CheckpointLog {
         expected_last_subject_seq: u64,
         note: &str,
     ) -> Result<u64, AppendError> {
+        self.append_on(record_stream, Subject::Checkpoint, expected_last_subject_seq, note).await
+    }
+
+    /// Appends one snapshot note for `record_stream` on `names::snapshot_subject`, fenced and
+    /// retried as [`CheckpointLog::append`].
+    ///
+    /// # Errors
+    /// As [`CheckpointLog::append`].
+    pub async fn append_snapshot(
+        &self,
+        record_stream: &str,
+        expected_last_subject_seq: u64,
+        note: &str,
+    ) -> Result<u64, AppendError> {
+        self.append_on(record_stream, Subject::Snapshot, expected_last_subject_seq, note).await
+    }
+
+    async fn append_on(
+        &self,
+        record_stream: &str,
+        kind: Subject,
+        expected_last_subject_seq: u64,
+        note: &str,
+    ) -> Result<u64, AppendError> {
         if note.len() > MAX_CHECKPOINT_NOTE_BYTES {
             return Err(AppendError::TooLarge { bytes: note.len(), max: MAX_CHECKPOINT_NOTE_BYTES });
         }
         if !names::is_subject_token(record_stream) {
             return Err(AppendError::Rejected(format!("stream {record_stream:?} is not a subject token")));
         }
-        let subject = names::checkpoint_subject(record_stream);
+        let subject = kind.subject(record_stream);
         let msg_id = blake3::hash(note.as_bytes()).to_hex().to_string();
         let target = AppendTarget {
             js: &self.js,
@@ -68,8 +92,20 @@ impl CheckpointLog {
     /// # Errors
     /// [`LogError::InvalidToken`], [`LogError::Unavailable`].
     pub async fn latest(&self, record_stream: &str) -> Result<Option<StoredRecord>, LogError> {
+        self.latest_on(record_stream, Subject::Checkpoint).await
+    }
+
+    /// The newest snapshot note stored for `record_stream`, or None.
+    ///
+    /// # Errors
+    /// As [`CheckpointLog::latest`].
+    pub async fn latest_snapshot(&self, record_stream: &str) -> Result<Option<StoredRecord>, LogError> {
+        self.latest_on(record_stream, Subject::Snapshot).await
+    }
+
+    async fn latest_on(&self, record_stream: &str, kind: Subject) -> Result<Option<StoredRecord>, LogError> {
         check_token(record_stream)?;
-        let subject = names::checkpoint_subject(record_stream);
+        let subject = kind.subject(record_stream);
         match self.stream.get_last_raw_message_by_subject(&subject).await {
             Ok(m) => Ok(Some(StoredRecord {
                 stream_seq: m.sequence,
@@ -79,6 +115,22 @@ impl CheckpointLog {
             })),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(LogError::Unavailable(format!("reading the head of {subject}: {e}"))),
+        }
+    }
+}
+
+/// Which of a record stream's two subjects on the checkpoint stream.
+#[derive(Clone, Copy)]
+enum Subject {
+    Checkpoint,
+    Snapshot,
+}
+
+impl Subject {
+    fn subject(self, record_stream: &str) -> String {
+        match self {
+            Subject::Checkpoint => names::checkpoint_subject(record_stream),
+            Subject::Snapshot => names::snapshot_subject(record_stream),
         }
     }
 }

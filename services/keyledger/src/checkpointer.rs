@@ -175,12 +175,21 @@ pub struct CheckpointConfig {
     pub lease_ttl: Duration,
     /// The witness, if any.
     pub witness: Option<WitnessTarget>,
+    /// Commit a projection snapshot every this many control records (0: never); the roles
+    /// write their snapshot files at the same positions ([`crate::snapshot`]).
+    pub snapshot_every: u64,
 }
 
 impl CheckpointConfig {
     /// The defaults with `key`: 1 s interval, 10 s lease, no witness.
     pub fn new(key: Arc<LogKey>) -> Self {
-        Self { key, interval: Duration::from_secs(1), lease_ttl: Duration::from_secs(10), witness: None }
+        Self {
+            key,
+            interval: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(10),
+            witness: None,
+            snapshot_every: crate::snapshot::DEFAULT_SNAPSHOT_EVERY,
+        }
     }
 }
 
@@ -202,6 +211,11 @@ struct Tree {
     witness_size: Option<u64>,
     /// True while a follower task reads the stream.
     following: bool,
+    /// Control stream: the newest snapshot position folded here, not yet committed.
+    pending_snapshot: Option<crate::snapshot::SnapshotClaim>,
+    /// Control stream: the size of the newest stored snapshot note, and its fence.
+    snapshot_committed: u64,
+    snapshot_fence: u64,
 }
 
 type Trees = Arc<Mutex<HashMap<String, Tree>>>;
@@ -351,6 +365,9 @@ impl Signer {
                     tracing::warn!(stream, error = %e, "checkpointer: no checkpoint this tick");
                 }
             }
+            if let Err(e) = self.commit_snapshot().await {
+                tracing::warn!(error = %e, "checkpointer: no snapshot note this tick");
+            }
         }
     }
 
@@ -370,7 +387,8 @@ impl Signer {
             if let Some(from) = start {
                 let stream =
                     self.js.get_stream(&name).await.map_err(|e| anyhow::anyhow!("cannot open stream {name}: {e}"))?;
-                self.followers.push(tokio::spawn(follow(stream, name, from, self.trees.clone())));
+                let every = if name == names::CONTROL_STREAM { self.config.snapshot_every } else { 0 };
+                self.followers.push(tokio::spawn(follow(stream, name, from, self.trees.clone(), every)));
             }
         }
         Ok(())
@@ -378,6 +396,16 @@ impl Signer {
 
     /// Reads the newest stored checkpoint of `stream` and checks it against this tree.
     async fn refresh_latest(&self, stream: &str) -> anyhow::Result<()> {
+        if stream == names::CONTROL_STREAM {
+            if let Some(record) = self.log.latest_snapshot(stream).await? {
+                let verifier = verifier_for(&self.config.key.verifier(), stream)?;
+                let size = SignedCheckpoint::open(&record.payload, &verifier).map(|s| s.checkpoint().size).unwrap_or(0);
+                let mut trees = self.trees.lock().expect("trees lock");
+                let t = trees.entry(stream.to_owned()).or_default();
+                t.snapshot_fence = record.stream_seq;
+                t.snapshot_committed = t.snapshot_committed.max(size);
+            }
+        }
         let Some(record) = self.log.latest(stream).await? else { return Ok(()) };
         let mut trees = self.trees.lock().expect("trees lock");
         let t = trees.entry(stream.to_owned()).or_default();
@@ -482,6 +510,35 @@ impl Signer {
         }
     }
 
+    /// Signs and stores the snapshot note of the newest folded snapshot position, once.
+    async fn commit_snapshot(&self) -> anyhow::Result<()> {
+        let stream = names::CONTROL_STREAM;
+        let (claim, fence) = {
+            let trees = self.trees.lock().expect("trees lock");
+            let Some(t) = trees.get(stream) else { return Ok(()) };
+            match &t.pending_snapshot {
+                Some(c) if c.seq > t.snapshot_committed && t.halted.is_none() => (c.clone(), t.snapshot_fence),
+                _ => return Ok(()),
+            }
+        };
+        let signer = self.config.key.signer_for(stream)?;
+        let note = SignedCheckpoint::sign(claim.checkpoint(signer.name()), &signer)
+            .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
+        match self.log.append_snapshot(stream, fence, &note.to_text()).await {
+            Ok(seq) => {
+                tracing::info!(snapshot_seq = claim.seq, "snapshot note stored");
+                let mut trees = self.trees.lock().expect("trees lock");
+                if let Some(t) = trees.get_mut(stream) {
+                    t.snapshot_fence = seq;
+                    t.snapshot_committed = t.snapshot_committed.max(claim.seq);
+                }
+                Ok(())
+            }
+            Err(AppendError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("cannot store the snapshot note: {e}")),
+        }
+    }
+
     /// Asks the witness to cosign; adds its cosignature when it verifies.
     async fn cosign(
         &self,
@@ -524,17 +581,36 @@ impl Signer {
 }
 
 /// Appends every stored message of `stream` from `from` on to its tree; a gap halts the tree.
-async fn follow(stream: async_nats::jetstream::stream::Stream, name: String, from: u64, trees: Trees) {
+/// With `snapshot_every` > 0 (the control stream) it also folds the records into a projection
+/// and, at every multiple of it, records the snapshot claim the signer commits.
+async fn follow(
+    stream: async_nats::jetstream::stream::Stream,
+    name: String,
+    from: u64,
+    trees: Trees,
+    snapshot_every: u64,
+) {
     let mut next = from;
+    let mut fold = (snapshot_every > 0 && from == 1).then(keyledger_kms::Projection::default);
     loop {
         let mut messages = Box::pin(keyledger_log::follow_stream(stream.clone(), next));
         while let Some(item) = messages.next().await {
             match item {
                 Ok(record) => {
                     let hash = keyledger_events::record_hash(&record.payload);
+                    let claim = fold_for_snapshot(&mut fold, &record, snapshot_every);
                     let mut trees = trees.lock().expect("trees lock");
                     let t = trees.entry(name.clone()).or_default();
                     t.tree.append(&hash);
+                    if let Some((hash, state_digest)) = claim {
+                        let claim = crate::snapshot::SnapshotClaim {
+                            seq: record.stream_seq,
+                            root: t.tree.root(),
+                            hash,
+                            state_digest,
+                        };
+                        t.pending_snapshot = Some(claim);
+                    }
                     next = record.stream_seq + 1;
                 }
                 Err(keyledger_log::LogError::Gap { expected, found }) => {
@@ -554,6 +630,22 @@ async fn follow(stream: async_nats::jetstream::stream::Stream, name: String, fro
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Folds one control record; at a snapshot position, the snapshot's hash and state digest. A
+/// record that does not apply stops the folding (logged): no more snapshots are committed.
+fn fold_for_snapshot(
+    fold: &mut Option<keyledger_kms::Projection>,
+    record: &keyledger_log::StoredRecord,
+    every: u64,
+) -> Option<([u8; 32], [u8; 32])> {
+    let p = fold.as_mut()?;
+    if let Err(reason) = crate::follower::apply_record(p, record) {
+        tracing::error!(%reason, "checkpointer: the control stream does not fold; no more snapshots are committed");
+        *fold = None;
+        return None;
+    }
+    record.stream_seq.is_multiple_of(every).then(|| (crate::snapshot::snapshot_hash(&p.snapshot()), p.state_digest()))
 }
 
 /// The proof for `request` from `trees`, and the leaf hash it proves (`SHA-256(0x00 ‖ entry)`).

@@ -42,6 +42,7 @@ pub struct Follower {
     health: watch::Receiver<FollowerHealth>,
     events: broadcast::Sender<Applied>,
     log: ControlLog,
+    started_from: u64,
 }
 
 /// Capacity of the applied-events broadcast (a slow listener skips, it never blocks the follower).
@@ -57,14 +58,34 @@ impl Follower {
     /// fault injection for tests that need a worker behind the log (a production
     /// configuration never sets it).
     pub fn start_lagging(log: ControlLog, delay_per_record: Duration) -> Self {
-        let projection = Arc::new(RwLock::new(Projection::default()));
-        let (applied_tx, applied) = watch::channel(0u64);
+        Self::start_from(log, Projection::default(), delay_per_record, crate::snapshot::SnapshotConfig::default())
+    }
+
+    /// Starts from `projection` (a verified snapshot, or empty) and follows `log` from the
+    /// record after it; writes a snapshot file every `snapshots.every` control records when
+    /// `snapshots.dir` is set (see [`crate::snapshot`]). `delay_per_record` as
+    /// [`Follower::start_lagging`].
+    pub fn start_from(
+        log: ControlLog,
+        projection: Projection,
+        delay_per_record: Duration,
+        snapshots: crate::snapshot::SnapshotConfig,
+    ) -> Self {
+        let started_from = projection.last_applied_seq();
+        let projection = Arc::new(RwLock::new(projection));
+        let (applied_tx, applied) = watch::channel(started_from);
         let (health_tx, health) = watch::channel(FollowerHealth::Following);
         let (events, _) = broadcast::channel(APPLIED_CHANNEL_CAPACITY);
-        let follower =
-            Self { projection: projection.clone(), applied, health, events: events.clone(), log: log.clone() };
+        let follower = Self {
+            projection: projection.clone(),
+            applied,
+            health,
+            events: events.clone(),
+            log: log.clone(),
+            started_from,
+        };
         tokio::spawn(async move {
-            let reason = follow_loop(log, projection, applied_tx, events, delay_per_record).await;
+            let reason = follow_loop(log, projection, applied_tx, events, delay_per_record, snapshots).await;
             tracing::error!(%reason, "control log follower stopped");
             let _ = health_tx.send(FollowerHealth::Failed(reason));
         });
@@ -74,6 +95,12 @@ impl Follower {
     /// Read access to the projection (hold it briefly; never across an `.await`).
     pub fn read(&self) -> RwLockReadGuard<'_, Projection> {
         self.projection.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The control sequence of the snapshot this follower started from (0: the log from its
+    /// first record).
+    pub fn started_from(&self) -> u64 {
+        self.started_from
     }
 
     /// The last stream sequence applied.
@@ -188,8 +215,9 @@ async fn follow_loop(
     applied_tx: watch::Sender<u64>,
     events: broadcast::Sender<Applied>,
     delay_per_record: Duration,
+    snapshots: crate::snapshot::SnapshotConfig,
 ) -> String {
-    let mut from = 1u64;
+    let mut from = projection.read().unwrap_or_else(|p| p.into_inner()).last_applied_seq() + 1;
     loop {
         let stream = log.follow(from);
         let mut stream = std::pin::pin!(stream);
@@ -215,6 +243,17 @@ async fn follow_loop(
                 }
             };
             from = record.stream_seq + 1;
+            if let Some(dir) =
+                snapshots.dir.as_ref().filter(|_| record.stream_seq.is_multiple_of(snapshots.every.max(1)))
+            {
+                let bytes = projection.read().unwrap_or_else(|p| p.into_inner()).snapshot();
+                let (dir, seq) = (dir.clone(), record.stream_seq);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = crate::snapshot::write_file(&dir, seq, &bytes) {
+                        tracing::warn!(error = %e, seq, "cannot write a projection snapshot");
+                    }
+                });
+            }
             let _ = applied_tx.send(record.stream_seq);
             let _ = events.send(Applied { seq: record.stream_seq, event: Arc::new(event) });
         }

@@ -13,6 +13,7 @@
 //! - [`protocol`] the NATS API's headers, and a client that reads its own writes.
 //! - [`export`] the log export file (`keyledger export`, format in `EXPORT.md`) and reading the
 //!   streams for it.
+//! - [`snapshot`] projection snapshots committed by signed notes, verified before a cold start.
 //! - [`checkpointer`] the Merkle trees over the record streams, signed checkpoints, proofs.
 //! - [`verify`] the pure log checker behind `keyledger verify` (record, chain and position
 //!   layers, finding codes, report).
@@ -37,5 +38,6 @@ pub mod pipeline;
 pub mod private_file;
 pub mod protocol;
 pub mod roles;
+pub mod snapshot;
 pub mod verify;
 pub mod witness;

@@ -84,6 +84,11 @@ pub struct RoleConfig {
     pub test_follower_delay: Duration,
     /// The checkpointer's key and settings (required by [`Role::Checkpointer`]).
     pub checkpoint: Option<crate::checkpointer::CheckpointConfig>,
+    /// Projection snapshots: where this process keeps them and how often (control records).
+    pub snapshot: crate::snapshot::SnapshotConfig,
+    /// The log's verifier key, to check snapshot notes at start when this process has no
+    /// checkpoint signing key ([`RoleConfig::checkpoint`] gives it otherwise).
+    pub log_key: Option<keyledger_transparency::NoteVerifier>,
 }
 
 impl Default for RoleConfig {
@@ -106,6 +111,8 @@ impl Default for RoleConfig {
             benchmark_only_skip_audit: false,
             test_follower_delay: Duration::ZERO,
             checkpoint: None,
+            snapshot: crate::snapshot::SnapshotConfig::default(),
+            log_key: None,
         }
     }
 }
@@ -218,7 +225,8 @@ pub async fn start(
     let js = keyledger_log::jetstream(nats.clone());
     let log = ControlLog::open(js.clone(), config.replicas).await?;
     let materials = MaterialStore::open(js.clone(), config.replicas).await?;
-    let follower = Follower::start_lagging(log.clone(), config.test_follower_delay);
+    let initial = initial_projection(&js, &config).await;
+    let follower = Follower::start_from(log.clone(), initial, config.test_follower_delay, config.snapshot.clone());
     check_root_key(&follower, &root).await?;
     let lane_role = roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect::<Vec<_>>().join("-");
     let audit_config = AuditConfig { replicas: config.replicas, ..config.audit.clone() };
@@ -245,7 +253,9 @@ pub async fn start(
             Role::Keyd => "keyledger-keyd",
             Role::Cryptod => "keyledger-cryptod",
             Role::Checkpointer => {
-                let checkpoint = ctx.config.checkpoint.clone().context("the checkpointer needs a log signing key")?;
+                let mut checkpoint =
+                    ctx.config.checkpoint.clone().context("the checkpointer needs a log signing key")?;
+                checkpoint.snapshot_every = ctx.config.snapshot.every;
                 let own = connect("keyledger-checkpointer").await?;
                 let own_js = keyledger_log::jetstream(own.clone());
                 let clock = ctx.config.clock.clone();
@@ -422,6 +432,32 @@ async fn serve_endpoint(
 /// Refuses to start when the log holds key material wrapped under another root key: serving
 /// would answer every request on those keys with an integrity failure, and keys created now
 /// would be unusable once the right root key is back. Replays the whole control log first.
+/// The verified snapshot to start from, or the empty projection (replay from sequence 1) when
+/// snapshots are off, no log key is known, nothing was committed yet, or the snapshot was
+/// refused (warned, with the reason).
+async fn initial_projection(js: &async_nats::jetstream::Context, config: &RoleConfig) -> keyledger_kms::Projection {
+    let key = config.checkpoint.as_ref().map(|c| c.key.verifier()).or_else(|| config.log_key.clone());
+    let (Some(dir), Some(key)) = (&config.snapshot.dir, key) else { return Default::default() };
+    let checkpoints = match keyledger_log::CheckpointLog::open(js.clone(), config.replicas).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the checkpoint stream; replaying the log from the start");
+            return Default::default();
+        }
+    };
+    match crate::snapshot::load_verified(dir, &checkpoints, &key).await {
+        Ok(Some(p)) => {
+            tracing::info!(seq = p.last_applied_seq(), "starting from a verified projection snapshot");
+            p
+        }
+        Ok(None) => Default::default(),
+        Err(reason) => {
+            tracing::warn!(%reason, "projection snapshot refused; replaying the log from the start");
+            Default::default()
+        }
+    }
+}
+
 async fn check_root_key(follower: &Follower, root: &RootKey) -> anyhow::Result<()> {
     follower
         .catch_up(Duration::from_secs(60))

@@ -742,7 +742,7 @@ impl Verifier {
     /// L4: every stored checkpoint, then every trusted one, against the recomputed trees.
     fn judge_commitments(&mut self) {
         let checkpoints = std::mem::take(&mut self.checkpoints);
-        let mut last_size: HashMap<usize, u64> = HashMap::new();
+        let mut last_size: HashMap<(usize, bool), u64> = HashMap::new();
         for c in &checkpoints {
             let name = self.streams[c.stream].name.clone();
             let finding = |code: Code, expected: Option<String>, actual: Option<String>, detail: String| Finding {
@@ -754,9 +754,14 @@ impl Verifier {
                 actual,
                 detail,
             };
-            let Some(record_stream) =
-                c.subject.strip_prefix(names::CHECKPOINT_SUBJECT_PREFIX).and_then(|r| r.strip_prefix('.'))
-            else {
+            let rest = c.subject.strip_prefix(names::CHECKPOINT_SUBJECT_PREFIX).and_then(|r| r.strip_prefix('.'));
+            // `<stream>.snapshot`: a snapshot note (a checkpoint of the stream at the snapshot's
+            // size with the snapshot line), judged like a checkpoint, in its own sequence.
+            let (rest, snapshot) = match rest.and_then(|r| r.strip_suffix(".snapshot")) {
+                Some(stream) => (Some(stream), true),
+                None => (rest, false),
+            };
+            let Some(record_stream) = rest.filter(|r| crate::witness::is_stream_name(r)) else {
                 let f =
                     finding(Code::BadSignature, None, Some(c.subject.clone()), "not a checkpoint subject".to_owned());
                 self.report(c.stream, f);
@@ -779,6 +784,16 @@ impl Verifier {
                 self.report(c.stream, f);
                 continue;
             };
+            if snapshot && crate::snapshot::SnapshotClaim::from_checkpoint(signed.checkpoint()).is_none() {
+                let f = finding(
+                    Code::BadSignature,
+                    None,
+                    None,
+                    "a note on a snapshot subject has no valid snapshot line".to_owned(),
+                );
+                self.report(c.stream, f);
+                continue;
+            }
             let size = signed.checkpoint().size;
             let root = signed.checkpoint().root;
             let Some(target) = self.stream_index.get(record_stream).copied() else {
@@ -793,7 +808,7 @@ impl Verifier {
                 }
                 continue;
             };
-            if let Some(previous) = last_size.get(&target).copied().filter(|p| *p > size) {
+            if let Some(previous) = last_size.get(&(target, snapshot)).copied().filter(|p| *p > size) {
                 let f = finding(
                     Code::Rollback,
                     Some(format!("size ≥ {previous}")),
@@ -802,7 +817,7 @@ impl Verifier {
                 );
                 self.report(c.stream, f);
             }
-            last_size.insert(target, size.max(last_size.get(&target).copied().unwrap_or(0)));
+            last_size.insert((target, snapshot), size.max(last_size.get(&(target, snapshot)).copied().unwrap_or(0)));
             self.streams[target].checkpoints += 1;
             if self.commitment(c.stream, c.seq, target, size, &root, Code::RootMismatch, "a stored checkpoint") {
                 let s = &mut self.streams[target];

@@ -13,6 +13,7 @@
 //! | `gateway-access-keys.json` | the AWS endpoint's access keys, secrets wrapped under the root key, mode 0600 |
 //! | `gateway.json` | the gateway user's NATS profile (for `keyledger serve`'s `[gateway]`), mode 0600 |
 //! | `aws-credentials` | the development credential in AWS shared-credentials format (profile `keyledger`), mode 0600 |
+//! | `snapshots/` | projection snapshots (the newest two), used at start when the log commits to them |
 //! | `audit-index/` | the audit index (tantivy), rebuilt from the log if deleted |
 //! | `audit-tokens.json` | audit API URL and bearer tokens (`auditor`: all accounts; `dev`: account 111122223333), mode 0600 |
 //!
@@ -42,6 +43,8 @@ pub const DEV_AWS_CREDENTIALS_FILE: &str = "aws-credentials";
 /// File (in the data directory) of the gateway user's NATS profile (for `keyledger serve`'s
 /// `[gateway]` against the dev server).
 pub const DEV_GATEWAY_PROFILE_FILE: &str = "gateway.json";
+/// Directory (in the data directory) of the projection snapshots.
+pub const SNAPSHOT_DIR: &str = "snapshots";
 /// File (in the data directory) of the log's checkpoint signing key.
 pub const CHECKPOINT_KEY_FILE: &str = "checkpoint.key";
 /// File (in the data directory) of the dev endpoint's access keys.
@@ -211,7 +214,11 @@ impl DevEnvironment {
                 &data_dir.join(CHECKPOINT_KEY_FILE),
             )?)),
         };
-        let config = RoleConfig { accounts, checkpoint: Some(checkpoint), ..config };
+        let snapshot = crate::snapshot::SnapshotConfig {
+            dir: config.snapshot.dir.clone().or_else(|| Some(data_dir.join(SNAPSHOT_DIR))),
+            ..config.snapshot.clone()
+        };
+        let config = RoleConfig { accounts, checkpoint: Some(checkpoint), snapshot, ..config };
         let roles = crate::roles::start(
             &[Role::Keyd, Role::Cryptod, Role::Checkpointer],
             &service_profile,

@@ -508,6 +508,17 @@ pub struct ServeConfig {
     /// A witness the checkpointer asks to cosign each checkpoint (`[witness]`).
     #[serde(default)]
     pub witness: Option<WitnessSection>,
+    /// Where this process keeps projection snapshots (none: every start replays the log).
+    #[serde(default)]
+    pub snapshot_dir: Option<PathBuf>,
+    /// Snapshot interval in control records (default 10,000; the checkpointer commits at the
+    /// same positions, so set it alike in every process).
+    #[serde(default)]
+    pub snapshot_every: Option<u64>,
+    /// The log's verifier key text (`keyledger checkpoint key`), to check snapshots in a
+    /// process without `checkpoint_key_file`.
+    #[serde(default)]
+    pub log_key: Option<String>,
 }
 
 /// `[witness]` of `keyledger serve`: where `keyledger witness serve` listens and its key.
@@ -557,6 +568,14 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         role_config.checkpoint = Some(checkpoint);
     } else if config.roles.contains(&Role::Checkpointer) {
         anyhow::bail!("the checkpointer role needs checkpoint_key_file (create one with `keyledger checkpoint init`)");
+    }
+    role_config.snapshot.dir = config.snapshot_dir.clone();
+    if let Some(every) = config.snapshot_every {
+        anyhow::ensure!(every > 0, "snapshot_every must be at least 1");
+        role_config.snapshot.every = every;
+    }
+    if let Some(text) = &config.log_key {
+        role_config.log_key = Some(crate::witness::parse_log_key_arg(text).context("log_key")?);
     }
     let root = Arc::new(root);
     let gateway = match &config.gateway {
