@@ -969,7 +969,7 @@ async fn a_reply_names_its_record_and_its_proof_holds_offline_with_only_the_publ
         };
         let (code, out) = run(vec!["--stream".into(), stream.clone(), "--seq".into(), seq.to_string()]).await;
         assert_eq!(code, 0, "{out}");
-        assert!(out.starts_with(&format!("PROVEN: {stream}#{seq}")), "{out}");
+        assert!(out.starts_with(&format!("PROVEN: the message at {stream}#{seq}")), "{out}");
         // Another position than the reply named: refused.
         let (code, out) = run(vec!["--seq".into(), (seq + 1).to_string()]).await;
         assert_eq!(code, 1, "{out}");
@@ -1010,7 +1010,7 @@ async fn a_reply_names_its_record_and_its_proof_holds_offline_with_only_the_publ
         assert_eq!(out.status.code(), Some(1));
     }
     // Another account's token does not learn the record exists.
-    let (code, _) = http_get(a.addr, &format!("/v1/audit/proof/{id}"), Some(token(&file, "other"))).await;
+    let (code, _) = http_get(a.addr, &format!("/v1/audit/proof/{id}?wait=0"), Some(token(&file, "other"))).await;
     assert_eq!(code, 404);
     let (code, _) = http_get(a.addr, &format!("/v1/audit/proof/{id}?wait=99"), Some(dev)).await;
     assert_eq!(code, 400);

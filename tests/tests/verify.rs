@@ -635,8 +635,13 @@ async fn the_witness_cosigns_consistent_checkpoints_and_refuses_the_rest_across_
     assert_eq!(record.presented_checkpoint, fork.to_text());
     assert_eq!(record.recorded.as_ref().map(|h| h.root), Some(tree.root()));
     assert_eq!(record.recorded.map(|h| h.checkpoint), Some(second.to_text()), "both signed checkpoints are kept");
+    // The same fork presented again is kept once.
+    let (status, _, _) = post(&checkpoint_url, request(8, vec![], &fork).to_text()).await;
+    assert_eq!(status, 409);
+    assert_eq!(evidence_files(&dir).len(), 1, "one file per fork");
 
-    // Growth 8 → 12 with a damaged proof: 422, kept as evidence.
+    // Growth 8 → 12 with a damaged proof: 422, not kept (an unsigned proof proves nothing, and
+    // anyone holding a genuine checkpoint could send one).
     for i in 8..12u8 {
         tree.append(&[i; 32]);
     }
@@ -646,13 +651,11 @@ async fn the_witness_cosigns_consistent_checkpoints_and_refuses_the_rest_across_
     bad[0][0] ^= 1;
     let (status, _, body) = post(&checkpoint_url, request(8, bad.clone(), &third).to_text()).await;
     assert_eq!(status, 422, "{body}");
-    let evidence = evidence_files(&dir);
-    assert_eq!(evidence.len(), 2);
-    let records: Vec<EvidenceRecord> =
-        evidence.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect();
-    let invalid = records.iter().find(|r| r.kind == "invalid_proof").expect("the bad proof is kept");
-    assert_eq!(invalid.proof.len(), bad.len());
-    assert_eq!(invalid.proof[0], b64(&bad[0]));
+    for _ in 0..3 {
+        let (status, _, _) = post(&checkpoint_url, request(8, bad.clone(), &third).to_text()).await;
+        assert_eq!(status, 422);
+    }
+    assert_eq!(evidence_files(&dir).len(), 1, "failed proofs fill no disk");
 
     // A stale old size: 409 with the witness's latest size as text/x.tlog.size.
     let stale = request(5, tree.consistency_proof(5, 12).unwrap(), &third);
@@ -676,7 +679,7 @@ async fn the_witness_cosigns_consistent_checkpoints_and_refuses_the_rest_across_
     assert_eq!(status, 400);
 
     assert_eq!(std::fs::read(dir.join(STATE_FILE)).unwrap(), state_before, "refusals leave state.json as it was");
-    assert_eq!(evidence_files(&dir).len(), 2, "only the fork and the bad proof are evidence");
+    assert_eq!(evidence_files(&dir).len(), 1, "only the fork is evidence");
 
     // The log goes on with a valid proof.
     let sigs = add_checkpoint(&w.url, &request(8, proof, &third)).await.unwrap();
@@ -821,25 +824,31 @@ async fn checkpoints_catch_what_chains_cannot() {
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(codes(&report), ["TRUNCATED"], "no gap, every chain intact: only L4 sees the cut: {report:#}");
 
-    // Row 10: the tail cut off together with every checkpoint covering it, the stream range
-    // rewritten to match: no finding, but the remaining tail is unanchored (exit 2, never 0)…
+    // Row 10: the tail cut off together with every checkpoint covering it — the checkpoint
+    // stream cut at the first note that covers a removed record (it is one chain: only its tail
+    // can go unseen) — and the stream ranges rewritten to match: no finding, but the remaining
+    // tail is unanchored (exit 2, never 0)…
     let kept = ctl.len() as u64 - 2;
-    let newest_kept = ctl_checkpoints.iter().map(|(_, c)| c.size).filter(|s| *s < kept).max().unwrap_or(0);
+    let cut = ctl_checkpoints
+        .iter()
+        .find(|(_, c)| c.size > kept)
+        .map(|(i, _)| message(&frames[*i]).unwrap().seq)
+        .expect("a checkpoint covers the removed records");
+    let newest_kept = ctl_checkpoints
+        .iter()
+        .filter(|(i, _)| message(&frames[*i]).unwrap().seq < cut)
+        .map(|(_, c)| c.size)
+        .max()
+        .unwrap_or(0);
     let mut f: Vec<Frame> = frames
         .iter()
         .filter(|fr| match message(fr) {
             Some(m) if m.stream == names::CONTROL_STREAM => m.seq <= kept,
-            Some(m) if m.subject == names::checkpoint_subject(names::CONTROL_STREAM) => {
-                let note = keyledger_transparency::Note::parse(&m.payload).unwrap();
-                keyledger_transparency::Checkpoint::parse(note.text()).unwrap().size < kept
-            }
+            Some(m) if m.stream == names::CHECKPOINT_STREAM => m.seq < cut,
             _ => true,
         })
         .cloned()
         .collect();
-    let ckpt_seqs: Vec<u64> =
-        f.iter().filter_map(message).filter(|m| m.stream == names::CHECKPOINT_STREAM).map(|m| m.seq).collect();
-    let mut renumbered = 0;
     for fr in f.iter_mut() {
         match fr {
             Frame::Stream(s) if s.stream == names::CONTROL_STREAM => {
@@ -847,12 +856,8 @@ async fn checkpoints_catch_what_chains_cannot() {
                 s.messages = kept;
             }
             Frame::Stream(s) if s.stream == names::CHECKPOINT_STREAM => {
-                s.last_seq = ckpt_seqs.len() as u64;
-                s.messages = ckpt_seqs.len() as u64;
-            }
-            Frame::Message(m) if m.stream == names::CHECKPOINT_STREAM => {
-                renumbered += 1;
-                m.seq = renumbered;
+                s.last_seq = cut - 1;
+                s.messages = cut - 1;
             }
             _ => {}
         }
@@ -863,10 +868,33 @@ async fn checkpoints_catch_what_chains_cannot() {
     let ctl_report =
         report["streams"].as_array().unwrap().iter().find(|s| s["stream"] == names::CONTROL_STREAM).unwrap();
     assert_eq!(ctl_report["checkpointed"], newest_kept);
-    assert_eq!(report["unanchored_messages"], kept - newest_kept);
+    assert!(report["unanchored_messages"].as_u64().unwrap() >= kept - newest_kept);
+    // Removing checkpoints from the middle of the checkpoint stream instead (renumbered to hide
+    // the gap) breaks its chain.
+    let mut middle: Vec<Frame> = frames
+        .iter()
+        .filter(|fr| !message(fr).is_some_and(|m| m.stream == names::CHECKPOINT_STREAM && m.seq == 1))
+        .cloned()
+        .collect();
+    for fr in middle.iter_mut() {
+        match fr {
+            Frame::Message(m) if m.stream == names::CHECKPOINT_STREAM => m.seq -= 1,
+            Frame::Stream(s) if s.stream == names::CHECKPOINT_STREAM => {
+                s.last_seq -= 1;
+                s.messages -= 1;
+            }
+            _ => {}
+        }
+    }
+    let (code, report) = check(middle, vec![]).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert!(codes(&report).contains(&"CHAIN_BREAK".to_owned()), "{report:#}");
     // …and a checkpoint the auditor kept elsewhere names the cut.
     let kept_note = dir.path().join("kept-checkpoint.txt");
-    std::fs::write(&kept_note, &message(&frames[ctl_checkpoints.last().unwrap().0]).unwrap().payload).unwrap();
+    let (code, latest, err) = cli(&["checkpoint", "latest", "--data-dir"], &[&data_dir(&h)]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(latest.as_bytes(), &message(&frames[ctl_checkpoints.last().unwrap().0]).unwrap().payload[..]);
+    std::fs::write(&kept_note, latest).unwrap();
     let (code, report) = check(f, vec![kept_note.clone()]).await;
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(codes(&report), ["TRUNCATED"]);
@@ -992,6 +1020,41 @@ async fn a_fork_signed_with_a_stolen_log_key_is_caught_by_the_witness() {
     // The negative control: the log agrees with the witness.
     let (code, report) = verify_anchored(&original, &vkey, &[&state]).await;
     assert_eq!(code, 0, "{report:#}");
+    // A receipt can require the witness's cosignature (a stolen log key alone cannot make one).
+    let nats = h.service_nats().await;
+    let answer = nats
+        .request(
+            names::PROOF_SUBJECT,
+            serde_json::to_vec(&json!({"stream": names::CONTROL_STREAM, "seq": 1})).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let proof_path = dir.path().join("proof.json");
+    std::fs::write(&proof_path, &answer.payload).unwrap();
+    let witness_vkey = witness.verifier().to_string();
+    let (code, out, err) =
+        cli(&["verify-receipt", "--log-key", &vkey, "--witness-key", &witness_vkey], &[&proof_path]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("cosigned by witness witness.test/w1"), "{out}");
+    let other_witness = keyledger_transparency::WitnessSigner::from_seed("witness.test/w1", &[9; 32]).unwrap();
+    let (code, out, _) = cli(
+        &["verify-receipt", "--log-key", &vkey, "--witness-key", &other_witness.verifier().to_string()],
+        &[&proof_path],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("NOT PROVEN: the checkpoint has no valid cosignature"), "{out}");
+
+    // A witness state edited by hand is not evidence: refused (exit 3), the log not blamed.
+    let mut edited: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    edited["logs"][&origin]["size"] = json!(control_len + 100);
+    let edited_path = dir.path().join("edited-state.json");
+    std::fs::write(&edited_path, edited.to_string()).unwrap();
+    let (code, _, err) =
+        cli(&["verify", "--log-key", &vkey, "--trusted-checkpoint"], &[&edited_path, Path::new("--file"), &original])
+            .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("is not the one the recorded checkpoint signs"), "{err}");
 
     // The fork: the newest control event (the head of its key's chain; its Nats-Msg-Id is its
     // event id, unchanged) rewritten from KeyDisabled to KeyEnabled, every control checkpoint
@@ -1023,16 +1086,30 @@ async fn a_fork_signed_with_a_stolen_log_key_is_caught_by_the_witness() {
     for i in &ctl {
         tree.append(&keyledger_events::record_hash(&message(&forked[*i]).unwrap().payload));
     }
-    let signer = stolen.signer_for(names::CONTROL_STREAM).unwrap();
+    // Every note of the checkpoint stream re-signed in order: control checkpoints over the
+    // rewritten stream, every note re-chained (what a thief of the log key can do).
     let mut forked_head = None;
-    for (i, c) in checkpoints_of(&frames, names::CONTROL_STREAM) {
-        let resigned =
-            SignedCheckpoint::sign(Checkpoint::new(signer.name(), c.size, tree.root_at(c.size).unwrap()), &signer)
-                .unwrap();
-        if let Frame::Message(m) = &mut forked[i] {
-            m.payload = resigned.to_text().into_bytes();
+    let mut prev = [0u8; 32];
+    for frame in forked.iter_mut() {
+        let Some(m) = message(frame).filter(|m| m.stream == names::CHECKPOINT_STREAM).cloned() else { continue };
+        let note = keyledger_transparency::Note::parse(&m.payload).unwrap();
+        let mut c = Checkpoint::parse(note.text()).unwrap();
+        let stream = keyledger::checkpointer::stream_of_origin(stolen.name(), &c.origin).unwrap().to_owned();
+        if stream == names::CONTROL_STREAM {
+            c.root = tree.root_at(c.size).unwrap();
         }
-        forked_head = Some(resigned);
+        c.extensions = vec![keyledger::checkpointer::prev_line(&prev)];
+        let signer = stolen.signer_for(&stream).unwrap();
+        let resigned = SignedCheckpoint::sign(c, &signer).unwrap();
+        let payload = resigned.to_text().into_bytes();
+        prev = keyledger::checkpointer::chain_hash(&payload);
+        if let Frame::Message(slot) = frame {
+            slot.msg_id = Some(blake3::hash(&payload).to_hex().to_string());
+            slot.payload = payload;
+        }
+        if stream == names::CONTROL_STREAM {
+            forked_head = Some(resigned);
+        }
     }
     let forked_file = dir.path().join("forked.klexport");
     write(&forked_file, &forked);

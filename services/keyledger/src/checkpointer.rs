@@ -155,6 +155,35 @@ pub fn verifier_for(base: &NoteVerifier, stream: &str) -> anyhow::Result<NoteVer
     base.renamed(&origin(base.name(), stream)).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// First word of the extension line every note on the checkpoint stream carries:
+/// `keyledger-prev <64 hex>`, the [`chain_hash`] of the checkpoint stream's previous message
+/// (64 zeros for the first). Signed with the note, so the checkpoint stream is one chain: a
+/// checkpoint removed, reordered or inserted anywhere but at the end breaks it.
+pub const PREV_LINE_TAG: &str = "keyledger-prev";
+/// BLAKE3 derive-key context of [`chain_hash`].
+pub const CHAIN_HASH_CONTEXT: &str = "keyledger 2026-12-07 checkpoint chain v1";
+
+/// The chain hash of one stored checkpoint-stream message: BLAKE3 derive-key
+/// ([`CHAIN_HASH_CONTEXT`]) of its exact payload (32 bytes).
+pub fn chain_hash(payload: &[u8]) -> [u8; 32] {
+    blake3::derive_key(CHAIN_HASH_CONTEXT, payload)
+}
+
+/// The extension line naming `prev`.
+pub fn prev_line(prev: &[u8; 32]) -> String {
+    format!("{PREV_LINE_TAG} {}", hex::encode(prev))
+}
+
+/// The `prev` a note names, if it has exactly one well-formed prev line.
+pub fn prev_of(c: &Checkpoint) -> Option<[u8; 32]> {
+    let mut found = c.extensions.iter().filter_map(|l| l.strip_prefix(PREV_LINE_TAG)?.strip_prefix(' '));
+    let hex_text = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    hex::decode(hex_text).ok()?.try_into().ok()
+}
+
 /// A witness the checkpointer asks for cosignatures.
 #[derive(Clone, Debug)]
 pub struct WitnessTarget {
@@ -196,7 +225,7 @@ impl CheckpointConfig {
 /// The newest stored checkpoint of a stream.
 #[derive(Clone, Debug)]
 struct Stored {
-    /// Its sequence on the checkpoint stream (the fence of the next append).
+    /// Its sequence on the checkpoint stream.
     subject_seq: u64,
     signed: SignedCheckpoint,
 }
@@ -213,9 +242,8 @@ struct Tree {
     following: bool,
     /// Control stream: the newest snapshot position folded here, not yet committed.
     pending_snapshot: Option<crate::snapshot::SnapshotClaim>,
-    /// Control stream: the size of the newest stored snapshot note, and its fence.
+    /// Control stream: the size of the newest stored snapshot note.
     snapshot_committed: u64,
-    snapshot_fence: u64,
 }
 
 type Trees = Arc<Mutex<HashMap<String, Tree>>>;
@@ -312,6 +340,7 @@ pub async fn start(
         config: config.clone(),
         clock,
         followers: Vec::new(),
+        head: Mutex::new(None),
     };
     let proof_js = signer.js.clone();
     Ok(vec![tokio::spawn(signer.run()), tokio::spawn(answer_proofs(nats, proof_js, sub, trees))])
@@ -326,6 +355,8 @@ struct Signer {
     config: CheckpointConfig,
     clock: Clock,
     followers: Vec<JoinHandle<()>>,
+    /// The checkpoint stream's last message as this signer last saw it (sequence, chain hash).
+    head: Mutex<Option<(u64, [u8; 32])>>,
 }
 
 impl Drop for Signer {
@@ -402,7 +433,6 @@ impl Signer {
                 let size = SignedCheckpoint::open(&record.payload, &verifier).map(|s| s.checkpoint().size).unwrap_or(0);
                 let mut trees = self.trees.lock().expect("trees lock");
                 let t = trees.entry(stream.to_owned()).or_default();
-                t.snapshot_fence = record.stream_seq;
                 t.snapshot_committed = t.snapshot_committed.max(size);
             }
         }
@@ -455,10 +485,7 @@ impl Signer {
                 return Ok(());
             }
             let size = t.tree.size();
-            let (fence, old_size) = match &t.latest {
-                Some(l) => (l.subject_seq, l.signed.checkpoint().size),
-                None => (0, 0),
-            };
+            let old_size = t.latest.as_ref().map_or(0, |l| l.signed.checkpoint().size);
             if size <= old_size {
                 if let Some(l) = &t.latest {
                     // Not yet read up to the stored checkpoint (a restart): nothing to sign.
@@ -483,12 +510,15 @@ impl Signer {
                 let from = t.witness_size.unwrap_or(old_size).min(size);
                 (from, t.tree.consistency_proof(from, size).unwrap_or_default())
             });
-            (size, t.tree.root(), fence, witness)
+            (size, t.tree.root(), witness)
         };
-        let (size, root, fence, witness) = prepared;
+        let (size, root, witness) = prepared;
+        let (fence, prev) = self.chain_head().await?;
         let signer = self.config.key.signer_for(stream)?;
-        let mut signed = SignedCheckpoint::sign(Checkpoint::new(signer.name(), size, root), &signer)
-            .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
+        let mut checkpoint = Checkpoint::new(signer.name(), size, root);
+        checkpoint.extensions.push(prev_line(&prev));
+        let mut signed =
+            SignedCheckpoint::sign(checkpoint, &signer).map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
         if let (Some(target), Some((old_size, proof))) = (&self.config.witness, witness) {
             self.cosign(stream, target, &mut signed, old_size, proof).await;
         }
@@ -496,6 +526,7 @@ impl Signer {
         match self.log.append(stream, fence, &text).await {
             Ok(seq) => {
                 tracing::debug!(stream, size, seq, "checkpoint stored");
+                *self.head.lock().expect("head lock") = Some((seq, chain_hash(text.as_bytes())));
                 let mut trees = self.trees.lock().expect("trees lock");
                 if let Some(t) = trees.get_mut(stream) {
                     t.latest = Some(Stored { subject_seq: seq, signed });
@@ -504,39 +535,65 @@ impl Signer {
             }
             Err(AppendError::Conflict { .. }) => {
                 tracing::info!(stream, "another signer stored a checkpoint first; re-reading");
+                *self.head.lock().expect("head lock") = None;
                 Ok(())
             }
-            Err(e) => Err(anyhow::anyhow!("cannot store the checkpoint: {e}")),
+            Err(e) => {
+                *self.head.lock().expect("head lock") = None;
+                Err(anyhow::anyhow!("cannot store the checkpoint: {e}"))
+            }
         }
     }
 
     /// Signs and stores the snapshot note of the newest folded snapshot position, once.
     async fn commit_snapshot(&self) -> anyhow::Result<()> {
         let stream = names::CONTROL_STREAM;
-        let (claim, fence) = {
+        let claim = {
             let trees = self.trees.lock().expect("trees lock");
             let Some(t) = trees.get(stream) else { return Ok(()) };
             match &t.pending_snapshot {
-                Some(c) if c.seq > t.snapshot_committed && t.halted.is_none() => (c.clone(), t.snapshot_fence),
+                Some(c) if c.seq > t.snapshot_committed && t.halted.is_none() => c.clone(),
                 _ => return Ok(()),
             }
         };
+        let (fence, prev) = self.chain_head().await?;
         let signer = self.config.key.signer_for(stream)?;
-        let note = SignedCheckpoint::sign(claim.checkpoint(signer.name()), &signer)
-            .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
-        match self.log.append_snapshot(stream, fence, &note.to_text()).await {
+        let mut checkpoint = claim.checkpoint(signer.name());
+        checkpoint.extensions.push(prev_line(&prev));
+        let note = SignedCheckpoint::sign(checkpoint, &signer).map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?;
+        let text = note.to_text();
+        match self.log.append_snapshot(stream, fence, &text).await {
             Ok(seq) => {
                 tracing::info!(snapshot_seq = claim.seq, "snapshot note stored");
+                *self.head.lock().expect("head lock") = Some((seq, chain_hash(text.as_bytes())));
                 let mut trees = self.trees.lock().expect("trees lock");
                 if let Some(t) = trees.get_mut(stream) {
-                    t.snapshot_fence = seq;
                     t.snapshot_committed = t.snapshot_committed.max(claim.seq);
                 }
                 Ok(())
             }
-            Err(AppendError::Conflict { .. }) => Ok(()),
-            Err(e) => Err(anyhow::anyhow!("cannot store the snapshot note: {e}")),
+            Err(e) => {
+                *self.head.lock().expect("head lock") = None;
+                match e {
+                    AppendError::Conflict { .. } => Ok(()),
+                    e => Err(anyhow::anyhow!("cannot store the snapshot note: {e}")),
+                }
+            }
         }
+    }
+
+    /// The checkpoint stream's last message: (its sequence, its chain hash), both 0 when the
+    /// stream is empty. Cached after each append; read again after a conflict or an error.
+    async fn chain_head(&self) -> anyhow::Result<(u64, [u8; 32])> {
+        if let Some(h) = *self.head.lock().expect("head lock") {
+            return Ok(h);
+        }
+        let head = match self.log.last().await? {
+            Some(r) => (r.stream_seq, chain_hash(&r.payload)),
+            None => (0, [0; 32]),
+        };
+        *self.head.lock().expect("head lock") = Some(head);
+        Ok(head)
     }
 
     /// Asks the witness to cosign; adds its cosignature when it verifies.
@@ -549,8 +606,22 @@ impl Signer {
         proof: Vec<keyledger_transparency::Hash>,
     ) {
         let size = signed.checkpoint().size;
-        let request = AddCheckpointRequest { old_size, proof, checkpoint: signed.to_text() };
-        match crate::witness::add_checkpoint(&target.url, &request).await {
+        let mut request = AddCheckpointRequest { old_size, proof, checkpoint: signed.to_text() };
+        let mut result = crate::witness::add_checkpoint(&target.url, &request).await;
+        // tlog-witness: a 409 names the size the witness last cosigned; retry once from there.
+        if let Err(e @ crate::witness::WitnessClientError::Refused { status: 409, .. }) = &result {
+            let retry_from = e.latest_size().filter(|s| *s <= size && *s != old_size);
+            let proof = retry_from.and_then(|from| {
+                let trees = self.trees.lock().expect("trees lock");
+                trees.get(stream).and_then(|t| t.tree.consistency_proof(from, size).ok()).map(|p| (from, p))
+            });
+            if let Some((from, proof)) = proof {
+                request.old_size = from;
+                request.proof = proof;
+                result = crate::witness::add_checkpoint(&target.url, &request).await;
+            }
+        }
+        match result {
             Ok(signatures) => {
                 for sig in signatures {
                     if target.key.verify_cosignature(signed.body(), &sig).is_ok() {

@@ -130,9 +130,11 @@ impl SnapshotClaim {
         c
     }
 
-    /// The claim of a (verified) snapshot note; None if it has no valid snapshot line.
+    /// The claim of a (verified) snapshot note; None unless it has exactly one valid snapshot
+    /// line (other extension lines may be the chain's `keyledger-prev` line only).
     pub fn from_checkpoint(c: &Checkpoint) -> Option<Self> {
-        let [line] = c.extensions.as_slice() else { return None };
+        let mut lines = c.extensions.iter().filter(|l| !l.starts_with(crate::checkpointer::PREV_LINE_TAG));
+        let (Some(line), None) = (lines.next(), lines.next()) else { return None };
         let mut words = line.split(' ');
         let (Some(SNAPSHOT_NOTE_TAG), Some(h), Some(d), None) =
             (words.next(), words.next(), words.next(), words.next())

@@ -14,6 +14,8 @@
 //! | L2 chains | two different records at one chain position | `FORK_IN_CHAIN` |
 //! | L3 positions | stream sequences contiguous from 1 to the last sequence the server reported | `GAP_IN_STREAM` |
 //! | L3 positions | event id unique; identical bytes stored twice | `DUPLICATE_EVENT`, `REPLAYED_RECORD` |
+//! | L3 positions | messages inside the range the server reported for their stream | `RANGE_MISMATCH` |
+//! | L4 commitments | the checkpoint stream is one chain: each note's `keyledger-prev` line is the chain hash of the stream's previous message; its `Nats-Msg-Id` is hex(BLAKE3(note)) | `CHAIN_BREAK`, `HASH_MISMATCH` |
 //! | L4 commitments | each stored checkpoint verifies under the log key (origin `<log key name>/<stream>`) | `BAD_SIGNATURE` |
 //! | L4 commitments | its size is not below the previous one of its stream | `ROLLBACK` |
 //! | L4 commitments | the stream holds at least its size of records | `TRUNCATED` |
@@ -71,6 +73,8 @@ pub enum Code {
     DuplicateEvent,
     /// L3: the exact bytes of an earlier record stored again.
     ReplayedRecord,
+    /// L3: messages outside the sequence range the server reported for their stream.
+    RangeMismatch,
     /// L4: a stored checkpoint does not verify under the log key (or is not a checkpoint).
     BadSignature,
     /// L4: a checkpoint's root is not the root recomputed over the stream at its size.
@@ -85,7 +89,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in report order.
-    pub const ALL: [Code; 16] = [
+    pub const ALL: [Code; 17] = [
         Code::Decode,
         Code::Noncanonical,
         Code::UnknownVersion,
@@ -97,6 +101,7 @@ impl Code {
         Code::GapInStream,
         Code::DuplicateEvent,
         Code::ReplayedRecord,
+        Code::RangeMismatch,
         Code::BadSignature,
         Code::RootMismatch,
         Code::Truncated,
@@ -118,6 +123,7 @@ impl Code {
             Code::GapInStream => "GAP_IN_STREAM",
             Code::DuplicateEvent => "DUPLICATE_EVENT",
             Code::ReplayedRecord => "REPLAYED_RECORD",
+            Code::RangeMismatch => "RANGE_MISMATCH",
             Code::BadSignature => "BAD_SIGNATURE",
             Code::RootMismatch => "ROOT_MISMATCH",
             Code::Truncated => "TRUNCATED",
@@ -131,7 +137,7 @@ impl Code {
         match self {
             Code::Decode | Code::Noncanonical | Code::UnknownVersion | Code::HashMismatch | Code::SubjectMismatch => 1,
             Code::ChainBreak | Code::GapInChain | Code::ForkInChain => 2,
-            Code::GapInStream | Code::DuplicateEvent | Code::ReplayedRecord => 3,
+            Code::GapInStream | Code::DuplicateEvent | Code::ReplayedRecord | Code::RangeMismatch => 3,
             Code::BadSignature | Code::RootMismatch | Code::Truncated | Code::Rollback | Code::Fork => 4,
         }
     }
@@ -443,6 +449,22 @@ impl Verifier {
         self.positions(si, m);
         if m.stream == names::CHECKPOINT_STREAM {
             self.checked.checkpoints += 1;
+            self.checked.msg_ids += 1;
+            let expected = blake3::hash(&m.payload).to_hex().to_string();
+            if m.msg_id.as_deref() != Some(expected.as_str()) {
+                self.report(
+                    si,
+                    Finding {
+                        code: Code::HashMismatch,
+                        stream: m.stream.clone(),
+                        seq: m.seq,
+                        chain: None,
+                        expected: m.msg_id.clone().or_else(|| Some("(no Nats-Msg-Id)".to_owned())),
+                        actual: Some(expected),
+                        detail: "the Nats-Msg-Id the signer stored is not the note's BLAKE3 hash".to_owned(),
+                    },
+                );
+            }
             self.streams[si].checkpoints += 1;
             self.checkpoints.push(StoredCheckpoint {
                 stream: si,
@@ -670,6 +692,28 @@ impl Verifier {
     /// Ends the input: judges every chain's links and gaps and each stream's tail, and returns
     /// the report with the first `max_findings` findings in stream order.
     pub fn finish(mut self, max_findings: usize) -> Report {
+        // Messages outside the range the server reported (an altered range header).
+        for si in 0..self.streams.len() {
+            let s = &self.streams[si];
+            let Some(r) = &s.requested else { continue };
+            let outside = s.first.is_some_and(|f| f < r.first_seq.max(1)) || s.last.is_some_and(|l| l > r.last_seq);
+            if outside {
+                let (name, range) = (s.name.clone(), format!("{}..={}", r.first_seq, r.last_seq));
+                let present = format!("{}..={}", s.first.unwrap_or(0), s.last.unwrap_or(0));
+                self.report(
+                    si,
+                    Finding {
+                        code: Code::RangeMismatch,
+                        stream: name,
+                        seq: s.first.unwrap_or(0),
+                        chain: None,
+                        expected: Some(range),
+                        actual: Some(present),
+                        detail: "messages outside the sequence range recorded for the stream".to_owned(),
+                    },
+                );
+            }
+        }
         // Tails the server reported but the input lacks.
         for si in 0..self.streams.len() {
             let s = &self.streams[si];
@@ -743,6 +787,36 @@ impl Verifier {
     fn judge_commitments(&mut self) {
         let checkpoints = std::mem::take(&mut self.checkpoints);
         let mut last_size: HashMap<(usize, bool), u64> = HashMap::new();
+        // The checkpoint stream's own chain (`keyledger-prev` lines), judged with or without
+        // the log key.
+        let mut previous: Option<(u64, [u8; 32])> = None;
+        for c in &checkpoints {
+            let named = keyledger_transparency::Note::parse(&c.payload)
+                .ok()
+                .and_then(|n| keyledger_transparency::Checkpoint::parse(n.text()).ok())
+                .and_then(|cp| crate::checkpointer::prev_of(&cp));
+            let expected = match previous {
+                Some((seq, hash)) if seq + 1 == c.seq => Some(hash),
+                None if c.seq == 1 => Some([0; 32]),
+                _ => None, // after a gap (reported by L3) the link is not judged
+            };
+            if let Some(expected) = expected.filter(|e| named != Some(*e)) {
+                let name = self.streams[c.stream].name.clone();
+                self.report(
+                    c.stream,
+                    Finding {
+                        code: Code::ChainBreak,
+                        stream: name,
+                        seq: c.seq,
+                        chain: None,
+                        expected: Some(hex32(&expected)),
+                        actual: Some(named.map_or_else(|| "(no keyledger-prev line)".to_owned(), |n| hex32(&n))),
+                        detail: "the note does not name the checkpoint stream's previous message: checkpoints were removed, reordered or inserted".to_owned(),
+                    },
+                );
+            }
+            previous = Some((c.seq, crate::checkpointer::chain_hash(&c.payload)));
+        }
         for c in &checkpoints {
             let name = self.streams[c.stream].name.clone();
             let finding = |code: Code, expected: Option<String>, actual: Option<String>, detail: String| Finding {
@@ -1098,7 +1172,7 @@ impl Report {
                 self.checked.messages
             ),
             Verdict::Unanchored => format!(
-                "INCOMPLETE: no integrity finding, but {} records after the last checkpoint are unanchored \
+                "INCOMPLETE: no integrity finding, but {} record(s) after the last checkpoint are unanchored \
                  (a cut-off tail would look the same; wait for the next checkpoint, or add --trusted-checkpoint)",
                 self.unanchored_messages
             ),
@@ -1172,30 +1246,36 @@ mod tests {
         assert!(r.verdict_line().starts_with("INCOMPLETE"), "{}", r.verdict_line());
     }
 
-    /// A checkpoint message for the control stream's first `size` records of `messages`.
-    fn checkpoint(
+    /// Checkpoint-stream messages for the control stream's first `sizes[i]` records of
+    /// `messages`, chained (`keyledger-prev`) and with the signer's `Nats-Msg-Id`.
+    fn checkpoints(
         key: &crate::checkpointer::LogKey,
         messages: &[ExportedMessage],
-        size: u64,
-        seq: u64,
-    ) -> ExportedMessage {
-        let mut tree = MerkleTree::new();
-        for m in messages.iter().take(size as usize) {
-            tree.append(&keyledger_events::record_hash(&m.payload));
-        }
+        sizes: &[u64],
+    ) -> Vec<ExportedMessage> {
         let signer = key.signer_for(names::CONTROL_STREAM).unwrap();
-        let root = if size as usize > messages.len() { [7; 32] } else { tree.root() };
-        let signed =
-            SignedCheckpoint::sign(keyledger_transparency::Checkpoint::new(signer.name(), size, root), &signer)
-                .unwrap();
-        ExportedMessage {
-            stream: names::CHECKPOINT_STREAM.into(),
-            seq,
-            subject: names::checkpoint_subject(names::CONTROL_STREAM),
-            time_unix_ns: 0,
-            msg_id: None,
-            payload: signed.to_text().into_bytes(),
+        let mut prev = [0u8; 32];
+        let mut out = Vec::new();
+        for (i, size) in sizes.iter().enumerate() {
+            let mut tree = MerkleTree::new();
+            for m in messages.iter().take(*size as usize) {
+                tree.append(&keyledger_events::record_hash(&m.payload));
+            }
+            let root = if *size as usize > messages.len() { [7; 32] } else { tree.root() };
+            let mut c = keyledger_transparency::Checkpoint::new(signer.name(), *size, root);
+            c.extensions.push(crate::checkpointer::prev_line(&prev));
+            let payload = SignedCheckpoint::sign(c, &signer).unwrap().to_text().into_bytes();
+            prev = crate::checkpointer::chain_hash(&payload);
+            out.push(ExportedMessage {
+                stream: names::CHECKPOINT_STREAM.into(),
+                seq: i as u64 + 1,
+                subject: names::checkpoint_subject(names::CONTROL_STREAM),
+                time_unix_ns: 0,
+                msg_id: Some(blake3::hash(&payload).to_hex().to_string()),
+                payload,
+            });
         }
+        out
     }
 
     fn run_anchored(messages: &[ExportedMessage], checkpoints: &[ExportedMessage], key: NoteVerifier) -> Report {
@@ -1210,7 +1290,7 @@ mod tests {
     fn checkpoints_anchor_a_chain_and_see_its_cut_off_tail() {
         let key = crate::checkpointer::LogKey::generate("test.log/l4").unwrap();
         let chain = key_chain(6);
-        let both = [checkpoint(&key, &chain, 4, 1), checkpoint(&key, &chain, 6, 2)];
+        let both = checkpoints(&key, &chain, &[4, 6]);
         let r = run_anchored(&chain, &both, key.verifier());
         assert_eq!(codes(&r), []);
         assert_eq!((r.verdict, r.verdict.exit_code()), (Verdict::Verified, 0));
@@ -1220,9 +1300,19 @@ mod tests {
         // The tail cut off: the chain alone is intact, the checkpoint says 6.
         let r = run_anchored(&chain[..4], &both, key.verifier());
         assert_eq!(codes(&r), [(Code::Truncated, 2)]);
-        // A size going backwards, and a root that is not the stream's.
-        let r = run_anchored(&chain, &[checkpoint(&key, &chain, 6, 1), checkpoint(&key, &chain, 4, 2)], key.verifier());
+        // A size going backwards.
+        let r = run_anchored(&chain, &checkpoints(&key, &chain, &[6, 4]), key.verifier());
         assert_eq!(codes(&r), [(Code::Rollback, 2)]);
+        // The first checkpoint removed and the second renumbered: the checkpoint chain breaks.
+        let mut renumbered = both[1].clone();
+        renumbered.seq = 1;
+        let r = run_anchored(&chain, &[renumbered], key.verifier());
+        assert_eq!(codes(&r), [(Code::ChainBreak, 1)]);
+        // A checkpoint's Nats-Msg-Id changed.
+        let mut other_id = both.clone();
+        other_id[0].msg_id = Some("00".repeat(32));
+        let r = run_anchored(&chain, &other_id, key.verifier());
+        assert_eq!(codes(&r), [(Code::HashMismatch, 1)]);
         let mut changed = chain.clone();
         changed.swap(4, 5);
         let r = run_anchored(&changed, &both[..1], key.verifier());
@@ -1231,6 +1321,20 @@ mod tests {
         let other = crate::checkpointer::LogKey::generate("test.log/l4").unwrap();
         let r = run_anchored(&chain, &both, other.verifier());
         assert_eq!(codes(&r), [(Code::BadSignature, 1), (Code::BadSignature, 2)]);
+    }
+
+    #[test]
+    fn messages_outside_the_recorded_range_are_a_finding() {
+        let chain = key_chain(3);
+        let mut frames = vec![Frame::Stream(StreamRange {
+            stream: names::CONTROL_STREAM.into(),
+            first_seq: 1,
+            last_seq: 2,
+            messages: 2,
+        })];
+        frames.extend(chain.iter().cloned().map(Frame::Message));
+        let r = Verifier::verify(frames, 100);
+        assert_eq!(codes(&r), [(Code::RangeMismatch, 1)]);
     }
 
     /// Throughput on a synthetic log: `cargo test -p keyledger --lib verify::tests::throughput

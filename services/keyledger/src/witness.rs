@@ -9,8 +9,8 @@
 //!   with one Ed25519 log key; a stream's origin is `<log key name>/<STREAM NAME>`.
 //! - **Storage** ([`Witness`]): a directory holding `witness.key` (the cosigning key, mode 0600),
 //!   `state.json` (what was cosigned per origin, written atomically and durably *before* a
-//!   cosignature is answered), `evidence/` (one JSON file per refused fork or failed proof of a
-//!   correctly signed checkpoint) and `lock` (one witness process per directory).
+//!   cosignature is answered), `evidence/` (one JSON file per refused fork: two checkpoints of
+//!   one size, both signed by the log key) and `lock` (one witness process per directory).
 //! - **HTTP** ([`router`], [`start`]): `POST /add-checkpoint` as tlog-witness defines it. Plain
 //!   HTTP only: there is no TLS here. Run it on loopback or behind a TLS-terminating proxy; a
 //!   non-loopback listen address is accepted with a warning.
@@ -50,8 +50,7 @@ use zeroize::Zeroizing;
 pub const KEY_FILE: &str = "witness.key";
 /// The witness's state in its directory: [`WitnessState::to_json`].
 pub const STATE_FILE: &str = "state.json";
-/// The evidence folder in the witness's directory: one [`EvidenceRecord`] JSON file per refused
-/// fork or failed consistency proof.
+/// The evidence folder in the witness's directory: one [`EvidenceRecord`] JSON file per fork.
 pub const EVIDENCE_DIR: &str = "evidence";
 /// The lock file in the witness's directory, held (`flock`, exclusive) while a [`Witness`] is
 /// open, so that two processes never decide on one state.
@@ -293,8 +292,8 @@ impl Witness {
     /// the cosignature's timestamp): parse, read the state, decide with
     /// [`WitnessState::add_checkpoint`] and the verifiers of [`log_verifiers_for`], persist the
     /// new state (temporary file, fsync, rename, fsync of the directory), and only then return
-    /// the cosignature. A refusal leaves `state.json` untouched; a fork or a failed proof of a
-    /// correctly signed checkpoint is also written to `evidence/` (a failure to write it is
+    /// the cosignature. A refusal leaves `state.json` untouched; a fork (a correctly signed
+    /// checkpoint of a cosigned size with another root) is also written to `evidence/` (a failure to write it is
     /// logged, the refusal stands). Logs origin and sizes, never key material.
     ///
     /// # Errors
@@ -353,9 +352,14 @@ impl Witness {
             .mode(0o700)
             .create(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut id = [0u8; 4];
-        getrandom::getrandom(&mut id).context("no OS randomness for the evidence file name")?;
-        let name = format!("{}-{}-{}.json", record.observed_unix_s, record.kind, hex::encode(id));
+        // Named by what it proves, so the same fork presented again is kept once.
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(record.presented_checkpoint.as_bytes());
+        hasher.update(record.recorded.as_ref().map_or(&b""[..], |r| r.checkpoint.as_bytes()));
+        let name = format!("{}-{}.json", record.kind, &hasher.finalize().to_hex()[..16]);
+        if dir.join(&name).exists() {
+            return Ok(dir.join(name));
+        }
         let json = serde_json::to_string_pretty(record).context("evidence serializes")?;
         write_durable(&dir, &name, json.as_bytes(), 0o600)?;
         Ok(dir.join(name))
@@ -432,11 +436,10 @@ fn refusal_kind(refusal: &WitnessRefusal) -> &'static str {
     }
 }
 
-/// The JSON form of one piece of evidence (`evidence/<observed>-<kind>-<8 hex>.json`): a
-/// correctly signed checkpoint the witness refused because it forks from, or cannot be proven
-/// consistent with, what the witness had cosigned. Together with the recorded checkpoint
-/// (signed by the same log key) it proves that the log equivocated, or that its checkpointer
-/// sent a bad proof.
+/// The JSON form of one piece of evidence (`evidence/fork-<16 hex>.json`, named by the two
+/// checkpoints it holds): a correctly signed checkpoint the witness refused because it forks
+/// from what the witness had cosigned (same size, another root). Together with the recorded
+/// checkpoint (signed by the same log key) it proves that the log equivocated.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EvidenceRecord {
     /// `fork` (same size, another root) or `invalid_proof` (the consistency proof fails).
@@ -459,9 +462,14 @@ pub struct EvidenceRecord {
 }
 
 impl EvidenceRecord {
-    /// The evidence of a refusal, for the refusals that carry some
-    /// ([`WitnessRefusal::evidence`]: forks and failed proofs).
+    /// The evidence of a refusal: forks only. A fork is two checkpoints of one size with
+    /// different roots, both signed by the log key — proof that the log equivocated. A failed
+    /// consistency proof is not kept: the proof is unsigned, so anyone holding one genuine
+    /// checkpoint could make the witness store such files without end.
     pub fn from_refusal(refusal: &WitnessRefusal, observed_unix_s: u64) -> Option<Self> {
+        if !matches!(refusal, WitnessRefusal::Fork(_)) {
+            return None;
+        }
         let e = refusal.evidence()?;
         Some(Self {
             kind: refusal_kind(refusal).to_owned(),

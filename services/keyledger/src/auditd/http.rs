@@ -342,12 +342,22 @@ async fn proof(
     if id.is_empty() || id.len() > 128 {
         return Err(ApiError::bad("record id must be 1 to 128 characters"));
     }
-    let Some(record) = blocking(&state, move |index| index.get(&scope, &id)).await? else {
-        return Err(ApiError::not_found("no audit record with this id in your scope"));
-    };
+    // A record is searchable up to a commit interval (0.3 s) after its reply: wait for it
+    // within `wait` too.
+    let deadline = tokio::time::Instant::now() + wait;
+    let record =
+        loop {
+            let (scope, id) = (scope.clone(), id.clone());
+            match blocking(&state, move |index| index.get(&scope, &id)).await? {
+                Some(r) => break r,
+                None if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                None => return Err(ApiError::not_found(
+                    "no audit record with this id in your scope (a record is searchable within a second of its reply)",
+                )),
+            }
+        };
     let request = crate::checkpointer::ProofRequest { stream: record.stream.clone(), seq: record.seq };
     let body = serde_json::to_vec(&request).map_err(|e| ApiError::internal(e.to_string()))?;
-    let deadline = tokio::time::Instant::now() + wait;
     loop {
         let unavailable = |message: &str| ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,

@@ -305,9 +305,23 @@ impl DevEnvironment {
 }
 
 /// Runs `keyledger dev` until Ctrl-C / SIGTERM.
-pub async fn run(data_dir: &Path, nats_port: u16, gateway_port: u16) -> anyhow::Result<()> {
+pub async fn run(
+    data_dir: &Path,
+    nats_port: u16,
+    gateway_port: u16,
+    witness: Option<crate::checkpointer::WitnessTarget>,
+) -> anyhow::Result<()> {
     keyledger_crypto::harden_process().context("cannot harden the process")?;
-    let mut env = DevEnvironment::start(data_dir, nats_port, Clock::system()).await?;
+    let mut config = RoleConfig { clock: Clock::system(), ..RoleConfig::default() };
+    if let Some(w) = witness {
+        ensure_private_dir(data_dir)?;
+        let key = crate::checkpointer::LogKey::load_or_create(&data_dir.join(CHECKPOINT_KEY_FILE))?;
+        config.checkpoint = Some(crate::checkpointer::CheckpointConfig {
+            witness: Some(w),
+            ..crate::checkpointer::CheckpointConfig::new(Arc::new(key))
+        });
+    }
+    let mut env = DevEnvironment::start_with(data_dir, nats_port, config).await?;
     // A busy port (another `keyledger dev`) costs the AWS endpoint, not the whole dev server.
     let endpoint = match env.start_gateway(gateway_port).await {
         Ok(gateway) => Some(gateway.url()),

@@ -98,7 +98,7 @@ impl VerifyArgs {
     pub fn anchors(&self) -> anyhow::Result<Anchors> {
         use keyledger_transparency::{Checkpoint, Note, WitnessState};
         let log_key = match &self.log_key {
-            Some(text) => Some(crate::witness::parse_log_key_arg(text).context("--log-key")?),
+            Some(text) => Some(crate::witness::parse_log_key_arg(text)?),
             None => {
                 let path = self.connection.data_dir.join(super::dev::CHECKPOINT_KEY_FILE);
                 if path.exists() {
@@ -118,6 +118,11 @@ impl VerifyArgs {
                 let state = WitnessState::from_json(&text)
                     .map_err(|e| anyhow::anyhow!("{source} is not a witness state: {e}"))?;
                 for (origin, head) in state.heads() {
+                    // The witness recorded the note it cosigned: it must verify under the log
+                    // key and say what the entry says, or the entry is not evidence.
+                    if let Some(key) = &log_key {
+                        check_witness_head(key, origin, head).with_context(|| format!("{source}: {origin}"))?;
+                    }
                     trusted.push(TrustedHead {
                         origin: origin.to_owned(),
                         size: head.size,
@@ -332,4 +337,24 @@ async fn verify_live(
     .await?;
     progress.end();
     Ok(verifier.finish(max_findings))
+}
+
+/// A witness state entry is evidence only when the note it holds is the log's signed
+/// checkpoint of `origin` at the entry's size and root.
+fn check_witness_head(
+    key: &keyledger_transparency::NoteVerifier,
+    origin: &str,
+    head: &keyledger_transparency::LogHead,
+) -> anyhow::Result<()> {
+    use keyledger_transparency::note::Verifier as _;
+    let stream = crate::checkpointer::stream_of_origin(key.name(), origin)
+        .with_context(|| format!("origin {origin:?} is not this log's"))?;
+    let verifier = crate::checkpointer::verifier_for(key, stream)?;
+    let signed = keyledger_transparency::SignedCheckpoint::open(head.checkpoint.as_bytes(), &verifier)
+        .map_err(|e| anyhow::anyhow!("the recorded checkpoint is not signed by the log key: {e}"))?;
+    anyhow::ensure!(
+        signed.checkpoint().size == head.size && signed.checkpoint().root == head.root,
+        "the recorded size or root is not the one the recorded checkpoint signs"
+    );
+    Ok(())
 }

@@ -45,6 +45,13 @@ enum Command {
         /// Loopback port of the AWS KMS endpoint (`aws --endpoint-url http://127.0.0.1:<port>`).
         #[arg(long, default_value_t = crate::gateway::DEV_PORT)]
         gateway_port: u16,
+        /// A `keyledger witness serve` to cosign every checkpoint (`http://host:port`); needs
+        /// --witness-key.
+        #[arg(long, requires = "witness_key")]
+        witness_url: Option<String>,
+        /// The witness's verifier key (what `keyledger witness key` prints).
+        #[arg(long, requires = "witness_url")]
+        witness_key: Option<String>,
     },
     /// Runs roles against an existing NATS deployment (see deploy/).
     Serve {
@@ -133,6 +140,17 @@ enum CheckpointAction {
         /// The signing key file instead (a `keyledger serve` deployment's checkpoint_key_file).
         #[arg(long)]
         key_file: Option<PathBuf>,
+    },
+    /// Prints the newest signed checkpoint of a log stream, as stored (a C2SP note). Keep it
+    /// somewhere the log's operators cannot reach, and give it to `verify --trusted-checkpoint`
+    /// later: a log shorter than it, or with another root at its size, is then caught. One
+    /// checkpoint protects its own stream; a witness's state.json protects all.
+    Latest {
+        /// The stream (KL_CONTROL_V1, KL_USAGE_V1_<YYYYMM>).
+        #[arg(long, default_value = keyledger_events::names::CONTROL_STREAM)]
+        stream: String,
+        #[command(flatten)]
+        connection: logcheck::LogConnection,
     },
     /// Creates a signing key file (mode 0600; refuses to replace one) and prints its verifier key.
     Init {
@@ -281,8 +299,16 @@ const EXIT_USAGE: u8 = 252;
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Dev { data_dir, nats_port, gateway_port } => {
-            dev::run(&data_dir, nats_port, gateway_port).await?;
+        Command::Dev { data_dir, nats_port, gateway_port, witness_url, witness_key } => {
+            let witness = match (witness_url, witness_key) {
+                (Some(url), Some(key)) => Some(crate::checkpointer::WitnessTarget {
+                    url,
+                    key: keyledger_transparency::WitnessVerifier::parse(key.trim())
+                        .map_err(|e| anyhow::anyhow!("--witness-key: {e}"))?,
+                }),
+                _ => None,
+            };
+            dev::run(&data_dir, nats_port, gateway_port, witness).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Serve { config } => {
@@ -377,6 +403,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Audit { action } => audit::run(*action).await,
+        Command::Checkpoint { action: CheckpointAction::Latest { stream, connection } } => {
+            anyhow::ensure!(crate::export::is_record_stream(&stream), "{stream:?} is not a record stream");
+            let js = connection.jetstream().await?;
+            let checkpoints = js
+                .get_stream(keyledger_events::names::CHECKPOINT_STREAM)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the checkpoint stream: {e}"))?;
+            let note = checkpoints
+                .get_last_raw_message_by_subject(&keyledger_events::names::checkpoint_subject(&stream))
+                .await
+                .map_err(|e| anyhow::anyhow!("no checkpoint of {stream}: {e}"))?;
+            print!("{}", String::from_utf8_lossy(&note.payload));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Checkpoint { action } => {
             let key = match action {
                 CheckpointAction::Key { data_dir, key_file } => {
@@ -386,6 +426,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 CheckpointAction::Init { key_file, name } => {
                     crate::checkpointer::LogKey::create_file(&key_file, &name)?
                 }
+                CheckpointAction::Latest { .. } => unreachable!("answered above"),
             };
             println!("{}", key.verifier());
             Ok(std::process::ExitCode::SUCCESS)

@@ -31,6 +31,11 @@ pub struct VerifyReceiptArgs {
     /// The stream sequence the reply named (`Keyledger-Audit-Seq`): the proof must be for it.
     #[arg(long)]
     pub seq: Option<u64>,
+    /// A witness's verifier key (`keyledger witness key`), or `@FILE`: the checkpoint must carry
+    /// its valid cosignature. Repeatable (each is required). Without one, the proof rests on the
+    /// log key alone, which a thief of that key could forge.
+    #[arg(long)]
+    pub witness_key: Vec<String>,
 }
 
 /// What was proven.
@@ -44,13 +49,20 @@ pub struct Proven {
     pub size: u64,
     /// The checkpoint origin.
     pub origin: String,
+    /// Witnesses whose cosignature verified (names), with their timestamps (POSIX seconds).
+    pub cosigned_by: Vec<(String, u64)>,
 }
 
 /// Checks `text` (JSON or tlog-proof) under the base log key.
 ///
 /// # Errors
 /// A message for a human: why the proof does not hold.
-pub fn check(text: &str, log_key: &NoteVerifier, args: &VerifyReceiptArgs) -> Result<Proven, String> {
+pub fn check(
+    text: &str,
+    log_key: &NoteVerifier,
+    witnesses: &[keyledger_transparency::WitnessVerifier],
+    args: &VerifyReceiptArgs,
+) -> Result<Proven, String> {
     use keyledger_transparency::note::Verifier as _;
     let (proof_text, json) = if text.trim_start().starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not a proof JSON: {e}"))?;
@@ -59,7 +71,7 @@ pub fn check(text: &str, log_key: &NoteVerifier, args: &VerifyReceiptArgs) -> Re
     } else {
         (text.to_owned(), None)
     };
-    let bundle = InclusionProofBundle::parse(proof_text.as_bytes()).map_err(|e| format!("malformed proof: {e}"))?;
+    let bundle = InclusionProofBundle::parse(proof_text.as_bytes()).map_err(|e| e.to_string())?;
     let origin = bundle_origin(&bundle)?;
     let stream = crate::checkpointer::stream_of_origin(log_key.name(), &origin)
         .ok_or_else(|| format!("the checkpoint's origin {origin:?} is not this log's ({}/<stream>)", log_key.name()))?
@@ -78,13 +90,25 @@ pub fn check(text: &str, log_key: &NoteVerifier, args: &VerifyReceiptArgs) -> Re
     let seq = verified.index + 1;
     if let Some(j) = &json {
         if j["stream"].as_str() != Some(stream.as_str()) || j["seq"].as_u64() != Some(seq) {
-            return Err(format!("the JSON names {}#{} but the proof is for {stream}#{seq}", j["stream"], j["seq"]));
+            return Err(format!("the JSON's stream and seq are not the proof's ({stream}#{seq})"));
         }
     }
     if args.stream.as_deref().is_some_and(|s| s != stream) || args.seq.is_some_and(|s| s != seq) {
         return Err(format!("the proof is for {stream}#{seq}, not the position given"));
     }
-    Ok(Proven { stream, seq, size: verified.size, origin })
+    let mut cosigned_by = Vec::new();
+    if !witnesses.is_empty() {
+        let signed = keyledger_transparency::SignedCheckpoint::open(bundle.checkpoint.as_bytes(), &verifier)
+            .map_err(|e| e.to_string())?;
+        for w in witnesses {
+            let found = signed.verify_cosignatures(std::slice::from_ref(w)).unwrap_or_default();
+            let Some(c) = found.first() else {
+                return Err(format!("the checkpoint has no valid cosignature by witness {}", w.name()));
+            };
+            cosigned_by.push((w.name().to_owned(), c.timestamp_unix_s));
+        }
+    }
+    Ok(Proven { stream, seq, size: verified.size, origin, cosigned_by })
 }
 
 /// The origin line of the checkpoint inside a tlog-proof (after the index and path lines).
@@ -113,19 +137,46 @@ pub fn run(args: &VerifyReceiptArgs) -> ExitCode {
     let key = match crate::witness::parse_log_key_arg(&args.log_key) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("error: --log-key: {e:#}");
+            eprintln!("error: {e:#}");
             return ExitCode::from(EXIT_IO);
         }
     };
-    match check(&text, &key, args) {
+    let mut witnesses = Vec::new();
+    for w in &args.witness_key {
+        let text = match w.strip_prefix('@') {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: cannot read {path}: {e}");
+                    return ExitCode::from(EXIT_IO);
+                }
+            },
+            None => w.clone(),
+        };
+        match keyledger_transparency::WitnessVerifier::parse(text.trim()) {
+            Ok(v) => witnesses.push(v),
+            Err(e) => {
+                eprintln!("error: --witness-key: {e}");
+                return ExitCode::from(EXIT_IO);
+            }
+        }
+    }
+    match check(&text, &key, &witnesses, args) {
         Ok(p) => {
             println!(
-                "PROVEN: {}#{} (leaf {}) is in the log of {} records signed by {}",
+                "PROVEN: the message at {}#{} (leaf {}) is in the log of {} records signed by {}",
                 p.stream,
                 p.seq,
                 p.seq - 1,
                 p.size,
                 p.origin
+            );
+            for (name, t) in &p.cosigned_by {
+                println!("  cosigned by witness {name} at {t} (POSIX seconds)");
+            }
+            println!(
+                "  (the proof covers that stored message; that it holds your request's record rests on the reply that \
+                 named this position — the JSON's request_id and record_id are not part of the proof)"
             );
             ExitCode::SUCCESS
         }

@@ -495,7 +495,8 @@ fn answer_reply(
             .map(str::to_owned)
             .unwrap_or(header_name);
         let status = ErrorKind::from_aws_name(&name).map_or(400, ErrorKind::http_status);
-        tracing::info!(status, error = %name, "answered");
+        // The audit record's id is the role's request id (also `x-amzn-requestid`).
+        tracing::info!(status, error = %name, request_id = %role_request_id, "answered");
         return match parsed {
             Some(v) if v.get("__type").is_some() => {
                 response(status, role_request_id, reply.payload.clone(), Some(&name))
@@ -503,7 +504,7 @@ fn answer_reply(
             _ => error_response(status, role_request_id, &name, ""),
         };
     }
-    tracing::info!(status = 200, "answered");
+    tracing::info!(status = 200, request_id = %role_request_id, "answered");
     let body = if NO_OUTPUT_OPERATIONS.contains(&operation) && is_empty_object(&reply.payload) {
         Bytes::new()
     } else {
