@@ -269,6 +269,76 @@ async fn a_request_against_a_key_pending_deletion_raises_the_alarm() {
     }
 }
 
+/// The requests counted in SuppressedRequests summaries, over every usage stream.
+async fn suppressed_total(h: &Harness) -> u64 {
+    let js = keyledger_log::jetstream(h.service_nats().await);
+    let names: Vec<String> = js.stream_names().filter_map(|n| async move { n.ok() }).collect().await;
+    let mut total = 0;
+    for name in names.into_iter().filter(|n| n.starts_with(keyledger_events::names::USAGE_STREAM_PREFIX)) {
+        let mut stream = js.get_stream(&name).await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        for seq in 1..=last {
+            if let Ok(msg) = stream.direct_get(seq).await {
+                if let keyledger_events::Body::UsageBlock(b) = keyledger_events::decode(&msg.payload).unwrap().body {
+                    total += b.suppressed.iter().map(|s| s.count).sum::<u64>();
+                }
+            }
+        }
+    }
+    total
+}
+
+/// Load shedding (issue 9): at its in-flight limit a role answers ThrottlingException at once
+/// instead of queueing; every request gets an answer (served or throttled, none times out), and
+/// every shed request is counted in a summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_its_in_flight_limit_a_role_sheds_with_throttling_and_counts_what_it_shed() {
+    let config = RoleConfig { max_in_flight: 1, ..Default::default() };
+    let h = Harness::start_with_config(config).await;
+    let key = h.create_key().await;
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let client = h.new_client().await;
+        let key = key.clone();
+        calls.push(tokio::spawn(async move {
+            client.call("Encrypt", &json!({"KeyId": key, "Plaintext": b64(format!("{i}").as_bytes())})).await
+        }));
+    }
+    let (mut served, mut shed) = (0u64, 0u64);
+    for c in calls {
+        match c.await.unwrap() {
+            Ok(_) => served += 1,
+            Err(e) => {
+                assert_eq!(e.aws_name(), Some("ThrottlingException"), "only throttling, never a timeout: {e:?}");
+                shed += 1;
+            }
+        }
+    }
+    assert_eq!(served + shed, 40);
+    assert!(served >= 1 && shed >= 1, "served {served}, shed {shed}");
+    let counted = eventually(Duration::from_secs(15), || async { suppressed_total(&h).await == shed }).await;
+    assert!(counted, "every shed request is counted in a summary");
+}
+
+/// Per-account quotas (issue 9): past its burst an account is throttled whatever client it uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_quota_throttles_the_account_past_its_burst() {
+    let config = RoleConfig {
+        rate_limit_per_account: Some(keyledger::audit::Quota { per_sec: 0.5, burst: 4.0 }),
+        ..Default::default()
+    };
+    let h = Harness::start_with_config(config).await;
+    let other = h.new_client().await;
+    let mut results = Vec::new();
+    for i in 0..10 {
+        let client = if i % 2 == 0 { &h.client } else { &other };
+        results.push(client.call("GenerateRandom", &json!({"NumberOfBytes": 4})).await);
+    }
+    let throttled =
+        results.iter().filter(|r| r.as_ref().err().and_then(|e| e.aws_name()) == Some("ThrottlingException")).count();
+    assert!((5..=6).contains(&throttled), "a burst of 4 (and at most one refill) for the account: {throttled}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_is_throttled_before_any_work_and_counted_not_lost() {
     let config = RoleConfig { rate_limit_per_principal_per_sec: 1.0, rate_limit_burst: 5.0, ..Default::default() };

@@ -392,24 +392,62 @@ impl Lane {
     }
 }
 
-/// Per-principal token-bucket rate limiter that runs before any work. Dropped requests are
-/// answered with ThrottlingException and counted; the counts are written as
-/// [`SuppressedRequestsV1`] summaries every [`RateLimiter::FLUSH_EVERY`], never lost.
+/// A request-rate quota: a token bucket refilled at `per_sec` tokens per second up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Requests per second (refill rate).
+    pub per_sec: f64,
+    /// Requests allowed at once above the rate (bucket size).
+    pub burst: f64,
+}
+
+/// Token-bucket rate limiter that runs before any work: a bucket per principal, optionally one
+/// per account and one for the whole process (each role instance enforces its own; with N
+/// instances the service allows N times the figures). A request passes only when every bucket
+/// it belongs to has a token; then one is taken from each. Dropped requests are answered with
+/// ThrottlingException and counted per principal; the counts are written as
+/// [`SuppressedRequestsV1`] summaries every [`RateLimiter::FLUSH_EVERY`], never lost. Requests
+/// shed because the role is at its in-flight limit are counted the same way
+/// ([`RateLimiter::count_dropped`]).
 pub struct RateLimiter {
-    rate_per_sec: f64,
-    burst: f64,
-    state: Mutex<HashMap<String, Bucket>>,
+    per_principal: Quota,
+    per_account: Option<Quota>,
+    global: Option<Quota>,
+    state: Mutex<LimiterState>,
+}
+
+struct LimiterState {
+    principals: HashMap<String, Bucket>,
+    accounts: HashMap<String, Tokens>,
+    global: Tokens,
+}
+
+#[derive(Clone, Copy)]
+struct Tokens {
+    tokens: f64,
+    last_ms: u64,
+}
+
+impl Tokens {
+    fn full(q: Quota, now_ms: u64) -> Self {
+        Self { tokens: q.burst, last_ms: now_ms }
+    }
+    fn refill(&mut self, q: Quota, now_ms: u64) {
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed * q.per_sec).min(q.burst);
+        self.last_ms = now_ms.max(self.last_ms);
+    }
 }
 
 struct Bucket {
-    tokens: f64,
-    last_ms: u64,
+    tokens: Tokens,
     principal: PrincipalV1,
     suppressed: u64,
     window_start_ms: u64,
 }
 
-/// Most principals tracked at once; beyond it idle buckets are dropped.
+/// Most principals (and accounts) tracked at once; beyond it idle buckets are dropped.
 const MAX_TRACKED_PRINCIPALS: usize = 100_000;
 
 impl RateLimiter {
@@ -417,45 +455,93 @@ impl RateLimiter {
     pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
 
     /// A limiter allowing `rate_per_sec` requests per second per principal with bursts of
-    /// `burst`.
+    /// `burst`, and no account or global quota.
     pub fn new(rate_per_sec: f64, burst: f64) -> Self {
-        Self { rate_per_sec, burst, state: Mutex::new(HashMap::new()) }
+        Self::with_quotas(Quota { per_sec: rate_per_sec, burst }, None, None)
     }
 
-    /// Takes a token for `principal` at `now_ms`; false if the request must be dropped (it is
-    /// then counted).
+    /// A limiter with a per-principal quota and optional per-account and global quotas.
+    pub fn with_quotas(per_principal: Quota, per_account: Option<Quota>, global: Option<Quota>) -> Self {
+        let state = LimiterState {
+            principals: HashMap::new(),
+            accounts: HashMap::new(),
+            global: Tokens { tokens: global.map_or(0.0, |g| g.burst), last_ms: 0 },
+        };
+        Self { per_principal, per_account, global, state: Mutex::new(state) }
+    }
+
+    /// Takes a token for `principal` (and its account, and the process) at `now_ms`; false if
+    /// the request must be dropped (it is then counted).
     pub fn allow(&self, principal: &PrincipalV1, now_ms: u64) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.len() >= MAX_TRACKED_PRINCIPALS && !state.contains_key(&principal.arn) {
-            state.retain(|_, b| b.suppressed > 0);
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
+        let bucket = Self::bucket(&mut state.principals, self.per_principal, principal, now_ms);
+        bucket.tokens.refill(self.per_principal, now_ms);
+        let mut ok = bucket.tokens.tokens >= 1.0;
+        if let Some(q) = self.global {
+            state.global.refill(q, now_ms);
+            ok &= state.global.tokens >= 1.0;
         }
-        let b = state.entry(principal.arn.clone()).or_insert_with(|| Bucket {
-            tokens: self.burst,
-            last_ms: now_ms,
+        if let Some(q) = self.per_account {
+            if state.accounts.len() >= MAX_TRACKED_PRINCIPALS && !state.accounts.contains_key(&principal.account) {
+                state.accounts.retain(|_, t| t.tokens < q.burst);
+            }
+            let account = state.accounts.entry(principal.account.clone()).or_insert_with(|| Tokens::full(q, now_ms));
+            account.refill(q, now_ms);
+            ok &= account.tokens >= 1.0;
+            if ok {
+                account.tokens -= 1.0;
+            }
+        }
+        let bucket = state.principals.get_mut(&principal.arn).expect("inserted above");
+        if ok {
+            bucket.tokens.tokens -= 1.0;
+            if self.global.is_some() {
+                state.global.tokens -= 1.0;
+            }
+        } else {
+            Self::count(bucket, now_ms);
+        }
+        ok
+    }
+
+    /// Counts one request of `principal` dropped without taking a token (shed at the
+    /// in-flight limit).
+    pub fn count_dropped(&self, principal: &PrincipalV1, now_ms: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = Self::bucket(&mut state.principals, self.per_principal, principal, now_ms);
+        Self::count(bucket, now_ms);
+    }
+
+    fn bucket<'a>(
+        principals: &'a mut HashMap<String, Bucket>,
+        q: Quota,
+        principal: &PrincipalV1,
+        now_ms: u64,
+    ) -> &'a mut Bucket {
+        if principals.len() >= MAX_TRACKED_PRINCIPALS && !principals.contains_key(&principal.arn) {
+            principals.retain(|_, b| b.suppressed > 0);
+        }
+        principals.entry(principal.arn.clone()).or_insert_with(|| Bucket {
+            tokens: Tokens::full(q, now_ms),
             principal: principal.clone(),
             suppressed: 0,
             window_start_ms: now_ms,
-        });
-        let elapsed = now_ms.saturating_sub(b.last_ms) as f64 / 1000.0;
-        b.tokens = (b.tokens + elapsed * self.rate_per_sec).min(self.burst);
-        b.last_ms = now_ms;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            if b.suppressed == 0 {
-                b.window_start_ms = now_ms;
-            }
-            b.suppressed += 1;
-            false
+        })
+    }
+
+    fn count(bucket: &mut Bucket, now_ms: u64) {
+        if bucket.suppressed == 0 {
+            bucket.window_start_ms = now_ms;
         }
+        bucket.suppressed += 1;
     }
 
     /// Takes the suppressed counts accumulated so far.
     pub fn drain(&self, now_ms: u64) -> Vec<SuppressedRequestsV1> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
-        for b in state.values_mut() {
+        for b in state.principals.values_mut() {
             if b.suppressed > 0 {
                 out.push(SuppressedRequestsV1 {
                     principal: b.principal.clone(),
@@ -482,6 +568,28 @@ mod tests {
             nats_account: "DEV".into(),
             user: name.into(),
         }
+    }
+
+    #[test]
+    fn account_and_global_quotas_hold_across_principals_and_a_drop_takes_no_token() {
+        let q = |per_sec, burst| Quota { per_sec, burst };
+        let rl = RateLimiter::with_quotas(q(100.0, 100.0), Some(q(1.0, 3.0)), None);
+        let (a, b) = (p("a"), p("b"));
+        let mut other = p("c");
+        other.account = "444455556666".into();
+        assert!(rl.allow(&a, 1_000) && rl.allow(&b, 1_000) && rl.allow(&a, 1_000));
+        assert!(!rl.allow(&b, 1_000), "the account's burst of 3 is spent by two principals");
+        assert!(rl.allow(&other, 1_000), "another account has its own bucket");
+        assert!(rl.allow(&b, 2_000), "one token a second comes back");
+        let g = RateLimiter::with_quotas(q(100.0, 100.0), None, Some(q(0.0, 2.0)));
+        assert!(g.allow(&a, 1_000) && g.allow(&other, 1_000));
+        assert!(!g.allow(&b, 1_000), "the process-wide burst is shared by every account");
+        // A drop at the global level takes nothing from the principal: with a global refill it
+        // would still have its own tokens.
+        g.count_dropped(&a, 1_000);
+        let drained = g.drain(3_000);
+        let count = |arn: &str| drained.iter().find(|d| d.principal.arn == arn).map_or(0, |d| d.count);
+        assert_eq!((count("a"), count("b"), count("c")), (1, 1, 0));
     }
 
     #[test]

@@ -447,6 +447,31 @@ async fn alarm_if_pending_deletion(ctx: &RoleCtx, caller: &Caller, arn: &str, st
     tracing::warn!(key_arn = %arn, operation = %facts.record.operation, "ALARM: request against a key pending deletion");
 }
 
+/// A request shed because the role is at its in-flight limit: counted in its caller's
+/// SuppressedRequests summary (the caller as identified, else as the server stamped it) and
+/// answered with ThrottlingException. Does no other work.
+pub fn shed(ctx: &RoleCtx, msg: &async_nats::Message) -> KmsError {
+    let principal = match ctx.identities.caller(msg.headers.as_ref()) {
+        Ok(caller) => caller.principal,
+        Err(_) => {
+            let info = request_info(msg);
+            keyledger_events::PrincipalV1 {
+                kind: keyledger_events::principal_kind::NATS_USER,
+                account: String::new(),
+                arn: format!(
+                    "nats:{}/{}",
+                    truncate(info.acc.clone(), MAX_SOURCE_BYTES),
+                    truncate(info.user.clone(), MAX_SOURCE_BYTES)
+                ),
+                nats_account: truncate(info.acc, MAX_SOURCE_BYTES),
+                user: truncate(info.user, MAX_SOURCE_BYTES),
+            }
+        }
+    };
+    ctx.limiter.count_dropped(&principal, ctx.config.clock.now_unix_ms());
+    KmsError::new(ErrorKind::Throttling, "The service is at capacity; retry the request with backoff.")
+}
+
 /// How often the rate limiter's suppressed counts are written.
 pub const SUPPRESSED_FLUSH: Duration = crate::audit::RateLimiter::FLUSH_EVERY;
 

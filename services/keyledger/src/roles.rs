@@ -61,7 +61,9 @@ pub struct RoleConfig {
     pub projection_wait: Duration,
     /// How often keyd looks for due rotations and deletions.
     pub scheduler_tick: Duration,
-    /// Requests handled concurrently per role instance.
+    /// Requests handled concurrently per role instance. A request arriving while this many are
+    /// in progress is shed at once with ThrottlingException (counted per principal in the
+    /// SuppressedRequests summaries) instead of waiting in an unbounded queue.
     pub max_in_flight: usize,
     /// Times keyd re-decides a command after an append conflict before giving up.
     pub max_append_attempts: u32,
@@ -73,6 +75,12 @@ pub struct RoleConfig {
     pub rate_limit_per_principal_per_sec: f64,
     /// Burst each principal may make above the rate.
     pub rate_limit_burst: f64,
+    /// Requests per second (and burst) each account may make to this role instance; None: no
+    /// account quota.
+    pub rate_limit_per_account: Option<crate::audit::Quota>,
+    /// Requests per second (and burst) this role instance takes from all callers together;
+    /// None: no global quota.
+    pub rate_limit_global: Option<crate::audit::Quota>,
     /// Answer without writing usage records. **Only for measuring what audit-first costs**
     /// (the audit benchmark sets it); no configuration file or flag can set it, and the
     /// service never runs with it.
@@ -108,6 +116,8 @@ impl Default for RoleConfig {
             // requests per second (aws-kms-api.md §12.2); here it is per principal.
             rate_limit_per_principal_per_sec: 10_000.0,
             rate_limit_burst: 20_000.0,
+            rate_limit_per_account: None,
+            rate_limit_global: None,
             benchmark_only_skip_audit: false,
             test_follower_delay: Duration::ZERO,
             checkpoint: None,
@@ -232,7 +242,11 @@ pub async fn start(
     let audit_config = AuditConfig { replicas: config.replicas, ..config.audit.clone() };
     let (audit, audit_task) =
         AuditWriter::start(js.clone(), log.clone(), &lane_role, config.clock.clone(), audit_config);
-    let limiter = RateLimiter::new(config.rate_limit_per_principal_per_sec, config.rate_limit_burst);
+    let limiter = RateLimiter::with_quotas(
+        crate::audit::Quota { per_sec: config.rate_limit_per_principal_per_sec, burst: config.rate_limit_burst },
+        config.rate_limit_per_account,
+        config.rate_limit_global,
+    );
     let ctx = Arc::new(RoleCtx {
         nats: nats.clone(),
         log,
@@ -385,7 +399,24 @@ async fn serve_endpoint(
     limiter: Arc<Semaphore>,
 ) {
     while let Some(request) = endpoint.next().await {
-        let Ok(permit) = limiter.clone().acquire_owned().await else { return };
+        let permit = match limiter.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                // Overloaded: shed now rather than queue without bound (AWS clients retry
+                // ThrottlingException with backoff).
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let error = crate::pipeline::shed(&ctx, &request.message);
+                    let mut headers = HeaderMap::new();
+                    headers.insert(SERVICE_ERROR_HEADER, error.kind.aws_name());
+                    headers.insert(SERVICE_ERROR_CODE_HEADER, error.kind.http_status().to_string().as_str());
+                    let body = bytes::Bytes::from(serde_json::to_vec(&error.to_json()).unwrap_or_default());
+                    let _ = request.respond_with_headers(Ok(body), headers).await;
+                });
+                continue;
+            }
+        };
         let ctx = ctx.clone();
         let request_id = uuid::Uuid::new_v4();
         let span = tracing::info_span!("request", request_id = %request_id, operation = op.name());

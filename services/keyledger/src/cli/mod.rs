@@ -560,6 +560,24 @@ pub struct ServeConfig {
     /// process without `checkpoint_key_file`.
     #[serde(default)]
     pub log_key: Option<String>,
+    /// Load shedding and request quotas (`[load]`), per role instance.
+    #[serde(default)]
+    pub load: Option<LoadSection>,
+}
+
+/// `[load]` of `keyledger serve`: what one role instance accepts before it answers
+/// ThrottlingException (AWS SDKs retry it with backoff). Every member optional.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSection {
+    /// Requests in progress at once (default 1024); more are shed at once.
+    pub max_in_flight: Option<usize>,
+    /// Per principal (default 10,000/s, burst 20,000).
+    pub per_principal: Option<crate::audit::Quota>,
+    /// Per account (default none).
+    pub per_account: Option<crate::audit::Quota>,
+    /// All callers together (default none).
+    pub global: Option<crate::audit::Quota>,
 }
 
 /// `[witness]` of `keyledger serve`: where `keyledger witness serve` listens and its key.
@@ -609,6 +627,24 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         role_config.checkpoint = Some(checkpoint);
     } else if config.roles.contains(&Role::Checkpointer) {
         anyhow::bail!("the checkpointer role needs checkpoint_key_file (create one with `keyledger checkpoint init`)");
+    }
+    if let Some(load) = &config.load {
+        if let Some(n) = load.max_in_flight {
+            anyhow::ensure!(n > 0, "[load] max_in_flight must be at least 1");
+            role_config.max_in_flight = n;
+        }
+        for q in [load.per_principal, load.per_account, load.global].into_iter().flatten() {
+            anyhow::ensure!(
+                q.per_sec >= 0.0 && q.burst >= 1.0 && q.per_sec.is_finite() && q.burst.is_finite(),
+                "[load] quotas need per_sec >= 0 and burst >= 1"
+            );
+        }
+        if let Some(q) = load.per_principal {
+            role_config.rate_limit_per_principal_per_sec = q.per_sec;
+            role_config.rate_limit_burst = q.burst;
+        }
+        role_config.rate_limit_per_account = load.per_account;
+        role_config.rate_limit_global = load.global;
     }
     role_config.snapshot.dir = config.snapshot_dir.clone();
     if let Some(every) = config.snapshot_every {
@@ -684,6 +720,37 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_config_and_a_load_section_parse_and_misspellings_are_refused() {
+        let example = include_str!("../../../../deploy/keyledger.example.toml");
+        let config: ServeConfig = toml::from_str(example).unwrap();
+        assert!(config.load.is_none() && config.witness.is_none());
+        // Every commented-out section of the example, uncommented, parses too.
+        let uncommented: String = example
+            .lines()
+            .map(|l| {
+                let setting = |rest: &str| {
+                    let key = rest.split(" = ").next().unwrap_or("");
+                    (rest.starts_with('[') && rest.ends_with(']'))
+                        || (rest.contains(" = ") && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                };
+                match l.strip_prefix("# ") {
+                    Some(rest) if setting(rest) => rest,
+                    _ => l,
+                }
+            })
+            .filter(|l| !l.contains("root_key_fd") && !l.contains("tls_"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let full: ServeConfig = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        let load = full.load.expect("[load]");
+        assert_eq!(load.max_in_flight, Some(1024));
+        assert_eq!(load.per_account, Some(crate::audit::Quota { per_sec: 5000.0, burst: 10000.0 }));
+        assert!(full.witness.is_some() && full.checkpoint_key_file.is_some() && full.snapshot_every == Some(10000));
+        let typo = example.to_owned() + "\n[load]\nmax_inflight = 3\n";
+        assert!(toml::from_str::<ServeConfig>(&typo).is_err());
+    }
 
     #[test]
     fn nats_off_loopback_needs_tls() {
