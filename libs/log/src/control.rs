@@ -7,6 +7,7 @@ use async_nats::jetstream::stream::{DirectGetErrorKind, LastRawMessageErrorKind,
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use keyledger_events::{names, MAX_RECORD_BYTES};
+use std::time::Duration;
 
 use crate::streams::{ensure_control_stream, StreamSetupError};
 use crate::{unix_ms, LogError, RetryPolicy, StoredRecord};
@@ -248,8 +249,12 @@ impl ControlLog {
 
 enum Follow {
     Start(Box<Stream>, u64),
-    Running(Box<async_nats::jetstream::consumer::pull::Ordered>, u64),
+    Running(Box<async_nats::jetstream::consumer::pull::Ordered>, u64, Box<Stream>),
 }
+
+/// How long a follower waits for the next message before it asks the stream whether it is
+/// behind: an ordered consumer left on a server that went away can stall without an error.
+pub const FOLLOW_IDLE_CHECK: Duration = Duration::from_secs(3);
 
 /// Every message of `stream` from stream sequence `from` (≥ 1) on, in order, then new ones as
 /// they are stored; never ends by itself. As [`ControlLog::follow`], for any stream (the
@@ -260,7 +265,7 @@ pub fn follow_stream(
     from: u64,
 ) -> impl futures::Stream<Item = Result<StoredRecord, LogError>> + Send + 'static {
     stream::unfold(Some(Follow::Start(Box::new(stream), from)), |state| async move {
-        let (mut messages, expected) = match state? {
+        let (mut messages, expected, stream) = match state? {
             Follow::Start(stream, from) => {
                 let consumer = stream
                     .create_consumer(OrderedConfig {
@@ -275,15 +280,33 @@ pub fn follow_stream(
                     }
                 };
                 match consumer.messages().await {
-                    Ok(m) => (Box::new(m), from),
+                    Ok(m) => (Box::new(m), from, stream),
                     Err(e) => {
                         return Some((Err(LogError::Unavailable(format!("cannot start ordered consumer: {e}"))), None))
                     }
                 }
             }
-            Follow::Running(m, expected) => (m, expected),
+            Follow::Running(m, expected, stream) => (m, expected, stream),
         };
-        match messages.next().await? {
+        let next = loop {
+            match tokio::time::timeout(FOLLOW_IDLE_CHECK, messages.next()).await {
+                Ok(item) => break item?,
+                Err(_) => {
+                    // Idle: fine if nothing new was stored; a stalled consumer otherwise.
+                    if let Ok(info) = stream.get_info().await {
+                        if info.state.last_sequence >= expected {
+                            return Some((
+                                Err(LogError::Unavailable(format!(
+                                    "the ordered consumer stalled before sequence {expected}"
+                                ))),
+                                None,
+                            ));
+                        }
+                    }
+                }
+            }
+        };
+        match next {
             Ok(message) => {
                 let info = match message.info() {
                     Ok(i) => i,
@@ -299,7 +322,7 @@ pub fn follow_stream(
                     server_time_unix_ms: unix_ms(info.published),
                     payload: message.payload.clone(),
                 };
-                Some((Ok(record), Some(Follow::Running(messages, expected + 1))))
+                Some((Ok(record), Some(Follow::Running(messages, expected + 1, stream))))
             }
             Err(e) => Some((Err(LogError::Unavailable(format!("ordered consumer: {e}"))), None)),
         }

@@ -26,7 +26,7 @@ mod streams;
 mod usage;
 
 pub use checkpoint::CheckpointLog;
-pub use control::{follow_stream, AppendError, ControlLog};
+pub use control::{follow_stream, AppendError, ControlLog, FOLLOW_IDLE_CHECK};
 pub use material::MaterialStore;
 pub use streams::{
     checkpoint_stream_config, control_stream_config, ensure_checkpoint_stream, ensure_control_stream,
@@ -151,8 +151,14 @@ pub async fn connect(
                 other => tracing::warn!(event = %other, "nats connection event"),
             }
         })
-        .connect(url)
+        .connect(server_list(url))
         .await
+}
+
+/// The server URLs of a profile's `url`: one URL, or several separated by commas (every
+/// member of a cluster; the client moves to another when its server goes away).
+pub fn server_list(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
 }
 
 /// A JetStream context with [`JETSTREAM_TIMEOUT`] bounding API calls and awaited acks, and

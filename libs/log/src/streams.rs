@@ -13,6 +13,9 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::{context::CreateStreamErrorKind, Context};
 use keyledger_events::{names, MAX_RECORD_BYTES};
 
+/// How long stream creation waits for a cluster to be able to place every replica.
+pub const PLACEMENT_WAIT: Duration = Duration::from_secs(30);
+
 /// Dedup horizon of `Nats-Msg-Id` on both streams (nats-tantivy.md §2.3): 120 s.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
@@ -190,7 +193,19 @@ async fn ensure(js: &Context, expected: Config) -> Result<Stream, StreamSetupErr
         verify_config(&expected, &stream.cached_info().config)?;
         return Ok(stream);
     }
-    match js.create_stream(expected.clone()).await {
+    let mut created = js.create_stream(expected.clone()).await;
+    // A cluster that is still forming (or missing members) cannot place the replicas yet
+    // (JetStream error 10005, "no suitable peers for placement"): wait for it, bounded.
+    let deadline = std::time::Instant::now() + PLACEMENT_WAIT;
+    while let Err(e) = &created {
+        let placement = matches!(e.kind(), CreateStreamErrorKind::JetStream(je) if je.error_code().0 == 10005);
+        if !placement || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        created = js.create_stream(expected.clone()).await;
+    }
+    match created {
         Ok(stream) => {
             // The server may normalize values; verify what it stored.
             verify_config(&expected, &stream.cached_info().config)?;

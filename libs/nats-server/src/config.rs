@@ -266,6 +266,23 @@ pub struct ServerSettings {
     pub topology: DevTopology,
     /// HTTP monitoring port on `host` (`/varz`, `/healthz`, `/jsz`); None = no monitoring.
     pub monitor_port: Option<u16>,
+    /// Membership of a JetStream cluster; None = a single server.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// One server's place in a JetStream cluster (RAFT; every member lists the others' routes).
+/// Routes are plain TCP on `host`: loopback only (the cluster harness and `keyledger dev
+/// --nodes 3`); a deployment across hosts needs TLS on routes (deploy/cluster/).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Cluster name (the same on every member).
+    pub name: String,
+    /// This server's name (unique in the cluster; JetStream needs it).
+    pub server_name: String,
+    /// The route (cluster) port this server listens on.
+    pub port: u16,
+    /// Route ports of the other members on `host`.
+    pub routes: Vec<u16>,
 }
 
 impl ServerSettings {
@@ -278,6 +295,7 @@ impl ServerSettings {
             sync_always: true,
             topology,
             monitor_port: None,
+            cluster: None,
         }
     }
 }
@@ -294,6 +312,16 @@ pub fn render_config(settings: &ServerSettings) -> String {
     let _ = writeln!(out, "port: {}", settings.port);
     if let Some(mp) = settings.monitor_port {
         let _ = writeln!(out, "http: {}", quote(&format!("{}:{mp}", settings.host)));
+    }
+    if let Some(c) = &settings.cluster {
+        let _ = writeln!(out, "server_name: {}", quote(&c.server_name));
+        out.push_str("cluster {\n");
+        let _ = writeln!(out, "  name: {}", quote(&c.name));
+        let _ = writeln!(out, "  listen: {}", quote(&format!("{}:{}", settings.host, c.port)));
+        let routes: Vec<String> =
+            c.routes.iter().map(|p| quote(&format!("nats-route://{}:{p}", settings.host))).collect();
+        let _ = writeln!(out, "  routes: [{}]", routes.join(", "));
+        out.push_str("}\n");
     }
     out.push_str("jetstream {\n");
     let _ = writeln!(out, "  store_dir: {}", quote(&settings.store_dir.to_string_lossy()));

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod binary;
+mod cluster;
 mod config;
 mod profile;
 mod secret;
@@ -23,9 +24,10 @@ pub use binary::{
     cached_binary, find_or_install, install_into, server_version, tools_dir, workspace_root, NatsVersion, ENV_SERVER,
     ENV_TOOLS_DIR, MIN_VERSION, PINNED_VERSION, PYPI_PACKAGE,
 };
+pub use cluster::{NatsCluster, CLUSTER_NAME};
 pub use config::{
-    inbox_prefix, render_config, service_publish_allow, service_publish_deny, service_subscribe_allow, DevTopology,
-    ServerSettings, TenantAccount, UserCredentials, ADMIN_USER, DEV_KEYLEDGER_ACCOUNT, DEV_TENANT_ACCOUNT,
+    inbox_prefix, render_config, service_publish_allow, service_publish_deny, service_subscribe_allow, ClusterSettings,
+    DevTopology, ServerSettings, TenantAccount, UserCredentials, ADMIN_USER, DEV_KEYLEDGER_ACCOUNT, DEV_TENANT_ACCOUNT,
     DEV_TENANT_USER, GATEWAY_ACCOUNT, GATEWAY_USER, SERVICE_ACCOUNT, SERVICE_USER, SYSTEM_ACCOUNT, SYSTEM_USER,
 };
 pub use profile::{ClientProfile, ServiceProfile};

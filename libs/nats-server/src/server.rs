@@ -103,8 +103,37 @@ impl NatsServer {
         }
     }
 
-    /// Writes the config, spawns the child and waits for readiness (used by start and restart).
-    fn launch(&mut self) -> Result<(), Error> {
+    /// Like [`NatsServer::start`] with fixed ports, but returns once the process is spawned,
+    /// without waiting for readiness: the members of a cluster must all run before any of them
+    /// is ready (JetStream needs a quorum). Call [`NatsServer::wait_until_ready`] next.
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`] (no readiness errors).
+    pub fn spawn(binary: &Path, settings: ServerSettings, data_dir: &Path) -> Result<Self, Error> {
+        settings.topology.validate()?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|source| Error::Io { context: format!("creating {}", data_dir.display()), source })?;
+        fs::create_dir_all(&settings.store_dir)
+            .map_err(|source| Error::Io { context: format!("creating {}", settings.store_dir.display()), source })?;
+        let mut server = Self { binary: binary.to_path_buf(), settings, data_dir: data_dir.to_path_buf(), child: None };
+        server.spawn_child()?;
+        Ok(server)
+    }
+
+    /// Waits (at most [`READY_TIMEOUT`]) until a spawned server accepts the service user and
+    /// answers a JetStream request.
+    ///
+    /// # Errors
+    /// [`Error::Start`] with the log tail.
+    pub fn wait_until_ready(&mut self) -> Result<(), Error> {
+        self.wait_ready().map_err(|message| Error::Start { message, log_tail: self.log_tail_since(0) })
+    }
+
+    /// Writes the config and spawns the child (no readiness wait).
+    fn spawn_child(&mut self) -> Result<u64, Error> {
         let config_path = self.config_path();
         write_private_file(&config_path, render_config(&self.settings).as_bytes())?;
         let log = OpenOptions::new()
@@ -128,6 +157,12 @@ impl NatsServer {
                 log_tail: String::new(),
             })?;
         self.child = Some(child);
+        Ok(log_start)
+    }
+
+    /// Writes the config, spawns the child and waits for readiness (used by start and restart).
+    fn launch(&mut self) -> Result<(), Error> {
+        let log_start = self.spawn_child()?;
         match self.wait_ready() {
             Ok(()) => Ok(()),
             Err(message) => {

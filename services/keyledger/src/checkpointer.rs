@@ -684,6 +684,14 @@ async fn follow(
                     }
                     next = record.stream_seq + 1;
                 }
+                Err(keyledger_log::LogError::Gap { expected, found })
+                    if found < expected || sequence_exists(&stream, expected).await =>
+                {
+                    // A redelivery, or a consumer that skipped ahead after a server failed
+                    // over: read again from the next sequence.
+                    tracing::info!(stream = %name, expected, found, "checkpointer: consumer out of step; resuming");
+                    break;
+                }
                 Err(keyledger_log::LogError::Gap { expected, found }) => {
                     let why = format!("stream sequences {expected}..{found} are missing");
                     tracing::error!(stream = %name, alarm = "integrity", "{why}; this stream is no longer checkpointed");
@@ -701,6 +709,13 @@ async fn follow(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// True unless the server says the message at `seq` does not exist (deleted): only then is a
+/// skipped sequence a real gap. Read errors count as "exists" (try again).
+async fn sequence_exists(stream: &async_nats::jetstream::stream::Stream, seq: u64) -> bool {
+    use async_nats::jetstream::stream::DirectGetErrorKind;
+    !matches!(stream.direct_get(seq).await, Err(e) if e.kind() == DirectGetErrorKind::NotFound)
 }
 
 /// Folds one control record; at a snapshot position, the snapshot's hash and state digest. A

@@ -783,7 +783,7 @@ async fn tenant_connections(
         .custom_inbox_prefix(profile.inbox_prefix.clone())
         .name("keyledger-bench")
         .request_timeout(Some(CALL_TIMEOUT))
-        .connect(profile.url.as_str())
+        .connect(keyledger_log::server_list(profile.url.as_str()))
         .await
         .with_context(|| format!("cannot connect to {}", profile.url))?;
         out.push(client);

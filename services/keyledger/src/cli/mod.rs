@@ -505,7 +505,7 @@ pub async fn connect_profile(profile: &ClientProfile) -> anyhow::Result<KmsClien
         async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned())
             .custom_inbox_prefix(profile.inbox_prefix.clone())
             .name("keyledger-cli")
-            .connect(profile.url.as_str())
+            .connect(keyledger_log::server_list(profile.url.as_str()))
             .await
             .with_context(|| format!("cannot connect to {}", profile.url))?;
     Ok(KmsClient::new(client, Duration::from_secs(30)))
@@ -563,6 +563,10 @@ pub struct ServeConfig {
     /// Load shedding and request quotas (`[load]`), per role instance.
     #[serde(default)]
     pub load: Option<LoadSection>,
+    /// Address of the roles' health endpoint (`/healthz`, `/metrics`, `/digest`); none when
+    /// absent.
+    #[serde(default)]
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 /// `[load]` of `keyledger serve`: what one role instance accepts before it answers
@@ -664,8 +668,15 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     } else {
         Some(crate::roles::start(&config.roles, &profile, root, role_config).await?)
     };
+    let health = match (&running, config.health_listen) {
+        (Some(r), Some(listen)) => Some(crate::health::serve(r.ctx.clone(), listen).await?),
+        _ => None,
+    };
     tracing::info!(roles = ?config.roles, gateway = gateway.is_some(), "keyledger serving");
     shutdown_signal().await;
+    if let Some(h) = health {
+        h.stop();
+    }
     if let Some(g) = gateway {
         g.stop().await;
     }

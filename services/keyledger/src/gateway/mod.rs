@@ -206,7 +206,7 @@ pub async fn start(config: GatewayConfig, nats_profile: &ServiceProfile) -> anyh
     )
     .custom_inbox_prefix(nats_profile.inbox_prefix.clone())
     .name("keyledger-gateway")
-    .connect(nats_profile.url.as_str())
+    .connect(keyledger_log::server_list(nats_profile.url.as_str()))
     .await
     .map_err(|e| anyhow::anyhow!("the gateway cannot connect to {}: {e}", nats_profile.url))?;
     let acceptor = match &config.tls {

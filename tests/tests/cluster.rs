@@ -1,0 +1,435 @@
+//! A three-node JetStream cluster (issue 9), on loopback: the streams replicated ×3, the roles
+//! and the clients connected to every member. Fault tests, bounded in count and time: after
+//! each, every acknowledged request has its audit record, no event is lost or duplicated, the
+//! log verifies, a replay of the control stream gives the live state, and clients saw only
+//! retryable errors.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keyledger::checkpointer::{CheckpointConfig, LogKey};
+use keyledger::protocol::{CallError, KmsClient};
+use keyledger::roles::{Role, RoleConfig, RunningRoles};
+use keyledger_nats_server::{DevTopology, NatsCluster};
+use keyledger_tests::*;
+use serde_json::json;
+
+const CLI: &str = env!("CARGO_BIN_EXE_kl-cli");
+
+struct Env {
+    dir: tempfile::TempDir,
+    cluster: NatsCluster,
+    roles: Option<RunningRoles>,
+    client: KmsClient,
+    vkey: String,
+}
+
+async fn start() -> Env {
+    if let Ok(filter) = std::env::var("KEYLEDGER_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).try_init();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let topology = DevTopology::dev();
+    let binary = keyledger_nats_server::find_or_install().unwrap();
+    let cluster = NatsCluster::start(&binary, topology.clone(), &dir.path().join("nats"), 3, true).unwrap();
+    let key_path = dir.path().join("log.key");
+    let vkey = LogKey::create_file(&key_path, "keyledger.local/log-cluster").unwrap().verifier().to_string();
+    let config = RoleConfig {
+        replicas: 3,
+        accounts: topology.tenants.iter().map(|t| (t.nats_account.clone(), t.keyledger_account.clone())).collect(),
+        checkpoint: Some(CheckpointConfig::new(Arc::new(LogKey::load(&key_path).unwrap()))),
+        ..RoleConfig::default()
+    };
+    let root = Arc::new(keyledger_crypto::RootKey::generate());
+    let roles = keyledger::roles::start(
+        &[Role::Keyd, Role::Cryptod, Role::Checkpointer],
+        &cluster.service_profile(),
+        root,
+        config,
+    )
+    .await
+    .unwrap();
+    cluster.service_profile().write_to(&dir.path().join("service.json")).unwrap();
+    let profile = cluster.client_profile("dev").unwrap();
+    let nats =
+        async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned())
+            .custom_inbox_prefix(profile.inbox_prefix.clone())
+            .connect(keyledger_log::server_list(profile.url.as_str()))
+            .await
+            .unwrap();
+    Env { dir, cluster, roles: Some(roles), client: KmsClient::new(nats, Duration::from_secs(5)), vkey }
+}
+
+/// What the load saw: acknowledged request ids and every error by name.
+#[derive(Default)]
+struct Seen {
+    ok: Vec<String>,
+    errors: Vec<String>,
+    /// Longest time between two acknowledged requests (the outage as clients saw it).
+    longest_gap: Duration,
+}
+
+/// Encrypt from 8 workers (and a CreateKey every tenth call) until `stop`.
+async fn load(client: KmsClient, key: String, stop: Arc<AtomicBool>) -> Seen {
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (client, key, stop) = (client.clone(), key.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let result = if i.is_multiple_of(10) {
+                    client.call("CreateKey", &json!({"Description": format!("w{w}-{i}")})).await
+                } else {
+                    client
+                        .call("Encrypt", &json!({"KeyId": key, "Plaintext": b64(format!("{w}-{i}").as_bytes())}))
+                        .await
+                };
+                let outcome = match result {
+                    Ok(reply) => Ok(reply.request_id.expect("a request id")),
+                    Err(CallError::Service(e)) => Err(e.name),
+                    Err(other) => Err(format!("transport: {other}")),
+                };
+                if outcome.is_err() {
+                    tokio::time::sleep(Duration::from_millis(50)).await; // a client's backoff
+                }
+                seen.push((Instant::now(), outcome));
+            }
+            seen
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    all.sort_by_key(|(t, _)| *t);
+    let mut seen = Seen::default();
+    let mut last_ok: Option<Instant> = None;
+    for (t, outcome) in all {
+        match outcome {
+            Ok(id) => {
+                if let Some(prev) = last_ok {
+                    seen.longest_gap = seen.longest_gap.max(t - prev);
+                }
+                last_ok = Some(t);
+                seen.ok.push(id);
+            }
+            Err(name) => seen.errors.push(name),
+        }
+    }
+    seen
+}
+
+/// Every request id the log records (usage records and control events), hyphenated.
+async fn recorded_request_ids(env: &Env) -> HashSet<String> {
+    let nats = keyledger_log::connect(
+        &env.cluster.service_profile().url,
+        &env.cluster.service_profile().user,
+        env.cluster.service_profile().password.expose(),
+        &env.cluster.service_profile().inbox_prefix,
+        "cluster-test",
+    )
+    .await
+    .unwrap();
+    let js = keyledger_log::jetstream(nats);
+    let mut ids = HashSet::new();
+    keyledger::export::read_streams(&js, |frame| {
+        if let keyledger::export::Frame::Message(m) = frame {
+            if keyledger::export::is_record_stream(&m.stream) {
+                let event = keyledger_events::decode(&m.payload).expect("every stored record decodes");
+                match event.body {
+                    keyledger_events::Body::UsageBlock(b) => {
+                        ids.extend(b.records.iter().map(|r| uuid::Uuid::from_bytes(r.request_id).to_string()));
+                    }
+                    _ => {
+                        ids.insert(uuid::Uuid::from_bytes(event.record.request_id).to_string());
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    ids
+}
+
+/// The checks every fault test ends with.
+async fn after_the_fault(env: &Env, seen: &Seen, what: &str) {
+    // Clients saw only retryable errors.
+    let retryable = ["DependencyTimeoutException", "KMSInternalException", "ThrottlingException"];
+    for e in &seen.errors {
+        assert!(retryable.contains(&e.as_str()) || e.starts_with("transport: "), "{what}: a non-retryable error: {e}");
+    }
+    // Every acknowledged request has its audit record.
+    let recorded = recorded_request_ids(env).await;
+    let missing: Vec<&String> = seen.ok.iter().filter(|id| !recorded.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: {} acknowledged requests without a record: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // No event lost or duplicated, every chain intact, everything under a checkpoint.
+    let profile = env.dir.path().join("service.json");
+    let verified = eventually(Duration::from_secs(20), || {
+        let (profile, vkey) = (profile.clone(), env.vkey.clone());
+        async move {
+            let out = tokio::process::Command::new(CLI)
+                .args(["verify", "--log-key", &vkey, "--service-profile"])
+                .arg(&profile)
+                .output()
+                .await
+                .unwrap();
+            out.status.code() == Some(0)
+        }
+    })
+    .await;
+    let out = std::process::Command::new(CLI)
+        .args(["verify", "--log-key", &env.vkey, "--service-profile"])
+        .arg(&profile)
+        .output()
+        .unwrap();
+    assert!(verified, "{what}: the log verifies:\n{}", String::from_utf8_lossy(&out.stdout));
+    // A replay of the control stream gives the live state.
+    let roles = env.roles.as_ref().unwrap();
+    let head = roles.ctx.follower.catch_up(Duration::from_secs(10)).await.unwrap();
+    let log = roles.ctx.follower.log();
+    let mut replayed = keyledger_kms::Projection::default();
+    let mut records = std::pin::pin!(log.read_range(1, head).await.unwrap());
+    while let Some(r) = futures::StreamExt::next(&mut records).await {
+        keyledger::follower::apply_record(&mut replayed, &r.unwrap()).unwrap();
+    }
+    assert_eq!(replayed.state_digest(), roles.ctx.follower.read().state_digest(), "{what}: replay = live");
+    eprintln!(
+        "{what}: {} requests acknowledged, {} errors ({:?}), longest gap without a success {:.2} s",
+        seen.ok.len(),
+        seen.errors.len(),
+        {
+            let mut kinds: Vec<&String> = seen.errors.iter().collect();
+            kinds.sort();
+            kinds.dedup();
+            kinds
+        },
+        seen.longest_gap.as_secs_f64()
+    );
+}
+
+/// kill -9 of one nats-server during a steady Encrypt + CreateKey load, then its restart:
+/// the streams (R3) keep a quorum, roles and clients move to the other members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_one_server_under_load_loses_nothing() {
+    let mut env = start().await;
+    let key = env.client.call("CreateKey", &json!({})).await.unwrap().body["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(env.client.clone(), key, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.cluster.nodes()[0].kill().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::task::block_in_place(|| env.cluster.nodes()[0].restart()).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = running.await.unwrap();
+    assert!(seen.ok.len() > 50, "the load ran: {} acknowledged", seen.ok.len());
+    after_the_fault(&env, &seen, "kill -9 of n1").await;
+    env.roles.take().unwrap().stop().await;
+}
+
+/// A role process (`keyledger serve` or `keyledger audit serve`) that the test can kill -9.
+struct Process {
+    args: Vec<std::ffi::OsString>,
+    log: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Process {
+    fn start(args: Vec<std::ffi::OsString>, log: std::path::PathBuf) -> Self {
+        let mut p = Self { args, log, child: None };
+        p.spawn();
+        p
+    }
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = std::process::Command::new(CLI)
+            .args(&self.args)
+            .env("KEYLEDGER_LOG", "warn,keyledger=info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+    fn kill_9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+async fn http_get_text(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
+    let driver = tokio::spawn(conn);
+    let mut req = hyper::Request::get(path).header(hyper::header::HOST, addr);
+    if let Some(t) = token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let resp = sender.send_request(req.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap()).await.ok()?;
+    let status = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.ok()?.to_bytes();
+    driver.abort();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// kill -9 of keyd (with the checkpointer), of cryptod and of auditd, each in its own
+/// `keyledger serve` / `keyledger audit serve` process, mid-load, then restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_keyd_cryptod_and_auditd_under_load_loses_nothing() {
+    let mut env = start().await;
+    // The in-process roles keep running as a second instance of every role; the processes
+    // below are the ones killed.
+    let dir = env.dir.path().to_path_buf();
+    let root_path = dir.join("root.key");
+    // The processes need the same root key as the in-process roles: take the roles' from the
+    // test's environment by restarting them with a file-based key.
+    env.roles.take().unwrap().stop().await;
+    keyledger_crypto::RootKey::create_file(&root_path).unwrap();
+    let port = || keyledger_nats_server::free_port().unwrap();
+    let (keyd_health, cryptod_health, audit_port) = (port(), port(), port());
+    let accounts = "[accounts]\nDEV = \"111122223333\"\n";
+    let config = |roles: &str, health: u16| {
+        format!(
+            "roles = [{roles}]\nservice_profile = {:?}\nroot_key_file = {:?}\nreplicas = 3\ncheckpoint_key_file = {:?}\nhealth_listen = \"127.0.0.1:{health}\"\n{accounts}",
+            dir.join("service.json"),
+            root_path,
+            dir.join("log.key"),
+        )
+    };
+    std::fs::write(dir.join("keyd.toml"), config("\"keyd\", \"checkpointer\"", keyd_health)).unwrap();
+    std::fs::write(dir.join("cryptod.toml"), config("\"cryptod\"", cryptod_health)).unwrap();
+    let tokens = keyledger::auditd::TokenFile::generate(&format!("http://127.0.0.1:{audit_port}"), &[("dev", ACCOUNT)]);
+    tokens.write_to(&dir.join("tokens.json")).unwrap();
+    let os = |v: Vec<&str>| v.into_iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+    let serve = |name: &str| {
+        let mut a = os(vec!["serve", "--config"]);
+        a.push(dir.join(format!("{name}.toml")).into());
+        Process::start(a, dir.join(format!("{name}.log")))
+    };
+    let mut keyd = serve("keyd");
+    let mut cryptod = serve("cryptod");
+    let mut audit_args = os(vec!["audit", "serve", "--service-profile"]);
+    audit_args.extend([dir.join("service.json").into(), "--index-dir".into(), dir.join("index").into()]);
+    audit_args.extend(["--tokens".into(), dir.join("tokens.json").into(), "--listen".into()]);
+    audit_args.push(format!("127.0.0.1:{audit_port}").into());
+    let mut auditd = Process::start(audit_args, dir.join("auditd.log"));
+
+    let ready = eventually(Duration::from_secs(30), || async {
+        env.client.call("CreateKey", &json!({"Description": "ready"})).await.is_ok()
+    })
+    .await;
+    assert!(ready, "the role processes serve");
+    let key = env.client.call("CreateKey", &json!({})).await.unwrap().body["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(env.client.clone(), key, stop.clone()));
+    let pause = || tokio::time::sleep(Duration::from_millis(1500));
+    pause().await;
+    cryptod.kill_9();
+    pause().await;
+    cryptod.spawn();
+    pause().await;
+    keyd.kill_9();
+    pause().await;
+    keyd.spawn();
+    pause().await;
+    auditd.kill_9();
+    pause().await;
+    auditd.spawn();
+    pause().await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = running.await.unwrap();
+    assert!(seen.ok.len() > 50, "the load ran: {} acknowledged", seen.ok.len());
+
+    // The checks, with the keyd process's live state as the live digest.
+    env.roles = None;
+    let retryable = ["DependencyTimeoutException", "KMSInternalException", "ThrottlingException"];
+    for e in &seen.errors {
+        assert!(retryable.contains(&e.as_str()) || e.starts_with("transport: "), "a non-retryable error: {e}");
+    }
+    let recorded = recorded_request_ids(&env).await;
+    let missing: Vec<&String> = seen.ok.iter().filter(|id| !recorded.contains(*id)).collect();
+    assert!(missing.is_empty(), "{} acknowledged requests without a record", missing.len());
+    let profile = dir.join("service.json");
+    let verified = eventually(Duration::from_secs(30), || {
+        let (profile, vkey) = (profile.clone(), env.vkey.clone());
+        async move {
+            let out = tokio::process::Command::new(CLI)
+                .args(["verify", "--log-key", &vkey, "--service-profile"])
+                .arg(&profile)
+                .output()
+                .await
+                .unwrap();
+            out.status.code() == Some(0)
+        }
+    })
+    .await;
+    assert!(verified, "the log verifies after the kills");
+    // Replay (keyledger replay, the CLI) equals the keyd process's live digest.
+    let health = format!("127.0.0.1:{keyd_health}");
+    let live = eventually(Duration::from_secs(10), || async {
+        http_get_text(&health, "/digest", None).await.is_some_and(|(code, _)| code == 200)
+    })
+    .await;
+    assert!(live, "the restarted keyd serves /digest");
+    let (_, digest) = http_get_text(&health, "/digest", None).await.unwrap();
+    let live: serde_json::Value = serde_json::from_str(&digest).unwrap();
+    let replay_dir = dir.join("replay");
+    let out = std::process::Command::new(CLI)
+        .args(["replay", "--no-index", "--to"])
+        .arg(&replay_dir)
+        .args(["--to-seq", &live["control_seq"].to_string(), "--service-profile"])
+        .arg(&profile)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let replayed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(replay_dir.join("replay.json")).unwrap()).unwrap();
+    assert_eq!(replayed["state_digest"], live["state_digest"], "replay = live");
+    // auditd, killed and restarted, indexes every acknowledged record (a sample).
+    let token = tokens.token("auditor").unwrap().token.expose().to_owned();
+    let audit = format!("127.0.0.1:{audit_port}");
+    for id in seen.ok.iter().step_by((seen.ok.len() / 20).max(1)) {
+        let found = eventually(Duration::from_secs(20), || {
+            let (audit, token, id) = (audit.clone(), token.clone(), id.clone());
+            async move {
+                http_get_text(&audit, &format!("/v1/audit/records/{id}"), Some(&token))
+                    .await
+                    .is_some_and(|(code, _)| code == 200)
+            }
+        })
+        .await;
+        assert!(found, "auditd indexed {id}");
+    }
+    eprintln!(
+        "kill -9 of cryptod, keyd+checkpointer, auditd: {} acknowledged, {} errors, longest gap without a success {:.2} s",
+        seen.ok.len(),
+        seen.errors.len(),
+        seen.longest_gap.as_secs_f64()
+    );
+}
