@@ -31,7 +31,19 @@ async fn start() -> Env {
         let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).try_init();
     }
     let dir = tempfile::tempdir().unwrap();
-    let topology = DevTopology::dev();
+    let mut topology = DevTopology::dev();
+    // A user per role process, each allowed only what its roles need (deploy/nats).
+    for (user, roles, lane) in [
+        ("keyd", vec!["keyd", "checkpointer"], Some("keyd-1")),
+        ("cryptod-1", vec!["cryptod"], Some("cryptod-1")),
+        ("auditd", vec!["auditd"], None),
+    ] {
+        topology.role_users.push(keyledger_nats_server::RoleUser {
+            credentials: keyledger_nats_server::UserCredentials::generated(user),
+            roles: roles.into_iter().map(str::to_owned).collect(),
+            lane: lane.map(str::to_owned),
+        });
+    }
     let binary = keyledger_nats_server::find_or_install().unwrap();
     let cluster = NatsCluster::start(&binary, topology.clone(), &dir.path().join("nats"), 3, true).unwrap();
     let key_path = dir.path().join("log.key");
@@ -52,6 +64,9 @@ async fn start() -> Env {
     .await
     .unwrap();
     cluster.service_profile().write_to(&dir.path().join("service.json")).unwrap();
+    for user in ["keyd", "cryptod-1", "auditd"] {
+        cluster.role_profile(user).unwrap().write_to(&dir.path().join(format!("{user}.json"))).unwrap();
+    }
     let profile = cluster.client_profile("dev").unwrap();
     let nats =
         async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned())
@@ -311,16 +326,18 @@ async fn kill_9_of_keyd_cryptod_and_auditd_under_load_loses_nothing() {
     let port = || keyledger_nats_server::free_port().unwrap();
     let (keyd_health, cryptod_health, audit_port) = (port(), port(), port());
     let accounts = "[accounts]\nDEV = \"111122223333\"\n";
-    let config = |roles: &str, health: u16| {
+    // Each process connects as its own role user, writing only its own lane.
+    let config = |roles: &str, user: &str, health: u16| {
         format!(
-            "roles = [{roles}]\nservice_profile = {:?}\nroot_key_file = {:?}\nreplicas = 3\ncheckpoint_key_file = {:?}\nhealth_listen = \"127.0.0.1:{health}\"\n{accounts}",
-            dir.join("service.json"),
+            "roles = [{roles}]\nservice_profile = {:?}\nroot_key_file = {:?}\nreplicas = 3\ncheckpoint_key_file = {:?}\nhealth_listen = \"127.0.0.1:{health}\"\nlane = \"{}\"\n{accounts}",
+            dir.join(format!("{user}.json")),
             root_path,
             dir.join("log.key"),
+            if user == "keyd" { "keyd-1" } else { user },
         )
     };
-    std::fs::write(dir.join("keyd.toml"), config("\"keyd\", \"checkpointer\"", keyd_health)).unwrap();
-    std::fs::write(dir.join("cryptod.toml"), config("\"cryptod\"", cryptod_health)).unwrap();
+    std::fs::write(dir.join("keyd.toml"), config("\"keyd\", \"checkpointer\"", "keyd", keyd_health)).unwrap();
+    std::fs::write(dir.join("cryptod.toml"), config("\"cryptod\"", "cryptod-1", cryptod_health)).unwrap();
     let tokens = keyledger::auditd::TokenFile::generate(&format!("http://127.0.0.1:{audit_port}"), &[("dev", ACCOUNT)]);
     tokens.write_to(&dir.join("tokens.json")).unwrap();
     let os = |v: Vec<&str>| v.into_iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
@@ -332,7 +349,7 @@ async fn kill_9_of_keyd_cryptod_and_auditd_under_load_loses_nothing() {
     let mut keyd = serve("keyd");
     let mut cryptod = serve("cryptod");
     let mut audit_args = os(vec!["audit", "serve", "--service-profile"]);
-    audit_args.extend([dir.join("service.json").into(), "--index-dir".into(), dir.join("index").into()]);
+    audit_args.extend([dir.join("auditd.json").into(), "--index-dir".into(), dir.join("index").into()]);
     audit_args.extend(["--tokens".into(), dir.join("tokens.json").into(), "--listen".into()]);
     audit_args.push(format!("127.0.0.1:{audit_port}").into());
     let mut auditd = Process::start(audit_args, dir.join("auditd.log"));
@@ -432,4 +449,57 @@ async fn kill_9_of_keyd_cryptod_and_auditd_under_load_loses_nothing() {
         seen.errors.len(),
         seen.longest_gap.as_secs_f64()
     );
+}
+
+/// Role users (issue 9): each may publish only what its roles need; the tenant only requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_users_may_publish_only_what_their_roles_need() {
+    let env = start().await;
+    let denied = |user: &'static str, subject: &'static str| {
+        let profile = if user == "dev" {
+            let p = env.cluster.client_profile("dev").unwrap();
+            keyledger_nats_server::ServiceProfile {
+                url: p.url,
+                nats_account: "DEV".into(),
+                user: p.user,
+                password: p.password,
+                inbox_prefix: p.inbox_prefix,
+            }
+        } else {
+            env.cluster.role_profile(user).unwrap()
+        };
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let client = async_nats::ConnectOptions::with_user_and_password(
+                profile.user.clone(),
+                profile.password.expose().to_owned(),
+            )
+            .custom_inbox_prefix(profile.inbox_prefix.clone())
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = event {
+                        let _ = tx.send(e.to_string());
+                    }
+                }
+            })
+            .connect(keyledger_log::server_list(&profile.url))
+            .await
+            .unwrap();
+            client.publish(subject, "x".into()).await.unwrap();
+            client.flush().await.unwrap();
+            let error = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await.ok().flatten();
+            error.is_some_and(|e| e.to_lowercase().contains("permissions violation"))
+        }
+    };
+    assert!(denied("cryptod-1", "kl.v1.ctl.111122223333.key.x").await, "cryptod writes no key events");
+    assert!(denied("cryptod-1", "kl.v1.use.202612.keyd-1").await, "nor another lane");
+    assert!(denied("cryptod-1", "kl.v1.ckpt.KL_CONTROL_V1").await, "nor checkpoints");
+    assert!(denied("cryptod-1", "$JS.API.STREAM.MSG.DELETE.KL_MATERIAL_V1").await, "nor erase material");
+    assert!(denied("keyd", "kl.v1.use.202612.cryptod-1").await, "keyd writes only its own lane");
+    assert!(denied("keyd", "kms.v1.Encrypt").await, "no role is a caller");
+    assert!(denied("auditd", "kl.v1.ctl.111122223333.key.x").await, "auditd only reads");
+    assert!(denied("auditd", "$JS.API.STREAM.PURGE.KL_CONTROL_V1").await, "nobody purges");
+    assert!(denied("dev", "kl.v1.ctl.111122223333.key.x").await, "a tenant only sends requests");
+    assert!(!denied("cryptod-1", "kl.v1.alarm.111122223333.pending-deletion").await, "the negative control: allowed");
 }

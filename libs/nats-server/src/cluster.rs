@@ -75,6 +75,11 @@ impl NatsCluster {
         ServiceProfile { url: self.urls(), ..self.nodes[0].service_profile() }
     }
 
+    /// A role user's profile with every member's URL.
+    pub fn role_profile(&self, user: &str) -> Option<ServiceProfile> {
+        Some(ServiceProfile { url: self.urls(), ..self.nodes[0].role_profile(user)? })
+    }
+
     /// A tenant's profile with every member's URL.
     pub fn client_profile(&self, tenant: &str) -> Option<ClientProfile> {
         Some(ClientProfile { url: self.urls(), ..self.nodes[0].client_profile(tenant)? })

@@ -108,6 +108,72 @@ pub struct DevTopology {
     pub system: Option<UserCredentials>,
     /// Optional gateway user (account [`GATEWAY_ACCOUNT`]); see the module docs.
     pub gateway: Option<UserCredentials>,
+    /// Users of [`SERVICE_ACCOUNT`] that may do only what their roles need
+    /// ([`role_permissions`]): a deployment gives each role process its own.
+    pub role_users: Vec<RoleUser>,
+}
+
+/// A user of the service account limited to some roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleUser {
+    /// Name and password.
+    pub credentials: UserCredentials,
+    /// Its roles: any of `keyd`, `cryptod`, `checkpointer`, `auditd`.
+    pub roles: Vec<String>,
+    /// The usage lane it writes (`[A-Za-z0-9_-]+`; keyd and cryptod write one); the process
+    /// must be configured with the same lane (`lane` in `keyledger serve`'s config).
+    pub lane: Option<String>,
+}
+
+/// What a role user may publish (allow, deny) and subscribe to (the least each role needs):
+/// - every role: the JetStream API (stream info/create, consumers, direct get) but never
+///   delete, purge or update a stream or delete a message (keyd alone may delete material
+///   messages: crypto-shredding), consumer acks and flow control, its own inbox, NATS micro
+///   discovery, replies to requests it received;
+/// - keyd: control events `kl.v1.ctl.>`, material `kl.v1.mat.>`, its usage lane, the API
+///   requests it serves (`kms.v1.>`);
+/// - cryptod: its usage lane only, the pending-deletion alarm `kl.v1.alarm.>`, `kms.v1.>`;
+/// - checkpointer: `kl.v1.ckpt.>` and its lease bucket, and the proof requests `kl.v1.sys.>`;
+/// - auditd: proof requests to `kl.v1.sys.>` (it reads streams through the JetStream API).
+///
+/// No role may publish a request (`kms.v1.>`).
+pub fn role_permissions(user: &str, roles: &[String], lane: Option<&str>) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let has = |r: &str| roles.iter().any(|x| x == r);
+    let mut publish = vec!["$JS.API.>".to_owned(), "$JS.ACK.>".to_owned(), "$JS.FC.>".to_owned()];
+    let mut deny = vec![
+        names::API_SUBJECTS.to_owned(),
+        "$JS.API.STREAM.DELETE.>".to_owned(),
+        "$JS.API.STREAM.PURGE.>".to_owned(),
+        "$JS.API.STREAM.UPDATE.>".to_owned(),
+    ];
+    let mut subscribe = vec!["$SRV.>".to_owned(), format!("{}.>", inbox_prefix(user))];
+    if has("keyd") {
+        publish.push(format!("{}.>", names::CONTROL_SUBJECT_PREFIX));
+        publish.push(names::MATERIAL_SUBJECTS.to_owned());
+        for stream in [names::CONTROL_STREAM, names::CHECKPOINT_STREAM] {
+            deny.push(format!("$JS.API.STREAM.MSG.DELETE.{stream}"));
+        }
+    } else {
+        deny.push("$JS.API.STREAM.MSG.DELETE.>".to_owned());
+    }
+    if has("keyd") || has("cryptod") {
+        if let Some(lane) = lane {
+            publish.push(format!("{}.*.{lane}", names::USAGE_SUBJECT_PREFIX));
+        }
+        subscribe.push(names::API_SUBJECTS.to_owned());
+    }
+    if has("cryptod") {
+        publish.push("kl.v1.alarm.>".to_owned());
+    }
+    if has("checkpointer") {
+        publish.push(names::CHECKPOINT_SUBJECTS.to_owned());
+        publish.push(format!("$KV.{}.>", names::CHECKPOINT_LEASE_BUCKET));
+        subscribe.push(names::SYS_SUBJECTS.to_owned());
+    }
+    if has("auditd") {
+        publish.push(names::SYS_SUBJECTS.to_owned());
+    }
+    (publish, deny, subscribe)
 }
 
 impl DevTopology {
@@ -126,6 +192,7 @@ impl DevTopology {
             admin: None,
             system: None,
             gateway: Some(UserCredentials::generated(GATEWAY_USER)),
+            role_users: Vec::new(),
         }
     }
 
@@ -207,6 +274,17 @@ impl DevTopology {
         }
         if let Some(g) = &self.gateway {
             check_user(&g.user, &g.password)?;
+        }
+        for r in &self.role_users {
+            check_user(&r.credentials.user, &r.credentials.password)?;
+            if let Some(lane) = &r.lane {
+                check_name("lane", lane)?;
+            }
+            for role in &r.roles {
+                if !["keyd", "cryptod", "checkpointer", "auditd"].contains(&role.as_str()) {
+                    return Err(Error::Config(format!("user {:?}: unknown role {role:?}", r.credentials.user)));
+                }
+            }
         }
         // GATEWAY is reserved even without a gateway user: the roles treat requests stamped
         // with that account as forwarded by the gateway.
@@ -336,6 +414,20 @@ pub fn render_config(settings: &ServerSettings) -> String {
     out.push_str("    jetstream: enabled\n");
     out.push_str("    users: [\n");
     render_service_user(&mut out, &t.service);
+    for r in &t.role_users {
+        let list = |v: Vec<String>| v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
+        let (publish, deny, subscribe) = role_permissions(&r.credentials.user, &r.roles, r.lane.as_deref());
+        let _ = writeln!(
+            out,
+            "      {{ user: {}, password: {}, permissions: {{",
+            quote(&r.credentials.user),
+            quote(r.credentials.password.expose())
+        );
+        let _ = writeln!(out, "          publish: {{ allow: [{}], deny: [{}] }}", list(publish), list(deny));
+        let _ = writeln!(out, "          subscribe: {{ allow: [{}] }}", list(subscribe));
+        out.push_str("          allow_responses: true\n");
+        out.push_str("      } }\n");
+    }
     if let Some(admin) = &t.admin {
         let _ = writeln!(out, "      {{ user: {}, password: {} }}", quote(&admin.user), quote(admin.password.expose()));
     }

@@ -26,9 +26,10 @@ pub use binary::{
 };
 pub use cluster::{NatsCluster, CLUSTER_NAME};
 pub use config::{
-    inbox_prefix, render_config, service_publish_allow, service_publish_deny, service_subscribe_allow, ClusterSettings,
-    DevTopology, ServerSettings, TenantAccount, UserCredentials, ADMIN_USER, DEV_KEYLEDGER_ACCOUNT, DEV_TENANT_ACCOUNT,
-    DEV_TENANT_USER, GATEWAY_ACCOUNT, GATEWAY_USER, SERVICE_ACCOUNT, SERVICE_USER, SYSTEM_ACCOUNT, SYSTEM_USER,
+    inbox_prefix, render_config, role_permissions, service_publish_allow, service_publish_deny,
+    service_subscribe_allow, ClusterSettings, DevTopology, RoleUser, ServerSettings, TenantAccount, UserCredentials,
+    ADMIN_USER, DEV_KEYLEDGER_ACCOUNT, DEV_TENANT_ACCOUNT, DEV_TENANT_USER, GATEWAY_ACCOUNT, GATEWAY_USER,
+    SERVICE_ACCOUNT, SERVICE_USER, SYSTEM_ACCOUNT, SYSTEM_USER,
 };
 pub use profile::{ClientProfile, ServiceProfile};
 pub use secret::{Password, GENERATED_PASSWORD_BYTES};

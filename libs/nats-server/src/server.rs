@@ -254,6 +254,18 @@ impl NatsServer {
         }
     }
 
+    /// Profile of a role user of the service account ([`crate::RoleUser`]), by name.
+    pub fn role_profile(&self, user: &str) -> Option<ServiceProfile> {
+        let r = self.settings.topology.role_users.iter().find(|r| r.credentials.user == user)?;
+        Some(ServiceProfile {
+            url: self.url(),
+            nats_account: SERVICE_ACCOUNT.to_owned(),
+            user: r.credentials.user.clone(),
+            password: r.credentials.password.clone(),
+            inbox_prefix: inbox_prefix(&r.credentials.user),
+        })
+    }
+
     /// Profile of the unrestricted admin user of the service account, if the topology has one.
     pub fn admin_profile(&self) -> Option<ServiceProfile> {
         let a = self.settings.topology.admin.as_ref()?;

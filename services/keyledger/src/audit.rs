@@ -49,6 +49,10 @@ pub struct AuditConfig {
     /// Byte cap of each period's usage stream (None = no cap; with a cap the stream refuses new
     /// blocks when full and the service fails closed).
     pub usage_stream_max_bytes: Option<i64>,
+    /// A fixed lane name (`[A-Za-z0-9_-]+`): a deployment that limits each role user to its
+    /// own usage subject names the lane here (and in the user's permissions); a restarted
+    /// process continues the lane's chain from its head. None: `<role>-<random>` per start.
+    pub lane: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -59,6 +63,7 @@ impl Default for AuditConfig {
             audit_wait: Duration::from_secs(5),
             replicas: 1,
             usage_stream_max_bytes: None,
+            lane: None,
         }
     }
 }
@@ -127,7 +132,7 @@ fn refused(reason: &str) -> KmsError {
 }
 
 impl AuditWriter {
-    /// Starts a lane named `<role>-<random>`.
+    /// Starts the lane `config.lane`, or one named `<role>-<random>`.
     pub fn start(
         js: Context,
         control: ControlLog,
@@ -135,7 +140,10 @@ impl AuditWriter {
         clock: Clock,
         config: AuditConfig,
     ) -> (Self, JoinHandle<()>) {
-        let lane = format!("{role}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let lane = config
+            .lane
+            .clone()
+            .unwrap_or_else(|| format!("{role}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
         let (tx, rx) = mpsc::channel(config.max_queued_records.max(1));
         let (health_tx, health) = watch::channel(AuditHealth::Writing);
         let wait = config.audit_wait;

@@ -567,6 +567,10 @@ pub struct ServeConfig {
     /// absent.
     #[serde(default)]
     pub health_listen: Option<std::net::SocketAddr>,
+    /// The usage lane this process writes (`[A-Za-z0-9_-]+`), when its NATS user may publish
+    /// only that lane's subject (deploy/nats: role users); default `<roles>-<random>` per start.
+    #[serde(default)]
+    pub lane: Option<String>,
 }
 
 /// `[load]` of `keyledger serve`: what one role instance accepts before it answers
@@ -649,6 +653,10 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
         }
         role_config.rate_limit_per_account = load.per_account;
         role_config.rate_limit_global = load.global;
+    }
+    if let Some(lane) = &config.lane {
+        anyhow::ensure!(keyledger_events::names::is_subject_token(lane), "lane must be one subject token");
+        role_config.audit.lane = Some(lane.clone());
     }
     role_config.snapshot.dir = config.snapshot_dir.clone();
     if let Some(every) = config.snapshot_every {
