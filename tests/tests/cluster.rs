@@ -503,3 +503,32 @@ async fn role_users_may_publish_only_what_their_roles_need() {
     assert!(denied("dev", "kl.v1.ctl.111122223333.key.x").await, "a tenant only sends requests");
     assert!(!denied("cryptod-1", "kl.v1.alarm.111122223333.pending-deletion").await, "the negative control: allowed");
 }
+
+/// `keyledger dev --nodes 3` (the local three-node cluster): the streams are replicated ×3,
+/// and a restart of every member keeps every key and ciphertext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dev_cluster_keeps_everything_across_a_full_restart() {
+    use keyledger::cli::dev::DevEnvironment;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kl");
+    let env = DevEnvironment::start_nodes(&data, 0, RoleConfig::default(), 3).await.unwrap();
+    assert_eq!(env.peers.len(), 2);
+    let client = keyledger::cli::connect_profile(&env.client_profile).await.unwrap();
+    let key =
+        client.call("CreateKey", &json!({})).await.unwrap().body["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let ct = client.call("Encrypt", &json!({"KeyId": key, "Plaintext": b64(b"kept")})).await.unwrap().body
+        ["CiphertextBlob"]
+        .clone();
+    let js = keyledger_log::jetstream(env.roles.as_ref().unwrap().ctx.nats.clone());
+    for stream in [keyledger_events::names::CONTROL_STREAM, keyledger_events::names::MATERIAL_STREAM] {
+        let info = js.get_stream(stream).await.unwrap().info().await.unwrap().config.num_replicas;
+        assert_eq!(info, 3, "{stream} is replicated on every member");
+    }
+    env.stop().await.unwrap();
+    assert!(DevEnvironment::start_nodes(&data, 0, RoleConfig::default(), 1).await.is_err(), "the shape is kept");
+    let env = DevEnvironment::start_nodes(&data, 0, RoleConfig::default(), 3).await.unwrap();
+    let client = keyledger::cli::connect_profile(&env.client_profile).await.unwrap();
+    let dec = client.call("Decrypt", &json!({"CiphertextBlob": ct})).await.unwrap();
+    assert_eq!(unb64(&dec.body["Plaintext"]), b"kept");
+    env.stop().await.unwrap();
+}

@@ -226,14 +226,24 @@ async fn ensure(js: &Context, expected: Config) -> Result<Stream, StreamSetupErr
     }
 }
 
+/// The stream if it exists. A cluster that is (re)starting answers stream info only once the
+/// stream's replicas have elected a leader: unanswered requests are retried for
+/// [`PLACEMENT_WAIT`].
 async fn existing(js: &Context, name: &str) -> Result<Option<Stream>, String> {
     use async_nats::jetstream::context::GetStreamErrorKind;
-    match js.get_stream(name).await {
-        Ok(s) => Ok(Some(s)),
-        Err(e) => match e.kind() {
-            GetStreamErrorKind::JetStream(je) if je.error_code() == ErrorCode::STREAM_NOT_FOUND => Ok(None),
-            _ => Err(format!("cannot read stream info: {e}")),
-        },
+    let deadline = std::time::Instant::now() + PLACEMENT_WAIT;
+    loop {
+        match js.get_stream(name).await {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) => match e.kind() {
+                GetStreamErrorKind::JetStream(je) if je.error_code() == ErrorCode::STREAM_NOT_FOUND => return Ok(None),
+                GetStreamErrorKind::Request if std::time::Instant::now() < deadline => {
+                    tracing::info!(stream = name, error = %e, "stream info not answered yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                _ => return Err(format!("cannot read stream info: {e}")),
+            },
+        }
     }
 }
 

@@ -29,8 +29,30 @@ impl NatsCluster {
         size: usize,
         sync_always: bool,
     ) -> Result<Self, Error> {
-        let ports: Vec<(u16, u16)> =
-            (0..size).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_, Error>>()?;
+        Self::start_on(binary, topology, data_dir, &Self::free_ports(size)?, sync_always)
+    }
+
+    /// `size` pairs of free loopback ports (client, route).
+    ///
+    /// # Errors
+    /// No free port.
+    pub fn free_ports(size: usize) -> Result<Vec<(u16, u16)>, Error> {
+        (0..size).map(|_| Ok((free_port()?, free_port()?))).collect()
+    }
+
+    /// As [`NatsCluster::start`] on given (client, route) ports, one pair per member (a restart
+    /// reuses them, so profiles stay valid).
+    ///
+    /// # Errors
+    /// As [`NatsCluster::start`].
+    pub fn start_on(
+        binary: &Path,
+        topology: DevTopology,
+        data_dir: &Path,
+        ports: &[(u16, u16)],
+        sync_always: bool,
+    ) -> Result<Self, Error> {
+        let size = ports.len();
         let mut nodes = Vec::with_capacity(size);
         for (i, (client, route)) in ports.iter().enumerate() {
             let dir = Self::node_dir(data_dir, i);
@@ -68,6 +90,16 @@ impl NatsCluster {
     /// The members.
     pub fn nodes(&mut self) -> &mut [NatsServer] {
         &mut self.nodes
+    }
+
+    /// The members, owned (the caller stops them).
+    pub fn into_nodes(mut self) -> Vec<NatsServer> {
+        std::mem::take(&mut self.nodes)
+    }
+
+    /// The directory of member `i` (0-based) under `data_dir`: `n<i+1>/`.
+    pub fn member_dir(data_dir: &Path, i: usize) -> PathBuf {
+        Self::node_dir(data_dir, i)
     }
 
     /// The service user's profile with every member's URL.

@@ -416,8 +416,16 @@ impl Signer {
                 }
             };
             if let Some(from) = start {
-                let stream =
-                    self.js.get_stream(&name).await.map_err(|e| anyhow::anyhow!("cannot open stream {name}: {e}"))?;
+                let stream = match self.js.get_stream(&name).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Not followed after all: the next tick tries again.
+                        if let Some(t) = self.trees.lock().expect("trees lock").get_mut(&name) {
+                            t.following = false;
+                        }
+                        anyhow::bail!("cannot open stream {name}: {e}");
+                    }
+                };
                 let every = if name == names::CONTROL_STREAM { self.config.snapshot_every } else { 0 };
                 self.followers.push(tokio::spawn(follow(stream, name, from, self.trees.clone(), every)));
             }

@@ -58,13 +58,18 @@ struct DevState {
     /// Added with the gateway: absent in older state files, generated then.
     #[serde(default)]
     gateway_password: Option<Password>,
+    /// A cluster's members' (client, route) ports; absent for a single server.
+    #[serde(default)]
+    cluster: Option<Vec<(u16, u16)>>,
 }
 
 /// A running dev environment: server, roles and the profiles to reach them. Tests use the same
 /// code path as `keyledger dev`.
 pub struct DevEnvironment {
-    /// The NATS server.
+    /// The NATS server (the first member of a cluster).
     pub server: NatsServer,
+    /// The other members of a cluster (`keyledger dev --nodes 3`); empty for one server.
+    pub peers: Vec<NatsServer>,
     /// The running roles (keyd + cryptod).
     pub roles: Option<RunningRoles>,
     /// Profile of the tenant user `dev`.
@@ -151,6 +156,19 @@ impl DevEnvironment {
     /// [`DevEnvironment::start`] with role settings (tests use it to shrink limits); the
     /// account map is filled in from the dev topology.
     pub async fn start_with(data_dir: &Path, nats_port: u16, config: RoleConfig) -> anyhow::Result<Self> {
+        Self::start_nodes(data_dir, nats_port, config, 1).await
+    }
+
+    /// [`DevEnvironment::start_with`] on `nodes` nats-servers: 1, or a JetStream cluster of 3
+    /// (or more) on loopback with every stream replicated on 3 (at most `nodes`) members. A data
+    /// directory keeps the shape it was created with.
+    pub async fn start_nodes(
+        data_dir: &Path,
+        nats_port: u16,
+        config: RoleConfig,
+        nodes: usize,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(nodes == 1 || nodes >= 3, "--nodes is 1 or at least 3 (a quorum survives one loss)");
         ensure_private_dir(data_dir)?;
         let lock = lock_data_dir(data_dir)?;
         let root_path = data_dir.join("root.key");
@@ -177,6 +195,7 @@ impl DevEnvironment {
                 service_password: Password::generate(),
                 tenant_password: Password::generate(),
                 gateway_password: Some(Password::generate()),
+                cluster: if nodes > 1 { Some(keyledger_nats_server::NatsCluster::free_ports(nodes)?) } else { None },
             };
             write_private(&state_path, &serde_json::to_vec_pretty(&s)?)?;
             s
@@ -192,18 +211,49 @@ impl DevEnvironment {
             user: keyledger_nats_server::GATEWAY_USER.to_owned(),
             password,
         });
+        let recorded = state.cluster.as_ref().map_or(1, Vec::len);
+        anyhow::ensure!(
+            recorded == nodes,
+            "{} holds the log of {recorded} nats-server(s); start it with --nodes {recorded}",
+            data_dir.display()
+        );
         let binary = keyledger_nats_server::find_or_install()?;
         let nats_dir = data_dir.join("nats");
         ensure_private_dir(&nats_dir)?;
-        let mut settings = ServerSettings::loopback(nats_dir.join("jetstream"), topology.clone());
-        settings.port = state.nats_port;
-        stop_orphaned_server(&nats_dir);
-        let server = NatsServer::start(&binary, settings, &nats_dir)?;
-        if let Some(pid) = server.pid() {
-            write_private(&nats_dir.join("server.pid"), pid.to_string().as_bytes())?;
-        }
-        let client_profile = server.client_profile(&topology.tenants[0].user).context("dev tenant missing")?;
-        let service_profile = server.service_profile();
+        let (server, peers) = match &state.cluster {
+            None => {
+                let mut settings = ServerSettings::loopback(nats_dir.join("jetstream"), topology.clone());
+                settings.port = state.nats_port;
+                stop_orphaned_server(&nats_dir);
+                let server = NatsServer::start(&binary, settings, &nats_dir)?;
+                if let Some(pid) = server.pid() {
+                    write_private(&nats_dir.join("server.pid"), pid.to_string().as_bytes())?;
+                }
+                (server, Vec::new())
+            }
+            Some(ports) => {
+                for i in 0..ports.len() {
+                    stop_orphaned_server(&keyledger_nats_server::NatsCluster::member_dir(&nats_dir, i));
+                }
+                let cluster =
+                    keyledger_nats_server::NatsCluster::start_on(&binary, topology.clone(), &nats_dir, ports, true)?;
+                let mut members = cluster.into_nodes();
+                for (i, m) in members.iter().enumerate() {
+                    if let Some(pid) = m.pid() {
+                        let dir = keyledger_nats_server::NatsCluster::member_dir(&nats_dir, i);
+                        write_private(&dir.join("server.pid"), pid.to_string().as_bytes())?;
+                    }
+                }
+                let first = members.remove(0);
+                (first, members)
+            }
+        };
+        let urls = std::iter::once(&server).chain(&peers).map(NatsServer::url).collect::<Vec<_>>().join(",");
+        let client_profile = keyledger_nats_server::ClientProfile {
+            url: urls.clone(),
+            ..server.client_profile(&topology.tenants[0].user).context("dev tenant missing")?
+        };
+        let service_profile = keyledger_nats_server::ServiceProfile { url: urls, ..server.service_profile() };
         client_profile.write_to(&data_dir.join("client.json"))?;
         service_profile.write_to(&data_dir.join("service.json"))?;
         let accounts: BTreeMap<String, String> =
@@ -218,7 +268,8 @@ impl DevEnvironment {
             dir: config.snapshot.dir.clone().or_else(|| Some(data_dir.join(SNAPSHOT_DIR))),
             ..config.snapshot.clone()
         };
-        let config = RoleConfig { accounts, checkpoint: Some(checkpoint), snapshot, ..config };
+        let replicas = if nodes > 1 { 3.min(nodes) } else { config.replicas };
+        let config = RoleConfig { accounts, checkpoint: Some(checkpoint), snapshot, replicas, ..config };
         let roles = crate::roles::start(
             &[Role::Keyd, Role::Cryptod, Role::Checkpointer],
             &service_profile,
@@ -228,6 +279,7 @@ impl DevEnvironment {
         .await?;
         Ok(Self {
             server,
+            peers,
             roles: Some(roles),
             client_profile,
             service_profile,
@@ -269,7 +321,7 @@ impl DevEnvironment {
             .server
             .settings()
             .topology
-            .gateway_profile(&self.server.url())
+            .gateway_profile(&self.service_profile.url)
             .context("the dev topology has no gateway user")?;
         profile.write_to(&self.data_dir.join(DEV_GATEWAY_PROFILE_FILE))?;
         let config = crate::gateway::GatewayConfig {
@@ -300,6 +352,9 @@ impl DevEnvironment {
             r.stop().await;
         }
         self.server.stop()?;
+        for p in &mut self.peers {
+            p.stop()?;
+        }
         Ok(())
     }
 }
@@ -310,6 +365,7 @@ pub async fn run(
     nats_port: u16,
     gateway_port: u16,
     witness: Option<crate::checkpointer::WitnessTarget>,
+    nodes: usize,
 ) -> anyhow::Result<()> {
     keyledger_crypto::harden_process().context("cannot harden the process")?;
     let mut config = RoleConfig { clock: Clock::system(), ..RoleConfig::default() };
@@ -321,7 +377,7 @@ pub async fn run(
             ..crate::checkpointer::CheckpointConfig::new(Arc::new(key))
         });
     }
-    let mut env = DevEnvironment::start_with(data_dir, nats_port, config).await?;
+    let mut env = DevEnvironment::start_nodes(data_dir, nats_port, config, nodes).await?;
     // A busy port (another `keyledger dev`) costs the AWS endpoint, not the whole dev server.
     let endpoint = match env.start_gateway(gateway_port).await {
         Ok(gateway) => Some(gateway.url()),
@@ -365,6 +421,9 @@ pub async fn run(
         println!("  health        http://{}/healthz  /metrics", h.addr);
     }
     println!("  NATS server   {} (log: {})", env.server.url(), env.server.log_path().display());
+    for peer in &env.peers {
+        println!("  NATS member   {} (log: {})", peer.url(), peer.log_path().display());
+    }
     println!("  data dir      {}", data_dir.display());
     println!(
         "  client        {}  (tenant account DEV → Keyledger account {})",

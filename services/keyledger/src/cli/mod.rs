@@ -52,6 +52,11 @@ enum Command {
         /// The witness's verifier key (what `keyledger witness key` prints).
         #[arg(long, requires = "witness_url")]
         witness_key: Option<String>,
+        /// nats-servers to run: 1, or a JetStream cluster of 3 on loopback (every stream
+        /// replicated ×3; kill one member and the service goes on). Fixed when the data
+        /// directory is created.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
     },
     /// Runs roles against an existing NATS deployment (see deploy/).
     Serve {
@@ -299,7 +304,7 @@ const EXIT_USAGE: u8 = 252;
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Dev { data_dir, nats_port, gateway_port, witness_url, witness_key } => {
+        Command::Dev { data_dir, nats_port, gateway_port, witness_url, witness_key, nodes } => {
             let witness = match (witness_url, witness_key) {
                 (Some(url), Some(key)) => Some(crate::checkpointer::WitnessTarget {
                     url,
@@ -308,7 +313,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }),
                 _ => None,
             };
-            dev::run(&data_dir, nats_port, gateway_port, witness).await?;
+            dev::run(&data_dir, nats_port, gateway_port, witness, nodes).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Serve { config } => {
