@@ -27,6 +27,10 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_with(RoleConfig::default()).await
+}
+
+async fn start_with(base: RoleConfig) -> Env {
     if let Ok(filter) = std::env::var("KEYLEDGER_LOG") {
         let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).try_init();
     }
@@ -52,7 +56,7 @@ async fn start() -> Env {
         replicas: 3,
         accounts: topology.tenants.iter().map(|t| (t.nats_account.clone(), t.keyledger_account.clone())).collect(),
         checkpoint: Some(CheckpointConfig::new(Arc::new(LogKey::load(&key_path).unwrap()))),
-        ..RoleConfig::default()
+        ..base
     };
     let root = Arc::new(keyledger_crypto::RootKey::generate());
     let roles = keyledger::roles::start(
@@ -531,4 +535,57 @@ async fn a_dev_cluster_keeps_everything_across_a_full_restart() {
     let dec = client.call("Decrypt", &json!({"CiphertextBlob": ct})).await.unwrap();
     assert_eq!(unb64(&dec.body["Plaintext"]), b"kept");
     env.stop().await.unwrap();
+}
+
+/// A full usage stream on the cluster (issue 9): the service fails closed — retryable errors,
+/// no result without its record — and recovers by itself when space returns (the next period's
+/// stream); afterwards the log verifies and replay equals live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_usage_stream_fails_closed_and_recovers_when_space_returns() {
+    let clock = keyledger::clock::Clock::shifted(0);
+    let base = RoleConfig {
+        clock: clock.clone(),
+        audit: keyledger::audit::AuditConfig { usage_stream_max_bytes: Some(16 * 1024), ..Default::default() },
+        ..RoleConfig::default()
+    };
+    let env = start_with(base).await;
+    let key = env.client.call("CreateKey", &json!({})).await.unwrap().body["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut seen = Seen::default();
+    let mut failures = 0;
+    for i in 0..400 {
+        match env.client.call("Encrypt", &json!({"KeyId": key, "Plaintext": b64(format!("{i}").as_bytes())})).await {
+            Ok(r) => {
+                assert_eq!(failures, 0, "a result was released after the log refused records");
+                seen.ok.push(r.request_id.unwrap());
+            }
+            Err(CallError::Service(e)) => {
+                seen.errors.push(e.name);
+                failures += 1;
+                if failures > 5 {
+                    break;
+                }
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!(failures > 0, "16 KiB of usage stream fills up");
+    // Space returns: the next period's stream.
+    clock.advance_ms(32 * 86_400_000);
+    let recovered = eventually(Duration::from_secs(15), || async {
+        env.client.call("Encrypt", &json!({"KeyId": key, "Plaintext": b64(b"after")})).await.is_ok()
+    })
+    .await;
+    assert!(recovered, "the service recovers once the log takes records");
+    for i in 0..20 {
+        let r = env
+            .client
+            .call("Encrypt", &json!({"KeyId": key, "Plaintext": b64(format!("n{i}").as_bytes())}))
+            .await
+            .unwrap();
+        seen.ok.push(r.request_id.unwrap());
+    }
+    after_the_fault(&env, &seen, "full usage stream").await;
 }
