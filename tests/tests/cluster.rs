@@ -49,7 +49,9 @@ async fn start_with(base: RoleConfig) -> Env {
         });
     }
     let binary = keyledger_nats_server::find_or_install().unwrap();
-    let cluster = NatsCluster::start(&binary, topology.clone(), &dir.path().join("nats"), 3, true).unwrap();
+    // TLS on every client connection and every route, with a dev CA.
+    let tls = keyledger_nats_server::generate_dev_tls(&dir.path().join("tls")).unwrap();
+    let cluster = NatsCluster::start(&binary, topology.clone(), &dir.path().join("nats"), 3, true, Some(&tls)).unwrap();
     let key_path = dir.path().join("log.key");
     let vkey = LogKey::create_file(&key_path, "keyledger.local/log-cluster").unwrap().verifier().to_string();
     let config = RoleConfig {
@@ -72,12 +74,14 @@ async fn start_with(base: RoleConfig) -> Env {
         cluster.role_profile(user).unwrap().write_to(&dir.path().join(format!("{user}.json"))).unwrap();
     }
     let profile = cluster.client_profile("dev").unwrap();
-    let nats =
-        async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned())
-            .custom_inbox_prefix(profile.inbox_prefix.clone())
-            .connect(keyledger_log::server_list(profile.url.as_str()))
-            .await
-            .unwrap();
+    let nats = keyledger::cli::tls_options(
+        async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned()),
+        profile.ca_file.as_deref(),
+    )
+    .custom_inbox_prefix(profile.inbox_prefix.clone())
+    .connect(keyledger_log::server_list(profile.url.as_str()))
+    .await
+    .unwrap();
     Env { dir, cluster, roles: Some(roles), client: KmsClient::new(nats, Duration::from_secs(5)), vkey }
 }
 
@@ -144,12 +148,14 @@ async fn load(client: KmsClient, key: String, stop: Arc<AtomicBool>) -> Seen {
 
 /// Every request id the log records (usage records and control events), hyphenated.
 async fn recorded_request_ids(env: &Env) -> HashSet<String> {
-    let nats = keyledger_log::connect(
-        &env.cluster.service_profile().url,
-        &env.cluster.service_profile().user,
-        env.cluster.service_profile().password.expose(),
-        &env.cluster.service_profile().inbox_prefix,
+    let profile = env.cluster.service_profile();
+    let nats = keyledger_log::connect_verified(
+        &profile.url,
+        &profile.user,
+        profile.password.expose(),
+        &profile.inbox_prefix,
         "cluster-test",
+        profile.ca_file.as_deref(),
     )
     .await
     .unwrap();
@@ -468,15 +474,19 @@ async fn role_users_may_publish_only_what_their_roles_need() {
                 user: p.user,
                 password: p.password,
                 inbox_prefix: p.inbox_prefix,
+                ca_file: p.ca_file,
             }
         } else {
             env.cluster.role_profile(user).unwrap()
         };
         async move {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let client = async_nats::ConnectOptions::with_user_and_password(
-                profile.user.clone(),
-                profile.password.expose().to_owned(),
+            let client = keyledger::cli::tls_options(
+                async_nats::ConnectOptions::with_user_and_password(
+                    profile.user.clone(),
+                    profile.password.expose().to_owned(),
+                ),
+                profile.ca_file.as_deref(),
             )
             .custom_inbox_prefix(profile.inbox_prefix.clone())
             .event_callback(move |event| {
@@ -506,6 +516,19 @@ async fn role_users_may_publish_only_what_their_roles_need() {
     assert!(denied("auditd", "$JS.API.STREAM.PURGE.KL_CONTROL_V1").await, "nobody purges");
     assert!(denied("dev", "kl.v1.ctl.111122223333.key.x").await, "a tenant only sends requests");
     assert!(!denied("cryptod-1", "kl.v1.alarm.111122223333.pending-deletion").await, "the negative control: allowed");
+
+    // TLS everywhere: a client that does not trust the cluster's CA cannot connect, over
+    // `tls://` or `nats://` (the server requires TLS either way).
+    let p = env.cluster.client_profile("dev").unwrap();
+    assert!(p.url.starts_with("tls://") && p.ca_file.is_some(), "{}", p.url);
+    for url in [p.url.clone(), p.url.replace("tls://", "nats://")] {
+        let refused =
+            async_nats::ConnectOptions::with_user_and_password(p.user.clone(), p.password.expose().to_owned())
+                .connection_timeout(Duration::from_secs(2))
+                .connect(keyledger_log::server_list(&url))
+                .await;
+        assert!(refused.is_err(), "{url} without the CA must not connect");
+    }
 }
 
 /// `keyledger dev --nodes 3` (the local three-node cluster): the streams are replicated ×3,

@@ -225,6 +225,7 @@ async fn the_deploy_nats_configuration_stamps_identity_and_scopes_every_user() {
         user: "keyledger".into(),
         password: keyledger_nats_server::Password::new("svc-pw-1"),
         inbox_prefix: "_INBOX.keyledger".into(),
+        ca_file: None,
     };
     let root = Arc::new(keyledger_crypto::RootKey::generate());
     let config = keyledger::roles::RoleConfig {

@@ -138,7 +138,27 @@ pub async fn connect(
     inbox_prefix: &str,
     name: &str,
 ) -> Result<async_nats::Client, async_nats::ConnectError> {
-    async_nats::ConnectOptions::with_user_and_password(user.to_owned(), password.to_owned())
+    connect_verified(url, user, password, inbox_prefix, name, None).await
+}
+
+/// [`connect`], verifying a `tls://` server against the PEM CA certificate in `ca_file` (and
+/// requiring TLS) when given.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_verified(
+    url: &str,
+    user: &str,
+    password: &str,
+    inbox_prefix: &str,
+    name: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let mut options = async_nats::ConnectOptions::with_user_and_password(user.to_owned(), password.to_owned());
+    if let Some(ca) = ca_file {
+        options = options.add_root_certificates(ca.to_path_buf()).require_tls(true);
+    }
+    options
         .name(name)
         .custom_inbox_prefix(inbox_prefix)
         .request_timeout(Some(REQUEST_TIMEOUT))

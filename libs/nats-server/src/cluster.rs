@@ -18,7 +18,8 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Starts the members (all spawned first, then each awaited: JetStream in a cluster is
-    /// ready only once a quorum runs). `sync_always` as [`ServerSettings::sync_always`].
+    /// ready only once a quorum runs). `sync_always` as [`ServerSettings::sync_always`]; with
+    /// `tls`, clients must connect with TLS and routes are mutually authenticated TLS.
     ///
     /// # Errors
     /// As [`NatsServer::start`]; a member that is not ready in time stops the others.
@@ -28,8 +29,9 @@ impl NatsCluster {
         data_dir: &Path,
         size: usize,
         sync_always: bool,
+        tls: Option<&crate::TlsFiles>,
     ) -> Result<Self, Error> {
-        Self::start_on(binary, topology, data_dir, &Self::free_ports(size)?, sync_always)
+        Self::start_on(binary, topology, data_dir, &Self::free_ports(size)?, sync_always, tls)
     }
 
     /// `size` pairs of free loopback ports (client, route).
@@ -51,6 +53,7 @@ impl NatsCluster {
         data_dir: &Path,
         ports: &[(u16, u16)],
         sync_always: bool,
+        tls: Option<&crate::TlsFiles>,
     ) -> Result<Self, Error> {
         let size = ports.len();
         let mut nodes = Vec::with_capacity(size);
@@ -59,6 +62,7 @@ impl NatsCluster {
             let mut settings = ServerSettings::loopback(dir.join("jetstream"), topology.clone());
             settings.port = *client;
             settings.sync_always = sync_always;
+            settings.tls = tls.cloned();
             settings.cluster = Some(ClusterSettings {
                 name: CLUSTER_NAME.to_owned(),
                 server_name: format!("n{}", i + 1),

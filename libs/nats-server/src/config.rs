@@ -211,6 +211,7 @@ impl DevTopology {
             user: g.user.clone(),
             password: g.password.clone(),
             inbox_prefix: inbox_prefix(&g.user),
+            ca_file: None,
         })
     }
 
@@ -346,6 +347,9 @@ pub struct ServerSettings {
     pub monitor_port: Option<u16>,
     /// Membership of a JetStream cluster; None = a single server.
     pub cluster: Option<ClusterSettings>,
+    /// TLS for client connections (required: plain connections are refused) and, in a
+    /// cluster, for routes (mutually authenticated with the same CA); None = plain TCP.
+    pub tls: Option<crate::TlsFiles>,
 }
 
 /// One server's place in a JetStream cluster (RAFT; every member lists the others' routes).
@@ -374,6 +378,7 @@ impl ServerSettings {
             topology,
             monitor_port: None,
             cluster: None,
+            tls: None,
         }
     }
 }
@@ -391,13 +396,30 @@ pub fn render_config(settings: &ServerSettings) -> String {
     if let Some(mp) = settings.monitor_port {
         let _ = writeln!(out, "http: {}", quote(&format!("{}:{mp}", settings.host)));
     }
+    let tls_block = |indent: &str, verify: bool| {
+        settings.tls.as_ref().map(|t| {
+            format!(
+                "{indent}tls {{\n{indent}  cert_file: {}\n{indent}  key_file: {}\n{indent}  ca_file: {}\n{indent}  verify: {verify}\n{indent}  timeout: 5\n{indent}}}\n",
+                quote(&t.cert_file.to_string_lossy()),
+                quote(&t.key_file.to_string_lossy()),
+                quote(&t.ca_file.to_string_lossy()),
+            )
+        })
+    };
+    if let Some(block) = tls_block("", false) {
+        out.push_str(&block);
+    }
     if let Some(c) = &settings.cluster {
         let _ = writeln!(out, "server_name: {}", quote(&c.server_name));
         out.push_str("cluster {\n");
         let _ = writeln!(out, "  name: {}", quote(&c.name));
         let _ = writeln!(out, "  listen: {}", quote(&format!("{}:{}", settings.host, c.port)));
+        if let Some(block) = tls_block("  ", true) {
+            out.push_str(&block);
+        }
+        let scheme = if settings.tls.is_some() { "tls" } else { "nats-route" };
         let routes: Vec<String> =
-            c.routes.iter().map(|p| quote(&format!("nats-route://{}:{p}", settings.host))).collect();
+            c.routes.iter().map(|p| quote(&format!("{scheme}://{}:{p}", settings.host))).collect();
         let _ = writeln!(out, "  routes: [{}]", routes.join(", "));
         out.push_str("}\n");
     }
@@ -574,6 +596,49 @@ mod tests {
         let mut s = ServerSettings::loopback("/tmp/kl store", DevTopology::dev());
         s.port = 4333;
         s
+    }
+
+    #[test]
+    fn a_tls_cluster_member_requires_tls_from_clients_and_verifies_its_routes() {
+        let mut s = settings();
+        s.tls = Some(crate::TlsFiles {
+            cert_file: "/t/cert.pem".into(),
+            key_file: "/t/key.pem".into(),
+            ca_file: "/t/ca.pem".into(),
+        });
+        s.cluster =
+            Some(ClusterSettings { name: "kl".into(), server_name: "n1".into(), port: 6222, routes: vec![6223] });
+        let conf = render_config(&s);
+        let client_tls = conf.find("tls {").expect("a client tls block");
+        let cluster = conf.find("cluster {").expect("a cluster block");
+        assert!(client_tls < cluster, "{conf}");
+        assert!(conf[..cluster].contains("verify: false"), "clients authenticate with passwords: {conf}");
+        assert!(conf[cluster..].contains("verify: true"), "routes are mutually authenticated: {conf}");
+        assert!(conf.contains("routes: [\"tls://127.0.0.1:6223\"]"), "{conf}");
+        assert!(conf.contains("server_name: \"n1\""));
+    }
+
+    #[test]
+    fn role_users_get_only_their_roles_subjects() {
+        let roles = |r: &[&str]| r.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        let (publish, deny, subscribe) = role_permissions("cryptod-1", &roles(&["cryptod"]), Some("cryptod-1"));
+        assert!(publish.contains(&"kl.v1.use.*.cryptod-1".to_owned()));
+        assert!(!publish.iter().any(|p| p.starts_with("kl.v1.ctl") || p.starts_with("kl.v1.mat")));
+        assert!(deny.contains(&"$JS.API.STREAM.MSG.DELETE.>".to_owned()) && deny.contains(&"kms.v1.>".to_owned()));
+        assert!(subscribe.contains(&"kms.v1.>".to_owned()));
+        let (publish, deny, _) = role_permissions("keyd", &roles(&["keyd"]), Some("keyd-1"));
+        assert!(publish.contains(&"kl.v1.ctl.>".to_owned()) && publish.contains(&"kl.v1.mat.>".to_owned()));
+        assert!(!deny.contains(&"$JS.API.STREAM.MSG.DELETE.>".to_owned()), "keyd erases material");
+        let (publish, _, subscribe) = role_permissions("auditd", &roles(&["auditd"]), None);
+        assert_eq!(publish.iter().filter(|p| p.starts_with("kl.")).collect::<Vec<_>>(), ["kl.v1.sys.>"]);
+        assert!(!subscribe.contains(&"kms.v1.>".to_owned()));
+        let mut t = DevTopology::dev();
+        t.role_users.push(RoleUser {
+            credentials: UserCredentials::generated("x"),
+            roles: roles(&["root"]),
+            lane: None,
+        });
+        assert!(t.validate().is_err(), "unknown roles are refused");
     }
 
     #[test]

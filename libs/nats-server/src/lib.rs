@@ -19,6 +19,7 @@ mod config;
 mod profile;
 mod secret;
 mod server;
+mod tls;
 
 pub use binary::{
     cached_binary, find_or_install, install_into, server_version, tools_dir, workspace_root, NatsVersion, ENV_SERVER,
@@ -34,6 +35,7 @@ pub use config::{
 pub use profile::{ClientProfile, ServiceProfile};
 pub use secret::{Password, GENERATED_PASSWORD_BYTES};
 pub use server::{free_port, NatsServer, CONFIG_FILE, LOG_FILE, READY_TIMEOUT, STOP_TIMEOUT};
+pub use tls::{generate_dev_tls, TlsFiles};
 
 /// Errors of this crate. Messages never contain passwords.
 #[derive(Debug, thiserror::Error)]

@@ -26,6 +26,9 @@ pub struct ClientProfile {
     pub inbox_prefix: String,
     /// The Keyledger account id (12 digits) this tenant maps to.
     pub keyledger_account: String,
+    /// CA certificate (PEM) to verify a `tls://` server with; None: the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// How a role (keyd, cryptod, auditd) connects to the service account.
@@ -41,6 +44,9 @@ pub struct ServiceProfile {
     pub password: Password,
     /// Value for `ConnectOptions::custom_inbox_prefix` (`_INBOX.<user>`).
     pub inbox_prefix: String,
+    /// CA certificate (PEM) to verify a `tls://` server with; None: the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl ClientProfile {
@@ -126,6 +132,7 @@ mod tests {
             password: Password::new("pw-123"),
             inbox_prefix: "_INBOX.dev".into(),
             keyledger_account: "111122223333".into(),
+            ca_file: None,
         };
         p.write_to(&path).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;

@@ -200,9 +200,15 @@ impl NatsServer {
             .ok_or_else(|| format!("{} resolves to no address", self.settings.host))
     }
 
-    /// Client URL, `nats://<host>:<port>`.
+    /// Client URL, `nats://<host>:<port>` (`tls://` when the server requires TLS).
     pub fn url(&self) -> String {
-        format!("nats://{}:{}", self.settings.host, self.settings.port)
+        let scheme = if self.settings.tls.is_some() { "tls" } else { "nats" };
+        format!("{scheme}://{}:{}", self.settings.host, self.settings.port)
+    }
+
+    /// The CA file clients verify this server with, when it requires TLS.
+    fn ca_file(&self) -> Option<PathBuf> {
+        self.settings.tls.as_ref().map(|t| t.ca_file.clone())
     }
 
     /// The client port (resolved if 0 was requested).
@@ -239,6 +245,7 @@ impl NatsServer {
             password: t.password.clone(),
             inbox_prefix: inbox_prefix(&t.user),
             keyledger_account: t.keyledger_account.clone(),
+            ca_file: self.ca_file(),
         })
     }
 
@@ -251,6 +258,7 @@ impl NatsServer {
             user: s.user.clone(),
             password: s.password.clone(),
             inbox_prefix: inbox_prefix(&s.user),
+            ca_file: self.ca_file(),
         }
     }
 
@@ -263,6 +271,7 @@ impl NatsServer {
             user: r.credentials.user.clone(),
             password: r.credentials.password.clone(),
             inbox_prefix: inbox_prefix(&r.credentials.user),
+            ca_file: self.ca_file(),
         })
     }
 
@@ -275,6 +284,7 @@ impl NatsServer {
             user: a.user.clone(),
             password: a.password.clone(),
             inbox_prefix: inbox_prefix(&a.user),
+            ca_file: self.ca_file(),
         })
     }
 
@@ -389,14 +399,23 @@ fn probe_jetstream(addr: &SocketAddr, settings: &ServerSettings, deadline: Insta
     let stream = TcpStream::connect_timeout(addr, remaining).map_err(retry("connect"))?;
     stream.set_read_timeout(Some(remaining)).map_err(retry("socket"))?;
     stream.set_write_timeout(Some(remaining)).map_err(retry("socket"))?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(retry("socket"))?);
-    let mut writer = stream;
-
+    // The INFO line comes in clear; a server that requires TLS then waits for the handshake,
+    // so nothing else is buffered here.
     let mut line = String::new();
-    reader.read_line(&mut line).map_err(retry("reading INFO"))?;
+    BufReader::new(&stream).read_line(&mut line).map_err(retry("reading INFO"))?;
     if !line.starts_with("INFO ") {
         return Err(Probe::Retry(format!("unexpected greeting {:?}", line.trim())));
     }
+    let tls_required = serde_json::from_str::<serde_json::Value>(line.trim_start_matches("INFO ").trim())
+        .ok()
+        .and_then(|info| info.get("tls_required").and_then(serde_json::Value::as_bool))
+        .unwrap_or(false);
+    let conn: Box<dyn ReadWrite> = match (&settings.tls, tls_required) {
+        (_, false) => Box::new(stream),
+        (Some(tls), true) => Box::new(tls_stream(stream, &tls.ca_file, &settings.host)?),
+        (None, true) => return Err(Probe::Fatal("the server requires TLS but no CA is configured".into())),
+    };
+    let mut reader = BufReader::new(conn);
     let service = &settings.topology.service;
     let connect = serde_json::json!({
         "verbose": false,
@@ -415,7 +434,7 @@ fn probe_jetstream(addr: &SocketAddr, settings: &ServerSettings, deadline: Insta
     out.extend_from_slice(b"CONNECT ");
     out.extend_from_slice(connect.to_string().as_bytes());
     out.extend_from_slice(format!("\r\nSUB {inbox} 1\r\nPUB $JS.API.INFO {inbox} 0\r\n\r\nPING\r\n").as_bytes());
-    writer.write_all(&out).map_err(retry("writing CONNECT"))?;
+    reader.get_mut().write_all(&out).map_err(retry("writing CONNECT"))?;
 
     loop {
         line.clear();
@@ -431,7 +450,7 @@ fn probe_jetstream(addr: &SocketAddr, settings: &ServerSettings, deadline: Insta
             }
             return Err(Probe::Retry(format!("server error {err}")));
         } else if l == "PING" {
-            writer.write_all(b"PONG\r\n").map_err(retry("writing PONG"))?;
+            reader.get_mut().write_all(b"PONG\r\n").map_err(retry("writing PONG"))?;
         } else if l.starts_with("MSG ") || l.starts_with("HMSG ") {
             let size: usize = l
                 .rsplit(' ')
@@ -454,4 +473,31 @@ fn probe_jetstream(addr: &SocketAddr, settings: &ServerSettings, deadline: Insta
         }
         // +OK, PONG, INFO updates: keep reading.
     }
+}
+
+/// A readable and writable connection (plain TCP or TLS) for the readiness probe.
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+
+/// A blocking TLS client connection to `host` verified against the PEM CA in `ca_file`.
+fn tls_stream(
+    stream: TcpStream,
+    ca_file: &Path,
+    host: &str,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, Probe> {
+    use rustls_pki_types::pem::PemObject as _;
+    let fatal = |what: &str| Probe::Fatal(format!("TLS probe: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca_file).map_err(|e| fatal(&e.to_string()))? {
+        roots.add(cert.map_err(|e| fatal(&e.to_string()))?).map_err(|e| fatal(&e.to_string()))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fatal(&e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned()).map_err(|e| fatal(&e.to_string()))?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(|e| fatal(&e.to_string()))?;
+    Ok(rustls::StreamOwned::new(conn, stream))
 }

@@ -93,6 +93,7 @@ async fn a_tenant_forwarding_a_principal_is_still_stamped_as_itself() {
         user: tenant.user,
         password: tenant.password,
         inbox_prefix: tenant.inbox_prefix,
+        ca_file: None,
     };
     let (client, _events) = connect(&tenant).await;
     let mut headers = HeaderMap::new();

@@ -227,9 +227,16 @@ pub async fn start(
 ) -> anyhow::Result<RunningRoles> {
     keyledger_nats_server::require_tls_off_loopback(&profile.url).map_err(anyhow::Error::msg)?;
     let connect = |name: &'static str| async move {
-        keyledger_log::connect(&profile.url, &profile.user, profile.password.expose(), &profile.inbox_prefix, name)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", profile.url))
+        keyledger_log::connect_verified(
+            &profile.url,
+            &profile.user,
+            profile.password.expose(),
+            &profile.inbox_prefix,
+            name,
+            profile.ca_file.as_deref(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", profile.url))
     };
     let nats = connect("keyledger-log").await?;
     let js = keyledger_log::jetstream(nats.clone());

@@ -235,8 +235,14 @@ impl DevEnvironment {
                 for i in 0..ports.len() {
                     stop_orphaned_server(&keyledger_nats_server::NatsCluster::member_dir(&nats_dir, i));
                 }
-                let cluster =
-                    keyledger_nats_server::NatsCluster::start_on(&binary, topology.clone(), &nats_dir, ports, true)?;
+                let cluster = keyledger_nats_server::NatsCluster::start_on(
+                    &binary,
+                    topology.clone(),
+                    &nats_dir,
+                    ports,
+                    true,
+                    None,
+                )?;
                 let mut members = cluster.into_nodes();
                 for (i, m) in members.iter().enumerate() {
                     if let Some(pid) = m.pid() {

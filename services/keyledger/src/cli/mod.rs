@@ -506,13 +506,15 @@ pub async fn connect(profile: Option<&Path>) -> anyhow::Result<KmsClient> {
 /// Connects a tenant client with a profile.
 pub async fn connect_profile(profile: &ClientProfile) -> anyhow::Result<KmsClient> {
     require_tls_off_loopback(&profile.url)?;
-    let client =
-        async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned())
-            .custom_inbox_prefix(profile.inbox_prefix.clone())
-            .name("keyledger-cli")
-            .connect(keyledger_log::server_list(profile.url.as_str()))
-            .await
-            .with_context(|| format!("cannot connect to {}", profile.url))?;
+    let client = tls_options(
+        async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned()),
+        profile.ca_file.as_deref(),
+    )
+    .custom_inbox_prefix(profile.inbox_prefix.clone())
+    .name("keyledger-cli")
+    .connect(keyledger_log::server_list(profile.url.as_str()))
+    .await
+    .with_context(|| format!("cannot connect to {}", profile.url))?;
     Ok(KmsClient::new(client, Duration::from_secs(30)))
 }
 
@@ -699,15 +701,24 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `options` verifying a `tls://` server against `ca_file` (PEM) and requiring TLS, when given.
+pub fn tls_options(options: async_nats::ConnectOptions, ca_file: Option<&Path>) -> async_nats::ConnectOptions {
+    match ca_file {
+        Some(ca) => options.add_root_certificates(ca.to_path_buf()).require_tls(true),
+        None => options,
+    }
+}
+
 /// Connects a role to NATS with its service profile.
 pub async fn connect_service(profile: &keyledger_nats_server::ServiceProfile) -> anyhow::Result<async_nats::Client> {
     require_tls_off_loopback(&profile.url)?;
-    keyledger_log::connect(
+    keyledger_log::connect_verified(
         &profile.url,
         &profile.user,
         profile.password.expose(),
         &profile.inbox_prefix,
         "keyledger-service",
+        profile.ca_file.as_deref(),
     )
     .await
     .with_context(|| format!("cannot connect to {}", profile.url))
@@ -809,6 +820,7 @@ mod tests {
             user: "keyledger".into(),
             password: keyledger_nats_server::Password::new("x"),
             inbox_prefix: "_INBOX.keyledger".into(),
+            ca_file: None,
         };
         let root = Arc::new(keyledger_crypto::RootKey::generate());
         let roles = crate::roles::start(&[Role::Keyd], &profile, root, RoleConfig::default()).await;

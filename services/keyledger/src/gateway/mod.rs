@@ -200,9 +200,12 @@ struct State {
 /// If NATS is unreachable, the address cannot be bound, or the TLS files are unusable.
 pub async fn start(config: GatewayConfig, nats_profile: &ServiceProfile) -> anyhow::Result<RunningGateway> {
     keyledger_nats_server::require_tls_off_loopback(&nats_profile.url).map_err(anyhow::Error::msg)?;
-    let nats = async_nats::ConnectOptions::with_user_and_password(
-        nats_profile.user.clone(),
-        nats_profile.password.expose().to_owned(),
+    let nats = crate::cli::tls_options(
+        async_nats::ConnectOptions::with_user_and_password(
+            nats_profile.user.clone(),
+            nats_profile.password.expose().to_owned(),
+        ),
+        nats_profile.ca_file.as_deref(),
     )
     .custom_inbox_prefix(nats_profile.inbox_prefix.clone())
     .name("keyledger-gateway")
