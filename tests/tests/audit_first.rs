@@ -352,24 +352,6 @@ async fn a_flood_is_throttled_before_any_work_and_counted_not_lost() {
     }
     assert!(throttled >= 14, "{throttled}");
     // The dropped requests appear as a SuppressedRequests summary within the flush period.
-    let counted = eventually(Duration::from_secs(15), || async {
-        let js = keyledger_log::jetstream(h.service_nats().await);
-        let names: Vec<String> = js.stream_names().filter_map(|n| async move { n.ok() }).collect().await;
-        let mut total = 0;
-        for name in names.into_iter().filter(|n| n.starts_with(keyledger_events::names::USAGE_STREAM_PREFIX)) {
-            let mut stream = js.get_stream(&name).await.unwrap();
-            let last = stream.info().await.unwrap().state.last_sequence;
-            for seq in 1..=last {
-                if let Ok(msg) = stream.direct_get(seq).await {
-                    if let keyledger_events::Body::UsageBlock(b) = keyledger_events::decode(&msg.payload).unwrap().body
-                    {
-                        total += b.suppressed.iter().map(|s| s.count).sum::<u64>();
-                    }
-                }
-            }
-        }
-        total == throttled
-    })
-    .await;
+    let counted = eventually(Duration::from_secs(15), || async { suppressed_total(&h).await == throttled }).await;
     assert!(counted, "every dropped request is counted in a summary");
 }

@@ -182,6 +182,26 @@ async fn recorded_request_ids(env: &Env) -> HashSet<String> {
     ids
 }
 
+/// Waits until `keyledger verify` of the live log (with the log key) exits 0; (whether it
+/// did, the last report).
+async fn wait_verified(env: &Env, limit: Duration) -> (bool, String) {
+    let profile = env.dir.path().join("service.json");
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = tokio::process::Command::new(CLI)
+            .args(["verify", "--log-key", &env.vkey, "--service-profile"])
+            .arg(&profile)
+            .output()
+            .await
+            .unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.code() == Some(0) || Instant::now() >= deadline {
+            return (out.status.code() == Some(0), report);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The checks every fault test ends with.
 async fn after_the_fault(env: &Env, seen: &Seen, what: &str) {
     // Clients saw only retryable errors.
@@ -199,26 +219,8 @@ async fn after_the_fault(env: &Env, seen: &Seen, what: &str) {
         &missing[..missing.len().min(5)]
     );
     // No event lost or duplicated, every chain intact, everything under a checkpoint.
-    let profile = env.dir.path().join("service.json");
-    let verified = eventually(Duration::from_secs(20), || {
-        let (profile, vkey) = (profile.clone(), env.vkey.clone());
-        async move {
-            let out = tokio::process::Command::new(CLI)
-                .args(["verify", "--log-key", &vkey, "--service-profile"])
-                .arg(&profile)
-                .output()
-                .await
-                .unwrap();
-            out.status.code() == Some(0)
-        }
-    })
-    .await;
-    let out = std::process::Command::new(CLI)
-        .args(["verify", "--log-key", &env.vkey, "--service-profile"])
-        .arg(&profile)
-        .output()
-        .unwrap();
-    assert!(verified, "{what}: the log verifies:\n{}", String::from_utf8_lossy(&out.stdout));
+    let (verified, report) = wait_verified(env, Duration::from_secs(20)).await;
+    assert!(verified, "{what}: the log verifies:\n{report}");
     // A replay of the control stream gives the live state.
     let roles = env.roles.as_ref().unwrap();
     let head = roles.ctx.follower.catch_up(Duration::from_secs(10)).await.unwrap();
@@ -403,20 +405,8 @@ async fn kill_9_of_keyd_cryptod_and_auditd_under_load_loses_nothing() {
     let missing: Vec<&String> = seen.ok.iter().filter(|id| !recorded.contains(*id)).collect();
     assert!(missing.is_empty(), "{} acknowledged requests without a record", missing.len());
     let profile = dir.join("service.json");
-    let verified = eventually(Duration::from_secs(30), || {
-        let (profile, vkey) = (profile.clone(), env.vkey.clone());
-        async move {
-            let out = tokio::process::Command::new(CLI)
-                .args(["verify", "--log-key", &vkey, "--service-profile"])
-                .arg(&profile)
-                .output()
-                .await
-                .unwrap();
-            out.status.code() == Some(0)
-        }
-    })
-    .await;
-    assert!(verified, "the log verifies after the kills");
+    let (verified, report) = wait_verified(&env, Duration::from_secs(30)).await;
+    assert!(verified, "the log verifies after the kills:\n{report}");
     // Replay (keyledger replay, the CLI) equals the keyd process's live digest.
     let health = format!("127.0.0.1:{keyd_health}");
     let live = eventually(Duration::from_secs(10), || async {

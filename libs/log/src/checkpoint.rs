@@ -2,7 +2,7 @@
 //! (`kl.v1.ckpt.<stream>`), each subject a fenced sequence of C2SP signed checkpoint notes.
 
 use async_nats::jetstream::context::Context;
-use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
 use keyledger_events::names;
 
@@ -159,17 +159,7 @@ impl CheckpointLog {
 
     async fn latest_on(&self, record_stream: &str, kind: Subject) -> Result<Option<StoredRecord>, LogError> {
         check_token(record_stream)?;
-        let subject = kind.subject(record_stream);
-        match self.stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(m) => Ok(Some(StoredRecord {
-                stream_seq: m.sequence,
-                subject: m.subject.to_string(),
-                server_time_unix_ms: unix_ms(m.time),
-                payload: m.payload,
-            })),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(LogError::Unavailable(format!("reading the head of {subject}: {e}"))),
-        }
+        crate::last_on_subject(&self.stream, &kind.subject(record_stream)).await
     }
 }
 

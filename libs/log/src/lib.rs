@@ -175,6 +175,27 @@ pub async fn connect_verified(
         .await
 }
 
+/// The last message stored on `subject` of `stream`, read from the stream leader, or None.
+///
+/// # Errors
+/// [`LogError::Unavailable`].
+pub(crate) async fn last_on_subject(
+    stream: &async_nats::jetstream::stream::Stream,
+    subject: &str,
+) -> Result<Option<StoredRecord>, LogError> {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => Ok(Some(StoredRecord {
+            stream_seq: m.sequence,
+            subject: m.subject.to_string(),
+            server_time_unix_ms: unix_ms(m.time),
+            payload: m.payload,
+        })),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(LogError::Unavailable(format!("reading the head of {subject}: {e}"))),
+    }
+}
+
 /// The server URLs of a profile's `url`: one URL, or several separated by commas (every
 /// member of a cluster; the client moves to another when its server goes away).
 pub fn server_list(url: &str) -> Vec<&str> {

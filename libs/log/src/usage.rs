@@ -2,13 +2,13 @@
 //! records, one chain per writer lane (`kl.v1.use.<period>.<lane>`).
 
 use async_nats::jetstream::context::Context;
-use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
 use keyledger_events::{names, MAX_USAGE_RECORD_BYTES};
 
 use crate::control::{append_chained, AppendError, AppendTarget};
 use crate::streams::{ensure_usage_stream, StreamSetupError};
-use crate::{check_token, unix_ms, LogError, RetryPolicy, StoredRecord};
+use crate::{check_token, LogError, RetryPolicy, StoredRecord};
 
 /// One period's usage stream. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -82,16 +82,6 @@ impl UsageLog {
     /// [`LogError::InvalidToken`], [`LogError::Unavailable`].
     pub async fn lane_head(&self, lane: &str) -> Result<Option<StoredRecord>, LogError> {
         check_token(lane)?;
-        let subject = names::usage_subject(&self.period, lane);
-        match self.stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(m) => Ok(Some(StoredRecord {
-                stream_seq: m.sequence,
-                subject: m.subject.to_string(),
-                server_time_unix_ms: unix_ms(m.time),
-                payload: m.payload,
-            })),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(LogError::Unavailable(format!("reading the head of {subject}: {e}"))),
-        }
+        crate::last_on_subject(&self.stream, &names::usage_subject(&self.period, lane)).await
     }
 }

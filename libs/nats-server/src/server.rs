@@ -70,14 +70,7 @@ impl NatsServer {
     /// [`Error::Config`] for an invalid topology, [`Error::Io`] for file errors,
     /// [`Error::Start`] (with the log tail) if the server exits or is not ready in time.
     pub fn start(binary: &Path, settings: ServerSettings, data_dir: &Path) -> Result<Self, Error> {
-        settings.topology.validate()?;
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(|source| Error::Io { context: format!("creating {}", data_dir.display()), source })?;
-        fs::create_dir_all(&settings.store_dir)
-            .map_err(|source| Error::Io { context: format!("creating {}", settings.store_dir.display()), source })?;
+        prepare(&settings, data_dir)?;
         let pick_port = settings.port == 0;
         let pick_monitor = settings.monitor_port == Some(0);
         let mut server = Self { binary: binary.to_path_buf(), settings, data_dir: data_dir.to_path_buf(), child: None };
@@ -110,14 +103,7 @@ impl NatsServer {
     /// # Errors
     /// As [`NatsServer::start`] (no readiness errors).
     pub fn spawn(binary: &Path, settings: ServerSettings, data_dir: &Path) -> Result<Self, Error> {
-        settings.topology.validate()?;
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(|source| Error::Io { context: format!("creating {}", data_dir.display()), source })?;
-        fs::create_dir_all(&settings.store_dir)
-            .map_err(|source| Error::Io { context: format!("creating {}", settings.store_dir.display()), source })?;
+        prepare(&settings, data_dir)?;
         let mut server = Self { binary: binary.to_path_buf(), settings, data_dir: data_dir.to_path_buf(), child: None };
         server.spawn_child()?;
         Ok(server)
@@ -473,6 +459,18 @@ fn probe_jetstream(addr: &SocketAddr, settings: &ServerSettings, deadline: Insta
         }
         // +OK, PONG, INFO updates: keep reading.
     }
+}
+
+/// Validates the topology and creates `data_dir` (0700) and the JetStream store directory.
+fn prepare(settings: &ServerSettings, data_dir: &Path) -> Result<(), Error> {
+    settings.topology.validate()?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|source| Error::Io { context: format!("creating {}", data_dir.display()), source })?;
+    fs::create_dir_all(&settings.store_dir)
+        .map_err(|source| Error::Io { context: format!("creating {}", settings.store_dir.display()), source })
 }
 
 /// A readable and writable connection (plain TCP or TLS) for the readiness probe.
