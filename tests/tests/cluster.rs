@@ -160,26 +160,34 @@ async fn recorded_request_ids(env: &Env) -> HashSet<String> {
     .await
     .unwrap();
     let js = keyledger_log::jetstream(nats);
-    let mut ids = HashSet::new();
-    keyledger::export::read_streams(&js, |frame| {
-        if let keyledger::export::Frame::Message(m) = frame {
-            if keyledger::export::is_record_stream(&m.stream) {
-                let event = keyledger_events::decode(&m.payload).expect("every stored record decodes");
-                match event.body {
-                    keyledger_events::Body::UsageBlock(b) => {
-                        ids.extend(b.records.iter().map(|r| uuid::Uuid::from_bytes(r.request_id).to_string()));
-                    }
-                    _ => {
-                        ids.insert(uuid::Uuid::from_bytes(event.record.request_id).to_string());
+    // Right after a failover a read can time out while stream leaders settle: read again.
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let mut ids = HashSet::new();
+        let read = keyledger::export::read_streams(&js, |frame| {
+            if let keyledger::export::Frame::Message(m) = frame {
+                if keyledger::export::is_record_stream(&m.stream) {
+                    let event = keyledger_events::decode(&m.payload).expect("every stored record decodes");
+                    match event.body {
+                        keyledger_events::Body::UsageBlock(b) => {
+                            ids.extend(b.records.iter().map(|r| uuid::Uuid::from_bytes(r.request_id).to_string()));
+                        }
+                        _ => {
+                            ids.insert(uuid::Uuid::from_bytes(event.record.request_id).to_string());
+                        }
                     }
                 }
             }
+            Ok(())
+        })
+        .await;
+        match read {
+            Ok(()) => return ids,
+            Err(e) => last_error = format!("{e:#}"),
         }
-        Ok(())
-    })
-    .await
-    .unwrap();
-    ids
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("cannot read the log: {last_error}");
 }
 
 /// Waits until `keyledger verify` of the live log (with the log key) exits 0; (whether it

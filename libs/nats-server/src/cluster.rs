@@ -17,8 +17,9 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// Starts the members (all spawned first, then each awaited: JetStream in a cluster is
-    /// ready only once a quorum runs). `sync_always` as [`ServerSettings::sync_always`]; with
+    /// Starts a new cluster in `data_dir` on free ports (retried on other ports, from an empty
+    /// directory, when one was taken meanwhile). The members are all spawned first, then each
+    /// awaited: JetStream in a cluster is ready only once a quorum runs. `sync_always` as [`ServerSettings::sync_always`]; with
     /// `tls`, clients must connect with TLS and routes are mutually authenticated TLS.
     ///
     /// # Errors
@@ -31,7 +32,21 @@ impl NatsCluster {
         sync_always: bool,
         tls: Option<&crate::TlsFiles>,
     ) -> Result<Self, Error> {
-        Self::start_on(binary, topology, data_dir, &Self::free_ports(size)?, sync_always, tls)
+        // Free ports are only free when picked: another process may take one before a member
+        // binds it. Try again with new ports then, like NatsServer::start does.
+        let mut attempt = 1;
+        loop {
+            match Self::start_on(binary, topology.clone(), data_dir, &Self::free_ports(size)?, sync_always, tls) {
+                Err(Error::Start { log_tail, .. }) if attempt < 5 && log_tail.contains("address already in use") => {
+                    attempt += 1;
+                    // A new cluster on new ports: nothing of the failed start is kept.
+                    for i in 0..size {
+                        let _ = std::fs::remove_dir_all(Self::node_dir(data_dir, i));
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// `size` pairs of free loopback ports (client, route).
@@ -39,7 +54,16 @@ impl NatsCluster {
     /// # Errors
     /// No free port.
     pub fn free_ports(size: usize) -> Result<Vec<(u16, u16)>, Error> {
-        (0..size).map(|_| Ok((free_port()?, free_port()?))).collect()
+        let mut seen = std::collections::HashSet::new();
+        let mut pick = || -> Result<u16, Error> {
+            loop {
+                let p = free_port()?;
+                if seen.insert(p) {
+                    return Ok(p);
+                }
+            }
+        };
+        (0..size).map(|_| Ok((pick()?, pick()?))).collect()
     }
 
     /// As [`NatsCluster::start`] on given (client, route) ports, one pair per member (a restart
