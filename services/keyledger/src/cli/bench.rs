@@ -146,6 +146,10 @@ pub struct LoadArgs {
     /// Skip the echo measurement.
     #[arg(long)]
     pub no_echo: bool,
+    /// Run the server with nats-server's default lazy fsync instead of `sync_interval: always`:
+    /// only to measure what durability against a power cut costs. Keyledger never ships it.
+    #[arg(long)]
+    pub lazy_fsync: bool,
     /// Do not run auditd (the audit index) during the run.
     #[arg(long)]
     pub no_auditd: bool,
@@ -723,7 +727,13 @@ struct Environment {
 }
 
 impl Environment {
-    async fn start(data_dir: Option<&Path>, config: RoleConfig, auditd: bool, gateway: bool) -> anyhow::Result<Self> {
+    async fn start(
+        data_dir: Option<&Path>,
+        config: RoleConfig,
+        auditd: bool,
+        gateway: bool,
+        sync_always: bool,
+    ) -> anyhow::Result<Self> {
         let (dir, temp) = match data_dir {
             Some(d) => (d.to_path_buf(), None),
             None => {
@@ -732,7 +742,7 @@ impl Environment {
                 (t.path().join("kl"), Some(t))
             }
         };
-        let mut env = DevEnvironment::start_with(&dir, 0, config).await?;
+        let mut env = DevEnvironment::start_full(&dir, 0, config, 1, sync_always).await?;
         if gateway {
             env.start_gateway(0).await?;
         }
@@ -879,7 +889,8 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         if use_http { ", gateway" } else { "" }
     );
     let mut environment =
-        Environment::start(args.data_dir.as_deref(), bench_role_config(), !args.no_auditd, use_http).await?;
+        Environment::start(args.data_dir.as_deref(), bench_role_config(), !args.no_auditd, use_http, !args.lazy_fsync)
+            .await?;
     let result = measure_all(&args, &mut environment, openbao_token, started_unix_s).await;
     let stopped = environment.stop().await;
     let report = result?;
@@ -1104,7 +1115,7 @@ async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
     let mut config = bench_role_config();
     config.limits.max_keys_per_account = config.limits.max_keys_per_account.max(args.keys + 16);
     eprintln!("starting nats-server, keyd, cryptod…");
-    let environment = Environment::start(args.data_dir.as_deref(), config, false, false).await?;
+    let environment = Environment::start(args.data_dir.as_deref(), config, false, false, true).await?;
     let result = memory_in(&args, &environment).await;
     let stopped = environment.stop().await;
     let report = result?;

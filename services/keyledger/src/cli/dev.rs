@@ -168,6 +168,19 @@ impl DevEnvironment {
         config: RoleConfig,
         nodes: usize,
     ) -> anyhow::Result<Self> {
+        Self::start_full(data_dir, nats_port, config, nodes, true).await
+    }
+
+    /// [`DevEnvironment::start_nodes`], choosing whether the servers fsync every write before
+    /// acknowledging it (`sync_interval: always`, what Keyledger ships). `false` is only for
+    /// measuring what that durability costs (`keyledger bench --lazy-fsync`).
+    pub async fn start_full(
+        data_dir: &Path,
+        nats_port: u16,
+        config: RoleConfig,
+        nodes: usize,
+        sync_always: bool,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(nodes == 1 || nodes >= 3, "--nodes is 1 or at least 3 (a quorum survives one loss)");
         ensure_private_dir(data_dir)?;
         let lock = lock_data_dir(data_dir)?;
@@ -224,6 +237,7 @@ impl DevEnvironment {
             None => {
                 let mut settings = ServerSettings::loopback(nats_dir.join("jetstream"), topology.clone());
                 settings.port = state.nats_port;
+                settings.sync_always = sync_always;
                 stop_orphaned_server(&nats_dir);
                 let server = NatsServer::start(&binary, settings, &nats_dir)?;
                 if let Some(pid) = server.pid() {
@@ -240,7 +254,7 @@ impl DevEnvironment {
                     topology.clone(),
                     &nats_dir,
                     ports,
-                    true,
+                    sync_always,
                     None,
                 )?;
                 let mut members = cluster.into_nodes();
