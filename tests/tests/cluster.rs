@@ -210,14 +210,13 @@ async fn wait_verified(env: &Env, limit: Duration) -> (bool, String) {
     }
 }
 
-/// The checks every fault test ends with.
-async fn after_the_fault(env: &Env, seen: &Seen, what: &str) {
-    // Clients saw only retryable errors.
+/// Clients saw only retryable errors, every acknowledged request has its audit record, and the
+/// log verifies within `limit` (no event lost or duplicated, chains and checkpoints intact).
+async fn check_the_log(env: &Env, seen: &Seen, what: &str, limit: Duration) {
     let retryable = ["DependencyTimeoutException", "KMSInternalException", "ThrottlingException"];
     for e in &seen.errors {
         assert!(retryable.contains(&e.as_str()) || e.starts_with("transport: "), "{what}: a non-retryable error: {e}");
     }
-    // Every acknowledged request has its audit record.
     let recorded = recorded_request_ids(env).await;
     let missing: Vec<&String> = seen.ok.iter().filter(|id| !recorded.contains(*id)).collect();
     assert!(
@@ -226,9 +225,18 @@ async fn after_the_fault(env: &Env, seen: &Seen, what: &str) {
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    // No event lost or duplicated, every chain intact, everything under a checkpoint.
-    let (verified, report) = wait_verified(env, Duration::from_secs(20)).await;
+    let (verified, report) = wait_verified(env, limit).await;
     assert!(verified, "{what}: the log verifies:\n{report}");
+}
+
+/// A new KMS key's id.
+async fn create_key(client: &KmsClient) -> String {
+    client.call("CreateKey", &json!({})).await.unwrap().body["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
+}
+
+/// The checks every fault test ends with.
+async fn after_the_fault(env: &Env, seen: &Seen, what: &str) {
+    check_the_log(env, seen, what, Duration::from_secs(20)).await;
     // A replay of the control stream gives the live state.
     let roles = env.roles.as_ref().unwrap();
     let head = roles.ctx.follower.catch_up(Duration::from_secs(10)).await.unwrap();
@@ -258,10 +266,7 @@ async fn after_the_fault(env: &Env, seen: &Seen, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_one_server_under_load_loses_nothing() {
     let mut env = start().await;
-    let key = env.client.call("CreateKey", &json!({})).await.unwrap().body["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = create_key(&env.client).await;
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(env.client.clone(), key, stop.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -379,10 +384,7 @@ async fn kill_9_of_keyd_cryptod_and_auditd_under_load_loses_nothing() {
     })
     .await;
     assert!(ready, "the role processes serve");
-    let key = env.client.call("CreateKey", &json!({})).await.unwrap().body["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = create_key(&env.client).await;
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(env.client.clone(), key, stop.clone()));
     let pause = || tokio::time::sleep(Duration::from_millis(1500));
@@ -405,16 +407,8 @@ async fn kill_9_of_keyd_cryptod_and_auditd_under_load_loses_nothing() {
 
     // The checks, with the keyd process's live state as the live digest.
     env.roles = None;
-    let retryable = ["DependencyTimeoutException", "KMSInternalException", "ThrottlingException"];
-    for e in &seen.errors {
-        assert!(retryable.contains(&e.as_str()) || e.starts_with("transport: "), "a non-retryable error: {e}");
-    }
-    let recorded = recorded_request_ids(&env).await;
-    let missing: Vec<&String> = seen.ok.iter().filter(|id| !recorded.contains(*id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged requests without a record", missing.len());
+    check_the_log(&env, &seen, "kill -9 of the role processes", Duration::from_secs(30)).await;
     let profile = dir.join("service.json");
-    let (verified, report) = wait_verified(&env, Duration::from_secs(30)).await;
-    assert!(verified, "the log verifies after the kills:\n{report}");
     // Replay (keyledger replay, the CLI) equals the keyd process's live digest.
     let health = format!("127.0.0.1:{keyd_health}");
     let live = eventually(Duration::from_secs(10), || async {
@@ -570,10 +564,7 @@ async fn a_full_usage_stream_fails_closed_and_recovers_when_space_returns() {
         ..RoleConfig::default()
     };
     let env = start_with(base).await;
-    let key = env.client.call("CreateKey", &json!({})).await.unwrap().body["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = create_key(&env.client).await;
     let mut seen = Seen::default();
     let mut failures = 0;
     for i in 0..400 {

@@ -408,20 +408,6 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Audit { action } => audit::run(*action).await,
-        Command::Checkpoint { action: CheckpointAction::Latest { stream, connection } } => {
-            anyhow::ensure!(crate::export::is_record_stream(&stream), "{stream:?} is not a record stream");
-            let js = connection.jetstream().await?;
-            let checkpoints = js
-                .get_stream(keyledger_events::names::CHECKPOINT_STREAM)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot open the checkpoint stream: {e}"))?;
-            let note = checkpoints
-                .get_last_raw_message_by_subject(&keyledger_events::names::checkpoint_subject(&stream))
-                .await
-                .map_err(|e| anyhow::anyhow!("no checkpoint of {stream}: {e}"))?;
-            print!("{}", String::from_utf8_lossy(&note.payload));
-            Ok(std::process::ExitCode::SUCCESS)
-        }
         Command::Checkpoint { action } => {
             let key = match action {
                 CheckpointAction::Key { data_dir, key_file } => {
@@ -431,7 +417,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 CheckpointAction::Init { key_file, name } => {
                     crate::checkpointer::LogKey::create_file(&key_file, &name)?
                 }
-                CheckpointAction::Latest { .. } => unreachable!("answered above"),
+                CheckpointAction::Latest { stream, connection } => {
+                    anyhow::ensure!(crate::export::is_record_stream(&stream), "{stream:?} is not a record stream");
+                    let js = connection.jetstream().await?;
+                    let checkpoints = js
+                        .get_stream(keyledger_events::names::CHECKPOINT_STREAM)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot open the checkpoint stream: {e}"))?;
+                    let note = checkpoints
+                        .get_last_raw_message_by_subject(&keyledger_events::names::checkpoint_subject(&stream))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("no checkpoint of {stream}: {e}"))?;
+                    print!("{}", String::from_utf8_lossy(&note.payload));
+                    return Ok(std::process::ExitCode::SUCCESS);
+                }
             };
             println!("{}", key.verifier());
             Ok(std::process::ExitCode::SUCCESS)
