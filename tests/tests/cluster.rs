@@ -147,8 +147,7 @@ async fn load(client: KmsClient, key: String, stop: Arc<AtomicBool>) -> Seen {
 }
 
 /// Every request id the log records (usage records and control events), hyphenated.
-async fn recorded_request_ids(env: &Env) -> HashSet<String> {
-    let profile = env.cluster.service_profile();
+async fn recorded_request_ids(profile: &keyledger_nats_server::ServiceProfile) -> HashSet<String> {
     let nats = keyledger_log::connect_verified(
         &profile.url,
         &profile.user,
@@ -190,15 +189,32 @@ async fn recorded_request_ids(env: &Env) -> HashSet<String> {
     panic!("cannot read the log: {last_error}");
 }
 
+/// How the checks read the log: a service profile (and the file it was written to, for the
+/// CLI) and the log's public key.
+struct LogAccess {
+    profile: keyledger_nats_server::ServiceProfile,
+    profile_file: std::path::PathBuf,
+    vkey: String,
+}
+
+impl Env {
+    fn log_access(&self) -> LogAccess {
+        LogAccess {
+            profile: self.cluster.service_profile(),
+            profile_file: self.dir.path().join("service.json"),
+            vkey: self.vkey.clone(),
+        }
+    }
+}
+
 /// Waits until `keyledger verify` of the live log (with the log key) exits 0; (whether it
 /// did, the last report).
-async fn wait_verified(env: &Env, limit: Duration) -> (bool, String) {
-    let profile = env.dir.path().join("service.json");
+async fn wait_verified(log: &LogAccess, limit: Duration) -> (bool, String) {
     let deadline = Instant::now() + limit;
     loop {
         let out = tokio::process::Command::new(CLI)
-            .args(["verify", "--log-key", &env.vkey, "--service-profile"])
-            .arg(&profile)
+            .args(["verify", "--log-key", &log.vkey, "--service-profile"])
+            .arg(&log.profile_file)
             .output()
             .await
             .unwrap();
@@ -212,12 +228,12 @@ async fn wait_verified(env: &Env, limit: Duration) -> (bool, String) {
 
 /// Clients saw only retryable errors, every acknowledged request has its audit record, and the
 /// log verifies within `limit` (no event lost or duplicated, chains and checkpoints intact).
-async fn check_the_log(env: &Env, seen: &Seen, what: &str, limit: Duration) {
+async fn check_the_log(log: &LogAccess, seen: &Seen, what: &str, limit: Duration) {
     let retryable = ["DependencyTimeoutException", "KMSInternalException", "ThrottlingException"];
     for e in &seen.errors {
         assert!(retryable.contains(&e.as_str()) || e.starts_with("transport: "), "{what}: a non-retryable error: {e}");
     }
-    let recorded = recorded_request_ids(env).await;
+    let recorded = recorded_request_ids(&log.profile).await;
     let missing: Vec<&String> = seen.ok.iter().filter(|id| !recorded.contains(*id)).collect();
     assert!(
         missing.is_empty(),
@@ -225,7 +241,7 @@ async fn check_the_log(env: &Env, seen: &Seen, what: &str, limit: Duration) {
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    let (verified, report) = wait_verified(env, limit).await;
+    let (verified, report) = wait_verified(log, limit).await;
     assert!(verified, "{what}: the log verifies:\n{report}");
 }
 
@@ -235,10 +251,9 @@ async fn create_key(client: &KmsClient) -> String {
 }
 
 /// The checks every fault test ends with.
-async fn after_the_fault(env: &Env, seen: &Seen, what: &str) {
-    check_the_log(env, seen, what, Duration::from_secs(20)).await;
+async fn after_the_fault(log: &LogAccess, roles: &RunningRoles, seen: &Seen, what: &str) {
+    check_the_log(log, seen, what, Duration::from_secs(20)).await;
     // A replay of the control stream gives the live state.
-    let roles = env.roles.as_ref().unwrap();
     let head = roles.ctx.follower.catch_up(Duration::from_secs(10)).await.unwrap();
     let log = roles.ctx.follower.log();
     let mut replayed = keyledger_kms::Projection::default();
@@ -277,7 +292,7 @@ async fn kill_9_of_one_server_under_load_loses_nothing() {
     stop.store(true, Ordering::Relaxed);
     let seen = running.await.unwrap();
     assert!(seen.ok.len() > 50, "the load ran: {} acknowledged", seen.ok.len());
-    after_the_fault(&env, &seen, "kill -9 of n1").await;
+    after_the_fault(&env.log_access(), env.roles.as_ref().unwrap(), &seen, "kill -9 of n1").await;
     env.roles.take().unwrap().stop().await;
 }
 
@@ -407,7 +422,7 @@ async fn kill_9_of_keyd_cryptod_and_auditd_under_load_loses_nothing() {
 
     // The checks, with the keyd process's live state as the live digest.
     env.roles = None;
-    check_the_log(&env, &seen, "kill -9 of the role processes", Duration::from_secs(30)).await;
+    check_the_log(&env.log_access(), &seen, "kill -9 of the role processes", Duration::from_secs(30)).await;
     let profile = dir.join("service.json");
     // Replay (keyledger replay, the CLI) equals the keyd process's live digest.
     let health = format!("127.0.0.1:{keyd_health}");
@@ -610,5 +625,148 @@ async fn a_full_usage_stream_fails_closed_and_recovers_when_space_returns() {
             .unwrap();
         seen.ok.push(r.request_id.unwrap());
     }
-    after_the_fault(&env, &seen, "full usage stream").await;
+    after_the_fault(&env.log_access(), env.roles.as_ref().unwrap(), &seen, "full usage stream").await;
+}
+
+/// Runs deploy/nats/cluster/start-local.sh (the shipped node.conf and accounts.conf,
+/// unchanged) with `args`; panics with its output when it fails.
+fn start_local(dir: &std::path::Path, args: &[&str], ports: Option<&[(u16, u16)]>) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/cluster/start-local.sh");
+    let mut cmd = std::process::Command::new(script);
+    cmd.arg(dir).args(args).env("NATS_SERVER", keyledger_nats_server::find_or_install().unwrap());
+    if let Some(ports) = ports {
+        let list = |f: fn(&(u16, u16)) -> u16| ports.iter().map(f).map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        cmd.env("KL_LOCAL_CLIENT_PORTS", list(|p| p.0)).env("KL_LOCAL_ROUTE_PORTS", list(|p| p.1));
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "start-local.sh {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The shipped three-node configuration (deploy/nats/cluster/node.conf with
+/// deploy/nats/accounts.conf, started by deploy/nats/cluster/start-local.sh) runs keyd, the
+/// checkpointer and a cryptod each as its own shipped role user; a tenant of the shipped
+/// TENANT_A account uses it; kill -9 of one member under load loses nothing; each role user
+/// is refused what its role may not do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_shipped_cluster_configuration_runs_each_role_as_its_own_user_and_survives_a_node_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_dir = dir.path().join("cluster");
+    let ports = NatsCluster::free_ports(3).unwrap();
+    tokio::task::block_in_place(|| start_local(&cluster_dir, &[], Some(&ports)));
+    // The members run in sessions of their own: stop them even when an assertion fails.
+    struct StopOnDrop(std::path::PathBuf);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/cluster/start-local.sh");
+            let _ = std::process::Command::new(script).arg(&self.0).arg("stop").status();
+        }
+    }
+    let _members = StopOnDrop(cluster_dir.clone());
+    let profile = |user: &str| {
+        keyledger_nats_server::ServiceProfile::read_from(&cluster_dir.join(format!("profiles/{user}.json"))).unwrap()
+    };
+    let key_path = dir.path().join("log.key");
+    let vkey = LogKey::create_file(&key_path, "keyledger.local/log-shipped").unwrap().verifier().to_string();
+    let root = Arc::new(keyledger_crypto::RootKey::generate());
+    let config = |lane: Option<&str>| {
+        let mut c = RoleConfig {
+            replicas: 3,
+            accounts: [("TENANT_A".to_owned(), ACCOUNT.to_owned())].into_iter().collect(),
+            ..RoleConfig::default()
+        };
+        c.audit.lane = lane.map(str::to_owned);
+        c
+    };
+    let keyd =
+        keyledger::roles::start(&[Role::Keyd], &profile("keyd"), root.clone(), config(Some("keyd-1"))).await.unwrap();
+    let checkpointer = keyledger::roles::start(
+        &[Role::Checkpointer],
+        &profile("checkpointer"),
+        root.clone(),
+        RoleConfig {
+            checkpoint: Some(CheckpointConfig::new(Arc::new(LogKey::load(&key_path).unwrap()))),
+            ..config(None)
+        },
+    )
+    .await
+    .unwrap();
+    let cryptod =
+        keyledger::roles::start(&[Role::Cryptod], &profile("cryptod-1"), root.clone(), config(Some("cryptod-1")))
+            .await
+            .unwrap();
+
+    // The tenant of the shipped TENANT_A account, over TLS to all three members.
+    let app: keyledger_nats_server::ClientProfile =
+        keyledger_nats_server::ClientProfile::read_from(&cluster_dir.join("profiles/app.json")).unwrap();
+    assert_eq!(app.keyledger_account, ACCOUNT);
+    let nats = keyledger::cli::tls_options(
+        async_nats::ConnectOptions::with_user_and_password(app.user.clone(), app.password.expose().to_owned()),
+        app.ca_file.as_deref(),
+    )
+    .custom_inbox_prefix(app.inbox_prefix.clone())
+    .connect(keyledger_log::server_list(&app.url))
+    .await
+    .unwrap();
+    let client = KmsClient::new(nats, Duration::from_secs(5));
+    let key = create_key(&client).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(client.clone(), key.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| start_local(&cluster_dir, &["kill-9", "1"], None));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The same command restarts the member that is down (same ports, same store).
+    tokio::task::block_in_place(|| start_local(&cluster_dir, &[], None));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let seen = running.await.unwrap();
+    assert!(seen.ok.len() > 50, "the load ran: {} acknowledged", seen.ok.len());
+    // auditd's user reads the log to verify it: reading is all it may do.
+    let log = LogAccess { profile: profile("auditd"), profile_file: cluster_dir.join("profiles/auditd.json"), vkey };
+    after_the_fault(&log, &keyd, &seen, "kill -9 of a member of the shipped cluster").await;
+
+    // Each shipped role user is refused what its role may not do (a permissions violation
+    // from the server), and allowed what it does (the negative control).
+    let denied = |user: &'static str, subject: &'static str| {
+        let p = profile(user);
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let client = keyledger::cli::tls_options(
+                async_nats::ConnectOptions::with_user_and_password(p.user.clone(), p.password.expose().to_owned()),
+                p.ca_file.as_deref(),
+            )
+            .custom_inbox_prefix(p.inbox_prefix.clone())
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = event {
+                        let _ = tx.send(e.to_string());
+                    }
+                }
+            })
+            .connect(keyledger_log::server_list(&p.url))
+            .await
+            .unwrap();
+            client.publish(subject, "x".into()).await.unwrap();
+            client.flush().await.unwrap();
+            let error = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await.ok().flatten();
+            error.is_some_and(|e| e.to_lowercase().contains("permissions violation"))
+        }
+    };
+    assert!(denied("cryptod-1", "kl.v1.ctl.111122223333.key.x").await, "cryptod writes no key events");
+    assert!(denied("cryptod-2", "kl.v1.use.202612.cryptod-1").await, "nor another cryptod's lane");
+    assert!(denied("keyd", "kl.v1.ckpt.KL_CONTROL_V1").await, "keyd signs no checkpoints");
+    assert!(denied("checkpointer", "kl.v1.ctl.111122223333.key.x").await, "the checkpointer writes no key events");
+    assert!(denied("auditd", "$JS.API.STREAM.PURGE.KL_CONTROL_V1").await, "nobody purges");
+    assert!(denied("keyledger", "kms.v1.Encrypt").await, "the service user makes no requests");
+    assert!(!denied("cryptod-1", "kl.v1.alarm.111122223333.pending-deletion").await, "the negative control: allowed");
+
+    cryptod.stop().await;
+    checkpointer.stop().await;
+    keyd.stop().await;
 }

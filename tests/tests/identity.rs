@@ -189,7 +189,9 @@ async fn a_grant_token_works_at_once_on_a_lagging_worker_and_revocation_is_never
 async fn the_deploy_nats_configuration_stamps_identity_and_scopes_every_user() {
     let dir = tempfile::tempdir().unwrap();
     let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats");
-    std::fs::copy(deploy.join("tls.conf"), dir.path().join("tls.conf")).unwrap();
+    for file in ["tls.conf", "accounts.conf"] {
+        std::fs::copy(deploy.join(file), dir.path().join(file)).unwrap();
+    }
     // The shipped file, with only its JetStream directory moved into the test's.
     let conf = std::fs::read_to_string(deploy.join("keyledger.conf")).unwrap();
     let store = format!("store_dir: {:?}", dir.path().join("js"));
@@ -202,6 +204,12 @@ async fn the_deploy_nats_configuration_stamps_identity_and_scopes_every_user() {
         ("KEYLEDGER_SERVICE_PASSWORD", "svc-pw-1"),
         ("KEYLEDGER_GATEWAY_PASSWORD", "gw-pw-2"),
         ("KEYLEDGER_TENANT_A_PASSWORD", "app-pw-3"),
+        ("KEYLEDGER_KEYD_PASSWORD", "keyd-pw-4"),
+        ("KEYLEDGER_CHECKPOINTER_PASSWORD", "ckpt-pw-5"),
+        ("KEYLEDGER_CRYPTOD_1_PASSWORD", "c1-pw-6"),
+        ("KEYLEDGER_CRYPTOD_2_PASSWORD", "c2-pw-7"),
+        ("KEYLEDGER_CRYPTOD_3_PASSWORD", "c3-pw-8"),
+        ("KEYLEDGER_AUDITD_PASSWORD", "auditd-pw-9"),
     ];
     let mut server = std::process::Command::new(binary)
         .arg("-c")

@@ -353,8 +353,9 @@ pub struct ServerSettings {
 }
 
 /// One server's place in a JetStream cluster (RAFT; every member lists the others' routes).
-/// Routes are plain TCP on `host`: loopback only (the cluster harness and `keyledger dev
-/// --nodes 3`); a deployment across hosts needs TLS on routes (deploy/cluster/).
+/// Routes are mutually authenticated TLS when [`ServerSettings::tls`] is set, else plain TCP
+/// (loopback only: `keyledger dev --nodes 3`). The shipped configuration for hosts is
+/// deploy/nats/cluster/node.conf.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterSettings {
     /// Cluster name (the same on every member).
@@ -437,18 +438,12 @@ pub fn render_config(settings: &ServerSettings) -> String {
     out.push_str("    users: [\n");
     render_service_user(&mut out, &t.service);
     for r in &t.role_users {
-        let list = |v: Vec<String>| v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
-        let (publish, deny, subscribe) = role_permissions(&r.credentials.user, &r.roles, r.lane.as_deref());
-        let _ = writeln!(
-            out,
-            "      {{ user: {}, password: {}, permissions: {{",
-            quote(&r.credentials.user),
-            quote(r.credentials.password.expose())
-        );
-        let _ = writeln!(out, "          publish: {{ allow: [{}], deny: [{}] }}", list(publish), list(deny));
-        let _ = writeln!(out, "          subscribe: {{ allow: [{}] }}", list(subscribe));
-        out.push_str("          allow_responses: true\n");
-        out.push_str("      } }\n");
+        out.push_str(&render_role_user(
+            &r.credentials.user,
+            &quote(r.credentials.password.expose()),
+            &r.roles,
+            r.lane.as_deref(),
+        ));
     }
     if let Some(admin) = &t.admin {
         let _ = writeln!(out, "      {{ user: {}, password: {} }}", quote(&admin.user), quote(admin.password.expose()));
@@ -489,6 +484,21 @@ pub fn render_config(settings: &ServerSettings) -> String {
     if t.system.is_some() {
         let _ = writeln!(out, "system_account: {SYSTEM_ACCOUNT}");
     }
+    out
+}
+
+/// One role user's entry in the service account's `users` list, with [`role_permissions`]:
+/// `password` is inserted as written (a quoted string, or `$VAR` for nats-server to take from
+/// its environment, as deploy/nats/accounts.conf does). Six lines, six spaces indented.
+pub fn render_role_user(user: &str, password: &str, roles: &[String], lane: Option<&str>) -> String {
+    let list = |v: Vec<String>| v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
+    let (publish, deny, subscribe) = role_permissions(user, roles, lane);
+    let mut out = String::new();
+    let _ = writeln!(out, "      {{ user: {}, password: {password}, permissions: {{", quote(user));
+    let _ = writeln!(out, "          publish: {{ allow: [{}], deny: [{}] }}", list(publish), list(deny));
+    let _ = writeln!(out, "          subscribe: {{ allow: [{}] }}", list(subscribe));
+    out.push_str("          allow_responses: true\n");
+    out.push_str("      } }\n");
     out
 }
 
@@ -639,6 +649,78 @@ mod tests {
             lane: None,
         });
         assert!(t.validate().is_err(), "unknown roles are refused");
+    }
+
+    /// The role users of deploy/nats/accounts.conf (user, roles, lane), shipped for a
+    /// deployment that runs each role as its own process (tests/tests/cluster.rs runs them).
+    const SHIPPED_ROLE_USERS: [(&str, &[&str], Option<&str>); 6] = [
+        ("keyd", &["keyd"], Some("keyd-1")),
+        ("checkpointer", &["checkpointer"], None),
+        ("cryptod-1", &["cryptod"], Some("cryptod-1")),
+        ("cryptod-2", &["cryptod"], Some("cryptod-2")),
+        ("cryptod-3", &["cryptod"], Some("cryptod-3")),
+        ("auditd", &["auditd"], None),
+    ];
+
+    #[test]
+    fn the_shipped_accounts_give_each_role_user_exactly_its_role_permissions() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nats/accounts.conf");
+        let shipped = std::fs::read_to_string(&path).unwrap();
+        let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = squash(&shipped);
+        for (user, roles, lane) in SHIPPED_ROLE_USERS {
+            let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+            let var = format!("$KEYLEDGER_{}_PASSWORD", user.to_uppercase().replace('-', "_"));
+            let block = render_role_user(user, &var, &roles, lane);
+            assert!(text.contains(&squash(&block)), "{} lacks (or differs from) this entry:\n{block}", path.display());
+        }
+        // Every user in the file is either a role user above or one of the known others.
+        let users: Vec<&str> = shipped
+            .match_indices("user: \"")
+            .map(|(i, m)| {
+                let rest = &shipped[i + m.len()..];
+                &rest[..rest.find('"').unwrap()]
+            })
+            .collect();
+        for user in &users {
+            assert!(
+                SHIPPED_ROLE_USERS.iter().any(|(u, _, _)| u == user)
+                    || [SERVICE_USER, GATEWAY_USER, "app"].contains(user),
+                "unexpected user {user} in {}",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn each_three_host_env_file_sets_every_variable_the_member_config_reads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nats/cluster");
+        let conf = std::fs::read_to_string(dir.join("node.conf")).unwrap();
+        let wanted: std::collections::BTreeSet<&str> = conf
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$')))
+            .filter_map(|w| w.strip_prefix("$KL_NATS_"))
+            .collect();
+        assert!(wanted.len() >= 9, "{wanted:?}");
+        let mut names = std::collections::BTreeSet::new();
+        for i in 1..=3 {
+            let env = std::fs::read_to_string(dir.join(format!("kl-nats-{i}.env"))).unwrap();
+            let set: std::collections::BTreeMap<&str, &str> = env
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .filter_map(|l| l.split_once('='))
+                .filter_map(|(k, v)| Some((k.strip_prefix("KL_NATS_")?, v)))
+                .collect();
+            let missing: Vec<&&str> = wanted.iter().filter(|w| !set.contains_key(*w)).collect();
+            assert!(missing.is_empty(), "kl-nats-{i}.env lacks {missing:?}");
+            for host in 1..=3 {
+                assert!(set["ROUTES"].contains(&format!("tls://kl-nats-{host}.internal:6222")), "kl-nats-{i}.env");
+            }
+            assert!(set["TLS_CERT"].contains(&format!("kl-nats-{i}")), "each member its own certificate");
+            names.insert(set["NAME"].to_owned());
+        }
+        assert_eq!(names.len(), 3, "three distinct server names");
     }
 
     #[test]
