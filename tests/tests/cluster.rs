@@ -562,18 +562,9 @@ async fn a_dev_cluster_keeps_everything_across_a_full_restart() {
     assert!(DevEnvironment::start_nodes(&data, 0, RoleConfig::default(), 1).await.is_err(), "the shape is kept");
     let env = DevEnvironment::start_nodes(&data, 0, RoleConfig::default(), 3).await.unwrap();
     let client = keyledger::cli::connect_profile(&env.client_profile).await.unwrap();
-    // Right after a full restart the streams elect their leaders: a client retries the
-    // retryable DependencyTimeoutException, as the AWS SDKs do.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let dec = loop {
-        match client.call("Decrypt", &json!({"CiphertextBlob": ct})).await {
-            Ok(r) => break r,
-            Err(e) if e.aws_name() == Some("DependencyTimeoutException") && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    // The roles serve only once the streams answer (the usage stream included: the roles wait
+    // for their audit lane), so the first request after a full restart succeeds.
+    let dec = client.call("Decrypt", &json!({"CiphertextBlob": ct})).await.unwrap();
     assert_eq!(unb64(&dec.body["Plaintext"]), b"kept");
     env.stop().await.unwrap();
 }

@@ -93,6 +93,8 @@ pub enum AuditHealth {
 enum Item {
     Record(Box<UsageRecordV1>, oneshot::Sender<Result<Receipt, KmsError>>),
     Suppressed(SuppressedRequestsV1),
+    /// Open the lane's chain on the current period's stream (and read its head) now.
+    Ready(oneshot::Sender<Result<(), KmsError>>),
 }
 
 /// Counters of a lane, for metrics.
@@ -192,6 +194,20 @@ impl AuditWriter {
         }
     }
 
+    /// Opens the lane on the current period's usage stream and reads the lane's head, so that
+    /// the first request does not pay for it (or find the stream without a leader right after
+    /// a cluster restart). Errors as [`AuditWriter::write`]: DependencyTimeoutException while
+    /// the stream does not answer, KMSInternalException if it cannot be opened.
+    pub async fn ready(&self) -> Result<(), KmsError> {
+        let (done, opened) = oneshot::channel();
+        self.tx.send(Item::Ready(done)).await.map_err(|_| refused("writer stopped"))?;
+        match tokio::time::timeout(self.wait, opened).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(refused("writer stopped")),
+            Err(_) => Err(unavailable()),
+        }
+    }
+
     /// Queues a rate-limiter summary; it goes out with the next block.
     pub fn write_suppressed(&self, summary: SuppressedRequestsV1) {
         if self.tx.try_send(Item::Suppressed(summary)).is_err() {
@@ -237,12 +253,14 @@ impl Lane {
         while let Some(first) = rx.recv().await {
             let mut records = Vec::new();
             let mut waiters = Vec::new();
+            let mut probes = Vec::new();
             let mut take = |item: Item, records: &mut Vec<UsageRecordV1>, waiters: &mut Vec<_>| match item {
                 Item::Record(r, w) => {
                     records.push(*r);
                     waiters.push(w);
                 }
                 Item::Suppressed(s) => suppressed.push(s),
+                Item::Ready(done) => probes.push(done),
             };
             take(first, &mut records, &mut waiters);
             while records.len() < self.config.max_batch_records {
@@ -250,6 +268,13 @@ impl Lane {
                     Ok(item) => take(item, &mut records, &mut waiters),
                     Err(_) => break,
                 }
+            }
+            for probe in probes {
+                let opened = self.chain().await.map(|_| ());
+                let _ = probe.send(opened);
+            }
+            if records.is_empty() && suppressed.is_empty() {
+                continue;
             }
             let summaries = std::mem::take(&mut suppressed);
             let result = self.commit(records, summaries.clone()).await;

@@ -266,6 +266,9 @@ pub async fn start(
         limiter,
         config,
     });
+    if roles.iter().any(|r| matches!(r, Role::Keyd | Role::Cryptod)) {
+        wait_for_the_audit_lane(&ctx.audit).await;
+    }
     let mut services = Vec::new();
     let mut tasks = vec![audit_task, tokio::spawn(flush_suppressed(ctx.clone()))];
     let audit_health_source = ctx.audit.clone();
@@ -339,6 +342,31 @@ pub async fn start(
     unknown.flush().await.map_err(|e| anyhow::anyhow!("cannot flush the NATS connection: {e}"))?;
     tasks.push(tokio::spawn(answer_unknown_operations(ctx.clone(), unknown, sub)));
     Ok(RunningRoles { services, tasks, ctx })
+}
+
+/// How long a starting role waits for its audit lane's usage stream to answer before it
+/// serves anyway (its requests then fail closed, retryably, until the stream answers).
+pub const AUDIT_READY_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits (up to [`AUDIT_READY_WAIT`]) until the audit lane has opened the period's usage
+/// stream and read its head: right after a cluster restart the stream has no leader for a few
+/// seconds, and a role that served at once would answer its first requests with
+/// DependencyTimeoutException.
+async fn wait_for_the_audit_lane(audit: &AuditWriter) {
+    let deadline = tokio::time::Instant::now() + AUDIT_READY_WAIT;
+    loop {
+        match audit.ready().await {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e.message, "waiting for the usage stream before serving");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message, "the usage stream does not answer; serving anyway (requests fail closed until it does)");
+                return;
+            }
+        }
+    }
 }
 
 /// AWS KMS operations Keyledger does not offer yet: answered with UnsupportedOperationException
