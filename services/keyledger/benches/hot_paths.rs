@@ -9,6 +9,11 @@
 //!   AEAD), header parse;
 //! * `material`: wrap and unwrap of key material under the root key (XChaCha20-Poly1305).
 //!
+//! * `audit_index`: what auditd does per usage record: map 20 stored usage blocks of 64
+//!   records each (unique request ids and ciphertext digests, as in real traffic) to audit
+//!   records and index them into an in-memory tantivy index with one commit at the end (no
+//!   disk: the index's CPU cost alone);
+//!
 //! * `policy`: the access decision of an Encrypt (`keyledger_kms::authorize`) on a key with the
 //!   default key policy (evaluated without parsing), with a 4-statement custom policy with
 //!   encryption-context conditions, and through the last of 100 grants; parsing a policy.
@@ -309,5 +314,72 @@ fn policy_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, event_benches, projection_benches, usage_block_benches, crypto_benches, policy_benches);
+fn audit_index_benches(c: &mut Criterion) {
+    use keyledger_audit_index::{AuditIndex, IndexedMessage, WriterOptions};
+    const BLOCKS: u64 = 20;
+    const PER_BLOCK: u64 = 64;
+    let stream = keyledger_events::names::usage_stream("202311");
+    let realm = keyledger_kms::Realm::default();
+    let stored: Vec<Vec<u8>> = (0..BLOCKS)
+        .map(|b| {
+            let records = (b * PER_BLOCK..(b + 1) * PER_BLOCK)
+                .map(|n| UsageRecordV1 {
+                    ciphertext_digest: Some(*blake3::hash(&n.to_le_bytes()).as_bytes()),
+                    ..usage_record(n)
+                })
+                .collect();
+            let draft = Draft {
+                event_id: *uuid::Uuid::from_u64_pair(9, b).as_bytes(),
+                account: String::new(),
+                aggregate_kind: AggregateKind::UsageLane,
+                aggregate_id: "cryptod-bench".to_owned(),
+                aggregate_seq: b,
+                time_unix_ms: T0 + b,
+                principal: PrincipalV1::service(),
+                request_id: [0; 16],
+                prev_hash: [5; 32],
+            };
+            let body = Body::UsageBlock(UsageBlockV1 { records, suppressed: vec![] });
+            keyledger_events::encode(&draft, &body).expect("encodes").0
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut group = c.benchmark_group("audit_index");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(BLOCKS * PER_BLOCK));
+    group.bench_function(format!("map+index+commit/{} usage records", BLOCKS * PER_BLOCK), |b| {
+        b.iter_batched(
+            || AuditIndex::in_memory().expect("index"),
+            |index| {
+                runtime.block_on(async {
+                    let options = WriterOptions {
+                        commit_every_docs: 1_000_000,
+                        commit_every: std::time::Duration::from_secs(3600),
+                        ..WriterOptions::default()
+                    };
+                    let writer = index.writer(options).expect("writer");
+                    for (i, bytes) in stored.iter().enumerate() {
+                        let seq = i as u64 + 1;
+                        let records =
+                            keyledger_audit_index::records_from_message(&stream, seq, bytes, &realm).expect("maps");
+                        writer.send(IndexedMessage { stream: stream.clone(), seq, records }).await.expect("queued");
+                    }
+                    writer.close().await.expect("committed")
+                })
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    event_benches,
+    projection_benches,
+    usage_block_benches,
+    crypto_benches,
+    policy_benches,
+    audit_index_benches
+);
 criterion_main!(benches);
