@@ -18,6 +18,10 @@ struct Dev {
 
 impl Dev {
     fn start() -> Dev {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Dev {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("kl");
         let log = std::fs::File::create(dir.path().join("dev.log")).unwrap();
@@ -25,6 +29,7 @@ impl Dev {
             .args(["dev", "--data-dir"])
             .arg(&data)
             .args(["--nats-port", "0", "--gateway-port", "0"])
+            .args(extra)
             .env("KEYLEDGER_AUDIT_ADDR", "127.0.0.1:0")
             .env("KEYLEDGER_HEALTH_ADDR", "127.0.0.1:0")
             .env("KEYLEDGER_LOG", "debug")
@@ -574,4 +579,40 @@ fn schedule_key_deletion_schedules_an_unused_key_and_refuses_when_auditd_cannot_
     assert!(err.contains("warning: no usage evidence"), "{err}");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["KeyState"], "PendingDeletion");
     dev.stop();
+}
+
+/// `keyledger dev --nodes 3`: a kill -9 of any member — the first one included — leaves the
+/// service running on the others; dev restarts the member, which catches up.
+#[test]
+fn a_dev_cluster_keeps_serving_when_a_member_is_killed_and_restarts_it() {
+    let dev = Dev::start_with(&["--nodes", "3"]);
+    let key = dev.kms(&["create-key"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let member = dev.dir.path().join("kl").join("nats").join("n1");
+    let pid_of = |dir: &Path| std::fs::read_to_string(dir.join("server.pid")).unwrap().trim().parse::<i32>().unwrap();
+    let killed = pid_of(&member);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(killed), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Requests go on (after the leader elections; a client retries what is retryable).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = dev.run(&["kms", "encrypt", "--key-id", &key, "--plaintext", "aGVsbG8="]);
+        if code == 0 {
+            assert!(out.contains("CiphertextBlob"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Encrypt succeeded after the kill: {err}\n{}", dev.log());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // dev restarts the member and keeps running.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dev.log().contains("cluster member n1 restarted") {
+        assert!(Instant::now() < deadline, "n1 was not restarted:\n{}", dev.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let restarted = pid_of(&member);
+    assert_ne!(restarted, killed);
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(restarted), None).is_ok(), "the new n1 runs");
+    let described = dev.kms(&["describe-key", "--key-id", &key]);
+    assert_eq!(described["KeyMetadata"]["KeyState"], "Enabled");
+    let (log, _dir) = dev.stop();
+    assert!(log.contains("cluster member n1 exited"), "{log}");
 }

@@ -567,6 +567,13 @@ async fn a_dev_cluster_keeps_everything_across_a_full_restart() {
     let dec = client.call("Decrypt", &json!({"CiphertextBlob": ct})).await.unwrap();
     assert_eq!(unb64(&dec.body["Plaintext"]), b"kept");
     env.stop().await.unwrap();
+    // Without its root key the cluster's log cannot be opened: dev refuses, and writes no new
+    // key that the user would have to get rid of before restoring the old one.
+    let root = data.join("root.key");
+    std::fs::rename(&root, dir.path().join("root.key.saved")).unwrap();
+    let refused = DevEnvironment::start_nodes(&data, 0, RoleConfig::default(), 3).await.err().map(|e| format!("{e:#}"));
+    assert!(refused.as_deref().unwrap_or_default().contains("is missing"), "{refused:?}");
+    assert!(!root.exists(), "no new root key was written");
 }
 
 /// A full usage stream on the cluster (issue 9): the service fails closed — retryable errors,
@@ -690,6 +697,16 @@ async fn the_shipped_cluster_configuration_runs_each_role_as_its_own_user_and_su
         keyledger::roles::start(&[Role::Cryptod], &profile("cryptod-1"), root.clone(), config(Some("cryptod-1")))
             .await
             .unwrap();
+    // A cryptod whose configuration names no lane (a random one) or another user's lane would
+    // record nothing: it refuses to start, and says which lane.
+    for lane in [None, Some("cryptod-1")] {
+        let refused = keyledger::roles::start(&[Role::Cryptod], &profile("cryptod-2"), root.clone(), config(lane))
+            .await
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(refused.contains("may not write the usage lane") && refused.contains("lane"), "{lane:?}: {refused}");
+    }
 
     // The tenant of the shipped TENANT_A account, over TLS to all three members.
     let app: keyledger_nats_server::ClientProfile =

@@ -26,7 +26,9 @@ usage() { echo "usage: $0 DIR [start|stop|kill-9 N|status]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 dir="$1"
 action="${2:-start}"
-case "$dir" in *'"'* | *'\'*) echo "DIR may not contain quotes or backslashes" >&2; exit 2 ;; esac
+# nats-server reads paths from the environment as config values: no quotes, backslashes or
+# whitespace in them.
+case "$dir" in *'"'* | *'\'* | *[[:space:]]*) echo "DIR may not contain quotes, backslashes or whitespace" >&2; exit 2 ;; esac
 mkdir -p "$dir"
 chmod 700 "$dir"
 dir="$(cd "$dir" && pwd)"
@@ -59,13 +61,16 @@ password_var() {
   esac
 }
 
-# A member runs when its pid is alive and not a zombie (a killed child of a reaper that has
-# not reaped it yet).
+# A member runs when its pid is alive, not a zombie (a killed child of a reaper that has not
+# reaped it yet), and is this cluster's nats-server (a stale pid file, after a reboot say, may
+# name an unrelated process: never signal that).
 running() {
   [ -f "$dir/n$1.pid" ] || return 1
-  local state
-  state="$(ps -o stat= -p "$(cat "$dir/n$1.pid")" 2>/dev/null)" || return 1
-  [ -n "$state" ] && [ "${state#Z}" = "$state" ]
+  local pid state
+  pid="$(cat "$dir/n$1.pid")"
+  state="$(ps -o stat= -p "$pid" 2>/dev/null)" || return 1
+  [ -n "$state" ] && [ "${state#Z}" = "$state" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "-c $here/node.conf"
 }
 
 case "$action" in
@@ -135,9 +140,6 @@ if [ ! -f "$dir/passwords.env" ]; then
   )
 fi
 
-[ -f "$dir/ports.env" ] || printf 'saved_KL_LOCAL_CLIENT_PORTS="%s"\nsaved_KL_LOCAL_ROUTE_PORTS="%s"\n' \
-  "${client_ports[*]}" "${route_ports[*]}" >"$dir/ports.env"
-
 routes="[tls://127.0.0.1:${route_ports[0]}, tls://127.0.0.1:${route_ports[1]}, tls://127.0.0.1:${route_ports[2]}]"
 urls="tls://127.0.0.1:${client_ports[0]},tls://127.0.0.1:${client_ports[1]},tls://127.0.0.1:${client_ports[2]}"
 
@@ -155,9 +157,24 @@ KL_NATS_TLS_CA="$tls/ca.pem"
 EOF
 done
 
+in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 started=()
+# Stops what this run started, when it fails.
+undo() {
+  for i in "${started[@]}"; do
+    if running "$i"; then kill "$(cat "$dir/n$i.pid")"; fi
+    rm -f "$dir/n$i.pid"
+  done
+}
 for i in 1 2 3; do
   running "$i" && continue
+  for port in "${client_ports[$((i - 1))]}" "${route_ports[$((i - 1))]}"; do
+    if in_use "$port"; then
+      echo "port $port (member n$i) is in use by another process" >&2
+      undo
+      exit 1
+    fi
+  done
   # A new session: the member outlives this script and is not killed with its caller's
   # process group.
   setsid bash -c 'set -a; . "$1"; . "$2"; exec "$3" -c "$4"' member \
@@ -173,15 +190,20 @@ for i in "${started[@]}"; do
   ok=""
   for _ in $(seq 300); do
     if ! running "$i"; then break; fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ok=1; break; fi
+    if in_use "$port"; then ok=1; break; fi
     sleep 0.1
   done
-  if [ -z "$ok" ]; then
+  if [ -z "$ok" ] || ! running "$i"; then
     echo "member n$i did not start; the end of $dir/n$i.log:" >&2
     tail -n 20 "$dir/n$i.log" >&2
+    echo >&2
+    undo
     exit 1
   fi
 done
+# The ports stay with DIR from the first successful start on.
+[ -f "$dir/ports.env" ] || printf 'saved_KL_LOCAL_CLIENT_PORTS="%s"\nsaved_KL_LOCAL_ROUTE_PORTS="%s"\n' \
+  "${client_ports[*]}" "${route_ports[*]}" >"$dir/ports.env"
 
 # Connection profiles (JSON, 0600) with every member's URL and the CA.
 mkdir -p "$dir/profiles"

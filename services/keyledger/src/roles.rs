@@ -267,6 +267,7 @@ pub async fn start(
         config,
     });
     if roles.iter().any(|r| matches!(r, Role::Keyd | Role::Cryptod)) {
+        check_lane_permission(profile, ctx.audit.lane()).await?;
         wait_for_the_audit_lane(&ctx.audit).await;
     }
     let mut services = Vec::new();
@@ -333,6 +334,10 @@ pub async fn start(
         role_nats.flush().await.map_err(|e| anyhow::anyhow!("cannot flush the NATS connection: {e}"))?;
         services.push(service);
     }
+    if !roles.iter().any(|r| matches!(r, Role::Keyd | Role::Cryptod)) {
+        // A checkpointer alone answers no API requests (and its user may not subscribe to them).
+        return Ok(RunningRoles { services, tasks, ctx });
+    }
     let unknown = connect("keyledger-unknown-operations").await?;
     let subject = format!("{}.*", keyledger_events::names::API_PREFIX);
     let sub = unknown
@@ -342,6 +347,65 @@ pub async fn start(
     unknown.flush().await.map_err(|e| anyhow::anyhow!("cannot flush the NATS connection: {e}"))?;
     tasks.push(tokio::spawn(answer_unknown_operations(ctx.clone(), unknown, sub)));
     Ok(RunningRoles { services, tasks, ctx })
+}
+
+/// A usage period no usage stream captures (`kl.v1.use.<YYYYMM>.>` streams exist only for real
+/// months): publishing there stores nothing, but the server checks the publisher's permission.
+const PROBE_PERIOD: &str = "000000";
+
+/// Refuses to start a keyd or cryptod whose NATS user may not write its usage lane: such a
+/// process would start, then fail every request (retryably, for ever) because no usage
+/// record can be stored. The probe publishes an empty message on the lane's subject in
+/// [`PROBE_PERIOD`] and waits 200 ms after the flush for the server's permissions violation,
+/// if any (the server sends it before the flush's PONG; the client hands it to the event
+/// callback on another task). A probe that misses it only leaves the old behaviour: requests
+/// fail closed and the log says why.
+async fn check_lane_permission(profile: &ServiceProfile, lane: &str) -> anyhow::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let options = crate::cli::tls_options(
+        async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned()),
+        profile.ca_file.as_deref(),
+    )
+    .name("keyledger-lane-probe")
+    .custom_inbox_prefix(profile.inbox_prefix.clone())
+    .event_callback(move |event| {
+        let tx = tx.clone();
+        async move {
+            if let async_nats::Event::ServerError(e) = event {
+                let _ = tx.send(e.to_string());
+            }
+        }
+    });
+    let client = options
+        .connect(keyledger_log::server_list(&profile.url))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", profile.url))?;
+    let subject = keyledger_events::names::usage_subject(PROBE_PERIOD, lane);
+    client
+        .publish(subject, bytes::Bytes::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot probe the usage lane: {e}"))?;
+    client.flush().await.map_err(|e| anyhow::anyhow!("cannot probe the usage lane: {e}"))?;
+    let denied = tokio::time::timeout(Duration::from_millis(200), async {
+        while let Some(error) = rx.recv().await {
+            if error.to_lowercase().contains("permissions violation") && error.contains(lane) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    drop(client);
+    anyhow::ensure!(
+        !denied,
+        "NATS user {:?} may not write the usage lane {lane:?} (subject {}): no request could be recorded. \
+         Set `lane` in this process's serve configuration to the lane its user may write \
+         (deploy/nats/accounts.conf names one per role user)",
+        profile.user,
+        keyledger_events::names::usage_subject("<YYYYMM>", lane)
+    );
+    Ok(())
 }
 
 /// How long a starting role waits for its audit lane's usage stream to answer before it

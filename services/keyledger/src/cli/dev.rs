@@ -63,6 +63,23 @@ struct DevState {
     cluster: Option<Vec<(u16, u16)>>,
 }
 
+/// True if `nats_dir` holds JetStream data: a single server's `jetstream/`, or a cluster
+/// member's `n<i>/jetstream/`.
+fn holds_a_key_log(nats_dir: &Path) -> bool {
+    if nats_dir.join("jetstream").exists() {
+        return true;
+    }
+    std::fs::read_dir(nats_dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with('n') && e.path().join("jetstream").exists())
+    })
+}
+
+/// How long `keyledger dev --nodes 3` leaves a member that exited down before restarting it
+/// (long enough to watch the others take over).
+pub const MEMBER_RESTART_DELAY: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A running dev environment: server, roles and the profiles to reach them. Tests use the same
 /// code path as `keyledger dev`.
 pub struct DevEnvironment {
@@ -187,7 +204,7 @@ impl DevEnvironment {
         let root_path = data_dir.join("root.key");
         let root = if root_path.exists() {
             RootKey::load(&root_path)?
-        } else if data_dir.join("nats").join("jetstream").exists() {
+        } else if holds_a_key_log(&data_dir.join("nats")) {
             // A new root key could not open any existing key's material, and keys created with
             // it would be lost when the old one comes back.
             anyhow::bail!(
@@ -478,23 +495,66 @@ pub async fn run(
     }
     println!();
     println!("Ctrl-C stops everything; restarting keeps every key.");
-    // Run until Ctrl-C / SIGTERM, or until the NATS server dies (then there is no service
-    // left to offer: say so and exit non-zero rather than keep answering nothing).
+    // Run until Ctrl-C / SIGTERM. One server: if it dies there is no service left to offer —
+    // say so and exit non-zero rather than keep answering nothing. A cluster: a member that
+    // exits (a crash, a kill -9) is restarted after a few seconds, while the others serve; dev
+    // gives up only when a majority of members is down at once (no quorum, no writes).
     let mut watch = tokio::time::interval(std::time::Duration::from_millis(500));
     let shutdown = super::shutdown_signal();
     tokio::pin!(shutdown);
+    let members = 1 + env.peers.len();
+    let mut down_since: Vec<Option<std::time::Instant>> = vec![None; members];
     let server_died = loop {
         tokio::select! {
             _ = &mut shutdown => break false,
             _ = watch.tick() => {
-                if env.server.has_exited() {
+                if members == 1 {
+                    if env.server.has_exited() {
+                        break true;
+                    }
+                    continue;
+                }
+                for (i, since) in down_since.iter_mut().enumerate() {
+                    let member = if i == 0 { &mut env.server } else { &mut env.peers[i - 1] };
+                    if !member.has_exited() {
+                        *since = None;
+                        continue;
+                    }
+                    let first_seen = *since.get_or_insert_with(|| {
+                        eprintln!(
+                            "warning: cluster member n{} exited (log: {}); the others serve, restarting it in {} s",
+                            i + 1,
+                            member.log_path().display(),
+                            MEMBER_RESTART_DELAY.as_secs()
+                        );
+                        std::time::Instant::now()
+                    });
+                    if first_seen.elapsed() >= MEMBER_RESTART_DELAY {
+                        match tokio::task::block_in_place(|| member.restart()) {
+                            Ok(()) => {
+                                // The pid file names the running member (a later dev start
+                                // stops an orphan by it; users kill members by it).
+                                let dir = keyledger_nats_server::NatsCluster::member_dir(&env.data_dir.join("nats"), i);
+                                if let Some(pid) = member.pid() {
+                                    if let Err(e) = write_private(&dir.join("server.pid"), pid.to_string().as_bytes()) {
+                                        eprintln!("warning: cannot write the pid file of n{}: {e}", i + 1);
+                                    }
+                                }
+                                eprintln!("cluster member n{} restarted; it catches up from the others", i + 1);
+                                *since = None;
+                            }
+                            Err(e) => eprintln!("warning: cannot restart cluster member n{}: {e}", i + 1),
+                        }
+                    }
+                }
+                if down_since.iter().filter(|d| d.is_some()).count() * 2 > members {
                     break true;
                 }
             }
         }
     };
     if server_died {
-        eprintln!("error: the NATS server exited (log: {}); stopping", env.server.log_path().display());
+        eprintln!("error: no quorum of NATS servers is running (logs: {}); stopping", env.server.log_path().display());
         let _ = env.stop().await;
         anyhow::bail!("the NATS server exited unexpectedly");
     }
