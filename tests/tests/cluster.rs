@@ -773,8 +773,62 @@ async fn the_shipped_cluster_configuration_runs_each_role_as_its_own_user_and_su
     assert!(denied("auditd", "$JS.API.STREAM.PURGE.KL_CONTROL_V1").await, "nobody purges");
     assert!(denied("keyledger", "kms.v1.Encrypt").await, "the service user makes no requests");
     assert!(!denied("cryptod-1", "kl.v1.alarm.111122223333.pending-deletion").await, "the negative control: allowed");
+    // No role subscribed to what its user may not (a checkpointer alone takes no requests).
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(cluster_dir.join(format!("n{i}.log"))).unwrap();
+        let violations: Vec<&str> = log.lines().filter(|l| l.contains("Subscription Violation")).collect();
+        assert!(violations.is_empty(), "n{i}: {violations:?}");
+    }
 
     cryptod.stop().await;
     checkpointer.stop().await;
     keyd.stop().await;
+}
+
+/// start-local.sh refuses what it cannot run and never signals a process that is not one of
+/// its members: a stale pid file, a port taken by another process, a DIR with whitespace.
+#[test]
+fn the_local_cluster_script_refuses_what_it_cannot_run_and_signals_only_its_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/cluster/start-local.sh");
+    let run = |cluster: &std::path::Path, args: &[&str], ports: &[(u16, u16)]| {
+        let list = |f: fn(&(u16, u16)) -> u16| ports.iter().map(f).map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        std::process::Command::new(&script)
+            .arg(cluster)
+            .args(args)
+            .env("NATS_SERVER", keyledger_nats_server::find_or_install().unwrap())
+            .env("KL_LOCAL_CLIENT_PORTS", list(|p| p.0))
+            .env("KL_LOCAL_ROUTE_PORTS", list(|p| p.1))
+            .output()
+            .unwrap()
+    };
+    let ports = NatsCluster::free_ports(3).unwrap();
+
+    // A DIR with whitespace: refused before anything starts.
+    let spaced = dir.path().join("with space");
+    let out = run(&spaced, &[], &ports);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("whitespace"));
+
+    // A port in use: refused, nothing left running, no ports kept for the DIR.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", ports[1].0)).unwrap();
+    let clash = dir.path().join("clash");
+    let out = run(&clash, &[], &ports);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("port {} (member n2) is in use", ports[1].0)));
+    assert!(!clash.join("ports.env").exists(), "a failed first start keeps no ports");
+    assert!(!clash.join("n1.pid").exists(), "the member that started was stopped again");
+    drop(taken);
+
+    // A stale pid file naming another process: `status` does not count it, `stop` leaves it.
+    let stale = dir.path().join("stale");
+    std::fs::create_dir_all(&stale).unwrap();
+    let mut bystander = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(stale.join("n1.pid"), bystander.id().to_string()).unwrap();
+    let status = run(&stale, &["status"], &ports);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("n1 stopped"));
+    let _ = run(&stale, &["stop"], &ports);
+    assert!(bystander.try_wait().unwrap().is_none(), "stop left the unrelated process alone");
+    let _ = bystander.kill();
+    let _ = bystander.wait();
 }
