@@ -486,32 +486,7 @@ async fn role_users_may_publish_only_what_their_roles_need() {
         } else {
             env.cluster.role_profile(user).unwrap()
         };
-        async move {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let client = keyledger::cli::tls_options(
-                async_nats::ConnectOptions::with_user_and_password(
-                    profile.user.clone(),
-                    profile.password.expose().to_owned(),
-                ),
-                profile.ca_file.as_deref(),
-            )
-            .custom_inbox_prefix(profile.inbox_prefix.clone())
-            .event_callback(move |event| {
-                let tx = tx.clone();
-                async move {
-                    if let async_nats::Event::ServerError(e) = event {
-                        let _ = tx.send(e.to_string());
-                    }
-                }
-            })
-            .connect(keyledger_log::server_list(&profile.url))
-            .await
-            .unwrap();
-            client.publish(subject, "x".into()).await.unwrap();
-            client.flush().await.unwrap();
-            let error = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await.ok().flatten();
-            error.is_some_and(|e| e.to_lowercase().contains("permissions violation"))
-        }
+        async move { keyledger::roles::publish_is_denied(&profile, subject, Duration::from_secs(3)).await.unwrap() }
     };
     assert!(denied("cryptod-1", "kl.v1.ctl.111122223333.key.x").await, "cryptod writes no key events");
     assert!(denied("cryptod-1", "kl.v1.use.202612.keyd-1").await, "nor another lane");
@@ -742,29 +717,7 @@ async fn the_shipped_cluster_configuration_runs_each_role_as_its_own_user_and_su
     // from the server), and allowed what it does (the negative control).
     let denied = |user: &'static str, subject: &'static str| {
         let p = profile(user);
-        async move {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let client = keyledger::cli::tls_options(
-                async_nats::ConnectOptions::with_user_and_password(p.user.clone(), p.password.expose().to_owned()),
-                p.ca_file.as_deref(),
-            )
-            .custom_inbox_prefix(p.inbox_prefix.clone())
-            .event_callback(move |event| {
-                let tx = tx.clone();
-                async move {
-                    if let async_nats::Event::ServerError(e) = event {
-                        let _ = tx.send(e.to_string());
-                    }
-                }
-            })
-            .connect(keyledger_log::server_list(&p.url))
-            .await
-            .unwrap();
-            client.publish(subject, "x".into()).await.unwrap();
-            client.flush().await.unwrap();
-            let error = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await.ok().flatten();
-            error.is_some_and(|e| e.to_lowercase().contains("permissions violation"))
-        }
+        async move { keyledger::roles::publish_is_denied(&p, subject, Duration::from_secs(3)).await.unwrap() }
     };
     assert!(denied("cryptod-1", "kl.v1.ctl.111122223333.key.x").await, "cryptod writes no key events");
     assert!(denied("cryptod-2", "kl.v1.use.202612.cryptod-1").await, "nor another cryptod's lane");

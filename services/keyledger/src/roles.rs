@@ -356,17 +356,39 @@ const PROBE_PERIOD: &str = "000000";
 /// Refuses to start a keyd or cryptod whose NATS user may not write its usage lane: such a
 /// process would start, then fail every request (retryably, for ever) because no usage
 /// record can be stored. The probe publishes an empty message on the lane's subject in
-/// [`PROBE_PERIOD`] and waits 200 ms after the flush for the server's permissions violation,
-/// if any (the server sends it before the flush's PONG; the client hands it to the event
-/// callback on another task). A probe that misses it only leaves the old behaviour: requests
-/// fail closed and the log says why.
+/// [`PROBE_PERIOD`] ([`publish_is_denied`], 200 ms). A probe that misses the refusal only
+/// leaves the old behaviour: requests fail closed and the server's log says why.
 async fn check_lane_permission(profile: &ServiceProfile, lane: &str) -> anyhow::Result<()> {
+    let subject = keyledger_events::names::usage_subject(PROBE_PERIOD, lane);
+    let denied = publish_is_denied(profile, &subject, Duration::from_millis(200))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot probe the usage lane: {e:#}"))?;
+    anyhow::ensure!(
+        !denied,
+        "NATS user {:?} may not write the usage lane {lane:?} (subject {}): no request could be recorded. \
+         Set `lane` in this process's serve configuration to the lane its user may write \
+         (deploy/nats/accounts.conf names one per role user)",
+        profile.user,
+        keyledger_events::names::usage_subject("<YYYYMM>", lane)
+    );
+    Ok(())
+}
+
+/// Publishes an empty message on `subject` as `profile`'s user and says whether the server
+/// refused it: a permissions violation naming `subject`, received within `wait` after the
+/// flush (the server sends it before the flush's PONG; the client hands it to its event
+/// callback on another task, hence the wait). Publish only where nothing stores or acts on an
+/// empty message.
+///
+/// # Errors
+/// The connection, publish or flush failed.
+pub async fn publish_is_denied(profile: &ServiceProfile, subject: &str, wait: Duration) -> anyhow::Result<bool> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let options = crate::cli::tls_options(
         async_nats::ConnectOptions::with_user_and_password(profile.user.clone(), profile.password.expose().to_owned()),
         profile.ca_file.as_deref(),
     )
-    .name("keyledger-lane-probe")
+    .name("keyledger-permission-probe")
     .custom_inbox_prefix(profile.inbox_prefix.clone())
     .event_callback(move |event| {
         let tx = tx.clone();
@@ -380,15 +402,11 @@ async fn check_lane_permission(profile: &ServiceProfile, lane: &str) -> anyhow::
         .connect(keyledger_log::server_list(&profile.url))
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", profile.url))?;
-    let subject = keyledger_events::names::usage_subject(PROBE_PERIOD, lane);
-    client
-        .publish(subject, bytes::Bytes::new())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot probe the usage lane: {e}"))?;
-    client.flush().await.map_err(|e| anyhow::anyhow!("cannot probe the usage lane: {e}"))?;
-    let denied = tokio::time::timeout(Duration::from_millis(200), async {
+    client.publish(subject.to_owned(), bytes::Bytes::new()).await?;
+    client.flush().await?;
+    let denied = tokio::time::timeout(wait, async {
         while let Some(error) = rx.recv().await {
-            if error.to_lowercase().contains("permissions violation") && error.contains(lane) {
+            if error.to_lowercase().contains("permissions violation") && error.contains(subject) {
                 return true;
             }
         }
@@ -396,16 +414,7 @@ async fn check_lane_permission(profile: &ServiceProfile, lane: &str) -> anyhow::
     })
     .await
     .unwrap_or(false);
-    drop(client);
-    anyhow::ensure!(
-        !denied,
-        "NATS user {:?} may not write the usage lane {lane:?} (subject {}): no request could be recorded. \
-         Set `lane` in this process's serve configuration to the lane its user may write \
-         (deploy/nats/accounts.conf names one per role user)",
-        profile.user,
-        keyledger_events::names::usage_subject("<YYYYMM>", lane)
-    );
-    Ok(())
+    Ok(denied)
 }
 
 /// How long a starting role waits for its audit lane's usage stream to answer before it
