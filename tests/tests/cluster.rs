@@ -680,7 +680,10 @@ async fn the_shipped_cluster_configuration_runs_each_role_as_its_own_user_and_su
             .err()
             .map(|e| format!("{e:#}"))
             .unwrap_or_default();
-        assert!(refused.contains("may not write the usage lane") && refused.contains("lane"), "{lane:?}: {refused}");
+        assert!(
+            refused.contains("may not write the usage lane") && refused.contains("cryptod-N"),
+            "{lane:?}: {refused}"
+        );
     }
 
     // The tenant of the shipped TENANT_A account, over TLS to all three members.

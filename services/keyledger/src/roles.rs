@@ -367,7 +367,7 @@ async fn check_lane_permission(profile: &ServiceProfile, lane: &str) -> anyhow::
         !denied,
         "NATS user {:?} may not write the usage lane {lane:?} (subject {}): no request could be recorded. \
          Set `lane` in this process's serve configuration to the lane its user may write \
-         (deploy/nats/accounts.conf names one per role user)",
+         (deploy/nats/accounts.conf: user keyd writes lane \"keyd-1\", user cryptod-N lane \"cryptod-N\")",
         profile.user,
         keyledger_events::names::usage_subject("<YYYYMM>", lane)
     );

@@ -522,7 +522,7 @@ pub async fn run(
                     }
                     let first_seen = *since.get_or_insert_with(|| {
                         eprintln!(
-                            "warning: cluster member n{} exited (log: {}); the others serve, restarting it in {} s",
+                            "warning: cluster member n{} exited (log: {}); restarting it in {} s",
                             i + 1,
                             member.log_path().display(),
                             MEMBER_RESTART_DELAY.as_secs()
@@ -554,9 +554,15 @@ pub async fn run(
         }
     };
     if server_died {
-        eprintln!("error: no quorum of NATS servers is running (logs: {}); stopping", env.server.log_path().display());
+        let log = env.server.log_path();
         let _ = env.stop().await;
-        anyhow::bail!("the NATS server exited unexpectedly");
+        if members == 1 {
+            anyhow::bail!("the NATS server exited unexpectedly (log: {}); stopped", log.display());
+        }
+        anyhow::bail!(
+            "a majority of the cluster's members is down (no quorum; logs: {} and the other members'); stopped",
+            log.display()
+        );
     }
     println!("stopping…");
     if let Some(a) = auditd {
