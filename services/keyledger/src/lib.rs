@@ -31,6 +31,7 @@ pub mod export;
 pub mod follower;
 pub mod gateway;
 pub mod health;
+pub mod http_server;
 pub mod identity;
 pub mod keyd;
 pub mod materials;

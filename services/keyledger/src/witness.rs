@@ -537,8 +537,7 @@ async fn add_checkpoint_handler(State(witness): State<Arc<Witness>>, body: Bytes
 pub struct RunningWitness {
     /// The address it listens on (the submission URL is `http://<addr>`).
     pub addr: SocketAddr,
-    server_task: tokio::task::JoinHandle<()>,
-    shutdown: tokio::sync::watch::Sender<bool>,
+    server: crate::http_server::HttpServer,
 }
 
 /// Serves [`router`] on `listen` (port 0: any free port, see [`RunningWitness::addr`]).
@@ -554,27 +553,15 @@ pub async fn start(witness: Arc<Witness>, listen: SocketAddr) -> anyhow::Result<
     }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
-    let (shutdown, mut stop) = tokio::sync::watch::channel(false);
-    let app = router(witness);
-    let server_task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "witness HTTP server failed");
-        }
-    });
+    let server = crate::http_server::HttpServer::spawn(listener, router(witness), "witness");
     tracing::info!(%addr, "witness listening");
-    Ok(RunningWitness { addr, server_task, shutdown })
+    Ok(RunningWitness { addr, server })
 }
 
 impl RunningWitness {
     /// Stops accepting connections and waits for requests in flight.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.server_task.await;
+        self.server.stop().await;
     }
 }
 

@@ -60,8 +60,7 @@ pub struct RunningAuditd {
     /// Follower state.
     pub runner: Arc<RunnerState>,
     runner_task: tokio::task::JoinHandle<()>,
-    server_task: tokio::task::JoinHandle<()>,
-    shutdown: tokio::sync::watch::Sender<bool>,
+    server: crate::http_server::HttpServer,
 }
 
 /// Starts auditd on a NATS connection of the service account.
@@ -102,20 +101,9 @@ pub async fn start(nats: async_nats::Client, config: AuditdConfig) -> anyhow::Re
         searches: Arc::new(Semaphore::new(http::MAX_CONCURRENT_SEARCHES)),
         nats,
     };
-    let (shutdown, mut stop) = tokio::sync::watch::channel(false);
-    let app = http::router(state);
-    let server_task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "audit HTTP server failed");
-        }
-    });
+    let server = crate::http_server::HttpServer::spawn(listener, http::router(state), "auditd");
     tracing::info!(%addr, "auditd listening");
-    Ok(RunningAuditd { addr, index, writer, runner, runner_task, server_task, shutdown })
+    Ok(RunningAuditd { addr, index, writer, runner, runner_task, server })
 }
 
 impl RunningAuditd {
@@ -126,15 +114,14 @@ impl RunningAuditd {
         if let Err(e) = self.writer.close().await {
             tracing::warn!(error = %e, "audit index: final commit failed");
         }
-        let _ = self.shutdown.send(true);
-        let _ = self.server_task.await;
+        self.server.stop().await;
     }
 
     /// Stops without the final commit (what a crash does); tests use it.
     pub async fn abort(self) {
         self.runner_task.abort();
         let _ = self.runner_task.await;
-        self.server_task.abort();
+        self.server.abort();
         let writer = self.writer.clone();
         let _ = tokio::task::spawn_blocking(move || writer.abort()).await;
     }
