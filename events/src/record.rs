@@ -305,4 +305,22 @@ impl Event {
     pub fn aggregate_kind(&self) -> AggregateKind {
         AggregateKind::from_code(self.record.aggregate_kind).expect("checked by decode")
     }
+
+    /// The draft this record was encoded from: [`encode`] of it with [`Event::body`] gives the
+    /// stored bytes again (decode accepts only canonical encodings). Tests and the fuzz target
+    /// derive altered records from it.
+    pub fn draft(&self) -> Draft {
+        let r = &self.record;
+        Draft {
+            event_id: r.event_id,
+            account: r.account.clone(),
+            aggregate_kind: self.aggregate_kind(),
+            aggregate_id: r.aggregate_id.clone(),
+            aggregate_seq: r.aggregate_seq,
+            time_unix_ms: r.time_unix_ms,
+            principal: r.principal.clone(),
+            request_id: r.request_id,
+            prev_hash: r.prev_hash,
+        }
+    }
 }

@@ -210,17 +210,7 @@ fn check(input: &[u8]) -> bool {
         .unwrap_or_else(|_| panic!("decode panicked on {}", hex::encode(input)));
     let Ok(event) = decoded else { return false };
     let r = &event.record;
-    let draft = Draft {
-        event_id: r.event_id,
-        account: r.account.clone(),
-        aggregate_kind: event.aggregate_kind(),
-        aggregate_id: r.aggregate_id.clone(),
-        aggregate_seq: r.aggregate_seq,
-        time_unix_ms: r.time_unix_ms,
-        principal: r.principal.clone(),
-        request_id: r.request_id,
-        prev_hash: r.prev_hash,
-    };
+    let draft = event.draft();
     assert_eq!(event.body.encode().unwrap(), r.body, "body not canonical: {}", hex::encode(input));
     let (bytes, hash) = encode(&draft, &event.body)
         .unwrap_or_else(|e| panic!("decoded record does not re-encode ({e}): {}", hex::encode(input)));

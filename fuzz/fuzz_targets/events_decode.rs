@@ -5,23 +5,13 @@
 //! the body bytes re-encode to the stored body, and both hashes equal `record_hash(input)`.
 #![no_main]
 
-use keyledger_events::{decode, encode, record_hash, Draft};
+use keyledger_events::{decode, encode, record_hash};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(event) = decode(data) else { return };
     let r = &event.record;
-    let draft = Draft {
-        event_id: r.event_id,
-        account: r.account.clone(),
-        aggregate_kind: event.aggregate_kind(),
-        aggregate_id: r.aggregate_id.clone(),
-        aggregate_seq: r.aggregate_seq,
-        time_unix_ms: r.time_unix_ms,
-        principal: r.principal.clone(),
-        request_id: r.request_id,
-        prev_hash: r.prev_hash,
-    };
+    let draft = event.draft();
     let body = event.body.encode().expect("a decoded body re-encodes");
     assert_eq!(body, r.body, "decoded body does not re-encode to the stored body bytes");
     let (bytes, hash) = encode(&draft, &event.body).expect("a decoded record re-encodes");

@@ -320,17 +320,7 @@ async fn every_alteration_of_the_test_matrix_is_caught_where_it_is() {
     let event = keyledger_events::decode(&t.payload).unwrap();
     let r = &event.record;
     let fork_id = *uuid::Uuid::now_v7().as_bytes();
-    let draft = Draft {
-        event_id: fork_id,
-        account: r.account.clone(),
-        aggregate_kind: AggregateKind::Key,
-        aggregate_id: r.aggregate_id.clone(),
-        aggregate_seq: r.aggregate_seq,
-        time_unix_ms: r.time_unix_ms + 1,
-        principal: r.principal.clone(),
-        request_id: r.request_id,
-        prev_hash: r.prev_hash,
-    };
+    let draft = Draft { event_id: fork_id, time_unix_ms: r.time_unix_ms + 1, ..event.draft() };
     let (bytes, fork_hash) = keyledger_events::encode(&draft, &event.body).unwrap();
     let mut f = frames.clone();
     let fork_seq =
@@ -1064,18 +1054,7 @@ async fn a_fork_signed_with_a_stolen_log_key_is_caught_by_the_witness() {
     let last = *ctl.last().unwrap();
     let event = keyledger_events::decode(&message(&forked[last]).unwrap().payload).unwrap();
     assert!(matches!(event.body, keyledger_events::Body::KeyDisabled(_)), "operations() ends with DisableKey");
-    let r = &event.record;
-    let draft = Draft {
-        event_id: r.event_id,
-        account: r.account.clone(),
-        aggregate_kind: AggregateKind::Key,
-        aggregate_id: r.aggregate_id.clone(),
-        aggregate_seq: r.aggregate_seq,
-        time_unix_ms: r.time_unix_ms,
-        principal: r.principal.clone(),
-        request_id: r.request_id,
-        prev_hash: r.prev_hash,
-    };
+    let draft = event.draft();
     let body =
         keyledger_events::Body::KeyEnabled(keyledger_events::KeyEnabledV1 { rotation_catch_up_due_unix_ms: None });
     let (bytes, _) = keyledger_events::encode(&draft, &body).unwrap();
