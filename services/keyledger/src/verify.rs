@@ -1222,11 +1222,17 @@ mod tests {
 
     fn run(messages: &[ExportedMessage]) -> Report {
         let last = messages.iter().map(|m| m.seq).max().unwrap_or(0);
+        run_in_range(last, messages.len() as u64, messages)
+    }
+
+    /// Verifies `messages` of the control stream as the server reported it: sequences 1 to
+    /// `last_seq`, `count` messages.
+    fn run_in_range(last_seq: u64, count: u64, messages: &[ExportedMessage]) -> Report {
         let mut frames = vec![Frame::Stream(StreamRange {
             stream: names::CONTROL_STREAM.into(),
             first_seq: 1,
-            last_seq: last,
-            messages: messages.len() as u64,
+            last_seq,
+            messages: count,
         })];
         frames.extend(messages.iter().cloned().map(Frame::Message));
         Verifier::verify(frames, 100)
@@ -1326,14 +1332,7 @@ mod tests {
     #[test]
     fn messages_outside_the_recorded_range_are_a_finding() {
         let chain = key_chain(3);
-        let mut frames = vec![Frame::Stream(StreamRange {
-            stream: names::CONTROL_STREAM.into(),
-            first_seq: 1,
-            last_seq: 2,
-            messages: 2,
-        })];
-        frames.extend(chain.iter().cloned().map(Frame::Message));
-        let r = Verifier::verify(frames, 100);
+        let r = run_in_range(2, 2, &chain);
         assert_eq!(codes(&r), [(Code::RangeMismatch, 1)]);
     }
 
@@ -1411,14 +1410,7 @@ mod tests {
         m.push(copy);
         assert_eq!(codes(&run(&m)), [(Code::ReplayedRecord, 6)]);
         // The tail the server reported is missing.
-        let mut frames = vec![Frame::Stream(StreamRange {
-            stream: names::CONTROL_STREAM.into(),
-            first_seq: 1,
-            last_seq: 7,
-            messages: 7,
-        })];
-        frames.extend(base.iter().cloned().map(Frame::Message));
-        let r = Verifier::verify(frames, 100);
+        let r = run_in_range(7, 7, &base);
         assert_eq!(codes(&r), [(Code::GapInStream, 6)]);
         assert_eq!(r.streams[0].missing, 2);
         // A stream the server says held 40 messages, none left.
