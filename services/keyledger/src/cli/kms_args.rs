@@ -129,6 +129,121 @@ pub fn members(operation: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// The members each operation requires (AWS API reference, request syntax: "Required: Yes").
+/// The service's parser is the authority (a missing one is a ValidationException `Value null
+/// at '<member>'`); this list only lets `keyledger kms <operation> --help` say so, and a unit
+/// test holds it to the parser.
+pub fn required(operation: &str) -> &'static [&'static str] {
+    const KEY: &[&str] = &["KeyId"];
+    match operation {
+        "DescribeKey"
+        | "EnableKey"
+        | "DisableKey"
+        | "CancelKeyDeletion"
+        | "RotateKeyOnDemand"
+        | "DisableKeyRotation"
+        | "GetKeyRotationStatus"
+        | "ScheduleKeyDeletion"
+        | "DeleteImportedKeyMaterial"
+        | "EnableKeyRotation"
+        | "ListKeyRotations"
+        | "ListResourceTags"
+        | "GenerateDataKey"
+        | "GenerateDataKeyWithoutPlaintext"
+        | "GetKeyPolicy"
+        | "ListKeyPolicies"
+        | "ListGrants" => KEY,
+        "UpdateKeyDescription" => &["KeyId", "Description"],
+        "GetParametersForImport" => &["KeyId", "WrappingAlgorithm", "WrappingKeySpec"],
+        "ImportKeyMaterial" => &["KeyId", "ImportToken", "EncryptedKeyMaterial"],
+        "TagResource" => &["KeyId", "Tags"],
+        "UntagResource" => &["KeyId", "TagKeys"],
+        "CreateAlias" | "UpdateAlias" => &["AliasName", "TargetKeyId"],
+        "DeleteAlias" => &["AliasName"],
+        "Encrypt" => &["KeyId", "Plaintext"],
+        "Decrypt" => &["CiphertextBlob"],
+        "ReEncrypt" => &["CiphertextBlob", "DestinationKeyId"],
+        "PutKeyPolicy" => &["KeyId", "Policy"],
+        "CreateGrant" => &["KeyId", "GranteePrincipal", "Operations"],
+        "ListRetirableGrants" => &["RetiringPrincipal"],
+        "RevokeGrant" => &["KeyId", "GrantId"],
+        _ => &[],
+    }
+}
+
+/// How a member's value is written on the command line (the placeholder in `--help`).
+fn value_kind(member: &str) -> &'static str {
+    if BOOL_MEMBERS.contains(&member) {
+        ""
+    } else if BLOB_MEMBERS.contains(&member) {
+        "<blob>"
+    } else if INT_MEMBERS.contains(&member) {
+        "<integer>"
+    } else if TIMESTAMP_MEMBERS.contains(&member) {
+        "<timestamp>"
+    } else if MAP_MEMBERS.contains(&member) {
+        "<map>"
+    } else if LIST_MEMBERS.contains(&member) {
+        "<value>..."
+    } else if member == "Tags" {
+        "<tag>..."
+    } else if TEXT_MEMBERS.contains(&member) {
+        "<document>"
+    } else {
+        "<text>"
+    }
+}
+
+/// `keyledger kms <operation> --help`: the operation's flags (required ones first, bare;
+/// optional ones in brackets) and how each kind of value is written. `None` for a name that is
+/// not an operation the command line knows.
+pub fn operation_help(op: &str) -> Option<String> {
+    let operation = pascal(op);
+    let members = members(&operation)?;
+    let required = required(&operation);
+    let flag = |m: &str| {
+        let kind = value_kind(m);
+        if kind.is_empty() {
+            format!("--{k} | --no-{k}", k = kebab_case(m))
+        } else {
+            format!("--{} {kind}", kebab_case(m))
+        }
+    };
+    let mut usage = format!("usage: keyledger kms {}", kebab_case(&operation));
+    for m in members.iter().filter(|m| required.contains(m)) {
+        usage.push_str(&format!(" {}", flag(m)));
+    }
+    for m in members.iter().filter(|m| !required.contains(m)) {
+        usage.push_str(&format!(" [{}]", flag(m)));
+    }
+    let mut kinds: Vec<&str> = members.iter().map(|m| value_kind(m)).filter(|k| !k.is_empty()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let mut text = format!(
+        "{usage}\n\nThe request members of the AWS KMS {operation} operation, in kebab case (the AWS API \
+         reference has what each means).\n"
+    );
+    for kind in kinds {
+        let how = match kind {
+            "<blob>" => "base64 text, or fileb://PATH for the raw bytes of a file",
+            "<integer>" => "a whole number",
+            "<timestamp>" => "epoch seconds, a date (2027-01-01, midnight UTC) or RFC 3339 (2027-01-01T00:00:00Z)",
+            "<map>" => "k=v,k2=v2 or a JSON object",
+            "<value>..." => "one or more values separated by spaces, or a JSON list",
+            "<tag>..." => "one or more TagKey=k,TagValue=v, or a JSON list of {\"TagKey\",\"TagValue\"}",
+            "<document>" => "JSON text, or file://PATH to read it from a file",
+            _ => "a string (a key id, key ARN, alias name or alias ARN where it names a key)",
+        };
+        text.push_str(&format!("  {kind:<12} {how}\n"));
+    }
+    text.push_str(
+        "\nAlso: --cli-input-json JSON|file://PATH (the whole request), --query EXPR (JMESPath), \
+         --output json|text, --profile PATH.\nExit codes: 0 success, 254 the service refused (the AWS \
+         error is printed), 252 a command-line error.",
+    );
+    Some(text)
+}
+
 /// AWS KMS operations Keyledger does not offer yet: sent as they are (the service answers
 /// UnsupportedOperationException) instead of being refused as unknown.
 const NOT_YET: &[&str] = &[
@@ -531,6 +646,44 @@ mod tests {
         .unwrap();
         assert_eq!(inv.request["Operations"], serde_json::json!(["Encrypt", "Decrypt"]));
         assert_eq!(inv.request["Constraints"]["EncryptionContextSubset"]["a"], "b");
+    }
+
+    #[test]
+    fn every_operation_has_help_and_its_required_members_are_the_parsers() {
+        for op in keyledger_kms::Operation::all() {
+            let name = op.name();
+            let help = operation_help(&kebab_case(name)).unwrap_or_else(|| panic!("no help for {name}"));
+            let members = members(name).unwrap();
+            for m in members {
+                assert!(help.contains(&format!("--{}", kebab_case(m))), "{name}: --help misses {m}");
+            }
+            // The parser, given no members at all, names exactly the required ones as null.
+            let null_members: Vec<String> = match keyledger_kms::parse_request(op, b"{}") {
+                Ok(_) => Vec::new(),
+                Err(e) => e
+                    .message
+                    .split("Value null at '")
+                    .skip(1)
+                    .map(|rest| rest.split('\'').next().unwrap().to_owned())
+                    .collect(),
+            };
+            let mut expected: Vec<String> = required(name)
+                .iter()
+                .map(|m| {
+                    assert!(members.contains(m), "{name}: required {m} is not a member");
+                    let mut c = m.chars();
+                    c.next().unwrap().to_ascii_lowercase().to_string() + c.as_str()
+                })
+                .collect();
+            let mut null_members = null_members;
+            expected.sort();
+            null_members.sort();
+            assert_eq!(null_members, expected, "{name}: required members differ from the parser's");
+        }
+        assert!(operation_help("encrypt").unwrap().starts_with(
+            "usage: keyledger kms encrypt --key-id <text> --plaintext <blob> [--encryption-context <map>]"
+        ));
+        assert!(operation_help("frobnicate").is_none());
     }
 
     #[test]

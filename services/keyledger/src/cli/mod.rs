@@ -327,8 +327,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     println!("{}", deletion::HELP);
                     return Ok(std::process::ExitCode::SUCCESS);
                 }
+                if let Some(help) = args.first().and_then(|op| kms_args::operation_help(op)) {
+                    println!("{help}");
+                    return Ok(std::process::ExitCode::SUCCESS);
+                }
                 println!(
                     "usage: keyledger kms <operation> [--member value ...]\n\nOperations (AWS names in kebab case): {}\n\n\
+                     `keyledger kms <operation> --help` lists an operation's flags.\n\
                      schedule-key-deletion first shows the key's use from the audit index and takes\n\
                      --require-unused-days D to refuse a key used in the last D days\n\
                      (`keyledger kms schedule-key-deletion --help`).",
