@@ -11,9 +11,10 @@ use base64::Engine as _;
 const CLI: &str = env!("CARGO_BIN_EXE_kl-cli");
 
 /// `keyledger dev` running as a child process, its stderr/stdout captured to files.
+/// Dropping it (a failed assertion) stops dev as Ctrl-C does, so no nats-server is left.
 struct Dev {
     child: Child,
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Dev {
@@ -37,7 +38,7 @@ impl Dev {
             .stderr(log)
             .spawn()
             .unwrap();
-        let dev = Dev { child, dir };
+        let dev = Dev { child, dir: Some(dir) };
         let deadline = Instant::now() + Duration::from_secs(120);
         while !dev.log().contains("Keyledger dev is running") {
             assert!(Instant::now() < deadline, "dev did not start:\n{}", dev.log());
@@ -46,12 +47,16 @@ impl Dev {
         dev
     }
 
+    fn path(&self) -> &Path {
+        self.dir.as_ref().expect("not stopped").path()
+    }
+
     fn profile(&self) -> PathBuf {
-        self.dir.path().join("kl").join("client.json")
+        self.path().join("kl").join("client.json")
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()
+        std::fs::read_to_string(self.path().join("dev.log")).unwrap_or_default()
     }
 
     /// Runs `keyledger <args…>` with this dev's profile; returns (exit code, stdout, stderr).
@@ -73,20 +78,34 @@ impl Dev {
     }
 
     fn stop(mut self) -> (String, tempfile::TempDir) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("dev did not stop on Ctrl-C:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        interrupt_and_wait(&mut self.child, Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("dev did not stop on Ctrl-C:\n{}", self.log()));
+        (self.log(), self.dir.take().expect("stopped once"))
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if self.dir.is_some() && interrupt_and_wait(&mut self.child, Duration::from_secs(20)).is_none() {
+            let _ = self.child.kill();
         }
-        (self.log(), self.dir)
+    }
+}
+
+/// SIGINT (Ctrl-C) to `child`, then waits up to `bound` for it to exit; its exit status, or
+/// None if it did not exit in time.
+fn interrupt_and_wait(child: &mut Child, bound: Duration) -> Option<std::process::ExitStatus> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -115,7 +134,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn a_canary_plaintext_and_data_key_never_reach_the_streams_the_logs_or_errors() {
     let dev = Dev::start();
     let canary = format!("CANARY-{}", uuid::Uuid::new_v4().simple());
-    let pt_file = dev.dir.path().join("canary.txt");
+    let pt_file = dev.path().join("canary.txt");
     std::fs::write(&pt_file, &canary).unwrap();
     let key =
         dev.kms(&["create-key", "--description", "canary test"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
@@ -149,7 +168,7 @@ fn a_canary_plaintext_and_data_key_never_reach_the_streams_the_logs_or_errors() 
     let dk = dev.kms(&["generate-data-key", "--key-id", &key, "--key-spec", "AES_256"]);
     let data_key = base64::engine::general_purpose::STANDARD.decode(dk["Plaintext"].as_str().unwrap()).unwrap();
     // An oversize plaintext containing the canary, rejected by validation.
-    let big = dev.dir.path().join("big.txt");
+    let big = dev.path().join("big.txt");
     std::fs::write(&big, canary.repeat(200)).unwrap();
     let (code, _, err) =
         dev.run(&["kms", "encrypt", "--key-id", &key, "--plaintext", &format!("fileb://{}", big.display())]);
@@ -159,7 +178,7 @@ fn a_canary_plaintext_and_data_key_never_reach_the_streams_the_logs_or_errors() 
     // Let auditd index those requests, so the search below covers the audit index files too.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let data = dev.dir.path().join("kl");
+        let data = dev.path().join("kl");
         let out = Command::new(CLI)
             .args(["audit", "search", "--operation", "Decrypt", "--limit", "5", "--data-dir"])
             .arg(&data)
@@ -279,7 +298,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 fn a_100_mb_file_round_trips_through_envelope_encryption_in_constant_memory() {
     let dev = Dev::start();
     let key = dev.kms(&["create-key"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
-    let dir = dev.dir.path();
+    let dir = dev.path();
     let mut peaks = Vec::new();
     for (name, len) in [("small", 1usize << 20), ("big", 100 << 20)] {
         let plain = dir.join(format!("{name}.bin"));
@@ -386,11 +405,158 @@ fn dev_restart_keeps_keys_and_the_cli_reports_errors_like_the_aws_cli() {
     let _ = child.wait();
 }
 
+/// nats-server processes whose command line mentions `dir` (an absolute path).
+fn nats_servers_under(dir: &Path) -> Vec<i32> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (cmdline.contains("nats-server") && cmdline.contains(&needle)).then_some(pid)
+        })
+        .collect()
+}
+
+/// `keyledger dev` on `data_dir` (any spelling), output to `log`; not waited for.
+fn spawn_dev(data_dir: &str, extra: &[&str], log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(CLI)
+        .args(["dev", "--data-dir", data_dir, "--gateway-port", "0"])
+        .args(extra)
+        .env("KEYLEDGER_AUDIT_ADDR", "127.0.0.1:0")
+        .env("KEYLEDGER_HEALTH_ADDR", "127.0.0.1:0")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `log` says dev is running; panics with the log if `child` exits or it takes
+/// over a minute.
+fn wait_running(child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("Keyledger dev is running") {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("dev exited ({status}):\n{text}");
+        }
+        assert!(Instant::now() < deadline, "dev did not start:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn after_a_kill_9_dev_restarts_on_its_data_directory_however_it_is_spelled() {
+    let mut dev = Dev::start();
+    let key = dev.kms(&["create-key"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let root = dev.path().to_path_buf();
+    dev.child.kill().unwrap();
+    dev.child.wait().unwrap();
+    let left = nats_servers_under(&root);
+    assert_eq!(left.len(), 1, "a kill -9 of dev leaves its nats-server running (its own process group)");
+    // The same directory, spelled differently: the left-over server is still found and stopped
+    // (before, only the exact spelling matched, and a second server opened the same store).
+    let respelled = format!("{}/./kl/", root.display());
+    let log = root.join("dev2.log");
+    let mut again = spawn_dev(&respelled, &[], &log);
+    wait_running(&mut again, &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(&format!("stopping the nats-server (pid {})", left[0])), "{text}");
+    assert!(!nats_servers_under(&root).contains(&left[0]), "the left-over server is gone");
+    let (code, _, err) = dev.run(&["kms", "describe-key", "--key-id", &key]);
+    assert_eq!(code, 0, "the key survives: {err}");
+    let status = interrupt_and_wait(&mut again, Duration::from_secs(30)).expect("dev stops on Ctrl-C");
+    assert!(status.success(), "{status}");
+    assert!(nats_servers_under(&root).is_empty(), "Ctrl-C stops the nats-server too");
+}
+
+#[test]
+fn dev_refuses_a_nats_port_another_server_holds_and_writes_nothing_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let other_store = dir.path().join("other");
+    let binary = keyledger_nats_server::find_or_install().unwrap();
+    let mut other = Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&other_store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the other nats-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let data = dir.path().join("kl");
+    let log = dir.path().join("dev.log");
+    let mut dev = spawn_dev(data.to_str().unwrap(), &["--nats-port", &port.to_string()], &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = dev.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = interrupt_and_wait(&mut dev, Duration::from_secs(20));
+            let _ = other.kill();
+            panic!("dev ran on a port another server holds:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(!status.success(), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{port} is in use by another process")), "{text}");
+    assert!(!text.contains("Keyledger dev is running"), "{text}");
+    let created: Vec<PathBuf> =
+        files(&other_store).into_iter().filter(|p| p.to_string_lossy().contains("KL_")).collect();
+    assert!(created.is_empty(), "dev wrote its streams into the other server: {created:?}");
+    assert!(nats_servers_under(&data).is_empty(), "dev left a nats-server behind");
+    assert!(text.contains("--nats-port chooses another"), "the way out is named: {text}");
+    // The way out: another --nats-port replaces the recorded one.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = dir.path().join("dev2.log");
+    let mut dev = spawn_dev(data.to_str().unwrap(), &["--nats-port", &free.to_string()], &log);
+    wait_running(&mut dev, &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(&format!("nats://127.0.0.1:{free}")), "{text}");
+    assert!(interrupt_and_wait(&mut dev, Duration::from_secs(30)).is_some_and(|s| s.success()));
+}
+
+#[test]
+fn ctrl_c_during_dev_start_up_leaves_no_nats_server_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kl");
+    let log = dir.path().join("dev.log");
+    let mut dev = spawn_dev(data.to_str().unwrap(), &["--nats-port", "0"], &log);
+    // nats.conf is written just before the server is spawned: interrupt right then, while dev
+    // waits for the server to be ready (before, the default action killed dev there and left
+    // the server running in its own process group).
+    let conf = data.join("nats").join("nats.conf");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !conf.exists() {
+        assert!(Instant::now() < deadline, "dev never configured its server");
+        assert!(dev.try_wait().unwrap().is_none(), "dev exited early");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let status = interrupt_and_wait(&mut dev, Duration::from_secs(60)).expect("dev stops after Ctrl-C");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "a Ctrl-C is a clean stop ({status}):\n{text}");
+    assert!(nats_servers_under(&data).is_empty(), "a nats-server was left running:\n{text}");
+}
+
 #[test]
 fn envelope_refuses_outputs_it_could_not_replace_safely() {
     let dev = Dev::start();
     let key = dev.kms(&["create-key"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
-    let dir = dev.dir.path();
+    let dir = dev.path();
     let plain = dir.join("p.txt");
     std::fs::write(&plain, b"some data").unwrap();
     let sealed = dir.join("p.klenv");
@@ -446,7 +612,7 @@ impl Dev {
 
     /// Polls `keyledger audit usage KEY` until `done` holds for the answer.
     fn wait_for_usage(&self, key: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let data = self.dir.path().join("kl");
+        let data = self.path().join("kl");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let out = Command::new(CLI).args(["audit", "usage", key, "--data-dir"]).arg(&data).output().unwrap();
@@ -587,7 +753,7 @@ fn schedule_key_deletion_schedules_an_unused_key_and_refuses_when_auditd_cannot_
 fn a_dev_cluster_keeps_serving_when_a_member_is_killed_and_restarts_it() {
     let dev = Dev::start_with(&["--nodes", "3"]);
     let key = dev.kms(&["create-key"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
-    let member = dev.dir.path().join("kl").join("nats").join("n1");
+    let member = dev.path().join("kl").join("nats").join("n1");
     let pid_of = |dir: &Path| std::fs::read_to_string(dir.join("server.pid")).unwrap().trim().parse::<i32>().unwrap();
     let killed = pid_of(&member);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(killed), nix::sys::signal::Signal::SIGKILL).unwrap();

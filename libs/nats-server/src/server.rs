@@ -84,10 +84,11 @@ impl NatsServer {
             }
             match server.launch() {
                 Ok(()) => return Ok(server),
-                Err(Error::Start { ref log_tail, .. })
+                Err(Error::Start { ref message, ref log_tail })
                     if (pick_port || pick_monitor)
                         && attempt < PORT_ATTEMPTS
-                        && log_tail.contains("address already in use") =>
+                        && (log_tail.contains("address already in use")
+                            || message.contains("address already in use")) =>
                 {
                     attempt += 1;
                 }
@@ -118,8 +119,35 @@ impl NatsServer {
         self.wait_ready().map_err(|message| Error::Start { message, log_tail: self.log_tail_since(0) })
     }
 
+    /// Refuses to spawn when another process listens on one of the server's ports: the
+    /// readiness probe would otherwise reach that process (another nats-server takes the
+    /// streams), while ours exits with "address already in use".
+    fn check_ports_free(&self) -> Result<(), Error> {
+        let cluster = self.settings.cluster.as_ref().map(|c| c.port);
+        for (what, port) in
+            [("client", Some(self.settings.port)), ("monitoring", self.settings.monitor_port), ("cluster", cluster)]
+        {
+            let Some(port) = port.filter(|p| *p != 0) else { continue };
+            // std's bind sets SO_REUSEADDR, as nats-server does: only a live listener refuses.
+            if let Err(e) = std::net::TcpListener::bind((self.settings.host.as_str(), port)) {
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    return Err(Error::Start {
+                        message: format!(
+                            "the {what} port {}:{port} is in use by another process (address already in use); \
+                             stop it or choose another port",
+                            self.settings.host
+                        ),
+                        log_tail: String::new(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the config and spawns the child (no readiness wait).
     fn spawn_child(&mut self) -> Result<u64, Error> {
+        self.check_ports_free()?;
         let config_path = self.config_path();
         write_private_file(&config_path, render_config(&self.settings).as_bytes())?;
         let log = OpenOptions::new()
@@ -169,7 +197,15 @@ impl NatsServer {
                 }
             }
             match probe_jetstream(&addr, &self.settings, deadline) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    // The probe may have reached another process that took the port after the
+                    // pre-check; ours then exits at once on "address already in use".
+                    sleep(Duration::from_millis(50));
+                    if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                        return Err(format!("nats-server exited during startup ({status})"));
+                    }
+                    return Ok(());
+                }
                 Err(Probe::Fatal(msg)) => return Err(msg),
                 Err(Probe::Retry(msg)) => last = msg,
             }

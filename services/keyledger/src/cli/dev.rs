@@ -22,6 +22,7 @@
 //! imports `kms.v1.>` with `share: true`, so every request carries the server-stamped caller.
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,6 +50,11 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 pub const CHECKPOINT_KEY_FILE: &str = "checkpoint.key";
 /// File (in the data directory) of the dev endpoint's access keys.
 pub const DEV_ACCESS_KEYS_FILE: &str = "gateway-access-keys.json";
+/// What dev records about its first start (ports, NATS passwords), mode 0600, in the data
+/// directory.
+pub const DEV_STATE_FILE: &str = "dev-state.json";
+/// The NATS port of a first `keyledger dev` start without `--nats-port` (NATS's own default).
+pub const DEFAULT_NATS_PORT: u16 = 4222;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct DevState {
@@ -121,29 +127,72 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::F
     }
 }
 
-/// Stops a nats-server left running by an earlier `keyledger dev` that was killed (its pid is
-/// in `<nats_dir>/server.pid`), so the new one does not start on a store another server holds.
-fn stop_orphaned_server(nats_dir: &Path) {
-    let pid_path = nats_dir.join("server.pid");
-    let Ok(text) = std::fs::read_to_string(&pid_path) else { return };
-    let Ok(pid) = text.trim().parse::<i32>() else { return };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let ours = String::from_utf8_lossy(&cmdline).contains("nats-server")
-        && String::from_utf8_lossy(&cmdline).contains(&*nats_dir.to_string_lossy());
-    if !ours {
-        return;
-    }
-    eprintln!("stopping the nats-server (pid {pid}) left running by an earlier keyledger dev");
-    let pid = nix::unistd::Pid::from_raw(pid);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    for _ in 0..100 {
-        if nix::sys::signal::kill(pid, None).is_err() {
-            return;
+/// The nats-server processes running with `<nats_dir>/nats.conf` as their configuration,
+/// whatever spelling of the path started them (`kl`, `./kl/`, an absolute path): the `-c`
+/// argument of each nats-server in `/proc` is resolved against that process's working
+/// directory and compared canonically. Processes of other users, whose working directory
+/// cannot be read, count only with an absolute path.
+fn servers_using(nats_dir: &Path) -> Vec<i32> {
+    let Ok(ours) = nats_dir.join(keyledger_nats_server::CONFIG_FILE).canonicalize() else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_nats = args.first().is_some_and(|a0| {
+            Path::new(std::ffi::OsStr::from_bytes(a0))
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("nats-server"))
+        });
+        if !is_nats {
+            continue;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let Some(config) = args
+            .windows(2)
+            .find(|w| w[0] == b"-c" || w[0] == b"--config")
+            .map(|w| PathBuf::from(std::ffi::OsStr::from_bytes(w[1])))
+        else {
+            continue;
+        };
+        let config = if config.is_absolute() {
+            config
+        } else {
+            match std::fs::read_link(entry.path().join("cwd")) {
+                Ok(cwd) => cwd.join(config),
+                Err(_) => continue,
+            }
+        };
+        if config.canonicalize().is_ok_and(|c| c == ours) {
+            pids.push(pid);
+        }
     }
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    pids
+}
+
+/// Stops any nats-server left running on this data directory by an earlier `keyledger dev`
+/// that was killed (found by [`servers_using`], not by the pid file, which a failed start may
+/// have overwritten), so the new one does not start on a store another server holds.
+fn stop_orphaned_server(nats_dir: &Path) {
+    for raw in servers_using(nats_dir) {
+        eprintln!("stopping the nats-server (pid {raw}) left running by an earlier keyledger dev");
+        let pid = nix::unistd::Pid::from_raw(raw);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let gone =
+            || nix::sys::signal::kill(pid, None).is_err() || !Path::new(&format!("/proc/{raw}/cmdline")).exists();
+        let mut stopped = false;
+        for _ in 0..100 {
+            if gone() {
+                stopped = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if !stopped {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
 }
 
 fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -165,7 +214,9 @@ impl Mode0600 for std::fs::OpenOptions {
 
 impl DevEnvironment {
     /// Starts (or restarts, keeping everything) the dev environment in `data_dir`.
-    /// `nats_port` is used on the first start (0 = any free port) and recorded.
+    /// `nats_port` 0 is any free port on the first start and the recorded port on later ones;
+    /// another value is that port, recorded for later starts (one server; a cluster keeps the
+    /// ports it was created with).
     pub async fn start(data_dir: &Path, nats_port: u16, clock: Clock) -> anyhow::Result<Self> {
         Self::start_with(data_dir, nats_port, RoleConfig { clock, ..RoleConfig::default() }).await
     }
@@ -215,7 +266,7 @@ impl DevEnvironment {
         } else {
             RootKey::create_file(&root_path)?
         };
-        let state_path = data_dir.join("dev-state.json");
+        let state_path = data_dir.join(DEV_STATE_FILE);
         let mut state: DevState = if state_path.exists() {
             serde_json::from_slice(&std::fs::read(&state_path)?).context("dev-state.json is unreadable")?
         } else {
@@ -241,6 +292,10 @@ impl DevEnvironment {
             user: keyledger_nats_server::GATEWAY_USER.to_owned(),
             password,
         });
+        if nats_port != 0 && nats_port != state.nats_port && state.cluster.is_none() {
+            state.nats_port = nats_port;
+            write_private(&state_path, &serde_json::to_vec_pretty(&state)?)?;
+        }
         let recorded = state.cluster.as_ref().map_or(1, Vec::len);
         anyhow::ensure!(
             recorded == nodes,
@@ -256,7 +311,9 @@ impl DevEnvironment {
                 settings.port = state.nats_port;
                 settings.sync_always = sync_always;
                 stop_orphaned_server(&nats_dir);
-                let server = NatsServer::start(&binary, settings, &nats_dir)?;
+                let server = NatsServer::start(&binary, settings, &nats_dir).with_context(|| {
+                    format!("cannot start the NATS server on port {} (--nats-port chooses another)", state.nats_port)
+                })?;
                 if let Some(pid) = server.pid() {
                     write_private(&nats_dir.join("server.pid"), pid.to_string().as_bytes())?;
                 }
@@ -396,14 +453,44 @@ impl DevEnvironment {
     }
 }
 
+/// SIGINT and SIGTERM, caught from [`Signals::new`] on (the handlers are installed then, not at
+/// the first poll as `tokio::signal::ctrl_c` does), so none is lost to the default action.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+    }
+}
+
 /// Runs `keyledger dev` until Ctrl-C / SIGTERM.
 pub async fn run(
     data_dir: &Path,
-    nats_port: u16,
+    nats_port: Option<u16>,
     gateway_port: u16,
     witness: Option<crate::checkpointer::WitnessTarget>,
     nodes: usize,
 ) -> anyhow::Result<()> {
+    // Ctrl-C / SIGTERM are ours from the first moment: a signal during start-up (before this,
+    // the default action killed dev and left its nats-server running in its own process group)
+    // stops what has started once the start-up step in progress returns; a second one aborts
+    // at once (the servers are killed).
+    let mut signals = Signals::new()?;
     keyledger_crypto::harden_process().context("cannot harden the process")?;
     let mut config = RoleConfig { clock: Clock::system(), ..RoleConfig::default() };
     if let Some(w) = witness {
@@ -414,7 +501,29 @@ pub async fn run(
             ..crate::checkpointer::CheckpointConfig::new(Arc::new(key))
         });
     }
-    let mut env = DevEnvironment::start_nodes(data_dir, nats_port, config, nodes).await?;
+    // 0: the recorded port on a restart.
+    let nats_port = nats_port.unwrap_or(if data_dir.join(DEV_STATE_FILE).exists() { 0 } else { DEFAULT_NATS_PORT });
+    let start = DevEnvironment::start_nodes(data_dir, nats_port, config, nodes);
+    tokio::pin!(start);
+    let mut interrupted = false;
+    let mut env = loop {
+        tokio::select! {
+            env = &mut start => break env?,
+            _ = signals.recv() => {
+                if interrupted {
+                    eprintln!("interrupted again: killing what has started");
+                    anyhow::bail!("interrupted during start-up");
+                }
+                interrupted = true;
+                eprintln!("interrupted during start-up: stopping once the step in progress ends (Ctrl-C again to kill)");
+            }
+        }
+    };
+    if interrupted {
+        env.stop().await?;
+        eprintln!("stopped");
+        return Ok(());
+    }
     // A busy port (another `keyledger dev`) costs the AWS endpoint, not the whole dev server.
     let endpoint = match env.start_gateway(gateway_port).await {
         Ok(gateway) => Some(gateway.url()),
@@ -500,7 +609,7 @@ pub async fn run(
     // exits (a crash, a kill -9) is restarted after a few seconds, while the others serve; dev
     // gives up only when a majority of members is down at once (no quorum, no writes).
     let mut watch = tokio::time::interval(std::time::Duration::from_millis(500));
-    let shutdown = super::shutdown_signal();
+    let shutdown = signals.recv();
     tokio::pin!(shutdown);
     let members = 1 + env.peers.len();
     let mut down_since: Vec<Option<std::time::Instant>> = vec![None; members];

@@ -39,9 +39,10 @@ enum Command {
         /// Where the server's data, the root key and the client profile live.
         #[arg(long, default_value = ".keyledger", env = "KEYLEDGER_DATA_DIR")]
         data_dir: PathBuf,
-        /// Loopback port of the NATS server (the first start records it; later starts reuse it).
-        #[arg(long, default_value_t = 4222)]
-        nats_port: u16,
+        /// Loopback port of the NATS server [default: 4222 on the first start; later starts
+        /// reuse the recorded port unless this is given, which then replaces it].
+        #[arg(long)]
+        nats_port: Option<u16>,
         /// Loopback port of the AWS KMS endpoint (`aws --endpoint-url http://127.0.0.1:<port>`).
         #[arg(long, default_value_t = crate::gateway::DEV_PORT)]
         gateway_port: u16,
