@@ -227,3 +227,48 @@ impl Harness {
         out
     }
 }
+
+// Imported key material (Origin EXTERNAL), as a customer does it: GetParametersForImport, wrap
+// 32 bytes with the returned RSA public key, ImportKeyMaterial.
+
+/// GetParametersForImport → (public key DER, import token base64, ParametersValidTo seconds).
+pub async fn import_parameters(h: &Harness, key: &str, alg: &str, spec: &str) -> (Vec<u8>, String, f64) {
+    let p = h
+        .ok(
+            "GetParametersForImport",
+            serde_json::json!({"KeyId": key, "WrappingAlgorithm": alg, "WrappingKeySpec": spec}),
+        )
+        .await;
+    assert!(p["KeyId"].as_str().unwrap().starts_with("arn:aws:kms:"), "{p}");
+    (unb64(&p["PublicKey"]), p["ImportToken"].as_str().unwrap().to_owned(), p["ParametersValidTo"].as_f64().unwrap())
+}
+
+/// `material` wrapped as a customer does (RSA public key DER, AWS wrapping algorithm name), base64.
+pub fn wrap_material(public_key: &[u8], alg: &str, material: &[u8]) -> String {
+    let alg = keyledger_crypto::WrappingAlgorithm::parse(alg).unwrap();
+    b64(&keyledger_crypto::wrap_for_import(public_key, alg, material).expect("client-side wrap"))
+}
+
+/// Imports `material` into `key` with fresh parameters; `valid_to` in seconds or `None` for
+/// KEY_MATERIAL_DOES_NOT_EXPIRE.
+pub async fn import_material(
+    h: &Harness,
+    key: &str,
+    material: &[u8],
+    valid_to: Option<f64>,
+) -> Result<Value, (String, String)> {
+    let (public_key, token, _) = import_parameters(h, key, "RSAES_OAEP_SHA_256", "RSA_2048").await;
+    let mut req = serde_json::json!({
+        "KeyId": key,
+        "ImportToken": token,
+        "EncryptedKeyMaterial": wrap_material(&public_key, "RSAES_OAEP_SHA_256", material),
+    });
+    match valid_to {
+        Some(t) => req["ValidTo"] = serde_json::json!(t),
+        None => req["ExpirationModel"] = serde_json::json!("KEY_MATERIAL_DOES_NOT_EXPIRE"),
+    }
+    match h.call("ImportKeyMaterial", req).await {
+        Ok(v) => Ok(v.body),
+        Err(e) => Err((e.aws_name().unwrap_or_default().to_owned(), e.to_string())),
+    }
+}

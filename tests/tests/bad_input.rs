@@ -11,9 +11,12 @@ async fn raw_err(h: &Harness, op: &str, body: &[u8]) -> (String, String) {
     }
 }
 
-async fn log_head(h: &Harness) -> u64 {
+/// The control log's head and the key state's digest there (what `/digest` serves): equal
+/// before and after a bad request means it appended nothing and changed no key.
+async fn log_head(h: &Harness) -> (u64, [u8; 32]) {
     let follower = &h.env().roles.as_ref().unwrap().ctx.follower;
-    follower.catch_up(std::time::Duration::from_secs(5)).await.unwrap()
+    let head = follower.catch_up(std::time::Duration::from_secs(5)).await.unwrap();
+    (head, follower.read().state_digest())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,6 +62,7 @@ async fn malformed_json_wrong_types_and_missing_members_change_nothing() {
 async fn oversize_payloads_are_validation_errors() {
     let h = Harness::start().await;
     let key = h.create_key().await;
+    let head = log_head(&h).await;
     let (name, message) = h.err("Encrypt", json!({"KeyId": key, "Plaintext": b64(&[7u8; 4097])})).await;
     assert_eq!(name, "ValidationException");
     assert!(message.contains("Member must have length less than or equal to 4096"), "{message}");
@@ -71,19 +75,29 @@ async fn oversize_payloads_are_validation_errors() {
     // A body larger than NATS's max payload never reaches the service: the client is told.
     let huge = vec![b'a'; 2 * 1024 * 1024];
     assert!(h.client.call_raw("Encrypt", huge.into()).await.is_err());
+    let (name, _) =
+        h.err("TagResource", json!({"KeyId": key, "Tags": [{"TagKey": "k".repeat(129), "TagValue": "v"}]})).await;
+    assert_eq!(name, "ValidationException");
+    assert_eq!(log_head(&h).await, head, "nothing was appended and no key changed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_operation_is_answered_with_unknown_operation_exception() {
     let h = Harness::start().await;
+    h.create_key().await;
+    let head = log_head(&h).await;
     let (name, _) = raw_err(&h, "DeleteEverything", b"{}").await;
     assert_eq!(name, "UnknownOperationException");
+    let (name, _) = raw_err(&h, "ScheduleKeyDeletionNow", b"{\"KeyId\": \"x\"}").await;
+    assert_eq!(name, "UnknownOperationException");
+    assert_eq!(log_head(&h).await, head, "nothing was appended and no key changed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_arns_and_foreign_regions_are_refused() {
     let h = Harness::start().await;
     let key = h.create_key().await;
+    let head = log_head(&h).await;
     let (name, message) =
         h.err("DescribeKey", json!({"KeyId": format!("arn:aws:kms:eu-west-1:{ACCOUNT}:key/{key}")})).await;
     assert_eq!((name.as_str(), message.as_str()), ("NotFoundException", "Invalid arn eu-west-1"));
@@ -93,4 +107,14 @@ async fn malformed_arns_and_foreign_regions_are_refused() {
     }
     let (name, _) = h.err("Encrypt", json!({"KeyId": "", "Plaintext": b64(b"x")})).await;
     assert_eq!(name, "ValidationException");
+    // Mutations through a foreign-region or malformed ARN of an existing key change nothing.
+    let foreign = format!("arn:aws:kms:eu-west-1:{ACCOUNT}:key/{key}");
+    for op in ["DisableKey", "ScheduleKeyDeletion"] {
+        let (name, _) = h.err(op, json!({"KeyId": foreign})).await;
+        assert_eq!(name, "NotFoundException", "{op}");
+    }
+    let (name, _) =
+        h.err("CreateAlias", json!({"AliasName": "alias/x", "TargetKeyId": "arn:aws:kms:us-east-1:abc:key/x"})).await;
+    assert!(name == "InvalidArnException" || name == "NotFoundException", "{name}");
+    assert_eq!(log_head(&h).await, head, "nothing was appended and no key changed");
 }

@@ -373,6 +373,17 @@ fn dev_restart_keeps_keys_and_the_cli_reports_errors_like_the_aws_cli() {
     assert!(err.contains("An error occurred (NotFoundException) when calling the DescribeKey operation"), "{err}");
     let (code, _, _) = dev.run(&["kms", "describe-key", "--bogus"]);
     assert_ne!(code, 0);
+    // Another data directory: dev says what to export, and with it alone the CLI finds dev.
+    let data_dir = dev.path().join("kl");
+    assert!(dev.log().contains(&format!("export KEYLEDGER_DATA_DIR={}", data_dir.display())), "{}", dev.log());
+    let out = Command::new(CLI)
+        .args(["kms", "describe-key", "--key-id", &key])
+        .env_remove("KEYLEDGER_PROFILE")
+        .env("KEYLEDGER_DATA_DIR", &data_dir)
+        .current_dir(dev.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (_log, dir) = dev.stop();
     // Start again on the same data directory.
     let data = dir.path().join("kl");
@@ -550,6 +561,90 @@ fn ctrl_c_during_dev_start_up_leaves_no_nats_server_running() {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "a Ctrl-C is a clean stop ({status}):\n{text}");
     assert!(nats_servers_under(&data).is_empty(), "a nats-server was left running:\n{text}");
+}
+
+#[test]
+fn envelope_decrypt_pins_the_key_and_context_and_refuses_every_tampering() {
+    let dev = Dev::start();
+    let a = dev.kms(&["create-key"])["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    let b = dev.kms(&["create-key"])["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    dev.kms(&["create-alias", "--alias-name", "alias/files", "--target-key-id", &a]);
+    let dir = dev.path();
+    let plain = dir.join("plain.bin");
+    let len = 3 * 65536 + 100;
+    write_pseudo_random_file(&plain, len);
+    let sealed = dir.join("plain.klenv");
+    let (code, _, err) = dev.run(&[
+        "envelope",
+        "encrypt",
+        "--key-id",
+        "alias/files",
+        "--encryption-context",
+        "file=demo,team=ops",
+        "--in",
+        plain.to_str().unwrap(),
+        "--out",
+        sealed.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let out = dir.join("out.bin");
+    let decrypt = |input: &Path, extra: &[&str]| {
+        let _ = std::fs::remove_file(&out);
+        let mut args = vec!["envelope", "decrypt", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (code, _, err) = dev.run(&args);
+        if code != 0 {
+            assert!(!out.exists(), "a refused file leaves no output: {err}");
+        }
+        (code, err)
+    };
+    // Pinned to the right key (by alias) and to pairs of its context: decrypts, and says which
+    // key and context it trusted.
+    let (code, err) = decrypt(&sealed, &["--key-id", "alias/files", "--encryption-context", "file=demo"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(same_file(&plain, &out));
+    assert!(err.contains(&format!("KMS key {a}")) && err.contains(r#""file":"demo""#), "{err}");
+    // Another key: the service refuses it (AWS exit code 254), nothing is written.
+    let (code, err) = decrypt(&sealed, &["--key-id", &b]);
+    assert_eq!(code, 254, "{err}");
+    assert!(err.contains("IncorrectKeyException") && err.contains("not encrypted under --key-id"), "{err}");
+    // Context pairs the file does not have, or has with another value: refused before asking.
+    let (code, err) = decrypt(&sealed, &["--encryption-context", "file=other"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("another value for 'file'"), "{err}");
+    let (code, err) = decrypt(&sealed, &["--encryption-context", "owner=me"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("has no 'owner'"), "{err}");
+
+    // Tampering, each refused with no output: the body is 3 full chunks (65,552 bytes each)
+    // and a final one of 100 + 16 bytes after the header.
+    let bytes = std::fs::read(&sealed).unwrap();
+    let full = 65536 + 16;
+    let header = bytes.len() - (3 * full + 116);
+    let tampered = dir.join("tampered.klenv");
+    let mut swapped = bytes.clone();
+    swapped[header..header + 2 * full].rotate_left(full);
+    let mut context_edited = bytes.clone();
+    let at = context_edited.windows(4).position(|w| w == b"demo").expect("the context is in the header");
+    context_edited[at + 3] = b'p';
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("chunks swapped", swapped),
+        ("final chunk dropped", bytes[..header + 3 * full].to_vec()),
+        ("cut inside a chunk", bytes[..header + full + 10].to_vec()),
+        ("a byte appended", [bytes.as_slice(), b"x"].concat()),
+        ("header cut", bytes[..header - 1].to_vec()),
+        ("context edited", context_edited),
+    ];
+    for (what, data) in cases {
+        std::fs::write(&tampered, &data).unwrap();
+        let (code, err) = decrypt(&tampered, &[]);
+        assert_ne!(code, 0, "{what} must not decrypt");
+        if what == "context edited" {
+            assert_eq!(code, 254, "the service refuses the data key: {err}");
+            assert!(err.contains("header (encrypted data key or encryption context) was altered"), "{err}");
+        }
+    }
+    dev.stop();
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use keyledger_crypto::{wrap_for_import, WrappingAlgorithm};
 use keyledger_tests::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -19,38 +19,6 @@ async fn external_key(h: &Harness) -> String {
     assert_eq!(created["KeyMetadata"]["Origin"], "EXTERNAL");
     assert!(created["KeyMetadata"].get("CurrentKeyMaterialId").is_none());
     created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
-}
-
-/// GetParametersForImport → (public key DER, import token base64, ParametersValidTo seconds).
-async fn parameters(h: &Harness, key: &str, alg: &str, spec: &str) -> (Vec<u8>, String, f64) {
-    let p =
-        h.ok("GetParametersForImport", json!({"KeyId": key, "WrappingAlgorithm": alg, "WrappingKeySpec": spec})).await;
-    assert!(p["KeyId"].as_str().unwrap().starts_with("arn:aws:kms:"), "{p}");
-    (unb64(&p["PublicKey"]), p["ImportToken"].as_str().unwrap().to_owned(), p["ParametersValidTo"].as_f64().unwrap())
-}
-
-fn wrap(public_key: &[u8], alg: &str, material: &[u8]) -> String {
-    let alg = WrappingAlgorithm::parse(alg).unwrap();
-    b64(&wrap_for_import(public_key, alg, material).expect("client-side wrap"))
-}
-
-/// Imports `material` into `key` with fresh parameters; `valid_to` in seconds or `None` for
-/// KEY_MATERIAL_DOES_NOT_EXPIRE.
-async fn import(h: &Harness, key: &str, material: &[u8], valid_to: Option<f64>) -> Result<Value, (String, String)> {
-    let (public_key, token, _) = parameters(h, key, "RSAES_OAEP_SHA_256", "RSA_2048").await;
-    let mut req = json!({
-        "KeyId": key,
-        "ImportToken": token,
-        "EncryptedKeyMaterial": wrap(&public_key, "RSAES_OAEP_SHA_256", material),
-    });
-    match valid_to {
-        Some(t) => req["ValidTo"] = json!(t),
-        None => req["ExpirationModel"] = json!("KEY_MATERIAL_DOES_NOT_EXPIRE"),
-    }
-    match h.call("ImportKeyMaterial", req).await {
-        Ok(v) => Ok(v.body),
-        Err(e) => Err((e.aws_name().unwrap_or_default().to_owned(), e.to_string())),
-    }
 }
 
 /// 32 random bytes (two v4 UUIDs: 244 random bits is plenty for a test key).
@@ -79,7 +47,7 @@ async fn material_imported_with_each_wrapping_algorithm_encrypts_and_decrypts() 
         let (name, message) = h.err("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x")})).await;
         assert_eq!(name, "KMSInvalidStateException", "{message}");
         assert!(message.ends_with("is pending import."), "{message}");
-        let (public_key, token, valid_to) = parameters(&h, &key, alg, spec).await;
+        let (public_key, token, valid_to) = import_parameters(&h, &key, alg, spec).await;
         let now = h.clock.now_unix_ms() as f64 / 1000.0;
         assert!((valid_to - now - 86_400.0).abs() < 60.0, "{alg}: parameters are valid for 24 h");
         let material = random_material();
@@ -89,7 +57,7 @@ async fn material_imported_with_each_wrapping_algorithm_encrypts_and_decrypts() 
                 json!({
                     "KeyId": key,
                     "ImportToken": token,
-                    "EncryptedKeyMaterial": wrap(&public_key, alg, &material),
+                    "EncryptedKeyMaterial": wrap_material(&public_key, alg, &material),
                     "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE",
                     "KeyMaterialDescription": format!("test {alg}"),
                 }),
@@ -131,19 +99,19 @@ async fn reimport_restores_old_ciphertexts_and_other_material_or_tokens_are_refu
     let h = Harness::start().await;
     let key = external_key(&h).await;
     let material = random_material();
-    let first = import(&h, &key, &material, None).await.expect("first import");
+    let first = import_material(&h, &key, &material, None).await.expect("first import");
     let enc = h.ok("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"keep me")})).await;
 
     // Reimport of the same material while present (e.g. to set an expiry): same KeyMaterialId.
     let valid_to = h.clock.now_unix_ms() as f64 / 1000.0 + 30.0 * 86_400.0;
-    let again = import(&h, &key, &material, Some(valid_to)).await.expect("same material again");
+    let again = import_material(&h, &key, &material, Some(valid_to)).await.expect("same material again");
     assert_eq!(again["KeyMaterialId"], first["KeyMaterialId"]);
     let meta = h.ok("DescribeKey", json!({"KeyId": key})).await["KeyMetadata"].clone();
     assert_eq!(meta["ExpirationModel"], "KEY_MATERIAL_EXPIRES");
     assert!((meta["ValidTo"].as_f64().unwrap() - valid_to).abs() < 1.0, "{meta}");
 
     // Other material, now or later, never.
-    let (name, _) = import(&h, &key, &random_material(), None).await.unwrap_err();
+    let (name, _) = import_material(&h, &key, &random_material(), None).await.unwrap_err();
     assert_eq!(name, "IncorrectKeyMaterialException");
 
     // DeleteImportedKeyMaterial: PendingImport, the stored copy erased, old ciphertexts wait.
@@ -174,19 +142,19 @@ async fn reimport_restores_old_ciphertexts_and_other_material_or_tokens_are_refu
 
     // Tokens: garbage, another key's, and material wrapped with another public key.
     let other = external_key(&h).await;
-    let (_, other_token, _) = parameters(&h, &other, "RSAES_OAEP_SHA_256", "RSA_2048").await;
-    let (public_key, token, _) = parameters(&h, &key, "RSAES_OAEP_SHA_256", "RSA_2048").await;
-    let (other_public_key, _, _) = parameters(&h, &other, "RSAES_OAEP_SHA_256", "RSA_2048").await;
+    let (_, other_token, _) = import_parameters(&h, &other, "RSAES_OAEP_SHA_256", "RSA_2048").await;
+    let (public_key, token, _) = import_parameters(&h, &key, "RSAES_OAEP_SHA_256", "RSA_2048").await;
+    let (other_public_key, _, _) = import_parameters(&h, &other, "RSAES_OAEP_SHA_256", "RSA_2048").await;
     let req = |token: &str, wrapped: String| {
         json!({"KeyId": key, "ImportToken": token, "EncryptedKeyMaterial": wrapped,
                "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"})
     };
-    let good = wrap(&public_key, "RSAES_OAEP_SHA_256", &material);
+    let good = wrap_material(&public_key, "RSAES_OAEP_SHA_256", &material);
     assert_eq!(h.err("ImportKeyMaterial", req(&b64(b"forged"), good.clone())).await.0, "InvalidImportTokenException");
     assert_eq!(h.err("ImportKeyMaterial", req(&other_token, good.clone())).await.0, "InvalidImportTokenException");
-    let foreign = wrap(&other_public_key, "RSAES_OAEP_SHA_256", &material);
+    let foreign = wrap_material(&other_public_key, "RSAES_OAEP_SHA_256", &material);
     assert_eq!(h.err("ImportKeyMaterial", req(&token, foreign)).await.0, "InvalidCiphertextException");
-    let short = wrap(&public_key, "RSAES_OAEP_SHA_256", &material[..16]);
+    let short = wrap_material(&public_key, "RSAES_OAEP_SHA_256", &material[..16]);
     assert_eq!(h.err("ImportKeyMaterial", req(&token, short)).await.0, "IncorrectKeyMaterialException");
     assert_eq!(state(&h, &key).await, "PendingImport", "failed imports change nothing");
 
@@ -210,7 +178,7 @@ async fn reimport_restores_old_ciphertexts_and_other_material_or_tokens_are_refu
 async fn a_token_allows_three_unwrap_attempts_in_all() {
     let h = Harness::start().await;
     let key = external_key(&h).await;
-    let (public_key, token, _) = parameters(&h, &key, "RSAES_OAEP_SHA_1", "RSA_2048").await;
+    let (public_key, token, _) = import_parameters(&h, &key, "RSAES_OAEP_SHA_1", "RSA_2048").await;
     let material = random_material();
     let req = |wrapped: Vec<u8>| {
         json!({"KeyId": key, "ImportToken": token, "EncryptedKeyMaterial": b64(&wrapped),
@@ -228,7 +196,7 @@ async fn a_token_allows_three_unwrap_attempts_in_all() {
     assert_eq!(state(&h, &key).await, "PendingImport");
 
     // Attempts whose unwrap succeeds but import nothing (wrong length) count too: no reset.
-    let (public_key, token, _) = parameters(&h, &key, "RSAES_OAEP_SHA_1", "RSA_2048").await;
+    let (public_key, token, _) = import_parameters(&h, &key, "RSAES_OAEP_SHA_1", "RSA_2048").await;
     let req = |wrapped: Vec<u8>| {
         json!({"KeyId": key, "ImportToken": token, "EncryptedKeyMaterial": b64(&wrapped),
                "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"})
@@ -244,7 +212,7 @@ async fn a_token_allows_three_unwrap_attempts_in_all() {
     assert_eq!(h.err("ImportKeyMaterial", req(good)).await.0, "InvalidImportTokenException");
 
     // Parallel attempts on one token cannot overrun the bound.
-    let (public_key, token, _) = parameters(&h, &key, "RSAES_OAEP_SHA_256", "RSA_2048").await;
+    let (public_key, token, _) = import_parameters(&h, &key, "RSAES_OAEP_SHA_256", "RSA_2048").await;
     let mut junk = wrap_for_import(&public_key, WrappingAlgorithm::RsaesOaepSha256, &material).unwrap();
     junk[1] ^= 1;
     let attempts = (0..12).map(|_| {
@@ -267,11 +235,11 @@ async fn imported_material_expires_on_the_injected_clock_and_tokens_after_24_hou
     let key = external_key(&h).await;
     let material = random_material();
     let now_s = h.clock.now_unix_ms() as f64 / 1000.0;
-    let (name, _) = import(&h, &key, &material, Some(now_s - 10.0)).await.unwrap_err();
+    let (name, _) = import_material(&h, &key, &material, Some(now_s - 10.0)).await.unwrap_err();
     assert_eq!(name, "ValidationException", "ValidTo in the past");
-    let (name, _) = import(&h, &key, &material, Some(now_s + 366.0 * 86_400.0)).await.unwrap_err();
+    let (name, _) = import_material(&h, &key, &material, Some(now_s + 366.0 * 86_400.0)).await.unwrap_err();
     assert_eq!(name, "ValidationException", "ValidTo more than 365 days ahead");
-    import(&h, &key, &material, Some(now_s + 86_400.0)).await.expect("import with ValidTo in one day");
+    import_material(&h, &key, &material, Some(now_s + 86_400.0)).await.expect("import with ValidTo in one day");
     let enc = h.ok("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"until tomorrow")})).await;
 
     h.clock.advance_ms(DAY_MS + 60_000);
@@ -286,19 +254,19 @@ async fn imported_material_expires_on_the_injected_clock_and_tokens_after_24_hou
     assert!(meta.get("ValidTo").is_none() && meta.get("CurrentKeyMaterialId").is_none(), "{meta}");
 
     // Reimport of the same material restores the key and its ciphertexts.
-    import(&h, &key, &material, None).await.expect("reimport after expiry");
+    import_material(&h, &key, &material, None).await.expect("reimport after expiry");
     let dec = h.ok("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"]})).await;
     assert_eq!(unb64(&dec["Plaintext"]), b"until tomorrow");
 
     // Import parameters are valid for 24 hours.
     let other = external_key(&h).await;
-    let (public_key, token, _) = parameters(&h, &other, "RSA_AES_KEY_WRAP_SHA_256", "RSA_2048").await;
+    let (public_key, token, _) = import_parameters(&h, &other, "RSA_AES_KEY_WRAP_SHA_256", "RSA_2048").await;
     h.clock.advance_ms(DAY_MS + 1000);
     let (name, _) = h
         .err(
             "ImportKeyMaterial",
             json!({"KeyId": other, "ImportToken": token,
-                   "EncryptedKeyMaterial": wrap(&public_key, "RSA_AES_KEY_WRAP_SHA_256", &random_material()),
+                   "EncryptedKeyMaterial": wrap_material(&public_key, "RSA_AES_KEY_WRAP_SHA_256", &random_material()),
                    "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}),
         )
         .await;
@@ -331,7 +299,7 @@ async fn after_deletion_the_wrapped_material_is_nowhere_in_the_server_storage() 
     let h = Harness::start_with_clock(Clock::shifted(-8 * DAY_MS)).await;
     let native = h.create_key().await;
     let imported = external_key(&h).await;
-    import(&h, &imported, &random_material(), None).await.expect("import");
+    import_material(&h, &imported, &random_material(), None).await.expect("import");
     let enc = h.ok("Encrypt", json!({"KeyId": native, "Plaintext": b64(b"soon unreadable")})).await;
 
     let nats = h.service_nats().await;

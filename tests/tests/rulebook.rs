@@ -1,5 +1,6 @@
-//! The AWS KMS rulebook as tables, end to end over NATS: every key state × every operation, and
-//! every limit on both sides of its boundary. (The pure rulebook has its own, larger tables in
+//! The AWS KMS rulebook as tables, end to end over NATS: every key state (Enabled, Disabled,
+//! PendingDeletion, PendingImport) × every operation, and every limit on both sides of its
+//! boundary. (The pure rulebook has its own, larger tables in
 //! libs/kms/tests; these prove the services apply them unchanged.)
 
 use keyledger_tests::*;
@@ -85,6 +86,80 @@ async fn every_operation_in_every_key_state() {
     }
 }
 
+/// PendingImport (aws-kms-api.md §3.3, column PendingImport): an EXTERNAL key whose material
+/// was imported, used, and deleted — so there is a ciphertext naming it. No row succeeds in
+/// changing its state, so one key serves the whole column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_on_a_pending_import_key() {
+    const PI: Want = Want::Err("KMSInvalidStateException", Some("{arn} is pending import."));
+    const UO: Want = Want::Err("UnsupportedOperationException", None);
+    const NPD: Want = Want::Err("KMSInvalidStateException", Some("{arn} is not pending deletion."));
+    let h = Harness::start().await;
+    let created = h.ok("CreateKey", json!({"Origin": "EXTERNAL"})).await;
+    let key = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let arn = created["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    import_material(&h, &key, &[7u8; 32], None).await.expect("import");
+    let blob = h.ok("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x")})).await["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    h.ok("DeleteImportedKeyMaterial", json!({"KeyId": key})).await;
+    let state = |v: Value| v["KeyMetadata"]["KeyState"].as_str().unwrap().to_owned();
+    assert_eq!(state(h.ok("DescribeKey", json!({"KeyId": key})).await), "PendingImport");
+    let rows: Vec<(&str, Value, Want)> = vec![
+        ("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x")}), PI),
+        ("Decrypt", json!({"CiphertextBlob": blob}), PI),
+        ("ReEncrypt", json!({"CiphertextBlob": blob, "DestinationKeyId": key}), PI),
+        ("GenerateDataKey", json!({"KeyId": key, "KeySpec": "AES_256"}), PI),
+        ("GenerateDataKeyWithoutPlaintext", json!({"KeyId": key, "NumberOfBytes": 16}), PI),
+        ("EnableKey", json!({"KeyId": key}), PI),
+        ("DisableKey", json!({"KeyId": key}), PI),
+        ("RotateKeyOnDemand", json!({"KeyId": key}), PI),
+        ("EnableKeyRotation", json!({"KeyId": key}), UO),
+        ("DisableKeyRotation", json!({"KeyId": key}), UO),
+        ("GetKeyRotationStatus", json!({"KeyId": key}), UO),
+        ("CancelKeyDeletion", json!({"KeyId": key}), NPD),
+        ("DescribeKey", json!({"KeyId": key}), Want::Ok),
+        ("ListResourceTags", json!({"KeyId": key}), Want::Ok),
+        ("ListKeyRotations", json!({"KeyId": key}), Want::Ok),
+        ("ListAliases", json!({"KeyId": key}), Want::Ok),
+        ("UpdateKeyDescription", json!({"KeyId": key, "Description": "d"}), Want::Ok),
+        ("TagResource", json!({"KeyId": key, "Tags": [{"TagKey": "k", "TagValue": "v"}]}), Want::Ok),
+        ("UntagResource", json!({"KeyId": key, "TagKeys": ["k"]}), Want::Ok),
+        ("CreateAlias", json!({"AliasName": "alias/pending-import", "TargetKeyId": key}), Want::Ok),
+        ("GetKeyPolicy", json!({"KeyId": key}), Want::Ok),
+        ("ListGrants", json!({"KeyId": key}), Want::Ok),
+        (
+            "GetParametersForImport",
+            json!({"KeyId": key, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"}),
+            Want::Ok,
+        ),
+    ];
+    for (op, req, want) in rows {
+        check(&h, "PendingImport", op, req, want, &arn).await;
+        assert_eq!(state(h.ok("DescribeKey", json!({"KeyId": key})).await), "PendingImport", "after {op}");
+    }
+    // ScheduleKeyDeletion is allowed in PendingImport (and leaves it).
+    check(&h, "PendingImport", "ScheduleKeyDeletion", json!({"KeyId": key, "PendingWindowInDays": 7}), Want::Ok, &arn)
+        .await;
+    assert_eq!(state(h.ok("DescribeKey", json!({"KeyId": key})).await), "PendingDeletion");
+}
+
+/// An encryption context of `pairs` (< 100) pairs: keys `00`, `01`, … (2 bytes each), each
+/// value `value_bytes` bytes.
+fn context(pairs: usize, value_bytes: usize) -> Value {
+    let map: serde_json::Map<String, Value> =
+        (0..pairs).map(|i| (format!("{i:02}"), Value::String("v".repeat(value_bytes)))).collect();
+    Value::Object(map)
+}
+
+/// `ec` with one more byte in its first value.
+fn context_plus_one(mut ec: Value) -> Value {
+    let first = ec.as_object_mut().unwrap().values_mut().next().unwrap();
+    *first = Value::String(format!("{}v", first.as_str().unwrap()));
+    ec
+}
+
 /// (operation, request at the limit (must succeed), request past it, error name).
 async fn limit_rows(h: &Harness) -> Vec<(&'static str, Value, Value, &'static str)> {
     let key = h.create_key().await;
@@ -128,6 +203,39 @@ async fn limit_rows(h: &Harness) -> Vec<(&'static str, Value, Value, &'static st
             "Encrypt",
             json!({"KeyId": key, "Plaintext": b64(&[1; 1])}),
             json!({"KeyId": key, "Plaintext": ""}),
+            "ValidationException",
+        ),
+        // Keyledger's encryption-context caps (AWS sets none; aws-kms-api.md §4.1, README):
+        // 64 pairs, keys 1..2048 bytes, values ≤ 2048 bytes, ≤ 8192 bytes in all.
+        (
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": context(64, 1)}),
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": context(65, 1)}),
+            "ValidationException",
+        ),
+        (
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": {"k".repeat(2048): "v".repeat(2048)}}),
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": {"k": "v".repeat(2049)}}),
+            "ValidationException",
+        ),
+        (
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": {"k".repeat(2048): "v"}}),
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": {"k".repeat(2049): "v"}}),
+            "ValidationException",
+        ),
+        (
+            "GenerateDataKey",
+            // 4 pairs of (2-byte key + 2046-byte value) = 8192 bytes; one more byte is over.
+            json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionContext": context(4, 2046)}),
+            json!({"KeyId": key, "KeySpec": "AES_256", "EncryptionContext": context_plus_one(context(4, 2046))}),
+            "ValidationException",
+        ),
+        (
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": {"k": ""}}),
+            json!({"KeyId": key, "Plaintext": b64(b"x"), "EncryptionContext": {"": "v"}}),
             "ValidationException",
         ),
         (

@@ -49,8 +49,9 @@ pub enum Error {
     /// Invalid topology or settings, or an unreadable profile.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A file or socket operation failed.
-    #[error("{context}: {source}")]
+    /// A file or socket operation failed. Displays the context only; the OS error is the
+    /// source (so an error chain printed with `{:#}` names it once, not twice).
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

@@ -120,7 +120,17 @@ impl KmsClient {
         }
         let subject = keyledger_events::names::api_subject(operation);
         let req = async_nats::Request::new().payload(body).headers(headers).timeout(Some(self.timeout));
-        let msg = self.client.send_request(subject, req).await.map_err(|e| CallError::Transport(e.to_string()))?;
+        let msg = self.client.send_request(subject, req).await.map_err(|e| {
+            use async_nats::RequestErrorKind;
+            CallError::Transport(match e.kind() {
+                RequestErrorKind::NoResponders => {
+                    "no Keyledger worker answers on this NATS server (is the service, e.g. `keyledger dev`, running?)"
+                        .to_owned()
+                }
+                RequestErrorKind::TimedOut => format!("no answer within {} s", self.timeout.as_secs_f64()),
+                _ => e.to_string(),
+            })
+        })?;
         let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
         let log_seq = header(LOG_SEQ_HEADER).and_then(|s| s.parse::<u64>().ok());
         if let Some(seq) = log_seq {

@@ -591,6 +591,11 @@ pub async fn run(
     }
     println!();
     println!("Try, in another terminal:");
+    if data_dir != Path::new(".keyledger") {
+        // The CLI looks for .keyledger/client.json unless told otherwise.
+        let absolute = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        println!("  export KEYLEDGER_DATA_DIR={}", absolute.display());
+    }
     println!("  keyledger kms create-key --description demo");
     println!("  keyledger kms encrypt --key-id <KeyId> --plaintext fileb://Cargo.toml   # at most 4096 bytes");
     if auditd.is_some() {

@@ -132,8 +132,35 @@ pub async fn encrypt(
     .await
 }
 
-/// Decrypts the envelope file `input` into `output`.
-pub async fn decrypt(client: &KmsClient, input: &Path, output: &Path) -> anyhow::Result<u64> {
+/// What `envelope decrypt` requires of a file before it trusts it.
+#[derive(Debug, Default)]
+pub struct Expect {
+    /// The KMS key the data key must be encrypted under (sent as Decrypt's KeyId, so the
+    /// service refuses another with IncorrectKeyException); None: the key the header names.
+    pub key_id: Option<String>,
+    /// Pairs the header's encryption context must contain with these values.
+    pub context_subset: EncryptionContext,
+}
+
+/// What a successful decryption read from the file.
+#[derive(Debug)]
+pub struct Decrypted {
+    /// Plaintext bytes written.
+    pub bytes: u64,
+    /// The KMS key ARN that decrypted the data key (from the service's answer).
+    pub key_arn: String,
+    /// The file's encryption context (not secret by design).
+    pub encryption_context: EncryptionContext,
+}
+
+/// Decrypts the envelope file `input` into `output`, refusing it unless it meets `expect`.
+///
+/// # Errors
+/// The file's own errors (format, truncation, tampering); a context pair of `expect` missing
+/// or different (nothing is sent then); the service's errors (`CallError::Service`):
+/// IncorrectKeyException when the data key is not under `expect.key_id`,
+/// InvalidCiphertextException when the header's encrypted data key or context was altered.
+pub async fn decrypt(client: &KmsClient, input: &Path, output: &Path, expect: &Expect) -> anyhow::Result<Decrypted> {
     let file = File::open(input).with_context(|| format!("cannot open --in {}", input.display()))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
         bail!("--in {} is a directory", input.display());
@@ -144,17 +171,35 @@ pub async fn decrypt(client: &KmsClient, input: &Path, output: &Path) -> anyhow:
     if header.key_arn.is_empty() {
         bail!("the envelope names no key");
     }
+    for (k, v) in &expect.context_subset {
+        match header.encryption_context.get(k) {
+            Some(found) if found == v => {}
+            Some(_) => bail!("the file's encryption context has another value for '{k}'; refusing it"),
+            None => bail!("the file's encryption context has no '{k}'; refusing it"),
+        }
+    }
+    let key_id = expect.key_id.as_deref().unwrap_or(&header.key_arn);
     let blob_b64 = base64::engine::general_purpose::STANDARD.encode(&header.encrypted_data_key);
+    let encryption_context = header.encryption_context.clone();
     let mut reply = client
-        .call(
-            "Decrypt",
-            &json!({ "KeyId": header.key_arn, "CiphertextBlob": blob_b64, "EncryptionContext": header.encryption_context }),
-        )
-        .await?
+        .call("Decrypt", &json!({ "KeyId": key_id, "CiphertextBlob": blob_b64, "EncryptionContext": encryption_context }))
+        .await
+        .map_err(|e| match e.aws_name() {
+            Some("InvalidCiphertextException") => anyhow::Error::new(e).context(
+                "the file's data key did not decrypt: its header (encrypted data key or encryption context) was altered",
+            ),
+            Some("IncorrectKeyException") => {
+                anyhow::Error::new(e).context(format!("the file was not encrypted under --key-id {key_id}"))
+            }
+            _ => anyhow::Error::new(e),
+        })?
         .body;
     let data_key = decode_b64_secret(&reply, "Plaintext")?;
     if let Some(serde_json::Value::String(s)) = reply.get_mut("Plaintext") {
         zeroize::Zeroize::zeroize(s);
     }
-    write_atomically(output, move |out| Ok(envelope::decrypt_body(&data_key, &parsed, reader, out)?)).await
+    let key_arn = reply.get("KeyId").and_then(|v| v.as_str()).unwrap_or(&header.key_arn).to_owned();
+    let bytes =
+        write_atomically(output, move |out| Ok(envelope::decrypt_body(&data_key, &parsed, reader, out)?)).await?;
+    Ok(Decrypted { bytes, key_arn, encryption_context })
 }

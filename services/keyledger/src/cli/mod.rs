@@ -71,8 +71,8 @@ enum Command {
     /// D days (see `keyledger kms schedule-key-deletion --help`).
     #[command(disable_help_flag = true)]
     Kms {
-        /// Client profile written by `keyledger dev` (default: $KEYLEDGER_PROFILE or
-        /// .keyledger/client.json).
+        /// Client profile written by `keyledger dev` (default: $KEYLEDGER_PROFILE, else
+        /// $KEYLEDGER_DATA_DIR/client.json, else .keyledger/client.json).
         #[arg(long, env = "KEYLEDGER_PROFILE")]
         profile: Option<PathBuf>,
         /// The operation in kebab case followed by its `--member value` flags.
@@ -243,6 +243,15 @@ enum EnvelopeAction {
     },
     /// Decrypts --in into --out (written only if the whole file verifies).
     Decrypt {
+        /// Accept only a file whose data key is encrypted under this KMS key (id, ARN, alias
+        /// name or alias ARN); another key is refused by the service (IncorrectKeyException).
+        /// Without it, the key the file's header names is used.
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Pairs `k=v,k2=v2` the file's encryption context must contain (it may hold more);
+        /// checked before anything is sent.
+        #[arg(long)]
+        encryption_context: Option<String>,
         /// Input envelope file.
         #[arg(long = "in")]
         input: PathBuf,
@@ -286,8 +295,13 @@ pub fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
+            // The service refused (an AWS error): exit 254 like `keyledger kms` and the aws CLI.
+            let refused = e.chain().find_map(|c| match c.downcast_ref::<CallError>() {
+                Some(CallError::Service(s)) => Some(s),
+                _ => None,
+            });
             eprintln!("error: {e:#}");
-            std::process::ExitCode::from(1)
+            std::process::ExitCode::from(if refused.is_some() { EXIT_SERVICE_ERROR } else { 1 })
         }
     }
 }
@@ -472,21 +486,22 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             match action {
                 EnvelopeAction::Encrypt { key_id, encryption_context, input, output, force } => {
                     envelope::check_output(&input, &output, force)?;
-                    let context = match encryption_context {
-                        None => BTreeMap::new(),
-                        Some(raw) => {
-                            let v =
-                                kms_args::parse_map(&raw).map_err(|e| anyhow::anyhow!("--encryption-context: {e}"))?;
-                            serde_json::from_value(v).context("--encryption-context values must be strings")?
-                        }
-                    };
+                    let context = envelope_context(encryption_context.as_deref())?;
                     let n = envelope::encrypt(&client, &key_id, context, &input, &output).await?;
                     eprintln!("encrypted {n} bytes into {}", output.display());
                 }
-                EnvelopeAction::Decrypt { input, output, force } => {
+                EnvelopeAction::Decrypt { key_id, encryption_context, input, output, force } => {
                     envelope::check_output(&input, &output, force)?;
-                    let n = envelope::decrypt(&client, &input, &output).await?;
-                    eprintln!("decrypted {n} bytes into {}", output.display());
+                    let expect =
+                        envelope::Expect { key_id, context_subset: envelope_context(encryption_context.as_deref())? };
+                    let done = envelope::decrypt(&client, &input, &output, &expect).await?;
+                    eprintln!(
+                        "decrypted {} bytes into {} (KMS key {}, encryption context {})",
+                        done.bytes,
+                        output.display(),
+                        done.key_arn,
+                        serde_json::to_string(&done.encryption_context).unwrap_or_default()
+                    );
                 }
             }
             Ok(std::process::ExitCode::SUCCESS)
@@ -494,9 +509,25 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-/// Default location of the client profile written by `keyledger dev`.
+/// `--encryption-context k=v,…` (or a JSON object) of `keyledger envelope`; empty when absent.
+fn envelope_context(raw: Option<&str>) -> anyhow::Result<keyledger_crypto::EncryptionContext> {
+    match raw {
+        None => Ok(BTreeMap::new()),
+        Some(raw) => {
+            let v = kms_args::parse_map(raw).map_err(|e| anyhow::anyhow!("--encryption-context: {e}"))?;
+            serde_json::from_value(v).context("--encryption-context values must be strings")
+        }
+    }
+}
+
+/// Where the client profile written by `keyledger dev` is when neither `--profile` nor
+/// `$KEYLEDGER_PROFILE` says: `$KEYLEDGER_DATA_DIR/client.json` (the variable `dev` reads its
+/// data directory from), else `.keyledger/client.json`.
 pub fn default_profile_path() -> PathBuf {
-    PathBuf::from(".keyledger").join("client.json")
+    std::env::var_os("KEYLEDGER_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".keyledger"))
+        .join("client.json")
 }
 
 /// Connects a tenant client from a profile file.
