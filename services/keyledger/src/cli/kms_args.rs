@@ -237,7 +237,8 @@ pub fn operation_help(op: &str) -> Option<String> {
         text.push_str(&format!("  {kind:<12} {how}\n"));
     }
     text.push_str(
-        "\nAlso: --cli-input-json JSON|file://PATH (the whole request), --query EXPR (JMESPath), \
+        "\nAny flag but a <blob> also takes file://PATH (the file's text).\n\
+         Also: --cli-input-json JSON|file://PATH (the whole request), --query EXPR (JMESPath), \
          --output json|text, --profile PATH.\nExit codes: 0 success, 254 the service refused (the AWS \
          error is printed), 252 a command-line error.",
     );
@@ -439,6 +440,18 @@ pub fn parse(args: &[String]) -> Result<KmsInvocation, String> {
                 if request.contains_key(&member) {
                     return Err(format!("--{flag} given more than once"));
                 }
+                // `file://PATH` as the only value of a non-blob member: the file's text is the
+                // value, as the aws CLI reads it (blobs take `fileb://`).
+                let values = match values.as_slice() {
+                    [one] if !BLOB_MEMBERS.contains(&member.as_str()) => match one.strip_prefix("file://") {
+                        Some(path) => vec![std::fs::read_to_string(path)
+                            .map_err(|e| format!("--{flag}: cannot read {path}: {e}"))?
+                            .trim_end()
+                            .to_owned()],
+                        None => values,
+                    },
+                    _ => values,
+                };
                 let value = if BOOL_MEMBERS.contains(&member.as_str()) {
                     match values.first().map(String::as_str) {
                         None => Value::Bool(!negated),
@@ -464,13 +477,7 @@ pub fn parse(args: &[String]) -> Result<KmsInvocation, String> {
                         Value::Array(values.iter().cloned().map(Value::String).collect())
                     }
                 } else if TEXT_MEMBERS.contains(&member.as_str()) {
-                    let raw = single(flag, &values)?;
-                    match raw.strip_prefix("file://") {
-                        Some(path) => Value::String(
-                            std::fs::read_to_string(path).map_err(|e| format!("--{flag}: cannot read {path}: {e}"))?,
-                        ),
-                        None => Value::String(raw.to_owned()),
-                    }
+                    Value::String(single(flag, &values)?.to_owned())
                 } else if member == "Tags" {
                     if values.is_empty() {
                         return Err("--tags needs at least one TagKey=k,TagValue=v".into());
@@ -684,6 +691,23 @@ mod tests {
             "usage: keyledger kms encrypt --key-id <text> --plaintext <blob> [--encryption-context <map>]"
         ));
         assert!(operation_help("frobnicate").is_none());
+    }
+
+    #[test]
+    fn file_urls_supply_maps_lists_and_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx.json");
+        std::fs::write(&ctx, "{\"app\": \"orders\"}\n").unwrap();
+        let inv = parse(&args(&["encrypt", "--encryption-context", &format!("file://{}", ctx.display())])).unwrap();
+        assert_eq!(inv.request["EncryptionContext"], serde_json::json!({"app": "orders"}));
+        let tokens = dir.path().join("tokens.json");
+        std::fs::write(&tokens, r#"["t1","t2"]"#).unwrap();
+        let inv = parse(&args(&["encrypt", "--grant-tokens", &format!("file://{}", tokens.display())])).unwrap();
+        assert_eq!(inv.request["GrantTokens"], serde_json::json!(["t1", "t2"]));
+        let missing = dir.path().join("missing.json");
+        let e =
+            parse(&args(&["encrypt", "--encryption-context", &format!("file://{}", missing.display())])).unwrap_err();
+        assert!(e.contains("cannot read"), "{e}");
     }
 
     #[test]
