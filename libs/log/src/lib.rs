@@ -168,6 +168,10 @@ pub async fn connect_verified(
         .event_callback(|event| async move {
             match event {
                 async_nats::Event::Connected => tracing::info!("nats connected"),
+                // Our own drain or close at shutdown: nothing to warn about.
+                async_nats::Event::Closed | async_nats::Event::Draining => {
+                    tracing::debug!(event = %event, "nats connection event")
+                }
                 other => tracing::warn!(event = %other, "nats connection event"),
             }
         })

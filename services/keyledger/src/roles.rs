@@ -206,6 +206,9 @@ impl RunningRoles {
         for t in self.tasks {
             t.abort();
         }
+        // The log connection: closed here rather than left to lose its server when dev stops
+        // it (which logged reconnect errors at every clean Ctrl-C).
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.ctx.nats.drain()).await;
     }
 }
 
