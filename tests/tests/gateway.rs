@@ -168,7 +168,7 @@ async fn the_endpoint_serves_tls_with_the_configured_certificate() {
         access_keys,
         clock: g.h.clock.clone(),
         limits: Default::default(),
-        rejections: Arc::new(keyledger::gateway::audit::LogRejections),
+        rejections: Some(Arc::new(keyledger::gateway::audit::LogRejections)),
     };
     let profile = env.server.settings().topology.gateway_profile(&env.server.url()).unwrap();
     let tls = keyledger::gateway::start(config, &profile).await.unwrap();
@@ -262,6 +262,268 @@ impl RejectionSink for Collect {
     }
 }
 
+/// Collects refusals and suppressed-refusal summaries.
+#[derive(Default)]
+struct CollectAll {
+    refused: Mutex<Vec<Rejection>>,
+    suppressed: Mutex<Vec<keyledger_events::SuppressedRequestsV1>>,
+}
+
+impl RejectionSink for CollectAll {
+    fn record_rejection(&self, r: Rejection) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move { self.refused.lock().unwrap().push(r) })
+    }
+    fn record_suppressed(
+        &self,
+        s: keyledger_events::SuppressedRequestsV1,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move { self.suppressed.lock().unwrap().push(s) })
+    }
+}
+
+/// A second gateway on the environment's server, with `limits` and `sink` (None: reports to
+/// the roles, as dev and serve do).
+async fn another_gateway(
+    g: &GatewayEnv,
+    limits: keyledger::gateway::GatewayLimits,
+    sink: Option<Arc<dyn RejectionSink>>,
+) -> keyledger::gateway::RunningGateway {
+    let env = g.env();
+    let ctx = env.roles.as_ref().unwrap().ctx.clone();
+    let access_keys = keyledger::gateway::credentials::AccessKeysFile::read(
+        &env.data_dir.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE),
+    )
+    .unwrap()
+    .unwrap_all(&ctx.root)
+    .unwrap();
+    let config = keyledger::gateway::GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+        realm: ctx.config.realm.clone(),
+        access_keys,
+        clock: g.h.clock.clone(),
+        limits,
+        rejections: sink,
+    };
+    let profile = env.server.settings().topology.gateway_profile(&env.server.url()).unwrap();
+    keyledger::gateway::start(config, &profile).await.unwrap()
+}
+
+/// Sends `head` (a request line and headers, without the blank line) and `body_part`, then
+/// keeps the connection open without sending the rest; returns the stream.
+async fn send_partial(
+    addr: std::net::SocketAddr,
+    headers: &[(String, String)],
+    content_length: usize,
+    body_part: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut req = "POST / HTTP/1.1\r\n".to_owned();
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {content_length}\r\n\r\n"));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(req.as_bytes()).await.unwrap();
+    stream.write_all(body_part).await.unwrap();
+    stream
+}
+
+/// Reads an HTTP response head from `stream` within `within` (None if none came).
+async fn response_status(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => raw.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    Some(text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_its_body_slowly_holds_no_slot_and_an_unauthenticated_body_is_never_read() {
+    let g = GatewayEnv::start().await;
+    // One request slot, and a body timeout longer than the test: with the slot taken before
+    // the body is read (the old order), the second request below waits two minutes.
+    let limits = keyledger::gateway::GatewayLimits {
+        max_in_flight: 1,
+        body_read_timeout: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let gw = another_gateway(&g, limits, Some(Arc::new(CollectAll::default()))).await;
+    let addr = gw.local_addr();
+    let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+    let body = br#"{"Limit": 10}"#;
+    // A signed request whose body stops after 3 bytes.
+    let stalled =
+        send_partial(addr, &signed_headers(addr, &g.dev, "ListKeys", body, now), body.len(), &body[..3]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ok = tokio::time::timeout(
+        Duration::from_secs(30),
+        send_raw(addr, "POST", "/", &signed_headers(addr, &g.dev, "ListKeys", b"{}", now), b"{}"),
+    )
+    .await
+    .expect("another client is served while one sends its body slowly");
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+
+    // An unsigned request that announces a body and sends none is refused at once: its body
+    // is never waited for.
+    let unsigned =
+        vec![("host".to_owned(), addr.to_string()), ("x-amz-target".to_owned(), "TrentService.ListKeys".to_owned())];
+    let mut silent = send_partial(addr, &unsigned, 1000, b"").await;
+    let head = response_status(&mut silent, Duration::from_secs(30)).await.expect("an answer before any body byte");
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-amzn-errortype: missingauthenticationtokenexception"), "{head}");
+    // Same for a signature naming an access key the gateway does not know.
+    let unknown = ("KLAKNOTAKEYNOTAKEY22".to_owned(), g.dev.1.clone());
+    let mut silent = send_partial(addr, &signed_headers(addr, &unknown, "ListKeys", body, now), body.len(), b"").await;
+    let head = response_status(&mut silent, Duration::from_secs(30)).await.expect("an answer before any body byte");
+    assert!(head.to_ascii_lowercase().contains("x-amzn-errortype: unrecognizedclientexception"), "{head}");
+    drop(stalled);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refusals_is_recorded_up_to_the_rate_and_counted_past_it() {
+    let g = GatewayEnv::start().await;
+    let limits = keyledger::gateway::GatewayLimits {
+        refusal_records_per_client: keyledger::audit::Quota { per_sec: 0.0, burst: 3.0 },
+        ..Default::default()
+    };
+    let sink = Arc::new(CollectAll::default());
+    let gw = another_gateway(&g, limits, Some(sink.clone())).await;
+    let addr = gw.local_addr();
+    let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+    let wrong = (g.dev.0.clone(), "W".repeat(40));
+    for _ in 0..10 {
+        let r = send_raw(addr, "POST", "/", &signed_headers(addr, &wrong, "ListKeys", b"{}", now), b"{}").await;
+        assert_eq!(r.json()["__type"], "InvalidSignatureException", "every refusal is still answered");
+    }
+    let ok = send_raw(addr, "POST", "/", &signed_headers(addr, &g.dev, "ListKeys", b"{}", now), b"{}").await;
+    assert_eq!(ok.status, 200, "the client's own good requests are not limited");
+    gw.stop().await;
+    assert_eq!(sink.refused.lock().unwrap().len(), 3, "the burst is recorded one by one");
+    let suppressed = sink.suppressed.lock().unwrap().clone();
+    assert_eq!(suppressed.len(), 1, "{suppressed:?}");
+    assert_eq!(suppressed[0].count, 7, "the rest is counted, and reported on stop");
+    assert_eq!(suppressed[0].principal.arn, "keyledger:http-client:127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_the_gateway_makes_itself_are_in_the_audit_log_under_the_request_id_the_client_got() {
+    let g = GatewayEnv::start().await;
+    let addr = g.addr;
+    let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+    let mut expected = Vec::new();
+    // Authenticated, but no operation: another method, a missing target, a repeated target.
+    let target = |op: &str| ("x-amz-target".to_owned(), format!("TrentService.{op}"));
+    let get = signed_request(addr, &g.dev, "GET", vec![target("ListKeys")], b"", now);
+    let r = send_raw(addr, "GET", "/", &get, b"").await;
+    assert_eq!(r.json()["__type"], "UnknownOperationException");
+    expected.push((
+        r.header("x-amzn-requestid").unwrap().to_owned(),
+        "UnknownOperationException",
+        "gateway:not_post_root",
+        true,
+    ));
+    let none = signed_request(addr, &g.dev, "POST", vec![], b"{}", now);
+    let r = send_raw(addr, "POST", "/", &none, b"{}").await;
+    assert_eq!(r.json()["__type"], "UnknownOperationException");
+    expected.push((
+        r.header("x-amzn-requestid").unwrap().to_owned(),
+        "UnknownOperationException",
+        "gateway:no_target",
+        true,
+    ));
+    // Two targets, both signed: neither is served (the first used to be).
+    let twice = signed_request(addr, &g.dev, "POST", vec![target("ListKeys"), target("CreateKey")], b"{}", now);
+    let r = send_raw(addr, "POST", "/", &twice, b"{}").await;
+    assert_eq!(r.json()["__type"], "UnknownOperationException", "{}", String::from_utf8_lossy(&r.body));
+    expected.push((
+        r.header("x-amzn-requestid").unwrap().to_owned(),
+        "UnknownOperationException",
+        "gateway:no_target",
+        true,
+    ));
+    // A bad signature.
+    let wrong = (g.dev.0.clone(), "W".repeat(40));
+    let r = send_raw(addr, "POST", "/", &signed_headers(addr, &wrong, "ListKeys", b"{}", now), b"{}").await;
+    expected.push((
+        r.header("x-amzn-requestid").unwrap().to_owned(),
+        "InvalidSignatureException",
+        "sigv4:bad_signature",
+        false,
+    ));
+    // Unauthenticated body problems: too large.
+    let big = vec![b' '; 1024 * 1024 + 1];
+    let r = send_raw(addr, "POST", "/", &signed_headers(addr, &g.dev, "ListKeys", &big, now), &big).await;
+    assert_eq!(r.status, 413);
+    expected.push((
+        r.header("x-amzn-requestid").unwrap().to_owned(),
+        "RequestEntityTooLargeException",
+        "gateway:body_too_large",
+        false,
+    ));
+    // An operation no role serves is recorded by a role, under the id the client got.
+    let r = send_raw(addr, "POST", "/", &signed_headers(addr, &g.dev, "NoSuchOperation", b"{}", now), b"{}").await;
+    assert_eq!(r.json()["__type"], "UnknownOperationException");
+    let unknown_id = r.header("x-amzn-requestid").unwrap().to_owned();
+    // A tenant cannot forge a refusal report: from a tenant it is an unknown operation.
+    let forged = keyledger::gateway::audit::RefusalReport::Refused(Rejection {
+        request_id: uuid::Uuid::new_v4(),
+        time_unix_ms: 1,
+        error_name: "InvalidSignatureException".into(),
+        reason: "bad_signature".into(),
+        access_key_id: Some("KLAKFORGEDFORGED1234".into()),
+        authenticated: None,
+        operation: Some("Decrypt".into()),
+        source_addr: "203.0.113.9:1".into(),
+        user_agent: "forger".into(),
+    });
+    let reply =
+        g.h.client
+            .nats()
+            .request(
+                names::api_subject(keyledger::gateway::audit::REPORT_OPERATION),
+                serde_json::to_vec(&forged).unwrap().into(),
+            )
+            .await
+            .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(answer["__type"], "UnknownOperationException", "{answer}");
+
+    let records = g.h.audit_records().await;
+    let find = |id: &str| records.iter().find(|r| uuid::Uuid::from_bytes(r.record.request_id).to_string() == id);
+    for (id, error, by, authenticated) in &expected {
+        let r = &find(id).unwrap_or_else(|| panic!("no record for {error} ({id})")).record;
+        assert_eq!((r.error_name.as_str(), r.authorized_by.as_str()), (*error, *by));
+        assert_eq!(r.source.transport, keyledger_events::codes::transport::HTTP);
+        assert!(r.source.client_addr.starts_with("127.0.0.1:"));
+        assert_eq!(r.principal.user, g.dev.0, "the access key id, never the secret");
+        assert_eq!(r.principal.nats_account, keyledger_nats_server::GATEWAY_ACCOUNT);
+        if *authenticated {
+            assert_eq!(r.principal.arn, format!("arn:aws:iam::{ACCOUNT}:user/dev"));
+            assert_eq!(r.outcome, keyledger_events::codes::outcome::ERROR);
+        }
+    }
+    let unknown = &find(&unknown_id).expect("the unknown operation's record").record;
+    assert_eq!(
+        (unknown.operation.as_str(), unknown.error_name.as_str()),
+        ("NoSuchOperation", "UnknownOperationException")
+    );
+    assert_eq!(unknown.principal.arn, format!("arn:aws:iam::{ACCOUNT}:user/dev"));
+    assert_eq!(unknown.source.transport, keyledger_events::codes::transport::HTTP);
+    assert!(
+        records.iter().all(|r| r.record.principal.user != "KLAKFORGEDFORGED1234"),
+        "the forged report recorded nothing as the gateway's"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sigv4_rejection_reaches_the_audit_sink_with_the_key_id_and_never_the_secret() {
     let g = GatewayEnv::start().await;
@@ -281,7 +543,7 @@ async fn every_sigv4_rejection_reaches_the_audit_sink_with_the_key_id_and_never_
         access_keys,
         clock: g.h.clock.clone(),
         limits: Default::default(),
-        rejections: sink.clone(),
+        rejections: Some(sink.clone()),
     };
     let profile = env.server.settings().topology.gateway_profile(&env.server.url()).unwrap();
     let gw = keyledger::gateway::start(config, &profile).await.unwrap();
@@ -307,7 +569,7 @@ async fn every_sigv4_rejection_reaches_the_audit_sink_with_the_key_id_and_never_
 
     let seen = sink.0.lock().unwrap().clone();
     let summary: Vec<(&str, &str, Option<&str>)> =
-        seen.iter().map(|r| (r.error_name, r.reason, r.access_key_id.as_deref())).collect();
+        seen.iter().map(|r| (r.error_name.as_str(), r.reason.as_str(), r.access_key_id.as_deref())).collect();
     assert_eq!(
         summary,
         vec![
@@ -392,10 +654,13 @@ async fn keyledger_serve_runs_the_endpoint_from_its_gateway_section_with_a_creat
         eventually(Duration::from_secs(30), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() }).await;
     let now = (g.h.clock.now_unix_ms() / 1000) as i64;
     let body = br#"{"Description":"via serve"}"#;
-    let created = if up {
-        Some(send_raw(addr, "POST", "/", &signed_headers(addr, &alice, "CreateKey", body, now), body).await)
+    let (created, refused) = if up {
+        let created = send_raw(addr, "POST", "/", &signed_headers(addr, &alice, "CreateKey", body, now), body).await;
+        let wrong = (alice.0.clone(), "W".repeat(40));
+        let refused = send_raw(addr, "POST", "/", &signed_headers(addr, &wrong, "ListKeys", b"{}", now), b"{}").await;
+        (Some(created), Some(refused))
     } else {
-        None
+        (None, None)
     };
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.id() as i32), nix::sys::signal::Signal::SIGTERM);
     let _ = serve.wait();
@@ -403,8 +668,32 @@ async fn keyledger_serve_runs_the_endpoint_from_its_gateway_section_with_a_creat
     let created = created.unwrap();
     assert_eq!(created.status, 200, "{}", String::from_utf8_lossy(&created.body));
     assert_eq!(created.json()["KeyMetadata"]["AWSAccountId"], ACCOUNT);
-    let keys = g.h.ok("ListKeys", json!({})).await;
-    assert_eq!(keys["Keys"].as_array().unwrap().len(), 1, "the key is in the tenant's account");
+    let tenant_keys = g.h.ok("ListKeys", json!({})).await;
+    assert_eq!(tenant_keys["Keys"].as_array().unwrap().len(), 1, "the key is in the tenant's account");
+    // A gateway of its own process (roles = []) records its refusals through the roles.
+    let refused = refused.unwrap();
+    assert_eq!(refused.json()["__type"], "InvalidSignatureException");
+    let id = refused.header("x-amzn-requestid").unwrap().to_owned();
+    let records = g.h.audit_records().await;
+    let record = records
+        .iter()
+        .find(|r| uuid::Uuid::from_bytes(r.record.request_id).to_string() == id)
+        .expect("the refusal of a serve gateway is in the audit log");
+    assert_eq!(record.record.outcome, keyledger_events::codes::outcome::DENIED);
+    assert_eq!(record.record.principal.user, alice.0);
+
+    // The operator lists and removes access keys.
+    let gateway = |args: &[&str]| {
+        std::process::Command::new(cli).arg("gateway").args(args).arg("--config").arg(&config).output().unwrap()
+    };
+    let listed = gateway(&["list-access-keys"]);
+    assert!(listed.status.success());
+    assert_eq!(String::from_utf8(listed.stdout).unwrap(), format!("{}\t{ACCOUNT}\talice\n", alice.0));
+    assert!(gateway(&["delete-access-key", "--access-key-id", &alice.0]).status.success());
+    let again = gateway(&["delete-access-key", "--access-key-id", &alice.0]);
+    assert!(!again.status.success(), "a key that is not there cannot be removed");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no access key"));
+    assert!(!std::fs::read_to_string(&keys).unwrap().contains(&alice.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,4 +726,60 @@ async fn refused_signatures_are_in_the_audit_log_before_the_client_hears_of_them
     assert_eq!(bad.record.operation, "ListKeys");
     let missing = denied.iter().find(|r| r.record.error_name == "MissingAuthenticationTokenException").unwrap();
     assert_eq!(uuid::Uuid::from_bytes(missing.record.request_id).to_string(), request_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyledger_serve_stops_on_sigint_while_nats_is_down() {
+    let mut g = GatewayEnv::start().await;
+    let data = g.env().data_dir.clone();
+    let port = keyledger_nats_server::free_port().unwrap();
+    let config = g.h.dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "roles = []\nservice_profile = {:?}\nroot_key_file = {:?}\n[accounts]\n[gateway]\nlisten = \"127.0.0.1:{port}\"\nnats_profile = {:?}\naccess_keys_file = {:?}\n",
+            data.join("service.json"),
+            data.join("root.key"),
+            data.join(keyledger::cli::dev::DEV_GATEWAY_PROFILE_FILE),
+            data.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE),
+        ),
+    )
+    .unwrap();
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_kl-cli"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("KEYLEDGER_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(g.h.dir.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let up =
+        eventually(Duration::from_secs(30), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() }).await;
+    // NATS goes away; a refusal now cannot be reported (it is logged instead), then SIGINT.
+    g.h.env.as_mut().unwrap().server.stop().unwrap();
+    if up {
+        let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+        let wrong = (g.dev.0.clone(), "W".repeat(40));
+        let r = send_raw(addr, "POST", "/", &signed_headers(addr, &wrong, "ListKeys", b"{}", now), b"{}").await;
+        assert_eq!(r.json()["__type"], "InvalidSignatureException");
+    }
+    let pid = nix::unistd::Pid::from_raw(serve.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let exited = eventually(Duration::from_secs(30), || {
+        let done = matches!(serve.try_wait(), Ok(Some(_)));
+        async move { done }
+    })
+    .await;
+    if !exited {
+        let _ = serve.kill();
+        let _ = serve.wait();
+    }
+    let log = std::fs::read_to_string(g.h.dir.path().join("serve.log")).unwrap_or_default();
+    assert!(up, "keyledger serve did not open the endpoint: {log}");
+    assert!(
+        exited,
+        "keyledger serve ignored SIGINT while NATS was down: {}",
+        std::fs::read_to_string(g.h.dir.path().join("serve.log")).unwrap_or_default()
+    );
 }

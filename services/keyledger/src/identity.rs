@@ -156,6 +156,20 @@ impl Identities {
         self.gateway_account.as_deref()
     }
 
+    /// True when the server stamped the request with the gateway account and it forwards no
+    /// principal: the gateway speaking for itself (its refusal reports,
+    /// [`crate::gateway::audit::RefusalReport`]).
+    pub fn is_the_gateway_itself(&self, headers: Option<&HeaderMap>) -> bool {
+        let Some(headers) = headers else { return false };
+        let stamped = headers
+            .get(REQUEST_INFO_HEADER)
+            .and_then(|v| serde_json::from_str::<RequestInfo>(v.as_str()).ok())
+            .map(|info| info.acc);
+        let forwards =
+            headers.iter().any(|(name, _)| AsRef::<str>::as_ref(name).eq_ignore_ascii_case(FORWARDED_PRINCIPAL_HEADER));
+        !forwards && stamped.is_some() && stamped.as_deref() == self.gateway_account.as_deref()
+    }
+
     /// The caller of a request (see the module docs for the rules), or AccessDeniedException.
     pub fn caller(&self, headers: Option<&HeaderMap>) -> Result<Caller, KmsError> {
         self.caller_and_source(headers).map(|(caller, _)| caller)

@@ -475,25 +475,114 @@ pub fn shed(ctx: &RoleCtx, msg: &async_nats::Message) -> KmsError {
 /// How often the rate limiter's suppressed counts are written.
 pub const SUPPRESSED_FLUSH: Duration = crate::audit::RateLimiter::FLUSH_EVERY;
 
-/// Records a request for an operation no endpoint serves; returns the error to answer (or a
-/// retryable error if it could not be recorded).
+/// Records a request for an operation no endpoint serves under `request_id` (answered in
+/// the reply's `Keyledger-Request-Id`, so the gateway's `x-amzn-RequestId` names this
+/// record); returns the error to answer and where the record is, or a retryable error if it
+/// could not be recorded.
 pub async fn record_unknown(
     ctx: &RoleCtx,
     msg: &async_nats::Message,
     name: &str,
+    request_id: uuid::Uuid,
     error: KmsError,
-) -> Result<KmsError, KmsError> {
-    let mut facts = Facts::new(
-        &truncate(name.to_owned(), 64),
-        uuid::Uuid::new_v4(),
-        ctx.config.clock.now_unix_ms(),
-        nats_source(msg),
-    );
-    if let Ok(caller) = ctx.identities.caller(msg.headers.as_ref()) {
+) -> Result<(KmsError, AuditPosition), KmsError> {
+    let mut facts =
+        Facts::new(&truncate(name.to_owned(), 64), request_id, ctx.config.clock.now_unix_ms(), nats_source(msg));
+    if let Ok((caller, source)) = ctx.identities.caller_and_source(msg.headers.as_ref()) {
         facts.record.principal = caller.principal;
+        facts.record.source = source;
     }
     facts.record.outcome = error_outcome(&error);
     facts.record.error_name = error.kind.aws_name().to_owned();
-    ctx.audit.write(facts.record).await?;
-    Ok(error)
+    let receipt = ctx.audit.write(facts.record).await?;
+    Ok((error, AuditPosition { stream: receipt.stream, seq: receipt.stream_seq }))
+}
+
+/// Records a refusal report of the gateway ([`crate::gateway::audit`]): one usage record for
+/// a refusal (its request id is the gateway's, the one the client was given), or a
+/// suppressed-requests summary. The caller has checked that the gateway sent it
+/// ([`crate::identity::Identities::is_the_gateway_itself`]).
+///
+/// # Errors
+/// ValidationException for a report that does not parse or breaks a documented shape;
+/// a retryable error if the record could not be stored.
+pub async fn record_refusal(
+    ctx: &RoleCtx,
+    msg: &async_nats::Message,
+) -> Result<(uuid::Uuid, Option<AuditPosition>), KmsError> {
+    use crate::gateway::audit::{RefusalReport, CLIENT_PRINCIPAL_PREFIX};
+    let invalid = |why: &str| KmsError::new(ErrorKind::Validation, format!("Invalid gateway refusal report: {why}."));
+    let report: RefusalReport = serde_json::from_slice(&msg.payload).map_err(|_| invalid("not a report"))?;
+    let gateway_account = request_info_account(msg);
+    match report {
+        RefusalReport::Refused(r) => {
+            r.validate().map_err(invalid)?;
+            let principal = match &r.authenticated {
+                Some(p) => keyledger_events::PrincipalV1 {
+                    kind: keyledger_events::principal_kind::SIGV4,
+                    account: p.account.clone(),
+                    arn: p.principal_arn.clone(),
+                    nats_account: gateway_account,
+                    user: p.access_key_id.clone(),
+                },
+                None => keyledger_events::PrincipalV1 {
+                    kind: keyledger_events::principal_kind::SIGV4,
+                    account: String::new(),
+                    arn: String::new(),
+                    nats_account: gateway_account,
+                    user: r.access_key_id.clone().unwrap_or_default(),
+                },
+            };
+            let source = SourceV1 {
+                transport: codes::transport::HTTP,
+                client_name: r.user_agent.clone(),
+                client_addr: r.source_addr.clone(),
+            };
+            let mut facts = Facts::new(
+                r.operation.as_deref().unwrap_or_default(),
+                r.request_id,
+                ctx.config.clock.now_unix_ms(),
+                source,
+            );
+            facts.record.principal = principal;
+            // `sigv4:<reason>` for a failed authentication, `gateway:<reason>` for the rest.
+            let by = if r.outcome() == codes::outcome::DENIED { "sigv4" } else { "gateway" };
+            facts.record.authorized_by = format!("{by}:{}", r.reason);
+            facts.record.outcome = r.outcome();
+            facts.record.error_name = r.error_name.clone();
+            let receipt = ctx.audit.write(facts.record).await?;
+            Ok((r.request_id, Some(AuditPosition { stream: receipt.stream, seq: receipt.stream_seq })))
+        }
+        RefusalReport::Suppressed(mut s) => {
+            let network = s.principal.arn.strip_prefix(CLIENT_PRINCIPAL_PREFIX).unwrap_or_default().to_owned();
+            if network.is_empty()
+                || network.len() > 64
+                || !network.bytes().all(|b| b.is_ascii_hexdigit() || b".:/".contains(&b))
+                || s.count == 0
+                || s.window_start_unix_ms > s.window_end_unix_ms
+            {
+                return Err(invalid("bad summary"));
+            }
+            s.principal = crate::gateway::audit::client_principal(std::net::Ipv4Addr::UNSPECIFIED.into());
+            s.principal.arn = format!("{CLIENT_PRINCIPAL_PREFIX}{network}");
+            s.principal.nats_account = gateway_account;
+            ctx.audit.write_suppressed(s);
+            Ok((uuid::Uuid::new_v4(), None))
+        }
+    }
+}
+
+/// The server-stamped NATS account of a request (empty if none).
+fn request_info_account(msg: &async_nats::Message) -> String {
+    #[derive(serde::Deserialize, Default)]
+    struct Acc {
+        #[serde(default)]
+        acc: String,
+    }
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(crate::identity::REQUEST_INFO_HEADER))
+        .and_then(|v| serde_json::from_str::<Acc>(v.as_str()).ok())
+        .map(|a| truncate(a.acc, 256))
+        .unwrap_or_default()
 }

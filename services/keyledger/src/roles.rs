@@ -450,56 +450,78 @@ async fn wait_for_the_audit_lane(audit: &AuditWriter) {
 const AWS_OPERATIONS_NOT_YET: &[&str] = &[
     "ConnectCustomKeyStore",
     "CreateCustomKeyStore",
-    "CreateGrant",
+    "Decapsulate",
     "DeleteCustomKeyStore",
     "DeriveSharedSecret",
     "DescribeCustomKeyStores",
     "DisconnectCustomKeyStore",
+    "Encapsulate",
     "GenerateDataKeyPair",
     "GenerateDataKeyPairWithoutPlaintext",
     "GenerateMac",
     "GetKeyLastUsage",
-    "GetKeyPolicy",
     "GetPublicKey",
-    "ListGrants",
-    "ListKeyPolicies",
-    "ListRetirableGrants",
-    "PutKeyPolicy",
     "ReplicateKey",
-    "RetireGrant",
-    "RevokeGrant",
     "Sign",
     "UpdateCustomKeyStore",
     "UpdatePrimaryRegion",
     "Verify",
     "VerifyMac",
-    "Encapsulate",
-    "Decapsulate",
 ];
 
-/// Answers requests for operations no endpoint serves. This subscription sees every request
-/// (its own queue group, so one instance per request) and stays silent for known operations.
+/// Answers requests for operations no endpoint serves, and the gateway's refusal reports
+/// (`kms.v1._GatewayRefusal`, believed only from the gateway itself). This subscription sees
+/// every request (its own queue group, so one instance per request) and stays silent for
+/// known operations. At most 64 are handled at once; more wait in the subscription.
 async fn answer_unknown_operations(ctx: Arc<RoleCtx>, nats: Client, mut sub: async_nats::Subscriber) {
+    let at_once = Arc::new(Semaphore::new(64));
     while let Some(msg) = sub.next().await {
         let Some(reply) = msg.reply.clone() else { continue };
-        let name = msg.subject.as_str().rsplit('.').next().unwrap_or_default();
-        if Operation::from_name(name).is_some() {
+        let name = msg.subject.as_str().rsplit('.').next().unwrap_or_default().to_owned();
+        if Operation::from_name(&name).is_some() {
             continue;
         }
-        let error = if AWS_OPERATIONS_NOT_YET.contains(&name) {
-            KmsError::new(ErrorKind::UnsupportedOperation, format!("Keyledger does not support {name} yet."))
-        } else {
-            KmsError::new(ErrorKind::UnknownOperation, "")
-        };
-        // Recorded like every request (the operation name is bounded: a subject token).
-        let error = match crate::pipeline::record_unknown(&ctx, &msg, name, error).await {
-            Ok(e) | Err(e) => e,
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(SERVICE_ERROR_HEADER, error.kind.aws_name());
-        headers.insert(SERVICE_ERROR_CODE_HEADER, error.kind.http_status().to_string().as_str());
-        let body = serde_json::to_vec(&error.to_json()).unwrap_or_default();
-        let _ = nats.publish_with_headers(reply, headers, body.into()).await;
+        let Ok(permit) = at_once.clone().acquire_owned().await else { return };
+        let (ctx, nats) = (ctx.clone(), nats.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let request_id = uuid::Uuid::new_v4();
+            let mut headers = HeaderMap::new();
+            let from_gateway = ctx.identities.is_the_gateway_itself(msg.headers.as_ref());
+            let outcome = if name == crate::gateway::audit::REPORT_OPERATION && from_gateway {
+                crate::pipeline::record_refusal(&ctx, &msg).await.map(|(id, position)| (None, id, position))
+            } else {
+                let error = if AWS_OPERATIONS_NOT_YET.contains(&name.as_str()) {
+                    KmsError::new(ErrorKind::UnsupportedOperation, format!("Keyledger does not support {name} yet."))
+                } else {
+                    KmsError::new(ErrorKind::UnknownOperation, "")
+                };
+                // Recorded like every request (the operation name is bounded: a subject token).
+                crate::pipeline::record_unknown(&ctx, &msg, &name, request_id, error)
+                    .await
+                    .map(|(e, position)| (Some(e), request_id, Some(position)))
+            };
+            let (error, request_id) = match outcome {
+                Ok((error, id, position)) => {
+                    if let Some(p) = position {
+                        headers.insert(AUDIT_STREAM_HEADER, p.stream.as_str());
+                        headers.insert(AUDIT_SEQ_HEADER, p.seq.to_string().as_str());
+                    }
+                    (error, id)
+                }
+                Err(e) => (Some(e), request_id),
+            };
+            headers.insert(REQUEST_ID_HEADER, request_id.to_string().as_str());
+            let body = match error {
+                Some(error) => {
+                    headers.insert(SERVICE_ERROR_HEADER, error.kind.aws_name());
+                    headers.insert(SERVICE_ERROR_CODE_HEADER, error.kind.http_status().to_string().as_str());
+                    serde_json::to_vec(&error.to_json()).unwrap_or_default()
+                }
+                None => b"{}".to_vec(),
+            };
+            let _ = nats.publish_with_headers(reply, headers, body.into()).await;
+        });
     }
 }
 
@@ -634,5 +656,18 @@ async fn flush_suppressed(ctx: Arc<RoleCtx>) {
             tracing::warn!(principal = %summary.principal.arn, count = summary.count, "requests dropped by the rate limiter");
             ctx.audit.write_suppressed(summary);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_operation_keyledger_serves_is_listed_as_not_yet() {
+        for name in AWS_OPERATIONS_NOT_YET {
+            assert!(Operation::from_name(name).is_none(), "{name} is served, not \"not yet\"");
+        }
+        assert!(Operation::from_name(crate::gateway::audit::REPORT_OPERATION).is_none());
     }
 }

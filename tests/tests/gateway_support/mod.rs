@@ -270,15 +270,29 @@ pub fn signed_headers(
     body: &[u8],
     now_unix_s: i64,
 ) -> Vec<(String, String)> {
-    let amz_date = sigv4::format_amz_date(now_unix_s);
-    let mut headers = vec![
-        ("host".to_owned(), addr.to_string()),
+    let headers = vec![
         ("content-type".to_owned(), "application/x-amz-json-1.1".to_owned()),
         ("x-amz-target".to_owned(), format!("TrentService.{operation}")),
-        ("x-amz-date".to_owned(), amz_date.clone()),
     ];
+    signed_request(addr, key, "POST", headers, body, now_unix_s)
+}
+
+/// `headers` (lowercase names; a repeated name is signed as AWS joins it) plus Host and
+/// X-Amz-Date, every one of them signed for `method /`, and the Authorization header.
+pub fn signed_request(
+    addr: SocketAddr,
+    key: &(String, String),
+    method: &str,
+    extra: Vec<(String, String)>,
+    body: &[u8],
+    now_unix_s: i64,
+) -> Vec<(String, String)> {
+    let amz_date = sigv4::format_amz_date(now_unix_s);
+    let mut headers = vec![("host".to_owned(), addr.to_string())];
+    headers.extend(extra);
+    headers.push(("x-amz-date".to_owned(), amz_date.clone()));
     let raw: Vec<(String, Vec<u8>)> = headers.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect();
-    let parts = sigv4::RequestParts { method: "POST", path: "/", query: "", headers: &raw, body };
+    let parts = sigv4::RequestParts { method, path: "/", query: "", headers: &raw, body };
     let names: Vec<String> =
         headers.iter().map(|(k, _)| k.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let canonical = sigv4::canonical_request(&parts, &names);

@@ -425,7 +425,7 @@ impl DevEnvironment {
             access_keys,
             clock: ctx.config.clock.clone(),
             limits: crate::gateway::GatewayLimits::default(),
-            rejections: Arc::new(crate::gateway::audit::AuditRejections { audit: ctx.audit.clone() }),
+            rejections: None,
         };
         let running = crate::gateway::start(config, &profile).await?;
         Ok(self.gateway.insert(running))

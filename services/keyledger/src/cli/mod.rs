@@ -186,6 +186,23 @@ enum GatewayAction {
         #[arg(long)]
         user: String,
     },
+    /// Lists the access keys of the config's `access_keys_file`: id, account and user (never
+    /// a secret), one per line, tab-separated.
+    ListAccessKeys {
+        /// The `keyledger serve` configuration (needs `[gateway]`).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Removes an access key from the config's `access_keys_file`. A running `keyledger
+    /// serve` reads the file when it starts: restart it for the removal to take effect.
+    DeleteAccessKey {
+        /// The `keyledger serve` configuration (needs `[gateway]`).
+        #[arg(long)]
+        config: PathBuf,
+        /// The access key id to remove.
+        #[arg(long)]
+        access_key_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -410,13 +427,33 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
+        Command::Gateway { action: GatewayAction::ListAccessKeys { config } } => {
+            let (_, section) = gateway_section(&config)?;
+            let file = crate::gateway::credentials::AccessKeysFile::read(&section.access_keys_file)?;
+            for k in &file.access_keys {
+                println!("{}\t{}\t{}", k.access_key_id, k.account, k.user);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Gateway { action: GatewayAction::DeleteAccessKey { config, access_key_id } } => {
+            let (_, section) = gateway_section(&config)?;
+            let path = &section.access_keys_file;
+            let mut file = crate::gateway::credentials::AccessKeysFile::read(path)?;
+            let before = file.access_keys.len();
+            file.access_keys.retain(|k| k.access_key_id != access_key_id);
+            anyhow::ensure!(
+                file.access_keys.len() < before,
+                "no access key {access_key_id:?} in {} (keyledger gateway list-access-keys lists them)",
+                path.display()
+            );
+            file.write(path)?;
+            eprintln!("removed {access_key_id}; restart keyledger serve for its gateway to stop accepting it");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Gateway { action: GatewayAction::CreateAccessKey { config, account, user } } => {
-            let text = std::fs::read_to_string(&config).with_context(|| format!("cannot read {}", config.display()))?;
-            let serve: ServeConfig =
-                toml::from_str(&text).with_context(|| format!("invalid configuration {}", config.display()))?;
+            let (serve, section) = gateway_section(&config)?;
             let root_file =
                 serve.root_key_file.as_ref().context("create-access-key needs root_key_file in the configuration")?;
-            let section = serve.gateway.as_ref().context("the configuration has no [gateway] section")?;
             let root = keyledger_crypto::RootKey::load(root_file)?;
             let (record, secret) =
                 crate::gateway::create_access_key(&root, &section.access_keys_file, &account, &user)?;
@@ -639,6 +676,15 @@ pub struct WitnessSection {
     pub url: String,
     /// The witness's verifier key text (what `keyledger witness key` prints).
     pub key: String,
+}
+
+/// A serve configuration and its `[gateway]` section.
+fn gateway_section(config: &Path) -> anyhow::Result<(ServeConfig, crate::gateway::GatewaySection)> {
+    let text = std::fs::read_to_string(config).with_context(|| format!("cannot read {}", config.display()))?;
+    let serve: ServeConfig =
+        toml::from_str(&text).with_context(|| format!("invalid configuration {}", config.display()))?;
+    let section = serve.gateway.clone().context("the configuration has no [gateway] section")?;
+    Ok((serve, section))
 }
 
 async fn serve(path: &Path) -> anyhow::Result<()> {

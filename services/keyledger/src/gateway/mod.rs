@@ -17,15 +17,25 @@
 //! * every response carries `x-amzn-RequestId` — the role's request id (the one in the audit
 //!   record) when the request reached a role, else the gateway's own.
 //!
-//! Gateway-made answers: SigV4 failures (400, see [`sigv4`], each reported to the
-//! [`audit::RejectionSink`] first); a target that is not `TrentService.<Name>` →
-//! `UnknownOperationException`; any method/path but `POST /` → `UnknownOperationException`; a
-//! body over [`GatewayLimits::max_body_bytes`] → HTTP **413** with
+//! **Order.** (1) SigV4 checks that need neither body nor secret (header form, date, scope,
+//! clock skew, a known access key id), before any body byte is read; (2) the body, within
+//! [`GatewayLimits::max_body_bytes`], `body_read_timeout` and the shared
+//! `max_buffered_body_bytes`; (3) the signature; (4) `POST /` and the target; (5) forwarding,
+//! the only step that takes one of the `max_in_flight` slots — so a client that sends its body
+//! slowly holds no slot another request needs. Connections are bounded in all and per client
+//! network (`max_connections_per_client`).
+//!
+//! Gateway-made answers, each reported ([`audit`]: in the audit log before the client is
+//! answered, rate limited per client network) before it is sent: SigV4 failures (400, see
+//! [`sigv4`]); a target that is not `TrentService.<Name>`, a repeated `X-Amz-Target`, or any
+//! method/path but `POST /` → `UnknownOperationException`; a body over
+//! [`GatewayLimits::max_body_bytes`] → HTTP **413** with
 //! `{"__type": "RequestEntityTooLargeException"}` (AWS's front end answers oversized requests
-//! with 413 before any service logic; no KMS request comes near 1 MiB); no answer from NATS in
-//! time → 503 `DependencyTimeoutException`; no responder → 503 `DependencyTimeoutException`
-//! too (both are retryable for every AWS SDK); any other transport failure → 500
-//! `KMSInternalException`.
+//! with 413 before any service logic; no KMS request comes near 1 MiB); a body not received in
+//! time → `SerializationException`; no room for the body → `ThrottlingException`. Not
+//! reported: no answer from NATS in time → 503 `DependencyTimeoutException`; no responder →
+//! 503 `DependencyTimeoutException` too (both are retryable for every AWS SDK); any other
+//! transport failure → 500 `KMSInternalException`.
 //!
 //! Replies carrying plaintext (Decrypt, GenerateDataKey) pass through as the NATS payload's
 //! bytes, never parsed or copied into a string; nothing logs a body, a secret or a signature.
@@ -65,6 +75,10 @@ use self::credentials::AccessKeys;
 use self::seqs::SeqMemory;
 
 pub use self::tls::TlsFiles;
+
+/// Longest wait for a role to confirm a refusal report is stored (then it is logged instead
+/// and the client answered): a refusal is answered within this even while NATS is down.
+pub const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The loopback port `keyledger dev` serves the endpoint on.
 pub const DEV_PORT: u16 = 4599;
@@ -113,6 +127,19 @@ pub struct GatewayLimits {
     pub max_connections: usize,
     /// Access keys whose last log position is remembered (read-your-writes).
     pub max_remembered_credentials: usize,
+    /// Open connections at once from one client network (an IPv4 address, an IPv6 /64); more
+    /// are closed on accept.
+    pub max_connections_per_client: usize,
+    /// Request bodies being received at once, in bytes, summed over every connection (each
+    /// request reserves its `Content-Length`, or `max_body_bytes` when it sends none). A
+    /// request that cannot reserve its share within `body_read_timeout` is answered
+    /// ThrottlingException.
+    pub max_buffered_body_bytes: usize,
+    /// Refusals recorded one by one per client network: the refill rate (per second) and the
+    /// burst of its token bucket. Refusals over it are counted into summaries ([`audit`]).
+    pub refusal_records_per_client: crate::audit::Quota,
+    /// Refusals recorded one by one over all clients (same form).
+    pub refusal_records_total: crate::audit::Quota,
 }
 
 impl Default for GatewayLimits {
@@ -126,6 +153,10 @@ impl Default for GatewayLimits {
             max_in_flight: 1024,
             max_connections: 4096,
             max_remembered_credentials: 65_536,
+            max_connections_per_client: 512,
+            max_buffered_body_bytes: 64 * 1024 * 1024,
+            refusal_records_per_client: crate::audit::Quota { per_sec: 10.0, burst: 50.0 },
+            refusal_records_total: crate::audit::Quota { per_sec: 200.0, burst: 1000.0 },
         }
     }
 }
@@ -145,8 +176,10 @@ pub struct GatewayConfig {
     pub clock: Clock,
     /// Bounds.
     pub limits: GatewayLimits,
-    /// Where SigV4 rejections are reported.
-    pub rejections: Arc<dyn RejectionSink>,
+    /// Where refusals are reported: `None` sends them to the roles over the gateway's NATS
+    /// connection ([`audit::ReportToRoles`]: they are in the audit log before the client is
+    /// answered), as `keyledger dev` and `keyledger serve` do; tests may collect them.
+    pub rejections: Option<Arc<dyn RejectionSink>>,
 }
 
 /// A running gateway; [`RunningGateway::stop`] ends it.
@@ -155,6 +188,7 @@ pub struct RunningGateway {
     tls: bool,
     state: Arc<State>,
     task: JoinHandle<()>,
+    flusher: JoinHandle<()>,
 }
 
 impl RunningGateway {
@@ -174,11 +208,26 @@ impl RunningGateway {
         self.state.seqs.min_seq(access_key_id)
     }
 
-    /// Stops accepting and closes every connection.
+    /// Stops accepting, closes every connection, reports the refusal counts not yet reported
+    /// and flushes the NATS connection. Returns within about 5 s even when NATS is down.
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
-        let _ = self.state.nats.flush().await;
+        self.flusher.abort();
+        let _ = self.flusher.await;
+        let state = self.state;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            report_suppressed(&state).await;
+            let _ = state.nats.flush().await;
+        })
+        .await;
+    }
+}
+
+/// Reports the refusal counts over the rate limit (see [`audit`]).
+async fn report_suppressed(state: &State) {
+    for summary in state.refusal_limiter.drain(state.clock.now_unix_ms()) {
+        state.rejections.record_suppressed(summary).await;
     }
 }
 
@@ -189,8 +238,11 @@ struct State {
     clock: Clock,
     limits: GatewayLimits,
     rejections: Arc<dyn RejectionSink>,
+    refusal_limiter: crate::audit::RateLimiter,
     seqs: SeqMemory,
     in_flight: Arc<Semaphore>,
+    body_budget: Arc<Semaphore>,
+    per_client: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
 
 /// Starts the gateway: connects to NATS as the gateway user of `nats_profile` (the gateway
@@ -220,6 +272,9 @@ pub async fn start(config: GatewayConfig, nats_profile: &ServiceProfile) -> anyh
         .await
         .map_err(|e| anyhow::anyhow!("the gateway cannot listen on {}: {e}", config.listen))?;
     let local_addr = listener.local_addr()?;
+    let rejections = config.rejections.unwrap_or_else(|| {
+        Arc::new(audit::ReportToRoles { nats: nats.clone(), timeout: config.limits.nats_timeout.min(REPORT_TIMEOUT) })
+    });
     let state = Arc::new(State {
         nats,
         realm: config.realm,
@@ -227,13 +282,60 @@ pub async fn start(config: GatewayConfig, nats_profile: &ServiceProfile) -> anyh
         clock: config.clock,
         seqs: SeqMemory::new(config.limits.max_remembered_credentials),
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight)),
+        body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes.min(u32::MAX as usize))),
+        per_client: Default::default(),
+        refusal_limiter: crate::audit::RateLimiter::with_quotas(
+            config.limits.refusal_records_per_client,
+            None,
+            Some(config.limits.refusal_records_total),
+        ),
         limits: config.limits,
-        rejections: config.rejections,
+        rejections,
     });
     let tls = acceptor.is_some();
     let task = tokio::spawn(accept_loop(listener, acceptor, state.clone()));
+    let flusher = tokio::spawn({
+        let state = state.clone();
+        async move {
+            loop {
+                tokio::time::sleep(crate::audit::RateLimiter::FLUSH_EVERY).await;
+                report_suppressed(&state).await;
+            }
+        }
+    });
     tracing::info!(address = %local_addr, tls, "AWS KMS endpoint listening");
-    Ok(RunningGateway { local_addr, tls, state, task })
+    Ok(RunningGateway { local_addr, tls, state, task, flusher })
+}
+
+/// One open connection of a client network; dropping it gives the slot back.
+struct ClientSlot {
+    state: Arc<State>,
+    network: String,
+}
+
+impl ClientSlot {
+    fn take(state: &Arc<State>, peer: SocketAddr) -> Option<Self> {
+        let network = audit::client_principal(peer.ip()).arn;
+        let mut counts = state.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(network.clone()).or_insert(0);
+        if *count >= state.limits.max_connections_per_client {
+            return None;
+        }
+        *count += 1;
+        Some(Self { state: state.clone(), network })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.state.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.network) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.network);
+            }
+        }
+    }
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: Option<tokio_rustls::TlsAcceptor>, state: Arc<State>) {
@@ -256,11 +358,16 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<tokio_rustls::TlsAc
             tracing::warn!(peer = %peer, "too many connections; closing a new one");
             continue;
         };
+        let Some(slot) = ClientSlot::take(&state, peer) else {
+            tracing::warn!(peer = %peer, "too many connections from this client; closing a new one");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let acceptor = acceptor.clone();
         tasks.spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             match acceptor {
                 None => serve_connection(stream, peer, state).await,
                 Some(acceptor) => {
@@ -329,6 +436,61 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
     handle_inner(state, peer, req, request_id).instrument(span).await
 }
 
+/// What the gateway knows of a request it refuses itself.
+struct Refusal<'a> {
+    status: u16,
+    error_name: &'static str,
+    reason: &'static str,
+    message: String,
+    access_key_id: Option<&'a str>,
+    authenticated: Option<ForwardedPrincipal>,
+}
+
+/// The request facts every refusal record carries.
+struct Asked<'a> {
+    request_id: uuid::Uuid,
+    peer: SocketAddr,
+    operation: Option<&'a str>,
+    user_agent: &'a str,
+}
+
+/// Reports a refusal ([`audit`]: recorded, or counted when the client network is over its
+/// rate) and then answers it.
+async fn refuse(state: &State, asked: &Asked<'_>, r: Refusal<'_>) -> Response<Full<Bytes>> {
+    let now = state.clock.now_unix_ms();
+    if state.refusal_limiter.allow(&audit::client_principal(asked.peer.ip()), now) {
+        state
+            .rejections
+            .record_rejection(Rejection {
+                request_id: asked.request_id,
+                time_unix_ms: now,
+                error_name: r.error_name.to_owned(),
+                reason: r.reason.to_owned(),
+                access_key_id: r.access_key_id.map(|s| printable_ascii(s.as_bytes(), 128)),
+                authenticated: r.authenticated,
+                operation: asked.operation.map(str::to_owned),
+                source_addr: asked.peer.to_string(),
+                user_agent: asked.user_agent.to_owned(),
+            })
+            .await;
+    }
+    tracing::info!(status = r.status, error = r.error_name, reason = r.reason, "refused");
+    error_response(r.status, &asked.request_id.to_string(), r.error_name, &r.message)
+}
+
+impl<'a> Refusal<'a> {
+    fn sigv4(r: &'a sigv4::Rejection) -> Self {
+        Self {
+            status: 400,
+            error_name: r.aws_name,
+            reason: r.reason,
+            message: r.message.clone(),
+            access_key_id: r.access_key_id.as_deref(),
+            authenticated: None,
+        }
+    }
+}
+
 async fn handle_inner(
     state: Arc<State>,
     peer: SocketAddr,
@@ -336,51 +498,96 @@ async fn handle_inner(
     request_id: uuid::Uuid,
 ) -> Response<Full<Bytes>> {
     let rid = request_id.to_string();
-    let Ok(_permit) = state.in_flight.clone().acquire_owned().await else {
-        return error_response(503, &rid, "ServiceUnavailable", "The gateway is shutting down.");
-    };
     let (parts, body) = req.into_parts();
+    let headers: Vec<(String, Vec<u8>)> =
+        parts.headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec())).collect();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let user_agent =
+        printable_ascii(parts.headers.get(hyper::header::USER_AGENT).map(|v| v.as_bytes()).unwrap_or_default(), 256);
+    // A repeated X-Amz-Target names no operation.
+    let target = if parts.headers.get_all("x-amz-target").iter().count() == 1 { header("x-amz-target") } else { None };
+    let operation = operation_from_target(target);
+    if let Some(op) = operation {
+        tracing::Span::current().record("operation", op);
+    }
+    let asked = Asked { request_id, peer, operation, user_agent: &user_agent };
+
+    // 1. Who is asking (SigV4): every check that needs neither the body nor the secret runs
+    //    before the body is read, so a request that cannot be authenticated holds no buffer.
+    let path = parts.uri.path();
+    let query = parts.uri.query().unwrap_or("");
+    let now_unix_s = (state.clock.now_unix_ms() / 1000) as i64;
+    let expect = sigv4::Expectations { region: &state.realm.region, service: SIGNING_NAME, now_unix_s };
+    let head_only = sigv4::RequestParts { method: parts.method.as_str(), path, query, headers: &headers, body: &[] };
+    let claimed = match sigv4::check_headers(&head_only, &expect) {
+        Ok(v) => v.access_key_id,
+        Err(r) => return refuse(&state, &asked, Refusal::sigv4(&r)).await,
+    };
+    if state.access_keys.get(&claimed).is_none() {
+        let r = sigv4::Rejection {
+            aws_name: "UnrecognizedClientException",
+            message: "The security token included in the request is invalid.".to_owned(),
+            reason: "unknown_access_key",
+            access_key_id: Some(claimed.clone()),
+        };
+        return refuse(&state, &asked, Refusal::sigv4(&r)).await;
+    }
+
+    // 2. The body: bounded in size, in time and, over all connections, in bytes held.
     let declared_len = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let limit = state.limits.max_body_bytes;
-    let too_large = || {
-        tracing::info!(status = 413, "request body too large");
-        error_response(
-            413,
-            &rid,
-            "RequestEntityTooLargeException",
-            &format!("Request body is larger than {limit} bytes."),
-        )
+    let too_large = || Refusal {
+        status: 413,
+        error_name: "RequestEntityTooLargeException",
+        reason: "body_too_large",
+        message: format!("Request body is larger than {limit} bytes."),
+        access_key_id: Some(claimed.as_str()),
+        authenticated: None,
     };
     if declared_len.is_some_and(|n| n > limit as u64) {
-        return too_large();
+        return refuse(&state, &asked, too_large()).await;
     }
-    let body = match tokio::time::timeout(state.limits.body_read_timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(),
-        Ok(Err(_)) | Err(_) => {
-            return error_response(400, &rid, "SerializationException", "The request body could not be read.");
+    let reserve = declared_len.map_or(limit, |n| n as usize).clamp(1, limit.max(1)).min(u32::MAX as usize) as u32;
+    let deadline = tokio::time::Instant::now() + state.limits.body_read_timeout;
+    // Held until the answer is sent: it bounds the bytes of every body in memory.
+    let _budget = match tokio::time::timeout_at(deadline, state.body_budget.clone().acquire_many_owned(reserve)).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return error_response(503, &rid, "ServiceUnavailable", "The gateway is shutting down."),
+        Err(_) => {
+            let busy = Refusal {
+                status: 400,
+                error_name: "ThrottlingException",
+                reason: "busy",
+                message: "Too many request bodies are being received at once; retry.".to_owned(),
+                access_key_id: Some(claimed.as_str()),
+                authenticated: None,
+            };
+            return refuse(&state, &asked, busy).await;
         }
     };
-    let headers: Vec<(String, Vec<u8>)> =
-        parts.headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec())).collect();
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let user_agent =
-        printable_ascii(parts.headers.get(hyper::header::USER_AGENT).map(|v| v.as_bytes()).unwrap_or_default(), 256);
-    let target = header("x-amz-target");
-    let operation = operation_from_target(target);
-    if let Some(op) = operation {
-        tracing::Span::current().record("operation", op);
-    }
+    let body = match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return refuse(&state, &asked, too_large()).await;
+        }
+        Ok(Err(_)) | Err(_) => {
+            let unreadable = Refusal {
+                status: 400,
+                error_name: "SerializationException",
+                reason: "body_unreadable",
+                message: "The request body could not be read.".to_owned(),
+                access_key_id: Some(claimed.as_str()),
+                authenticated: None,
+            };
+            return refuse(&state, &asked, unreadable).await;
+        }
+    };
 
-    // 1. Who is asking (SigV4), before anything else is looked at.
-    let path = parts.uri.path();
-    let query = parts.uri.query().unwrap_or("");
-    let now_unix_s = (state.clock.now_unix_ms() / 1000) as i64;
-    let expect = sigv4::Expectations { region: &state.realm.region, service: SIGNING_NAME, now_unix_s };
+    // 3. The signature.
     let request_parts =
         sigv4::RequestParts { method: parts.method.as_str(), path, query, headers: &headers, body: &body };
     let mut matched = None;
@@ -392,46 +599,38 @@ async fn handle_inner(
     });
     let key = match (verified, matched) {
         (Ok(_), Some(key)) => key,
-        (Err(r), _) => {
-            state
-                .rejections
-                .record_rejection(Rejection {
-                    request_id,
-                    time_unix_ms: state.clock.now_unix_ms(),
-                    error_name: r.aws_name,
-                    reason: r.reason,
-                    access_key_id: r.access_key_id.as_deref().map(|s| printable_ascii(s.as_bytes(), 128)),
-                    operation: operation.map(str::to_owned),
-                    source_addr: peer.to_string(),
-                    user_agent: user_agent.clone(),
-                })
-                .await;
-            return error_response(400, &rid, r.aws_name, &r.message);
-        }
+        (Err(r), _) => return refuse(&state, &asked, Refusal::sigv4(&r)).await,
         (Ok(_), None) => return error_response(500, &rid, "KMSInternalException", ""),
     };
     tracing::Span::current().record("access_key_id", key.access_key_id.as_str());
-
-    // 2. What is asked.
-    if parts.method != hyper::Method::POST || path != "/" {
-        return error_response(
-            400,
-            &rid,
-            "UnknownOperationException",
-            "Keyledger's AWS KMS endpoint answers POST / only.",
-        );
-    }
-    let Some(operation) = operation else {
-        return error_response(400, &rid, "UnknownOperationException", "");
-    };
-
-    // 3. Forward to the roles.
     let principal = ForwardedPrincipal {
         account: key.account.clone(),
         principal_arn: format!("arn:{}:iam::{}:user/{}", state.realm.partition, key.account, key.user),
         access_key_id: key.access_key_id.clone(),
         source_addr: peer.to_string(),
-        user_agent,
+        user_agent: user_agent.clone(),
+    };
+
+    // 4. What is asked.
+    let unknown = |reason, message: &str| Refusal {
+        status: 400,
+        error_name: "UnknownOperationException",
+        reason,
+        message: message.to_owned(),
+        access_key_id: Some(key.access_key_id.as_str()),
+        authenticated: Some(principal.clone()),
+    };
+    if parts.method != hyper::Method::POST || path != "/" {
+        let r = unknown("not_post_root", "Keyledger's AWS KMS endpoint answers POST / only.");
+        return refuse(&state, &asked, r).await;
+    }
+    let Some(operation) = operation else {
+        return refuse(&state, &asked, unknown("no_target", "")).await;
+    };
+
+    // 5. Forward to the roles; only this step counts against `max_in_flight`.
+    let Ok(_permit) = state.in_flight.clone().acquire_owned().await else {
+        return error_response(503, &rid, "ServiceUnavailable", "The gateway is shutting down.");
     };
     let mut nats_headers = async_nats::HeaderMap::new();
     nats_headers.insert(FORWARDED_PRINCIPAL_HEADER, principal.to_header_value().as_str());
@@ -558,7 +757,7 @@ pub async fn start_from_section(
         access_keys,
         clock: roles.clock.clone(),
         limits: GatewayLimits::default(),
-        rejections: Arc::new(audit::LogRejections),
+        rejections: None,
     };
     start(config, &profile).await
 }

@@ -55,7 +55,7 @@ pub struct Rejection {
     pub aws_name: &'static str,
     /// Message returned to the client (never contains a secret or a signature).
     pub message: String,
-    /// Stable reason code: `missing`, `incomplete`, `unsupported`, `scope`, `clock_skew`,
+    /// Stable reason code: `missing`, `incomplete`, `scope`, `clock_skew`,
     /// `unknown_access_key`, `session_token`, `bad_signature`.
     pub reason: &'static str,
     /// The access key id the request named, when it named one (not secret).
@@ -109,8 +109,9 @@ pub struct Authorization {
 /// optional spaces).
 ///
 /// # Errors
-/// IncompleteSignatureException for a missing or malformed component,
-/// InvalidSignatureException (`unsupported`) for another algorithm.
+/// IncompleteSignatureException (`incomplete`) for a missing or malformed component and for
+/// another algorithm than [`ALGORITHM`] (AWS answers `Unsupported AWS 'algorithm'` with that
+/// name too).
 pub fn parse_authorization(value: &str) -> Result<Authorization, Rejection> {
     let value = value.trim();
     let (algorithm, rest) = value.split_once(' ').unwrap_or((value, ""));
@@ -184,11 +185,12 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
-impl RequestParts<'_> {
-    fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
-        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
+impl<'a> RequestParts<'a> {
+    fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        let headers: &'a [(String, Vec<u8>)] = self.headers;
+        headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
     }
-    fn header_str<'s>(&'s self, name: &'s str) -> Option<&'s str> {
+    fn header_str(&self, name: &str) -> Option<&'a str> {
         self.header_values(name).next().and_then(|v| std::str::from_utf8(v).ok())
     }
 }
@@ -213,6 +215,18 @@ pub struct Verified {
     pub request_unix_s: i64,
 }
 
+/// The checks of [`verify`] that need neither the body nor the secret: the `Authorization`
+/// header's form, `X-Amz-Date`, the signed header list, the credential scope, the clock skew
+/// and the absence of a session token. The gateway runs them before it reads a body, so a
+/// request that cannot be authenticated holds no buffer (`parts.body` is not read).
+///
+/// # Errors
+/// A [`Rejection`] saying why (see the module docs).
+pub fn check_headers(parts: &RequestParts<'_>, expect: &Expectations<'_>) -> Result<Verified, Rejection> {
+    let (auth, _, request_unix_s) = header_checks(parts, expect)?;
+    Ok(Verified { access_key_id: auth.access_key_id, request_unix_s })
+}
+
 /// Verifies the request's SigV4 signature. `secret_for` returns the secret access key of an
 /// access key id (None: unknown key); it is called at most once, after every check that does
 /// not need the secret.
@@ -223,6 +237,36 @@ pub fn verify<F>(parts: &RequestParts<'_>, expect: &Expectations<'_>, secret_for
 where
     F: FnOnce(&str) -> Option<Zeroizing<String>>,
 {
+    let (auth, amz_date, request_unix_s) = header_checks(parts, expect)?;
+    let akid = auth.access_key_id.as_str();
+    let reject = |r: Rejection| r.with_key(akid);
+    let Some(secret) = secret_for(akid) else {
+        return Err(reject(unrecognized("unknown_access_key")));
+    };
+    let canonical = canonical_request(parts, &auth.signed_headers);
+    let scope = format!("{}/{}/{}/{}", auth.date, auth.region, auth.service, auth.terminator);
+    let to_sign = string_to_sign(amz_date, &scope, &canonical);
+    let key = signing_key(secret.as_bytes(), &auth.date, &auth.region, &auth.service);
+    let expected = signature(&key, &to_sign);
+    let mut given = [0u8; 32];
+    let well_formed = auth.signature.len() == 64
+        && auth.signature.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && hex::decode_to_slice(&auth.signature, &mut given).is_ok();
+    if !well_formed || !bool::from(expected.ct_eq(&given)) {
+        return Err(reject(invalid(
+            "bad_signature",
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+        )));
+    }
+    Ok(Verified { access_key_id: auth.access_key_id, request_unix_s })
+}
+
+/// Everything [`verify`] checks before it needs the secret; returns the parsed header, the
+/// `X-Amz-Date` value and the request time.
+fn header_checks<'p>(
+    parts: &RequestParts<'p>,
+    expect: &Expectations<'_>,
+) -> Result<(Authorization, &'p str, i64), Rejection> {
     let Some(auth_value) = parts.header_values("authorization").next() else {
         return Err(missing());
     };
@@ -237,7 +281,8 @@ where
 
     let Some(amz_date) = parts.header_str("x-amz-date") else {
         return Err(reject(incomplete(
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. \
+             Keyledger accepts only 'X-Amz-Date' (every AWS SDK sends it).",
         )));
     };
     let Some(request_unix_s) = parse_amz_date(amz_date) else {
@@ -325,25 +370,7 @@ where
     if parts.header_values("x-amz-security-token").next().is_some() {
         return Err(reject(unrecognized("session_token")));
     }
-    let Some(secret) = secret_for(akid) else {
-        return Err(reject(unrecognized("unknown_access_key")));
-    };
-    let canonical = canonical_request(parts, &auth.signed_headers);
-    let scope = format!("{}/{}/{}/{}", auth.date, auth.region, auth.service, auth.terminator);
-    let to_sign = string_to_sign(amz_date, &scope, &canonical);
-    let key = signing_key(secret.as_bytes(), &auth.date, &auth.region, &auth.service);
-    let expected = signature(&key, &to_sign);
-    let mut given = [0u8; 32];
-    let well_formed = auth.signature.len() == 64
-        && auth.signature.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && hex::decode_to_slice(&auth.signature, &mut given).is_ok();
-    if !well_formed || !bool::from(expected.ct_eq(&given)) {
-        return Err(reject(invalid(
-            "bad_signature",
-            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
-        )));
-    }
-    Ok(Verified { access_key_id: auth.access_key_id, request_unix_s })
+    Ok((auth, amz_date, request_unix_s))
 }
 
 /// The canonical request (bytes: header values need not be UTF-8).
