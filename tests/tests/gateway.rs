@@ -153,25 +153,9 @@ async fn the_endpoint_serves_tls_with_the_configured_certificate() {
     let key = g.h.dir.path().join("key.pem");
     let made = g.python("make_cert.py", &[cert.to_str().unwrap(), key.to_str().unwrap()], &[]).await;
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let env = g.env();
-    let ctx = env.roles.as_ref().unwrap().ctx.clone();
-    let access_keys = keyledger::gateway::credentials::AccessKeysFile::read(
-        &env.data_dir.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE),
-    )
-    .unwrap()
-    .unwrap_all(&ctx.root)
-    .unwrap();
-    let config = keyledger::gateway::GatewayConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: Some(keyledger::gateway::TlsFiles { cert_chain: cert.clone(), private_key: key }),
-        realm: ctx.config.realm.clone(),
-        access_keys,
-        clock: g.h.clock.clone(),
-        limits: Default::default(),
-        rejections: Some(Arc::new(keyledger::gateway::audit::LogRejections)),
-    };
-    let profile = env.server.settings().topology.gateway_profile(&env.server.url()).unwrap();
-    let tls = keyledger::gateway::start(config, &profile).await.unwrap();
+    let files = keyledger::gateway::TlsFiles { cert_chain: cert.clone(), private_key: key };
+    let sink: Arc<dyn RejectionSink> = Arc::new(keyledger::gateway::audit::LogRejections);
+    let tls = another_gateway(&g, Some(files), Default::default(), Some(sink)).await;
     assert!(tls.url().starts_with("https://127.0.0.1:"));
     let endpoint = tls.url();
     g.python_passes(
@@ -281,10 +265,11 @@ impl RejectionSink for CollectAll {
     }
 }
 
-/// A second gateway on the environment's server, with `limits` and `sink` (None: reports to
-/// the roles, as dev and serve do).
+/// A second gateway on the environment's server and access keys, with `tls`, `limits` and
+/// `sink` (None: reports to the roles, as dev and serve do).
 async fn another_gateway(
     g: &GatewayEnv,
+    tls: Option<keyledger::gateway::TlsFiles>,
     limits: keyledger::gateway::GatewayLimits,
     sink: Option<Arc<dyn RejectionSink>>,
 ) -> keyledger::gateway::RunningGateway {
@@ -298,7 +283,7 @@ async fn another_gateway(
     .unwrap();
     let config = keyledger::gateway::GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        tls: None,
+        tls,
         realm: ctx.config.realm.clone(),
         access_keys,
         clock: g.h.clock.clone(),
@@ -355,7 +340,7 @@ async fn a_client_that_sends_its_body_slowly_holds_no_slot_and_an_unauthenticate
         body_read_timeout: Duration::from_secs(120),
         ..Default::default()
     };
-    let gw = another_gateway(&g, limits, Some(Arc::new(CollectAll::default()))).await;
+    let gw = another_gateway(&g, None, limits, Some(Arc::new(CollectAll::default()))).await;
     let addr = gw.local_addr();
     let now = (g.h.clock.now_unix_ms() / 1000) as i64;
     let body = br#"{"Limit": 10}"#;
@@ -396,7 +381,7 @@ async fn a_flood_of_refusals_is_recorded_up_to_the_rate_and_counted_past_it() {
         ..Default::default()
     };
     let sink = Arc::new(CollectAll::default());
-    let gw = another_gateway(&g, limits, Some(sink.clone())).await;
+    let gw = another_gateway(&g, None, limits, Some(sink.clone())).await;
     let addr = gw.local_addr();
     let now = (g.h.clock.now_unix_ms() / 1000) as i64;
     let wrong = (g.dev.0.clone(), "W".repeat(40));
@@ -527,26 +512,8 @@ async fn refusals_the_gateway_makes_itself_are_in_the_audit_log_under_the_reques
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sigv4_rejection_reaches_the_audit_sink_with_the_key_id_and_never_the_secret() {
     let g = GatewayEnv::start().await;
-    let env = g.env();
-    let ctx = env.roles.as_ref().unwrap().ctx.clone();
-    let access_keys = keyledger::gateway::credentials::AccessKeysFile::read(
-        &env.data_dir.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE),
-    )
-    .unwrap()
-    .unwrap_all(&ctx.root)
-    .unwrap();
     let sink = Arc::new(Collect::default());
-    let config = keyledger::gateway::GatewayConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls: None,
-        realm: ctx.config.realm.clone(),
-        access_keys,
-        clock: g.h.clock.clone(),
-        limits: Default::default(),
-        rejections: Some(sink.clone()),
-    };
-    let profile = env.server.settings().topology.gateway_profile(&env.server.url()).unwrap();
-    let gw = keyledger::gateway::start(config, &profile).await.unwrap();
+    let gw = another_gateway(&g, None, Default::default(), Some(sink.clone())).await;
     let addr = gw.local_addr();
     let now = (g.h.clock.now_unix_ms() / 1000) as i64;
     let body = b"{}";
@@ -607,13 +574,15 @@ async fn without_a_worker_the_endpoint_answers_503_and_oversized_bodies_413() {
     assert!(r.header("x-amzn-requestid").is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyledger_serve_runs_the_endpoint_from_its_gateway_section_with_a_created_access_key() {
-    let g = GatewayEnv::start().await;
+/// Writes `<test dir>/serve.toml`: a gateway-only `keyledger serve` (roles = []) of the
+/// environment's server on a free port, with the access keys of `access_keys_file`.
+fn gateway_only_serve_config(
+    g: &GatewayEnv,
+    access_keys_file: &std::path::Path,
+) -> (std::path::PathBuf, std::net::SocketAddr) {
     let data = g.env().data_dir.clone();
     let port = keyledger_nats_server::free_port().unwrap();
     let config = g.h.dir.path().join("serve.toml");
-    let keys = g.h.dir.path().join("serve-access-keys.json");
     std::fs::write(
         &config,
         format!(
@@ -621,10 +590,38 @@ async fn keyledger_serve_runs_the_endpoint_from_its_gateway_section_with_a_creat
             data.join("service.json"),
             data.join("root.key"),
             data.join(keyledger::cli::dev::DEV_GATEWAY_PROFILE_FILE),
-            keys,
+            access_keys_file,
         ),
     )
     .unwrap();
+    (config, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+/// Starts `keyledger serve --config <config>` (stderr into `<test dir>/serve.log`) and waits
+/// (≤ 30 s) until its endpoint accepts connections; returns the child and whether it did.
+async fn spawn_serve(
+    g: &GatewayEnv,
+    config: &std::path::Path,
+    addr: std::net::SocketAddr,
+) -> (std::process::Child, bool) {
+    let serve = std::process::Command::new(env!("CARGO_BIN_EXE_kl-cli"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("KEYLEDGER_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(g.h.dir.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let up =
+        eventually(Duration::from_secs(30), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() }).await;
+    (serve, up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyledger_serve_runs_the_endpoint_from_its_gateway_section_with_a_created_access_key() {
+    let g = GatewayEnv::start().await;
+    let keys = g.h.dir.path().join("serve-access-keys.json");
+    let (config, addr) = gateway_only_serve_config(&g, &keys);
     let cli = env!("CARGO_BIN_EXE_kl-cli");
     let created = std::process::Command::new(cli)
         .args(["gateway", "create-access-key", "--config"])
@@ -642,16 +639,7 @@ async fn keyledger_serve_runs_the_endpoint_from_its_gateway_section_with_a_creat
     let stored = std::fs::read_to_string(&keys).unwrap();
     assert!(stored.contains(&alice.0) && !stored.contains(&alice.1), "the file keeps the id, not the secret");
 
-    let mut serve = std::process::Command::new(cli)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let up =
-        eventually(Duration::from_secs(30), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() }).await;
+    let (mut serve, up) = spawn_serve(&g, &config, addr).await;
     let now = (g.h.clock.now_unix_ms() / 1000) as i64;
     let body = br#"{"Description":"via serve"}"#;
     let (created, refused) = if up {
@@ -731,31 +719,9 @@ async fn refused_signatures_are_in_the_audit_log_before_the_client_hears_of_them
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyledger_serve_stops_on_sigint_while_nats_is_down() {
     let mut g = GatewayEnv::start().await;
-    let data = g.env().data_dir.clone();
-    let port = keyledger_nats_server::free_port().unwrap();
-    let config = g.h.dir.path().join("serve.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "roles = []\nservice_profile = {:?}\nroot_key_file = {:?}\n[accounts]\n[gateway]\nlisten = \"127.0.0.1:{port}\"\nnats_profile = {:?}\naccess_keys_file = {:?}\n",
-            data.join("service.json"),
-            data.join("root.key"),
-            data.join(keyledger::cli::dev::DEV_GATEWAY_PROFILE_FILE),
-            data.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE),
-        ),
-    )
-    .unwrap();
-    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_kl-cli"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("KEYLEDGER_LOG", "debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(g.h.dir.path().join("serve.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let up =
-        eventually(Duration::from_secs(30), || async move { tokio::net::TcpStream::connect(addr).await.is_ok() }).await;
+    let keys = g.env().data_dir.join(keyledger::cli::dev::DEV_ACCESS_KEYS_FILE);
+    let (config, addr) = gateway_only_serve_config(&g, &keys);
+    let (mut serve, up) = spawn_serve(&g, &config, addr).await;
     // NATS goes away; a refusal now cannot be reported (it is logged instead), then SIGINT.
     g.h.env.as_mut().unwrap().server.stop().unwrap();
     if up {
