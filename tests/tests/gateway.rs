@@ -374,6 +374,45 @@ async fn a_client_that_sends_its_body_slowly_holds_no_slot_and_an_unauthenticate
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_bodies_in_progress_fill_the_budget_a_request_is_throttled_and_reported() {
+    let mut g = GatewayEnv::start().await;
+    let limits = keyledger::gateway::GatewayLimits {
+        max_buffered_body_bytes: 64,
+        body_read_timeout: Duration::from_secs(2),
+        nats_timeout: Duration::from_secs(15),
+        ..Default::default()
+    };
+    let sink = Arc::new(CollectAll::default());
+    let gw = another_gateway(&g, None, limits, Some(sink.clone())).await;
+    let addr = gw.local_addr();
+    // A responder that never answers stands in for a slow role: a request's body stays in
+    // the budget until its answer is sent.
+    g.h.env.as_mut().unwrap().roles.take().unwrap().stop().await;
+    let service = g.h.service_nats().await;
+    let _silent = service.subscribe(names::api_subject("ListKeys")).await.unwrap();
+    service.flush().await.unwrap();
+    let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+    let holder_body = format!(r#"{{"Limit":1,"Marker":"{}"}}"#, "x".repeat(60)); // over the 64-byte budget: takes all of it
+    let holder_headers = signed_headers(addr, &g.dev, "ListKeys", holder_body.as_bytes(), now);
+    let holder =
+        tokio::spawn(async move { send_raw(addr, "POST", "/", &holder_headers, holder_body.as_bytes()).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = send_raw(addr, "POST", "/", &signed_headers(addr, &g.dev, "ListKeys", b"{}", now), b"{}").await;
+    assert_eq!(
+        (r.status, r.json()["__type"].as_str()),
+        (400, Some("ThrottlingException")),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let refused = sink.refused.lock().unwrap().clone();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!((refused[0].error_name.as_str(), refused[0].reason.as_str()), ("ThrottlingException", "busy"));
+    assert_eq!(refused[0].request_id.to_string(), r.header("x-amzn-requestid").unwrap());
+    assert_eq!(holder.await.unwrap().status, 503, "the holder times out waiting for its answer");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_refusals_is_recorded_up_to_the_rate_and_counted_past_it() {
     let g = GatewayEnv::start().await;
     let limits = keyledger::gateway::GatewayLimits {

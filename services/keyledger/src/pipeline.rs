@@ -563,9 +563,13 @@ pub async fn record_refusal(
             {
                 return Err(invalid("bad summary"));
             }
-            s.principal = crate::gateway::audit::client_principal(std::net::Ipv4Addr::UNSPECIFIED.into());
-            s.principal.arn = format!("{CLIENT_PRINCIPAL_PREFIX}{network}");
-            s.principal.nats_account = gateway_account;
+            s.principal = keyledger_events::PrincipalV1 {
+                kind: keyledger_events::principal_kind::SIGV4,
+                account: String::new(),
+                arn: format!("{CLIENT_PRINCIPAL_PREFIX}{network}"),
+                nats_account: gateway_account,
+                user: String::new(),
+            };
             ctx.audit.write_suppressed(s);
             Ok((uuid::Uuid::new_v4(), None))
         }

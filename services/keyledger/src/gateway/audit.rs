@@ -44,7 +44,8 @@ pub const AUTHENTICATION_ERRORS: &[&str] = &[
 ];
 
 /// Every error name a refusal may carry: [`AUTHENTICATION_ERRORS`] plus the gateway's own
-/// (`UnknownOperationException`, `RequestEntityTooLargeException`, `SerializationException`).
+/// (`UnknownOperationException`, `RequestEntityTooLargeException`, `SerializationException`,
+/// `ThrottlingException`).
 pub const REFUSAL_ERRORS: &[&str] = &[
     "MissingAuthenticationTokenException",
     "IncompleteSignatureException",
@@ -53,6 +54,7 @@ pub const REFUSAL_ERRORS: &[&str] = &[
     "UnknownOperationException",
     "RequestEntityTooLargeException",
     "SerializationException",
+    "ThrottlingException",
 ];
 
 /// The principal ARN prefix of a client network's suppressed-refusal summaries.
@@ -73,8 +75,9 @@ pub struct Rejection {
     /// Stable reason code, ≤ 32 ASCII bytes: for SigV4 `missing`, `incomplete`, `scope`,
     /// `clock_skew`, `unknown_access_key`, `session_token`, `bad_signature`
     /// ([`crate::gateway::sigv4::Rejection::reason`]); else `body_too_large`,
-    /// `body_unreadable`, `not_post_root` (another method or path), `no_target` (a missing or
-    /// malformed `X-Amz-Target`).
+    /// `body_unreadable`, `busy` (no room for the body within the body timeout),
+    /// `not_post_root` (another method or path), `no_target` (a missing, malformed or repeated
+    /// `X-Amz-Target`).
     pub reason: String,
     /// The access key id the request named (not secret), if any (≤ 128 printable ASCII bytes).
     pub access_key_id: Option<String>,
@@ -131,8 +134,10 @@ impl Rejection {
 }
 
 /// What the gateway sends on `kms.v1.`[`REPORT_OPERATION`]: JSON `{"refused": {…}}` or
-/// `{"suppressed": {…}}`. A role answers `{}` once the record is stored, with the record's
-/// request id and position in the usual reply headers, or an AWS error.
+/// `{"suppressed": {…}}`. For a refusal a role answers `{}` once the record is stored, with
+/// the record's request id and position in the usual reply headers; for a summary once it is
+/// queued for the lane's next block (as the roles' own rate-limiter summaries are); or an AWS
+/// error.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RefusalReport {
@@ -298,6 +303,7 @@ mod tests {
             r.validate()
         };
         assert!(with(|r| r.error_name = "AccessDeniedException".into()).is_err(), "only the gateway's errors");
+        assert!(with(|r| r.error_name = "ThrottlingException".into()).is_ok(), "no room for a body");
         assert!(with(|r| r.reason = String::new()).is_err());
         assert!(with(|r| r.operation = Some("_GatewayRefusal".into())).is_err());
         assert!(with(|r| r.user_agent = "x".repeat(257)).is_err());

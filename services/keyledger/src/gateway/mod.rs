@@ -282,7 +282,7 @@ pub async fn start(config: GatewayConfig, nats_profile: &ServiceProfile) -> anyh
         clock: config.clock,
         seqs: SeqMemory::new(config.limits.max_remembered_credentials),
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight)),
-        body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes.min(u32::MAX as usize))),
+        body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes.clamp(1, u32::MAX as usize))),
         per_client: Default::default(),
         refusal_limiter: crate::audit::RateLimiter::with_quotas(
             config.limits.refusal_records_per_client,
@@ -551,7 +551,9 @@ async fn handle_inner(
     if declared_len.is_some_and(|n| n > limit as u64) {
         return refuse(&state, &asked, too_large()).await;
     }
-    let reserve = declared_len.map_or(limit, |n| n as usize).clamp(1, limit.max(1)).min(u32::MAX as usize) as u32;
+    // Never more than the whole budget, or the request could never start.
+    let budget_total = state.limits.max_buffered_body_bytes.clamp(1, u32::MAX as usize);
+    let reserve = declared_len.map_or(limit, |n| n as usize).clamp(1, limit.max(1)).min(budget_total) as u32;
     let deadline = tokio::time::Instant::now() + state.limits.body_read_timeout;
     // Held until the answer is sent: it bounds the bytes of every body in memory.
     let _budget = match tokio::time::timeout_at(deadline, state.body_budget.clone().acquire_many_owned(reserve)).await {
