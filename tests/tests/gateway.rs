@@ -413,6 +413,45 @@ async fn when_bodies_in_progress_fill_the_budget_a_request_is_throttled_and_repo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_network_cannot_hold_the_body_budget_by_announcing_bodies_it_never_sends() {
+    let g = GatewayEnv::start().await;
+    let limits = keyledger::gateway::GatewayLimits { max_buffered_body_bytes_per_client: 100, ..Default::default() };
+    let sink = Arc::new(CollectAll::default());
+    let gw = another_gateway(&g, None, limits, Some(sink.clone())).await;
+    let addr = gw.local_addr();
+    let now = (g.h.clock.now_unix_ms() / 1000) as i64;
+    let body = format!(r#"{{"Limit":1{}}}"#, " ".repeat(70));
+    // 82 announced bytes (JSON with spaces), none sent: 82 of this network's 100.
+    let _stalled =
+        send_partial(addr, &signed_headers(addr, &g.dev, "ListKeys", body.as_bytes(), now), body.len(), b"").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again =
+        send_raw(addr, "POST", "/", &signed_headers(addr, &g.dev, "ListKeys", body.as_bytes(), now), body.as_bytes())
+            .await;
+    assert_eq!(
+        (again.status, again.json()["__type"].as_str()),
+        (400, Some("ThrottlingException")),
+        "the same network is over its share: {}",
+        String::from_utf8_lossy(&again.body)
+    );
+    let other = "127.0.0.2".parse().unwrap();
+    let ok = send_raw_from(
+        Some(other),
+        addr,
+        "POST",
+        "/",
+        &signed_headers(addr, &g.dev, "ListKeys", body.as_bytes(), now),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "another network is served: {}", String::from_utf8_lossy(&ok.body));
+    let refused = sink.refused.lock().unwrap().clone();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!((refused[0].error_name.as_str(), refused[0].reason.as_str()), ("ThrottlingException", "busy"));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_refusals_is_recorded_up_to_the_rate_and_counted_past_it() {
     let g = GatewayEnv::start().await;
     let limits = keyledger::gateway::GatewayLimits {

@@ -228,6 +228,19 @@ pub async fn send_raw(
     headers: &[(String, String)],
     body: &[u8],
 ) -> RawResponse {
+    send_raw_from(None, addr, method, path, headers, body).await
+}
+
+/// [`send_raw`] from the local address `from` (e.g. `127.0.0.2`: another client network on
+/// loopback), or any when None.
+pub async fn send_raw_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> RawResponse {
     let mut req = format!("{method} {path} HTTP/1.1\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -236,7 +249,14 @@ pub async fn send_raw(
         req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("Connection: close\r\n\r\n");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the gateway");
+    let mut stream = match from {
+        None => tokio::net::TcpStream::connect(addr).await.expect("connect to the gateway"),
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+            socket.bind(SocketAddr::new(ip, 0)).expect("bind the client address");
+            socket.connect(addr).await.expect("connect to the gateway")
+        }
+    };
     // The server may answer (413) and close before reading the whole body: a failed write is
     // not the end, the answer is still there to read.
     let _ = stream.write_all(req.as_bytes()).await;

@@ -911,6 +911,17 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_only_example_parses_and_runs_no_role() {
+        let text = include_str!("../../../../deploy/keyledger.gateway.example.toml");
+        let config: ServeConfig = toml::from_str(text).expect("deploy/keyledger.gateway.example.toml parses");
+        assert!(config.roles.is_empty());
+        let gateway = config.gateway.expect("a [gateway] section");
+        assert_eq!(gateway.listen.port(), 4600);
+        assert!(gateway.tls().unwrap().is_none());
+        assert!(config.root_key_file.is_some(), "the access keys need the root key");
+    }
+
+    #[test]
     fn the_example_configuration_parses_with_its_limits() {
         let text = include_str!("../../../../deploy/keyledger.example.toml");
         let config: ServeConfig = toml::from_str(text).expect("deploy/keyledger.example.toml parses");

@@ -19,11 +19,15 @@
 //!
 //! **Order.** (1) SigV4 checks that need neither body nor secret (header form, date, scope,
 //! clock skew, a known access key id), before any body byte is read; (2) the body, within
-//! [`GatewayLimits::max_body_bytes`], `body_read_timeout` and the shared
-//! `max_buffered_body_bytes`; (3) the signature; (4) `POST /` and the target; (5) forwarding,
-//! the only step that takes one of the `max_in_flight` slots — so a client that sends its body
-//! slowly holds no slot another request needs. Connections are bounded in all and per client
-//! network (`max_connections_per_client`).
+//! [`GatewayLimits::max_body_bytes`] and `body_read_timeout`, after reserving its announced
+//! size from the body budget (`max_buffered_body_bytes` in all, at most
+//! `max_buffered_body_bytes_per_client` per client network; no room → `ThrottlingException`);
+//! (3) the signature; (4) `POST /` and the target; (5) forwarding, the only step that takes
+//! one of the `max_in_flight` slots — so a client that sends its body slowly holds no slot
+//! another request needs. Connections are bounded in all and per client network
+//! (`max_connections_per_client`); headers must arrive within `header_read_timeout` (10 s).
+//! What one client network can hold is bounded; many networks at once (a distributed flood)
+//! are beyond what one process can refuse and belong to the network in front of it.
 //!
 //! Gateway-made answers, each reported ([`audit`]: in the audit log before the client is
 //! answered, rate limited per client network) before it is sent: SigV4 failures (400, see
@@ -130,11 +134,17 @@ pub struct GatewayLimits {
     /// Open connections at once from one client network (an IPv4 address, an IPv6 /64); more
     /// are closed on accept.
     pub max_connections_per_client: usize,
-    /// Request bodies being received at once, in bytes, summed over every connection (each
-    /// request reserves its `Content-Length`, or `max_body_bytes` when it sends none). A
-    /// request that cannot reserve its share within `body_read_timeout` is answered
-    /// ThrottlingException.
+    /// Request bodies held at once, in bytes, summed over every connection: each request
+    /// reserves its `Content-Length` (or `max_body_bytes` when it sends none) from the moment
+    /// its headers are checked until its answer is sent. A request that cannot reserve its
+    /// share within `body_budget_wait` is answered ThrottlingException (retryable).
     pub max_buffered_body_bytes: usize,
+    /// The part of `max_buffered_body_bytes` one client network may hold; past it its next
+    /// request is answered ThrottlingException at once. Without it, 64 connections announcing
+    /// 1 MiB bodies they never send would hold the whole budget.
+    pub max_buffered_body_bytes_per_client: usize,
+    /// How long a request waits for room in the body budget.
+    pub body_budget_wait: Duration,
     /// Refusals recorded one by one per client network: the refill rate (per second) and the
     /// burst of its token bucket. Refusals over it are counted into summaries ([`audit`]).
     pub refusal_records_per_client: crate::audit::Quota,
@@ -147,7 +157,7 @@ impl Default for GatewayLimits {
         Self {
             max_body_bytes: 1024 * 1024,
             nats_timeout: Duration::from_secs(30),
-            header_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
             max_in_flight: 1024,
@@ -155,6 +165,8 @@ impl Default for GatewayLimits {
             max_remembered_credentials: 65_536,
             max_connections_per_client: 512,
             max_buffered_body_bytes: 64 * 1024 * 1024,
+            max_buffered_body_bytes_per_client: 8 * 1024 * 1024,
+            body_budget_wait: Duration::from_secs(1),
             refusal_records_per_client: crate::audit::Quota { per_sec: 10.0, burst: 50.0 },
             refusal_records_total: crate::audit::Quota { per_sec: 200.0, burst: 1000.0 },
         }
@@ -242,7 +254,37 @@ struct State {
     seqs: SeqMemory,
     in_flight: Arc<Semaphore>,
     body_budget: Arc<Semaphore>,
-    per_client: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    per_client: std::sync::Mutex<std::collections::HashMap<String, ClientUse>>,
+    connection_warnings: WarnEvery,
+}
+
+/// What one client network holds.
+#[derive(Debug, Default)]
+struct ClientUse {
+    connections: usize,
+    body_bytes: usize,
+}
+
+/// A warning logged at most once a second, with the count of those not logged.
+#[derive(Default)]
+struct WarnEvery {
+    last_ms: std::sync::atomic::AtomicU64,
+    skipped: std::sync::atomic::AtomicU64,
+}
+
+impl WarnEvery {
+    /// `Some(skipped since the last one)` when this one may be logged.
+    fn may_log(&self, now_ms: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last_ms.load(Relaxed);
+        if now_ms.saturating_sub(last) >= 1000 && self.last_ms.compare_exchange(last, now_ms, Relaxed, Relaxed).is_ok()
+        {
+            Some(self.skipped.swap(0, Relaxed))
+        } else {
+            self.skipped.fetch_add(1, Relaxed);
+            None
+        }
+    }
 }
 
 /// Starts the gateway: connects to NATS as the gateway user of `nats_profile` (the gateway
@@ -284,6 +326,7 @@ pub async fn start(config: GatewayConfig, nats_profile: &ServiceProfile) -> anyh
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight)),
         body_budget: Arc::new(Semaphore::new(config.limits.max_buffered_body_bytes.clamp(1, u32::MAX as usize))),
         per_client: Default::default(),
+        connection_warnings: WarnEvery::default(),
         refusal_limiter: crate::audit::RateLimiter::with_quotas(
             config.limits.refusal_records_per_client,
             None,
@@ -307,32 +350,53 @@ pub async fn start(config: GatewayConfig, nats_profile: &ServiceProfile) -> anyh
     Ok(RunningGateway { local_addr, tls, state, task, flusher })
 }
 
-/// One open connection of a client network; dropping it gives the slot back.
-struct ClientSlot {
+/// Connections or body bytes a client network holds; dropping it gives them back.
+struct ClientHold {
     state: Arc<State>,
     network: String,
+    connections: usize,
+    body_bytes: usize,
 }
 
-impl ClientSlot {
-    fn take(state: &Arc<State>, peer: SocketAddr) -> Option<Self> {
+impl ClientHold {
+    /// One connection, if the network is under `max_connections_per_client`.
+    fn connection(state: &Arc<State>, peer: SocketAddr) -> Option<Self> {
+        Self::take(state, peer, 1, 0)
+    }
+
+    /// `bytes` of body budget, if the network stays within
+    /// `max_buffered_body_bytes_per_client`.
+    fn body(state: &Arc<State>, peer: SocketAddr, bytes: usize) -> Option<Self> {
+        Self::take(state, peer, 0, bytes)
+    }
+
+    fn take(state: &Arc<State>, peer: SocketAddr, connections: usize, body_bytes: usize) -> Option<Self> {
         let network = audit::client_principal(peer.ip()).arn;
-        let mut counts = state.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(network.clone()).or_insert(0);
-        if *count >= state.limits.max_connections_per_client {
+        let mut all = state.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let used = all.entry(network.clone()).or_default();
+        let limits = &state.limits;
+        if used.connections + connections > limits.max_connections_per_client
+            || used.body_bytes + body_bytes > limits.max_buffered_body_bytes_per_client
+        {
+            if used.connections == 0 && used.body_bytes == 0 {
+                all.remove(&network);
+            }
             return None;
         }
-        *count += 1;
-        Some(Self { state: state.clone(), network })
+        used.connections += connections;
+        used.body_bytes += body_bytes;
+        Some(Self { state: state.clone(), network, connections, body_bytes })
     }
 }
 
-impl Drop for ClientSlot {
+impl Drop for ClientHold {
     fn drop(&mut self) {
-        let mut counts = self.state.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&self.network) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.network);
+        let mut all = self.state.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(used) = all.get_mut(&self.network) {
+            used.connections -= self.connections;
+            used.body_bytes -= self.body_bytes;
+            if used.connections == 0 && used.body_bytes == 0 {
+                all.remove(&self.network);
             }
         }
     }
@@ -355,11 +419,15 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<tokio_rustls::TlsAc
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %peer, "too many connections; closing a new one");
+            if let Some(skipped) = state.connection_warnings.may_log(state.clock.now_unix_ms()) {
+                tracing::warn!(peer = %peer, skipped, "too many connections; closing a new one");
+            }
             continue;
         };
-        let Some(slot) = ClientSlot::take(&state, peer) else {
-            tracing::warn!(peer = %peer, "too many connections from this client; closing a new one");
+        let Some(slot) = ClientHold::connection(&state, peer) else {
+            if let Some(skipped) = state.connection_warnings.may_log(state.clock.now_unix_ms()) {
+                tracing::warn!(peer = %peer, skipped, "too many connections from this client; closing a new one");
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -458,7 +526,8 @@ struct Asked<'a> {
 /// rate) and then answers it.
 async fn refuse(state: &State, asked: &Asked<'_>, r: Refusal<'_>) -> Response<Full<Bytes>> {
     let now = state.clock.now_unix_ms();
-    if state.refusal_limiter.allow(&audit::client_principal(asked.peer.ip()), now) {
+    let recorded = state.refusal_limiter.allow(&audit::client_principal(asked.peer.ip()), now);
+    if recorded {
         state
             .rejections
             .record_rejection(Rejection {
@@ -474,7 +543,12 @@ async fn refuse(state: &State, asked: &Asked<'_>, r: Refusal<'_>) -> Response<Fu
             })
             .await;
     }
-    tracing::info!(status = r.status, error = r.error_name, reason = r.reason, "refused");
+    // Past the rate, the process log is spared too: only counted refusals' lines are debug.
+    if recorded {
+        tracing::info!(status = r.status, error = r.error_name, reason = r.reason, "refused");
+    } else {
+        tracing::debug!(status = r.status, error = r.error_name, reason = r.reason, "refused (counted)");
+    }
     error_response(r.status, &asked.request_id.to_string(), r.error_name, &r.message)
 }
 
@@ -553,24 +627,27 @@ async fn handle_inner(
     }
     // Never more than the whole budget, or the request could never start.
     let budget_total = state.limits.max_buffered_body_bytes.clamp(1, u32::MAX as usize);
-    let reserve = declared_len.map_or(limit, |n| n as usize).clamp(1, limit.max(1)).min(budget_total) as u32;
-    let deadline = tokio::time::Instant::now() + state.limits.body_read_timeout;
-    // Held until the answer is sent: it bounds the bytes of every body in memory.
-    let _budget = match tokio::time::timeout_at(deadline, state.body_budget.clone().acquire_many_owned(reserve)).await {
+    let reserve = declared_len.map_or(limit, |n| n as usize).clamp(1, limit.max(1)).min(budget_total);
+    let busy = |why: &str| Refusal {
+        status: 400,
+        error_name: "ThrottlingException",
+        reason: "busy",
+        message: format!("{why}; retry."),
+        access_key_id: Some(claimed.as_str()),
+        authenticated: None,
+    };
+    // Held until the answer is sent: they bound the bytes of every body in memory, per client
+    // network and in all.
+    let Some(_share) = ClientHold::body(&state, peer, reserve) else {
+        return refuse(&state, &asked, busy("This client is sending too many request bodies at once")).await;
+    };
+    let wait = state.body_budget.clone().acquire_many_owned(reserve as u32);
+    let _budget = match tokio::time::timeout(state.limits.body_budget_wait, wait).await {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) => return error_response(503, &rid, "ServiceUnavailable", "The gateway is shutting down."),
-        Err(_) => {
-            let busy = Refusal {
-                status: 400,
-                error_name: "ThrottlingException",
-                reason: "busy",
-                message: "Too many request bodies are being received at once; retry.".to_owned(),
-                access_key_id: Some(claimed.as_str()),
-                authenticated: None,
-            };
-            return refuse(&state, &asked, busy).await;
-        }
+        Err(_) => return refuse(&state, &asked, busy("Too many request bodies are being received at once")).await,
     };
+    let deadline = tokio::time::Instant::now() + state.limits.body_read_timeout;
     let body = match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
