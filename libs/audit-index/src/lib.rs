@@ -42,7 +42,8 @@ pub use query::{
 };
 pub use record::{
     alias_of, control_operation, format_time_us, key_id_of_arn, outcome, parse_time, records_from_message, stream_rank,
-    AuditRecord, Realm, EVENT_API_CALL, EVENT_SERVICE, EVENT_SUPPRESSED, OPERATION_SUPPRESSED,
+    AuditRecord, Realm, EVENT_API_CALL, EVENT_SERVICE, EVENT_SUPPRESSED, HTTP_CLIENT_PRINCIPAL_PREFIX,
+    OPERATION_SUPPRESSED,
 };
 pub use schema::{build_schema, Fields, FIELD_NAMES, SCHEMA_VERSION};
 pub use usage::{KeyUsage, PrincipalUsage, UsageEvent, CRYPTO_OPERATIONS};

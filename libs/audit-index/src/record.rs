@@ -32,6 +32,11 @@ pub const EVENT_SERVICE: &str = "AwsServiceEvent";
 pub const EVENT_SUPPRESSED: &str = "KeyledgerSuppressedRequests";
 /// `operation` of a rate-limiter summary record.
 pub const OPERATION_SUPPRESSED: &str = "SuppressedRequests";
+/// Principal ARN prefix of the AWS endpoint's summaries of the refusals it only counted
+/// (`keyledger:http-client:<IPv4 address or IPv6 /64>`): their requests were refused for
+/// various reasons (bad signatures, oversized bodies, …), not throttled, so such a summary
+/// carries no error name, transport `http` and the network as its source address.
+pub const HTTP_CLIENT_PRINCIPAL_PREFIX: &str = "keyledger:http-client:";
 
 /// Outcome names stored in `outcome`.
 pub mod outcome {
@@ -649,6 +654,7 @@ fn suppressed_record(stream: &str, seq: u64, i: usize, block_id: &str, s: &Suppr
     let mut accounts = Vec::new();
     push_account(&mut accounts, &s.principal.account);
     let time_unix_us = i64::try_from(s.window_end_unix_ms).unwrap_or(i64::MAX / 1000).saturating_mul(1000);
+    let http_network = s.principal.arn.strip_prefix(HTTP_CLIENT_PRINCIPAL_PREFIX);
     AuditRecord {
         record_id: format!("{block_id}-s{i}"),
         request_id: String::new(),
@@ -663,9 +669,9 @@ fn suppressed_record(stream: &str, seq: u64, i: usize, block_id: &str, s: &Suppr
         principal_type: principal_type(s.principal.kind).to_owned(),
         nats_account: s.principal.nats_account.clone(),
         nats_user: s.principal.user.clone(),
-        source_transport: "service".to_owned(),
+        source_transport: if http_network.is_some() { "http" } else { "service" }.to_owned(),
         source_client: String::new(),
-        source_addr: String::new(),
+        source_addr: http_network.unwrap_or_default().to_owned(),
         operation: OPERATION_SUPPRESSED.to_owned(),
         key_id_supplied: String::new(),
         key_arn: String::new(),
@@ -675,7 +681,7 @@ fn suppressed_record(stream: &str, seq: u64, i: usize, block_id: &str, s: &Suppr
         encryption_context: BTreeMap::new(),
         authorized_by: String::new(),
         outcome: outcome::SUPPRESSED.to_owned(),
-        error_name: "ThrottlingException".to_owned(),
+        error_name: if http_network.is_some() { "" } else { "ThrottlingException" }.to_owned(),
         decided_at_seq: 0,
         ciphertext_digest: String::new(),
         pending_deletion_alarm: false,
@@ -693,6 +699,31 @@ fn suppressed_record(stream: &str, seq: u64, i: usize, block_id: &str, s: &Suppr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_refusal_summary_is_http_from_its_network_with_no_error_name() {
+        let summary = |arn: &str| SuppressedRequestsV1 {
+            principal: keyledger_events::PrincipalV1 {
+                kind: keyledger_events::principal_kind::SIGV4,
+                account: String::new(),
+                arn: arn.to_owned(),
+                nats_account: "GATEWAY".to_owned(),
+                user: String::new(),
+            },
+            count: 250,
+            window_start_unix_ms: 1_000,
+            window_end_unix_ms: 6_000,
+        };
+        let r = suppressed_record("KL_USAGE_V1_202612", 7, 0, "b", &summary("keyledger:http-client:203.0.113.9"));
+        assert_eq!((r.source_transport.as_str(), r.source_addr.as_str()), ("http", "203.0.113.9"));
+        assert_eq!((r.error_name.as_str(), r.suppressed_count), ("", 250));
+        let throttled =
+            suppressed_record("KL_USAGE_V1_202612", 7, 0, "b", &summary("arn:aws:iam::111122223333:user/a"));
+        assert_eq!(
+            (throttled.source_transport.as_str(), throttled.error_name.as_str()),
+            ("service", "ThrottlingException")
+        );
+    }
 
     #[test]
     fn arns_and_aliases_are_split_as_aws_spells_them() {

@@ -57,8 +57,9 @@ pub const REFUSAL_ERRORS: &[&str] = &[
     "ThrottlingException",
 ];
 
-/// The principal ARN prefix of a client network's suppressed-refusal summaries.
-pub const CLIENT_PRINCIPAL_PREFIX: &str = "keyledger:http-client:";
+/// The principal ARN prefix of a client network's suppressed-refusal summaries (the audit
+/// index shows such summaries as HTTP, with no error name).
+pub const CLIENT_PRINCIPAL_PREFIX: &str = keyledger_audit_index::HTTP_CLIENT_PRINCIPAL_PREFIX;
 
 /// One refused request, as the audit log keeps it. Never holds a secret, a signature or a
 /// body. JSON on the wire (unknown members refused).
