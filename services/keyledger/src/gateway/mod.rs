@@ -625,9 +625,10 @@ async fn handle_inner(
     if declared_len.is_some_and(|n| n > limit as u64) {
         return refuse(&state, &asked, too_large()).await;
     }
-    // Never more than the whole budget, or the request could never start.
+    // Never more than the whole budget or a network's share, or the request could never start.
     let budget_total = state.limits.max_buffered_body_bytes.clamp(1, u32::MAX as usize);
-    let reserve = declared_len.map_or(limit, |n| n as usize).clamp(1, limit.max(1)).min(budget_total);
+    let share = state.limits.max_buffered_body_bytes_per_client.max(1);
+    let reserve = declared_len.map_or(limit, |n| n as usize).clamp(1, limit.max(1)).min(budget_total).min(share);
     let busy = |why: &str| Refusal {
         status: 400,
         error_name: "ThrottlingException",
