@@ -378,6 +378,7 @@ async fn when_bodies_in_progress_fill_the_budget_a_request_is_throttled_and_repo
     let mut g = GatewayEnv::start().await;
     let limits = keyledger::gateway::GatewayLimits {
         max_buffered_body_bytes: 64,
+        unbudgeted_body_bytes: 0,
         body_read_timeout: Duration::from_secs(2),
         nats_timeout: Duration::from_secs(15),
         ..Default::default()
@@ -415,13 +416,17 @@ async fn when_bodies_in_progress_fill_the_budget_a_request_is_throttled_and_repo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_network_cannot_hold_the_body_budget_by_announcing_bodies_it_never_sends() {
     let g = GatewayEnv::start().await;
-    let limits = keyledger::gateway::GatewayLimits { max_buffered_body_bytes_per_client: 100, ..Default::default() };
+    let limits = keyledger::gateway::GatewayLimits {
+        max_buffered_body_bytes_per_client: 100,
+        unbudgeted_body_bytes: 16,
+        ..Default::default()
+    };
     let sink = Arc::new(CollectAll::default());
     let gw = another_gateway(&g, None, limits, Some(sink.clone())).await;
     let addr = gw.local_addr();
     let now = (g.h.clock.now_unix_ms() / 1000) as i64;
-    let body = format!(r#"{{"Limit":1{}}}"#, " ".repeat(70));
-    // 82 announced bytes (JSON with spaces), none sent: 82 of this network's 100.
+    let body = format!(r#"{{"Limit":1{}}}"#, " ".repeat(88));
+    // 99 announced bytes (JSON with spaces), none sent: 99 of this network's 100.
     let _stalled =
         send_partial(addr, &signed_headers(addr, &g.dev, "ListKeys", body.as_bytes(), now), body.len(), b"").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -434,6 +439,9 @@ async fn one_client_network_cannot_hold_the_body_budget_by_announcing_bodies_it_
         "the same network is over its share: {}",
         String::from_utf8_lossy(&again.body)
     );
+    // Small requests (every real KMS request is under the default 64 KiB) never wait.
+    let small = send_raw(addr, "POST", "/", &signed_headers(addr, &g.dev, "ListKeys", b"{}", now), b"{}").await;
+    assert_eq!(small.status, 200, "a small request is served: {}", String::from_utf8_lossy(&small.body));
     let other = "127.0.0.2".parse().unwrap();
     let ok = send_raw_from(
         Some(other),

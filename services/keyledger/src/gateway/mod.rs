@@ -20,8 +20,9 @@
 //! **Order.** (1) SigV4 checks that need neither body nor secret (header form, date, scope,
 //! clock skew, a known access key id), before any body byte is read; (2) the body, within
 //! [`GatewayLimits::max_body_bytes`] and `body_read_timeout`, after reserving its announced
-//! size from the body budget (`max_buffered_body_bytes` in all, at most
-//! `max_buffered_body_bytes_per_client` per client network; no room → `ThrottlingException`);
+//! size from the body budget if it is over `unbudgeted_body_bytes` (64 KiB, more than any real
+//! KMS request): `max_buffered_body_bytes` in all, at most `max_buffered_body_bytes_per_client`
+//! per client network; no room → `ThrottlingException`;
 //! (3) the signature; (4) `POST /` and the target; (5) forwarding, the only step that takes
 //! one of the `max_in_flight` slots — so a client that sends its body slowly holds no slot
 //! another request needs. Connections are bounded in all and per client network
@@ -145,6 +146,11 @@ pub struct GatewayLimits {
     pub max_buffered_body_bytes_per_client: usize,
     /// How long a request waits for room in the body budget.
     pub body_budget_wait: Duration,
+    /// Requests announcing at most this many body bytes take nothing from the body budget:
+    /// every real KMS request is that small (the largest, a 32 KiB key policy, fits), so a
+    /// flood of large announced bodies cannot keep them out. Their memory is bounded by the
+    /// connections instead (`max_connections` × this, 256 MiB by default).
+    pub unbudgeted_body_bytes: usize,
     /// Refusals recorded one by one per client network: the refill rate (per second) and the
     /// burst of its token bucket. Refusals over it are counted into summaries ([`audit`]).
     pub refusal_records_per_client: crate::audit::Quota,
@@ -167,6 +173,7 @@ impl Default for GatewayLimits {
             max_buffered_body_bytes: 64 * 1024 * 1024,
             max_buffered_body_bytes_per_client: 8 * 1024 * 1024,
             body_budget_wait: Duration::from_secs(1),
+            unbudgeted_body_bytes: 64 * 1024,
             refusal_records_per_client: crate::audit::Quota { per_sec: 10.0, burst: 50.0 },
             refusal_records_total: crate::audit::Quota { per_sec: 200.0, burst: 1000.0 },
         }
@@ -637,17 +644,23 @@ async fn handle_inner(
         access_key_id: Some(claimed.as_str()),
         authenticated: None,
     };
-    // Held until the answer is sent: they bound the bytes of every body in memory, per client
-    // network and in all.
-    let Some(_share) = ClientHold::body(&state, peer, reserve) else {
-        return refuse(&state, &asked, busy("This client is sending too many request bodies at once")).await;
-    };
-    let wait = state.body_budget.clone().acquire_many_owned(reserve as u32);
-    let _budget = match tokio::time::timeout(state.limits.body_budget_wait, wait).await {
-        Ok(Ok(permit)) => permit,
-        Ok(Err(_)) => return error_response(503, &rid, "ServiceUnavailable", "The gateway is shutting down."),
-        Err(_) => return refuse(&state, &asked, busy("Too many request bodies are being received at once")).await,
-    };
+    // Held until the answer is sent: they bound the bytes of every large body in memory, per
+    // client network and in all. Small ones (every real KMS request) are bounded by the
+    // connections and never wait.
+    let mut _held = None;
+    if declared_len.is_none_or(|n| n > state.limits.unbudgeted_body_bytes as u64) {
+        let Some(share) = ClientHold::body(&state, peer, reserve) else {
+            return refuse(&state, &asked, busy("This client is sending too many request bodies at once")).await;
+        };
+        let wait = state.body_budget.clone().acquire_many_owned(reserve as u32);
+        match tokio::time::timeout(state.limits.body_budget_wait, wait).await {
+            Ok(Ok(permit)) => _held = Some((share, permit)),
+            Ok(Err(_)) => return error_response(503, &rid, "ServiceUnavailable", "The gateway is shutting down."),
+            Err(_) => {
+                return refuse(&state, &asked, busy("Too many request bodies are being received at once")).await;
+            }
+        }
+    }
     let deadline = tokio::time::Instant::now() + state.limits.body_read_timeout;
     let body = match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
