@@ -513,7 +513,7 @@ pub async fn record_refusal(
     use crate::gateway::audit::{RefusalReport, CLIENT_PRINCIPAL_PREFIX};
     let invalid = |why: &str| KmsError::new(ErrorKind::Validation, format!("Invalid gateway refusal report: {why}."));
     let report: RefusalReport = serde_json::from_slice(&msg.payload).map_err(|_| invalid("not a report"))?;
-    let gateway_account = request_info_account(msg);
+    let gateway_account = truncate(request_info(msg).acc, MAX_SOURCE_BYTES);
     match report {
         RefusalReport::Refused(r) => {
             r.validate().map_err(invalid)?;
@@ -574,19 +574,4 @@ pub async fn record_refusal(
             Ok((uuid::Uuid::new_v4(), None))
         }
     }
-}
-
-/// The server-stamped NATS account of a request (empty if none).
-fn request_info_account(msg: &async_nats::Message) -> String {
-    #[derive(serde::Deserialize, Default)]
-    struct Acc {
-        #[serde(default)]
-        acc: String,
-    }
-    msg.headers
-        .as_ref()
-        .and_then(|h| h.get(crate::identity::REQUEST_INFO_HEADER))
-        .and_then(|v| serde_json::from_str::<Acc>(v.as_str()).ok())
-        .map(|a| truncate(a.acc, 256))
-        .unwrap_or_default()
 }
