@@ -37,7 +37,7 @@ impl NatsCluster {
         let mut attempt = 1;
         loop {
             match Self::start_on(binary, topology.clone(), data_dir, &Self::free_ports(size)?, sync_always, tls) {
-                Err(Error::Start { log_tail, .. }) if attempt < 5 && log_tail.contains("address already in use") => {
+                Err(e) if attempt < 5 && e.is_port_taken() => {
                     attempt += 1;
                     // A new cluster on new ports: nothing of the failed start is kept.
                     for i in 0..size {

@@ -69,6 +69,16 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// True when a start failed because a port was taken: by the port check before the spawn
+    /// (said in `message`) or by the server's own bind (said in its log). A start on ports
+    /// picked as free may try again with new ones then.
+    pub fn is_port_taken(&self) -> bool {
+        const TAKEN: &str = "address already in use";
+        matches!(self, Error::Start { message, log_tail } if message.contains(TAKEN) || log_tail.contains(TAKEN))
+    }
+}
+
 /// Finds (or installs) the server binary and starts it on a free loopback port with
 /// `topology`, JetStream in `data_dir/jetstream`, `sync_interval: always`, no monitoring.
 /// The convenience entry point for tests and `keyledger dev`.

@@ -84,12 +84,7 @@ impl NatsServer {
             }
             match server.launch() {
                 Ok(()) => return Ok(server),
-                Err(Error::Start { ref message, ref log_tail })
-                    if (pick_port || pick_monitor)
-                        && attempt < PORT_ATTEMPTS
-                        && (log_tail.contains("address already in use")
-                            || message.contains("address already in use")) =>
-                {
+                Err(ref e) if (pick_port || pick_monitor) && attempt < PORT_ATTEMPTS && e.is_port_taken() => {
                     attempt += 1;
                 }
                 Err(e) => return Err(e),

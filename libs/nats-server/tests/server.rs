@@ -222,3 +222,22 @@ fn rendered_config_is_accepted_by_the_server() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("is valid"), "{text}");
 }
+
+/// The port check before the spawn says "address already in use" in its message, not in a
+/// server log: starts on picked ports (one server, a cluster) must recognise it and retry, or a
+/// port taken between the pick and the spawn (by any other process on the machine) fails the
+/// start. The cluster's retry looked at the log only and failed a CI run that way.
+#[test]
+fn a_port_taken_before_the_spawn_is_recognised_as_taken() {
+    let binary = keyledger_nats_server::find_or_install().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = keyledger_nats_server::ServerSettings::loopback(dir.path().join("js"), DevTopology::dev());
+    settings.port = taken.local_addr().unwrap().port();
+    let e = NatsServer::spawn(&binary, settings, dir.path()).err().expect("a taken port is refused");
+    assert!(e.is_port_taken(), "{e}");
+    assert!(
+        !keyledger_nats_server::Error::Config("x".into()).is_port_taken(),
+        "other failures are not retried as taken ports"
+    );
+}
