@@ -234,7 +234,7 @@ fn a_port_taken_before_the_spawn_is_recognised_as_taken() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = keyledger_nats_server::ServerSettings::loopback(dir.path().join("js"), DevTopology::dev());
     settings.port = taken.local_addr().unwrap().port();
-    let e = NatsServer::spawn(&binary, settings, dir.path()).err().expect("a taken port is refused");
+    let Err(e) = NatsServer::spawn(&binary, settings, dir.path()) else { panic!("a taken port is refused") };
     assert!(e.is_port_taken(), "{e}");
     assert!(
         !keyledger_nats_server::Error::Config("x".into()).is_port_taken(),
