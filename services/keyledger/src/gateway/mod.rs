@@ -135,10 +135,11 @@ pub struct GatewayLimits {
     /// Open connections at once from one client network (an IPv4 address, an IPv6 /64); more
     /// are closed on accept.
     pub max_connections_per_client: usize,
-    /// Request bodies held at once, in bytes, summed over every connection: each request
-    /// reserves its `Content-Length` (or `max_body_bytes` when it sends none) from the moment
-    /// its headers are checked until its answer is sent. A request that cannot reserve its
-    /// share within `body_budget_wait` is answered ThrottlingException (retryable).
+    /// Large request bodies held at once, in bytes, summed over every connection: each request
+    /// announcing more than `unbudgeted_body_bytes` reserves its `Content-Length` (or
+    /// `max_body_bytes` when it sends none) from the moment its headers are checked until its
+    /// answer is sent. A request that cannot reserve its share within `body_budget_wait` is
+    /// answered ThrottlingException (retryable).
     pub max_buffered_body_bytes: usize,
     /// The part of `max_buffered_body_bytes` one client network may hold; past it its next
     /// request is answered ThrottlingException at once. Without it, 64 connections announcing
