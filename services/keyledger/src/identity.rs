@@ -165,9 +165,9 @@ impl Identities {
             .get(REQUEST_INFO_HEADER)
             .and_then(|v| serde_json::from_str::<RequestInfo>(v.as_str()).ok())
             .map(|info| info.acc);
-        let forwards =
-            headers.iter().any(|(name, _)| AsRef::<str>::as_ref(name).eq_ignore_ascii_case(FORWARDED_PRINCIPAL_HEADER));
-        !forwards && stamped.is_some() && stamped.as_deref() == self.gateway_account.as_deref()
+        forwarded_values(Some(headers)).is_empty()
+            && stamped.is_some()
+            && stamped.as_deref() == self.gateway_account.as_deref()
     }
 
     /// The caller of a request (see the module docs for the rules), or AccessDeniedException.
@@ -192,14 +192,7 @@ impl Identities {
         if info.acc.is_empty() || info.acc.len() > MAX_NAME_BYTES || info.user.len() > MAX_NAME_BYTES {
             return Err(denied("The request carries no usable caller identity."));
         }
-        let forwarded: Vec<&str> = headers
-            .map(|h| {
-                h.iter()
-                    .filter(|(name, _)| AsRef::<str>::as_ref(*name).eq_ignore_ascii_case(FORWARDED_PRINCIPAL_HEADER))
-                    .flat_map(|(_, values)| values.iter().map(|v| v.as_str()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let forwarded = forwarded_values(headers);
         if self.gateway_account.as_deref() == Some(info.acc.as_str()) {
             return self.forwarded_caller(&info, headers, &forwarded);
         }
@@ -266,6 +259,18 @@ impl Identities {
         };
         Ok((caller, source))
     }
+}
+
+/// Every value of [`FORWARDED_PRINCIPAL_HEADER`], under any letter case of its name.
+fn forwarded_values(headers: Option<&HeaderMap>) -> Vec<&str> {
+    headers
+        .map(|h| {
+            h.iter()
+                .filter(|(name, _)| AsRef::<str>::as_ref(*name).eq_ignore_ascii_case(FORWARDED_PRINCIPAL_HEADER))
+                .flat_map(|(_, values)| values.iter().map(|v| v.as_str()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn is_account_id(s: &str) -> bool {

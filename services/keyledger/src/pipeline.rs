@@ -563,13 +563,8 @@ pub async fn record_refusal(
             {
                 return Err(invalid("bad summary"));
             }
-            s.principal = keyledger_events::PrincipalV1 {
-                kind: keyledger_events::principal_kind::SIGV4,
-                account: String::new(),
-                arn: format!("{CLIENT_PRINCIPAL_PREFIX}{network}"),
-                nats_account: gateway_account,
-                user: String::new(),
-            };
+            s.principal = crate::gateway::audit::network_principal(&network);
+            s.principal.nats_account = gateway_account;
             ctx.audit.write_suppressed(s);
             Ok((uuid::Uuid::new_v4(), None))
         }

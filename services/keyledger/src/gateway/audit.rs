@@ -43,19 +43,10 @@ pub const AUTHENTICATION_ERRORS: &[&str] = &[
     "UnrecognizedClientException",
 ];
 
-/// Every error name a refusal may carry: [`AUTHENTICATION_ERRORS`] plus the gateway's own
-/// (`UnknownOperationException`, `RequestEntityTooLargeException`, `SerializationException`,
-/// `ThrottlingException`).
-pub const REFUSAL_ERRORS: &[&str] = &[
-    "MissingAuthenticationTokenException",
-    "IncompleteSignatureException",
-    "InvalidSignatureException",
-    "UnrecognizedClientException",
-    "UnknownOperationException",
-    "RequestEntityTooLargeException",
-    "SerializationException",
-    "ThrottlingException",
-];
+/// The other error names a refusal may carry (recorded with outcome ERROR); with
+/// [`AUTHENTICATION_ERRORS`], every name a refusal may carry.
+pub const GATEWAY_ERRORS: &[&str] =
+    &["UnknownOperationException", "RequestEntityTooLargeException", "SerializationException", "ThrottlingException"];
 
 /// The principal ARN prefix of a client network's suppressed-refusal summaries (the audit
 /// index shows such summaries as HTTP, with no error name).
@@ -71,7 +62,7 @@ pub struct Rejection {
     pub request_id: uuid::Uuid,
     /// When it was refused, gateway clock, ms since the epoch.
     pub time_unix_ms: u64,
-    /// AWS error name returned, one of [`REFUSAL_ERRORS`].
+    /// AWS error name returned, one of [`AUTHENTICATION_ERRORS`] or [`GATEWAY_ERRORS`].
     pub error_name: String,
     /// Stable reason code, ≤ 32 ASCII bytes: for SigV4 `missing`, `incomplete`, `scope`,
     /// `clock_skew`, `unknown_access_key`, `session_token`, `bad_signature`
@@ -99,7 +90,8 @@ impl Rejection {
     /// A static description of the first violated rule (safe to log).
     pub fn validate(&self) -> Result<(), &'static str> {
         let printable = |s: &str, max: usize| s.len() <= max && s.bytes().all(|b| (0x20..0x7f).contains(&b));
-        if !REFUSAL_ERRORS.contains(&self.error_name.as_str()) {
+        let name = self.error_name.as_str();
+        if !AUTHENTICATION_ERRORS.contains(&name) && !GATEWAY_ERRORS.contains(&name) {
             return Err("unknown error name");
         }
         if self.reason.is_empty() || !printable(&self.reason, 32) {
@@ -164,6 +156,11 @@ pub fn client_principal(ip: IpAddr) -> PrincipalV1 {
             }
         },
     };
+    network_principal(&network)
+}
+
+/// The principal of `network`'s refusal summaries (see [`client_principal`]).
+pub fn network_principal(network: &str) -> PrincipalV1 {
     PrincipalV1 {
         kind: principal_kind::SIGV4,
         account: String::new(),

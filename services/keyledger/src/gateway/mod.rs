@@ -561,15 +561,19 @@ async fn refuse(state: &State, asked: &Asked<'_>, r: Refusal<'_>) -> Response<Fu
 }
 
 impl<'a> Refusal<'a> {
+    /// A refusal of a request not (yet) authenticated.
+    fn new(
+        status: u16,
+        error_name: &'static str,
+        reason: &'static str,
+        message: String,
+        access_key_id: Option<&'a str>,
+    ) -> Self {
+        Self { status, error_name, reason, message, access_key_id, authenticated: None }
+    }
+
     fn sigv4(r: &'a sigv4::Rejection) -> Self {
-        Self {
-            status: 400,
-            error_name: r.aws_name,
-            reason: r.reason,
-            message: r.message.clone(),
-            access_key_id: r.access_key_id.as_deref(),
-            authenticated: None,
-        }
+        Self::new(400, r.aws_name, r.reason, r.message.clone(), r.access_key_id.as_deref())
     }
 }
 
@@ -601,19 +605,10 @@ async fn handle_inner(
     let now_unix_s = (state.clock.now_unix_ms() / 1000) as i64;
     let expect = sigv4::Expectations { region: &state.realm.region, service: SIGNING_NAME, now_unix_s };
     let head_only = sigv4::RequestParts { method: parts.method.as_str(), path, query, headers: &headers, body: &[] };
-    let claimed = match sigv4::check_headers(&head_only, &expect) {
+    let claimed = match sigv4::check_headers(&head_only, &expect, |akid| state.access_keys.get(akid).is_some()) {
         Ok(v) => v.access_key_id,
         Err(r) => return refuse(&state, &asked, Refusal::sigv4(&r)).await,
     };
-    if state.access_keys.get(&claimed).is_none() {
-        let r = sigv4::Rejection {
-            aws_name: "UnrecognizedClientException",
-            message: "The security token included in the request is invalid.".to_owned(),
-            reason: "unknown_access_key",
-            access_key_id: Some(claimed.clone()),
-        };
-        return refuse(&state, &asked, Refusal::sigv4(&r)).await;
-    }
 
     // 2. The body: bounded in size, in time and, over all connections, in bytes held.
     let declared_len = parts
@@ -622,13 +617,10 @@ async fn handle_inner(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let limit = state.limits.max_body_bytes;
-    let too_large = || Refusal {
-        status: 413,
-        error_name: "RequestEntityTooLargeException",
-        reason: "body_too_large",
-        message: format!("Request body is larger than {limit} bytes."),
-        access_key_id: Some(claimed.as_str()),
-        authenticated: None,
+    let claimed = Some(claimed.as_str());
+    let too_large = || {
+        let message = format!("Request body is larger than {limit} bytes.");
+        Refusal::new(413, "RequestEntityTooLargeException", "body_too_large", message, claimed)
     };
     if declared_len.is_some_and(|n| n > limit as u64) {
         return refuse(&state, &asked, too_large()).await;
@@ -637,14 +629,7 @@ async fn handle_inner(
     let budget_total = state.limits.max_buffered_body_bytes.clamp(1, u32::MAX as usize);
     let share = state.limits.max_buffered_body_bytes_per_client.max(1);
     let reserve = declared_len.map_or(limit, |n| n as usize).clamp(1, limit.max(1)).min(budget_total).min(share);
-    let busy = |why: &str| Refusal {
-        status: 400,
-        error_name: "ThrottlingException",
-        reason: "busy",
-        message: format!("{why}; retry."),
-        access_key_id: Some(claimed.as_str()),
-        authenticated: None,
-    };
+    let busy = |why: &str| Refusal::new(400, "ThrottlingException", "busy", format!("{why}; retry."), claimed);
     // Held until the answer is sent: they bound the bytes of every large body in memory, per
     // client network and in all. Small ones (every real KMS request) are bounded by the
     // connections and never wait.
@@ -669,14 +654,8 @@ async fn handle_inner(
             return refuse(&state, &asked, too_large()).await;
         }
         Ok(Err(_)) | Err(_) => {
-            let unreadable = Refusal {
-                status: 400,
-                error_name: "SerializationException",
-                reason: "body_unreadable",
-                message: "The request body could not be read.".to_owned(),
-                access_key_id: Some(claimed.as_str()),
-                authenticated: None,
-            };
+            let message = "The request body could not be read.".to_owned();
+            let unreadable = Refusal::new(400, "SerializationException", "body_unreadable", message, claimed);
             return refuse(&state, &asked, unreadable).await;
         }
     };
@@ -707,12 +686,8 @@ async fn handle_inner(
 
     // 4. What is asked.
     let unknown = |reason, message: &str| Refusal {
-        status: 400,
-        error_name: "UnknownOperationException",
-        reason,
-        message: message.to_owned(),
-        access_key_id: Some(key.access_key_id.as_str()),
         authenticated: Some(principal.clone()),
+        ..Refusal::new(400, "UnknownOperationException", reason, message.to_owned(), Some(&key.access_key_id))
     };
     if parts.method != hyper::Method::POST || path != "/" {
         let r = unknown("not_post_root", "Keyledger's AWS KMS endpoint answers POST / only.");

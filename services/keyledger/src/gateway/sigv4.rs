@@ -216,14 +216,21 @@ pub struct Verified {
 }
 
 /// The checks of [`verify`] that need neither the body nor the secret: the `Authorization`
-/// header's form, `X-Amz-Date`, the signed header list, the credential scope, the clock skew
-/// and the absence of a session token. The gateway runs them before it reads a body, so a
-/// request that cannot be authenticated holds no buffer (`parts.body` is not read).
+/// header's form, `X-Amz-Date`, the signed header list, the credential scope, the clock skew,
+/// the absence of a session token, and that `is_known` knows the access key id. The gateway
+/// runs them before it reads a body, so a request that cannot be authenticated holds no
+/// buffer (`parts.body` is not read).
 ///
 /// # Errors
-/// A [`Rejection`] saying why (see the module docs).
-pub fn check_headers(parts: &RequestParts<'_>, expect: &Expectations<'_>) -> Result<Verified, Rejection> {
+/// A [`Rejection`] saying why (see the module docs), as [`verify`] would give it.
+pub fn check_headers<F>(parts: &RequestParts<'_>, expect: &Expectations<'_>, is_known: F) -> Result<Verified, Rejection>
+where
+    F: FnOnce(&str) -> bool,
+{
     let (auth, _, request_unix_s) = header_checks(parts, expect)?;
+    if !is_known(&auth.access_key_id) {
+        return Err(unrecognized("unknown_access_key").with_key(&auth.access_key_id));
+    }
     Ok(Verified { access_key_id: auth.access_key_id, request_unix_s })
 }
 
